@@ -1,0 +1,3 @@
+from lioctl.cli import main
+
+raise SystemExit(main())
