@@ -1,0 +1,91 @@
+"""Where LIO lives in configfs, and getting it there: kernel modules and the mount."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+
+from lioctl.errors import LioError
+
+CONFIGFS_MOUNT = "/sys/kernel/config"
+ROOT = CONFIGFS_MOUNT + "/target"
+CORE = ROOT + "/core"
+
+# configfs directory name -> kernel module providing it
+FABRIC_MODULES = {
+    "iscsi": "iscsi_target_mod",
+    "loopback": "tcm_loop",
+    "vhost": "vhost_scsi",
+    "qla2xxx": "tcm_qla2xxx",
+    "tcm_fc": "tcm_fc",
+    "srpt": "ib_srpt",
+    "sbp": "sbp_target",
+    "efct": "efct",
+    "xen-pvscsi": "xen_scsiback",
+    "ibmvscsis": "ibmvscsis",
+    "usb_gadget": "usb_f_tcm",
+}
+
+# HBA directory prefix -> kernel module
+BACKSTORE_MODULES = {
+    "fileio": "target_core_file",
+    "iblock": "target_core_iblock",
+    "rd_mcp": "target_core_mod",
+    "pscsi": "target_core_pscsi",
+    "user": "target_core_user",
+}
+
+
+def module_loaded(module: str) -> bool:
+    return os.path.isdir("/sys/module/" + module)
+
+
+def modprobe(module: str) -> None:
+    if module_loaded(module):
+        return
+    try:
+        proc = subprocess.run(["modprobe", module], capture_output=True, text=True)
+    except FileNotFoundError:
+        raise LioError(f"cannot load kernel module {module}: modprobe not found") from None
+    if proc.returncode != 0:
+        reason = proc.stderr.strip().splitlines()[-1:] or ["modprobe failed"]
+        raise LioError(f"cannot load kernel module {module}: {reason[0]}")
+
+
+def is_mounted() -> bool:
+    return os.path.isdir(ROOT)
+
+
+def ensure_ready(modules: tuple[str, ...] | list[str] = ()) -> None:
+    """Load target_core_mod (+ the given modules) and mount configfs, as the export script does."""
+    if os.geteuid() != 0:
+        raise LioError("lioctl must run as root to change the kernel target configuration")
+    modprobe("target_core_mod")
+    if not os.path.ismount(CONFIGFS_MOUNT):
+        modprobe("configfs")
+        proc = subprocess.run(["mount", "-t", "configfs", "none", CONFIGFS_MOUNT],
+                              capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise LioError(f"cannot mount configfs on {CONFIGFS_MOUNT}: {proc.stderr.strip()}")
+    for m in modules:
+        modprobe(m)
+    if not os.path.isdir(ROOT):
+        raise LioError(f"{ROOT} is missing although target_core_mod is loaded")
+
+
+def read(path: str, default: str | None = None) -> str | None:
+    """Read a configfs attribute, stripped; default when it is absent or unreadable."""
+    try:
+        with open(path, "rb") as f:
+            return f.read().decode("utf-8", "replace").strip()
+    except OSError:
+        return default
+
+
+def write(path: str, value: str) -> None:
+    """One write(2) of exactly `value`: configfs takes each write as a whole store."""
+    fd = os.open(path, os.O_WRONLY)
+    try:
+        os.write(fd, value.encode())
+    finally:
+        os.close(fd)

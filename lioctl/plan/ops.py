@@ -1,0 +1,190 @@
+"""The configfs operations a plan is made of, each knowing how to run, undo and print itself."""
+
+from __future__ import annotations
+
+import errno
+import os
+import shlex
+from dataclasses import dataclass, field
+
+from lioctl import configfs
+
+
+def _q(s: str) -> str:
+    return shlex.quote(s)
+
+
+@dataclass(frozen=True)
+class Op:
+    path: str
+
+    def apply(self) -> "Op | None":
+        """Run the operation; return the operation that undoes it (None: nothing to undo)."""
+        raise NotImplementedError
+
+    def sh(self) -> str:
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class Mkdir(Op):
+    def apply(self):
+        os.mkdir(self.path)
+        return Rmdir(self.path)
+
+    def sh(self):
+        return f"mkdir {_q(self.path)}"
+
+    def describe(self):
+        return f"create {self.path}"
+
+
+@dataclass(frozen=True)
+class Rmdir(Op):
+    def apply(self):
+        os.rmdir(self.path)
+        return Mkdir(self.path)
+
+    def sh(self):
+        return f"rmdir {_q(self.path)}"
+
+    def describe(self):
+        return f"remove {self.path}"
+
+
+@dataclass(frozen=True)
+class Write(Op):
+    value: str
+    # Secrets are written for real but never printed.
+    secret: bool = False
+    # Restoring the old value makes no sense for one-shot files (control, enable of a backstore).
+    undoable: bool = True
+
+    def apply(self):
+        old = configfs.read(self.path) if self.undoable else None
+        configfs.write(self.path, self.value)
+        if old is None or old == self.value:
+            return None
+        return Write(self.path, old, secret=self.secret, undoable=False)
+
+    def sh(self):
+        return f"printf '%s' {_q(self.value)} > {_q(self.path)}"
+
+    def describe(self):
+        shown = "********" if self.secret else self.value
+        return f"write {shown!r} to {self.path}"
+
+
+@dataclass(frozen=True)
+class Symlink(Op):
+    target: str = ""
+
+    def apply(self):
+        os.symlink(self.target, self.path)
+        return Unlink(self.path)
+
+    def sh(self):
+        return f"ln -s {_q(self.target)} {_q(self.path)}"
+
+    def describe(self):
+        return f"link {self.path} -> {self.target}"
+
+
+@dataclass(frozen=True)
+class Unlink(Op):
+    def apply(self):
+        target = os.readlink(self.path)
+        os.unlink(self.path)
+        return Symlink(self.path, target)
+
+    def sh(self):
+        return f"rm {_q(self.path)}"
+
+    def describe(self):
+        return f"unlink {self.path}"
+
+
+@dataclass(frozen=True)
+class Modprobe(Op):
+    """Load a kernel module (path holds the module name); never undone."""
+
+    def apply(self):
+        configfs.modprobe(self.path)
+        return None
+
+    def sh(self):
+        return f"[ -d /sys/module/{self.path} ] || modprobe {_q(self.path)}"
+
+    def describe(self):
+        return f"load kernel module {self.path}"
+
+
+@dataclass(frozen=True)
+class Mount(Op):
+    """Mount configfs if needed (path holds the mount point); never undone."""
+
+    def apply(self):
+        if not os.path.ismount(self.path):
+            configfs.ensure_ready()
+        return None
+
+    def sh(self):
+        return f"mountpoint -q {_q(self.path)} || mount -t configfs none {_q(self.path)}"
+
+    def describe(self):
+        return f"mount configfs on {self.path}"
+
+
+@dataclass
+class Plan:
+    """An ordered list of operations plus what to tell the user it does."""
+
+    ops: list[Op] = field(default_factory=list)
+
+    def add(self, op: Op) -> Op:
+        self.ops.append(op)
+        return op
+
+    def mkdir(self, path: str) -> None:
+        self.add(Mkdir(path))
+
+    def rmdir(self, path: str) -> None:
+        self.add(Rmdir(path))
+
+    def write(self, path: str, value, *, secret: bool = False, undoable: bool = True) -> None:
+        self.add(Write(path, str(value), secret=secret, undoable=undoable))
+
+    def symlink(self, path: str, target: str) -> None:
+        self.add(Symlink(path, target))
+
+    def unlink(self, path: str) -> None:
+        self.add(Unlink(path))
+
+    def extend(self, other: "Plan") -> None:
+        self.ops.extend(other.ops)
+
+    def __iter__(self):
+        return iter(self.ops)
+
+    def __len__(self):
+        return len(self.ops)
+
+    def __bool__(self):
+        return bool(self.ops)
+
+
+ERRNO_REASONS = {
+    errno.EEXIST: "it already exists",
+    errno.ENOENT: "it does not exist",
+    errno.EBUSY: "it is in use",
+    errno.EINVAL: "the kernel rejected it as invalid",
+    errno.ENOTEMPTY: "it is not empty",
+    errno.EPERM: "permission denied",
+    errno.EACCES: "permission denied",
+    errno.ENODEV: "no such device",
+    errno.EADDRNOTAVAIL: "the address is not available on this host",
+    errno.EADDRINUSE: "the address is already in use",
+}

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Boot Debian's kernel (all LIO modules) under QEMU/TCG with virtme-ng and run a command in
+# the guest, in this checkout. The guest sees the host's files; only the checkout is writable.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+K=$(ls /boot/vmlinuz-*-amd64 2>/dev/null | sort -V | tail -1)
+[[ -n $K ]] || { echo "boot.sh: no Debian kernel in /boot (install linux-image-amd64)" >&2; exit 1; }
+MEM=${LIOCTL_VM_MEMORY:-3G}
+export PATH="$PWD/.venv/bin:$PATH"
+exec .venv/bin/vng --run "$K" --disable-kvm --memory "$MEM" --cpus 2 \
+    --rwdir "$PWD" --exec "$(printf '%q ' "$@")" < /dev/null

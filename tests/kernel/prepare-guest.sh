@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Inside the guest: kernel modules, configfs, and the daemons real clients need.
+set -uo pipefail
+for m in sd_mod sg loop configfs target_core_mod target_core_file target_core_iblock \
+         target_core_pscsi target_core_user tcm_loop iscsi_target_mod iscsi_tcp; do
+    modprobe "$m" || echo "prepare-guest: cannot load $m" >&2
+done
+mountpoint -q /sys/kernel/config || mount -t configfs none /sys/kernel/config
+# /tmp in the guest is an overlay; give tests a real tmpfs for images and loop devices.
+mountpoint -q /tmp || mount -t tmpfs -o size=1500M tmpfs /tmp
+mkdir -p /run/lock /run/dbus /var/run
+ip link set lo up 2>/dev/null || true
