@@ -1,0 +1,75 @@
+"""WWN rules (iqn/naa/eui/ib/free), normalisation the way rtslib does it, and generation."""
+
+from __future__ import annotations
+
+import re
+import socket
+import uuid
+
+from lioctl.errors import LioError
+
+IQN_RE = re.compile(r"^iqn\.\d{4}-(0[1-9]|1[0-2])\.[a-z0-9]([a-z0-9-]*[a-z0-9])?"
+                    r"(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*(:[a-z0-9.:_-]+)?$")
+# rtslib's own (looser) IQN test; we also enforce RFC 3720 character rules above.
+TESTS = {
+    "iqn": lambda w: bool(IQN_RE.match(w)) and len(w) <= 223,
+    "naa": lambda w: bool(re.match(r"^naa\.[125c-f][0-9a-f]{15}$", w)
+                          or re.match(r"^naa\.6[0-9a-f]{31}$", w)),
+    "eui": lambda w: bool(re.match(r"^eui\.[0-9a-f]{16}$", w)),
+    "ib": lambda w: bool(re.match(r"^ib\.[0-9a-f]{32}$", w)),
+    "free": lambda w: bool(w) and "/" not in w and not w.startswith(".") and len(w) <= 223,
+}
+
+
+def cleanse(wwn_type: str, wwn: str) -> str:
+    """rtslib's _cleanse_wwn: lower-case, and turn colon-hex FC/IB forms into naa./ib. forms."""
+    wwn = wwn.strip()
+    if wwn_type in ("iqn", "naa", "eui", "ib"):
+        wwn = wwn.lower()
+    if wwn_type in ("naa", "ib"):
+        hexonly = wwn.replace(":", "")
+        if wwn_type == "naa" and re.match(r"^(0x)?[0-9a-f]{16}$", hexonly):
+            wwn = "naa." + hexonly.removeprefix("0x")
+        elif wwn_type == "ib" and re.match(r"^(0x)?[0-9a-f]{32}$", hexonly):
+            wwn = "ib." + hexonly.removeprefix("0x")
+    if wwn_type == "eui" and wwn.startswith("eui.") is False and re.match(r"^[0-9a-f]{16}$", wwn):
+        wwn = "eui." + wwn
+    return wwn
+
+
+def normalize(wwn_types: tuple[str, ...], wwn: str, what: str = "WWN") -> tuple[str, str]:
+    """Return (normalised wwn, its type) or raise a one-line error naming the accepted types."""
+    for t in wwn_types:
+        clean = cleanse(t, wwn)
+        if TESTS[t](clean):
+            return clean, t
+    raise LioError(f"{what} {wwn!r} is not valid as {' or '.join(wwn_types)}"
+                   + (" (e.g. iqn.2003-01.org.example:name)" if "iqn" in wwn_types else ""))
+
+
+def generate(wwn_type: str) -> str:
+    u = uuid.uuid4().hex
+    if wwn_type == "iqn":
+        host = iqn_label(socket.gethostname()) or "localhost"
+        return f"iqn.2003-01.org.linux-iscsi.{host}.x8664:sn.{u[:12]}"
+    if wwn_type == "naa":
+        return "naa.5001405" + u[:9]
+    if wwn_type == "eui":
+        return "eui.001405" + u[:10]
+    if wwn_type == "unit_serial":
+        return str(uuid.uuid4())
+    raise LioError(f"cannot generate a WWN of type {wwn_type}")
+
+
+def iqn_label(text: str) -> str:
+    """Make text usable inside an IQN: lowercase, [a-z0-9.-] only, no leading/trailing '-'/'.'."""
+    s = re.sub(r"[^a-z0-9.-]+", "-", text.lower())
+    s = re.sub(r"-{2,}", "-", s)
+    s = re.sub(r"\.{2,}", ".", s)
+    return s.strip("-.")
+
+
+def iqn_suffix(text: str) -> str:
+    """The part after ':' may also hold ':' and '_' but nothing else special."""
+    s = re.sub(r"[^a-z0-9.:_-]+", "-", text.lower())
+    return re.sub(r"-{2,}", "-", s).strip("-.:")
