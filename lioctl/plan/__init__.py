@@ -4,6 +4,8 @@ The same plan prints as a POSIX sh script (--dry-run), is undone in reverse on f
 and is what restore-by-difference produces.
 """
 
-from lioctl.plan.ops import Mkdir, Op, Plan, Rmdir, Symlink, Unlink, Write, Modprobe, Mount
+from lioctl.plan.ops import (CreateFile, Mkdir, Modprobe, Mount, Op, Plan, RemoveFile, Rmdir,
+                             Symlink, Unlink, Write)
 
-__all__ = ["Mkdir", "Op", "Plan", "Rmdir", "Symlink", "Unlink", "Write", "Modprobe", "Mount"]
+__all__ = ["CreateFile", "Mkdir", "Modprobe", "Mount", "Op", "Plan", "RemoveFile", "Rmdir",
+           "Symlink", "Unlink", "Write"]

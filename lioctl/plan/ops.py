@@ -188,3 +188,46 @@ ERRNO_REASONS = {
     errno.EADDRNOTAVAIL: "the address is not available on this host",
     errno.EADDRINUSE: "the address is already in use",
 }
+
+
+@dataclass(frozen=True)
+class CreateFile(Op):
+    """A fileio backing file made by lioctl (sparse or fully allocated); removed on rollback."""
+
+    size: int = 0
+    sparse: bool = True
+
+    def apply(self):
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            if self.sparse:
+                os.ftruncate(fd, self.size)
+            else:
+                os.posix_fallocate(fd, 0, self.size)
+        except OSError:
+            os.close(fd)
+            os.unlink(self.path)
+            raise
+        os.close(fd)
+        return RemoveFile(self.path)
+
+    def sh(self):
+        if self.sparse:
+            return f"truncate -s {self.size} {_q(self.path)}"
+        return f"fallocate -l {self.size} {_q(self.path)}"
+
+    def describe(self):
+        return f"create file {self.path} ({self.size} bytes{', sparse' if self.sparse else ''})"
+
+
+@dataclass(frozen=True)
+class RemoveFile(Op):
+    def apply(self):
+        os.unlink(self.path)
+        return None
+
+    def sh(self):
+        return f"rm -f {_q(self.path)}"
+
+    def describe(self):
+        return f"remove file {self.path}"

@@ -1,0 +1,273 @@
+"""Backstores (storage objects): validation and the configfs plan that creates or deletes each kind.
+
+One HBA directory per storage object (core/<hba>_<N>/<name>), as rtslib does, so targetcli and
+rtslib read what lioctl makes and the other way round.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import re
+import stat
+from contextlib import contextmanager
+
+from lioctl import configfs, wwn as wwnmod
+from lioctl.errors import LioError
+from lioctl.names import check_object_name
+from lioctl.plan import CreateFile, Modprobe, Plan
+from lioctl.tree.snapshot import HBA_OF_PLUGIN, Snapshot, StorageObject
+from lioctl.units import parse_size
+
+PLUGINS = ("block", "fileio", "pscsi", "ramdisk", "user")
+RTSLIB_LOCK = "/var/run/rtslib_backstore.lock"
+
+
+@contextmanager
+def hba_index_lock():
+    """rtslib allocates HBA indexes under this lock; take it too so neither picks the same one."""
+    os.makedirs(os.path.dirname(RTSLIB_LOCK), exist_ok=True)
+    with open(RTSLIB_LOCK, "a+") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        yield
+
+
+def free_hba(plugin: str, taken: set[str] = frozenset()) -> str:
+    prefix = HBA_OF_PLUGIN[plugin]
+    used = set(taken)
+    try:
+        used |= set(os.listdir(configfs.CORE))
+    except OSError:
+        pass
+    for i in range(1 << 20):
+        if f"{prefix}_{i}" not in used:
+            return f"{prefix}_{i}"
+    raise LioError(f"no free {prefix} HBA index")
+
+
+def check_new_name(snap: Snapshot, plugin: str, name: str) -> None:
+    check_object_name(name, f"backstore name")
+    if snap.so(plugin, name):
+        raise LioError(f"backstore {plugin}/{name} already exists")
+
+
+def block_device_size(dev: str) -> int:
+    fd = os.open(dev, os.O_RDONLY)
+    try:
+        return os.lseek(fd, 0, os.SEEK_END)
+    finally:
+        os.close(fd)
+
+
+def _is_block(path: str) -> bool:
+    try:
+        return stat.S_ISBLK(os.stat(path).st_mode)
+    except OSError:
+        return False
+
+
+def devices_in_use(snap: Snapshot) -> dict[str, StorageObject]:
+    """Backing paths of existing storage objects (realpath) -> the object using it."""
+    out = {}
+    for so in snap.storage_objects.values():
+        if so.udev_path:
+            out[os.path.realpath(so.udev_path)] = so
+    return out
+
+
+def _common_tail(plan: Plan, path: str, *, wwn: str | None, model_alias: bool,
+                 serial: bool = True) -> None:
+    if serial:
+        plan.write(f"{path}/wwn/vpd_unit_serial", wwn or wwnmod.generate("unit_serial"),
+                   undoable=False)
+    if model_alias:
+        plan.write(f"{path}/attrib/emulate_model_alias", "1", undoable=False)
+
+
+def _start(snap: Snapshot, plugin: str, name: str, hba: str | None) -> tuple[Plan, str]:
+    plan = Plan()
+    plan.add(Modprobe(configfs.BACKSTORE_MODULES[HBA_OF_PLUGIN[plugin]]))
+    hba = hba or free_hba(plugin)
+    hba_path = f"{configfs.CORE}/{hba}"
+    if not os.path.isdir(hba_path):
+        plan.mkdir(hba_path)
+    path = f"{hba_path}/{name}"
+    plan.mkdir(path)
+    return plan, path
+
+
+def plan_fileio(snap: Snapshot, name: str, file: str, size=None, write_back: bool = True,
+                sparse: bool = True, wwn: str | None = None, model_alias: bool = True,
+                hba: str | None = None, create_missing: bool = True) -> Plan:
+    check_new_name(snap, "fileio", name)
+    if not file.startswith("/"):
+        file = os.path.abspath(file)
+    if "," in file or "\n" in file:
+        raise LioError(f"file {file!r}: the kernel cannot take a path with ',' or newline")
+    used = devices_in_use(snap)
+    if os.path.realpath(file) in used:
+        so = used[os.path.realpath(file)]
+        raise LioError(f"file {file} is already used by backstore {so.plugin}/{so.name}")
+    create = None
+    if os.path.exists(file):
+        if os.path.isdir(file):
+            raise LioError(f"{file} is a directory; give a regular file or a block device")
+        if _is_block(file):
+            size_bytes = block_device_size(file)
+        elif not os.path.isfile(file):
+            raise LioError(f"{file} is not a regular file or a block device")
+        else:
+            if not os.access(file, os.R_OK | os.W_OK):
+                raise LioError(f"file {file} is not readable and writable")
+            size_bytes = os.path.getsize(file)
+            if size is not None:
+                want = parse_size(size)
+                if want > size_bytes:
+                    raise LioError(f"file {file} holds {size_bytes} bytes, less than the {want} asked for")
+                size_bytes = want
+            if size_bytes == 0:
+                raise LioError(f"file {file} is empty; give a size to use it")
+    else:
+        if size is None:
+            raise LioError(f"file {file} does not exist; give a size to create it")
+        if not create_missing:
+            raise LioError(f"file {file} does not exist")
+        parent = os.path.dirname(file) or "."
+        if not os.path.isdir(parent):
+            raise LioError(f"cannot create {file}: directory {parent} does not exist")
+        size_bytes = parse_size(size)
+        create = CreateFile(file, size_bytes, sparse)
+    plan, path = _start(snap, "fileio", name, hba)
+    if create:
+        plan.ops.insert(0, create)
+    if _is_block(file):
+        plan.write(f"{path}/control", f"fd_dev_name={file}", undoable=False)
+    else:
+        plan.write(f"{path}/control", f"fd_dev_name={file},fd_dev_size={size_bytes}", undoable=False)
+    if write_back:
+        plan.write(f"{path}/attrib/emulate_write_cache", "1", undoable=False)
+        plan.write(f"{path}/control", "fd_buffered_io=1", undoable=False)
+    plan.write(f"{path}/udev_path", file, undoable=False)
+    plan.write(f"{path}/enable", "1", undoable=False)
+    _common_tail(plan, path, wwn=wwn, model_alias=model_alias)
+    return plan
+
+
+def plan_block(snap: Snapshot, name: str, dev: str, readonly: bool | None = None,
+               wwn: str | None = None, model_alias: bool = True, hba: str | None = None) -> Plan:
+    check_new_name(snap, "block", name)
+    if not os.path.exists(dev):
+        raise LioError(f"block device {dev} does not exist")
+    if not _is_block(dev):
+        raise LioError(f"{dev} is not a block device")
+    used = devices_in_use(snap)
+    if os.path.realpath(dev) in used:
+        so = used[os.path.realpath(dev)]
+        raise LioError(f"device {dev} is already used by backstore {so.plugin}/{so.name}")
+    if readonly is None:  # auto-detect, as an admin would expect of a read-only device
+        ro = configfs.read(f"/sys/class/block/{os.path.basename(os.path.realpath(dev))}/ro", "0")
+        readonly = ro == "1"
+    plan, path = _start(snap, "block", name, hba)
+    plan.write(f"{path}/control", f"udev_path={dev}", undoable=False)
+    plan.write(f"{path}/control", f"readonly={int(bool(readonly))}", undoable=False)
+    plan.write(f"{path}/udev_path", dev, undoable=False)
+    plan.write(f"{path}/enable", "1", undoable=False)
+    _common_tail(plan, path, wwn=wwn, model_alias=model_alias)
+    return plan
+
+
+def plan_ramdisk(snap: Snapshot, name: str, size, nullio: bool = False, wwn: str | None = None,
+                 model_alias: bool = True, hba: str | None = None) -> Plan:
+    check_new_name(snap, "ramdisk", name)
+    pages = (parse_size(size) + 4095) // 4096
+    plan, path = _start(snap, "ramdisk", name, hba)
+    plan.write(f"{path}/control", f"rd_pages={pages}", undoable=False)
+    if nullio:
+        plan.write(f"{path}/control", "rd_nullio=1", undoable=False)
+    plan.write(f"{path}/enable", "1", undoable=False)
+    _common_tail(plan, path, wwn=wwn, model_alias=model_alias)
+    return plan
+
+
+HCTL = re.compile(r"^(\d+):(\d+):(\d+):(\d+)$")
+
+
+def _hctl_of(dev: str) -> tuple[str, str]:
+    """(H:C:T:L, /dev path) from either form."""
+    m = HCTL.match(dev)
+    if m:
+        hctl = dev
+        devs = os.listdir(f"/sys/class/scsi_device/{hctl}/device/block") \
+            if os.path.isdir(f"/sys/class/scsi_device/{hctl}/device/block") else []
+        return hctl, (f"/dev/{devs[0]}" if devs else "")
+    if not os.path.exists(dev):
+        raise LioError(f"SCSI device {dev} does not exist")
+    base = os.path.basename(os.path.realpath(dev))
+    link = f"/sys/class/block/{base}/device"
+    if not os.path.exists(link):
+        raise LioError(f"{dev} is not a SCSI device (give /dev/sdX or H:C:T:L)")
+    return os.path.basename(os.path.realpath(link)), dev
+
+
+def plan_pscsi(snap: Snapshot, name: str, dev: str, hba: str | None = None) -> Plan:
+    check_new_name(snap, "pscsi", name)
+    hctl, devpath = _hctl_of(dev)
+    if not HCTL.match(hctl):
+        raise LioError(f"{dev}: cannot find its SCSI address")
+    h, c, t, l = hctl.split(":")
+    plan, path = _start(snap, "pscsi", name, hba)
+    plan.write(f"{path}/control",
+               f"scsi_host_id={h},scsi_channel_id={c},scsi_target_id={t},scsi_lun_id={l}",
+               undoable=False)
+    if devpath:
+        plan.write(f"{path}/udev_path", devpath, undoable=False)
+    plan.write(f"{path}/enable", "1", undoable=False)
+    return plan
+
+
+def plan_user(snap: Snapshot, name: str, size, config: str, subtype: str | None = None,
+              wwn: str | None = None, hw_max_sectors: int | None = None,
+              model_alias: bool = True, hba: str | None = None, validate: bool = True) -> Plan:
+    """TCMU backstore; dev_config is '<subtype>/<config>' and nl_reply_supported=-1 goes in
+    before enable so enabling never waits for a netlink reply."""
+    check_new_name(snap, "user", name)
+    size_bytes = parse_size(size)
+    from lioctl.tcmu import config as tcmu_config
+    subtype = subtype or tcmu_config.DEFAULT_SUBTYPE
+    if validate:
+        existing = [so.user_config for so in snap.storage_objects.values() if so.plugin == "user"]
+        tcmu_config.validate(subtype, config, size_bytes, existing)
+    plan, path = _start(snap, "user", name, hba)
+    plan.write(f"{path}/control", f"dev_config={subtype}/{config}", undoable=False)
+    plan.write(f"{path}/control", f"dev_size={size_bytes}", undoable=False)
+    if hw_max_sectors:
+        plan.write(f"{path}/control", f"hw_max_sectors={int(hw_max_sectors)}", undoable=False)
+    plan.write(f"{path}/control", "nl_reply_supported=-1", undoable=False)
+    plan.write(f"{path}/enable", "1", undoable=False)
+    _common_tail(plan, path, wwn=wwn, model_alias=model_alias)
+    return plan
+
+
+def users_of(so: StorageObject) -> list[str]:
+    return [f"LUN {lun.index} of {lun.tpg.target.wwn} tpg{lun.tpg.tag}" for lun in so.luns]
+
+
+def plan_delete(snap: Snapshot, so: StorageObject, force: bool = False) -> Plan:
+    """Delete a storage object; in use it fails naming the user, unless force (then LUNs go first)."""
+    from lioctl.tree.targets import plan_delete_lun
+    plan = Plan()
+    if so.luns and not force:
+        raise LioError(f"backstore {so.plugin}/{so.name} is used by {users_of(so)[0]}"
+                       + (f" and {len(so.luns) - 1} more" if len(so.luns) > 1 else "")
+                       + "; delete the LUN first or use --force")
+    for lun in list(so.luns):
+        plan.extend(plan_delete_lun(lun))
+    for tg in so.alua_tpgs:
+        if tg != "default_tg_pt_gp":
+            plan.rmdir(f"{so.path}/alua/{tg}")
+    plan.rmdir(so.path)
+    hba_path = os.path.dirname(so.path)
+    siblings = [s for s in snap.storage_objects.values() if s.hba == so.hba and s is not so]
+    if not siblings:
+        plan.rmdir(hba_path)
+    return plan

@@ -1,0 +1,295 @@
+"""Targets, TPGs, LUNs, portals, ACLs and mapped LUNs: validation and configfs plans."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import uuid
+
+from lioctl import configfs, wwn as wwnmod
+from lioctl.errors import LioError
+from lioctl.plan import Modprobe, Plan
+from lioctl.tree.fabrics import FabricSpec, spec_for
+from lioctl.tree.snapshot import TPG, Lun, MappedLun, NodeACL, Snapshot, StorageObject, Target
+
+MAX_LUN = 65535
+
+
+def _alias() -> str:
+    return uuid.uuid4().hex[-10:]
+
+
+def fabric_path(name: str) -> str:
+    return f"{configfs.ROOT}/{name}"
+
+
+def plan_fabric(snap: Snapshot, spec: FabricSpec) -> Plan:
+    plan = Plan()
+    if spec.module:
+        plan.add(Modprobe(spec.module))
+    if spec.name not in snap.fabrics and not os.path.isdir(fabric_path(spec.name)):
+        plan.mkdir(fabric_path(spec.name))
+    return plan
+
+
+def normalize_target_wwn(spec: FabricSpec, wwn: str | None) -> str:
+    if not wwn:
+        if spec.wwns_from:
+            raise LioError(f"{spec.name} targets need a port WWN; available: "
+                           + (", ".join(spec.hardware_wwns()) or "none (no such ports on this host)"))
+        return wwnmod.generate(spec.wwn_types[0] if spec.wwn_types[0] != "free" else "naa")
+    w, _ = wwnmod.normalize(spec.wwn_types, wwn, f"{spec.name} WWN")
+    if spec.wwns_from:
+        hw = spec.hardware_wwns()
+        if w not in hw:
+            raise LioError(f"{spec.name}: no port with WWN {w} on this host"
+                           + (f" (ports: {', '.join(hw)})" if hw else " (no such ports found)"))
+    return w
+
+
+def plan_target(snap: Snapshot, fabric: str, wwn: str | None, *, tpg: bool = True,
+                default_portal: bool = True, enable: bool = True) -> tuple[Plan, str]:
+    """Create a target (and, as targetcli does, TPG 1 with the default portal)."""
+    spec = spec_for(fabric)
+    w = normalize_target_wwn(spec, wwn)
+    cfs_w = spec.cfs_wwn(w)
+    fab = snap.fabrics.get(fabric)
+    if fab and cfs_w in fab.targets:
+        raise LioError(f"target {w} already exists in /{fabric}")
+    plan = plan_fabric(snap, spec)
+    tpath = f"{fabric_path(fabric)}/{cfs_w}"
+    plan.mkdir(tpath)
+    if tpg:
+        plan.extend(plan_tpg_at(spec, tpath, 1, default_portal=default_portal, enable=enable))
+    return plan, w
+
+
+def plan_tpg_at(spec: FabricSpec, tpath: str, tag: int, *, default_portal: bool = True,
+                enable: bool = True, nexus: str | None = None) -> Plan:
+    plan = Plan()
+    path = f"{tpath}/tpgt_{tag}"
+    plan.mkdir(path)
+    if "nexus" in spec.features:
+        plan.write(f"{path}/nexus", nexus or wwnmod.generate("naa"), undoable=False)
+    if "nps" in spec.features and default_portal:
+        plan.mkdir(f"{path}/np/0.0.0.0:3260")
+    if enable and ("tpgts" in spec.features and spec.name in ("iscsi",) or not spec.known
+                   and os.path.exists(f"{tpath}/tpgt_1/enable")):
+        plan.write(f"{path}/enable", "1", undoable=False)
+    return plan
+
+
+def check_lun_index(index) -> int:
+    try:
+        i = int(index)
+    except (TypeError, ValueError):
+        raise LioError(f"LUN {index!r} is not a number") from None
+    if not 0 <= i <= MAX_LUN:
+        raise LioError(f"LUN {i} is out of range (0-{MAX_LUN})")
+    return i
+
+
+def free_lun(tpg: TPG) -> int:
+    for i in range(MAX_LUN + 1):
+        if i not in tpg.luns:
+            return i
+    raise LioError(f"{tpg.tree_path}: no free LUN index")
+
+
+def plan_lun(tpg: TPG, so: StorageObject, index=None, *, add_mapped_luns: bool = True,
+             alias: str | None = None) -> tuple[Plan, int]:
+    idx = free_lun(tpg) if index is None else check_lun_index(index)
+    if idx in tpg.luns:
+        raise LioError(f"LUN {idx} already exists in {tpg.tree_path}")
+    if not so.enabled:
+        raise LioError(f"backstore {so.plugin}/{so.name} is not enabled (not configured)")
+    plan = Plan()
+    lpath = f"{tpg.path}/lun/lun_{idx}"
+    plan.mkdir(lpath)
+    plan.symlink(f"{lpath}/{alias or _alias()}", so.path)
+    if add_mapped_luns and tpg.target.fabric.has("acls"):
+        for acl in tpg.acls.values():
+            ml = free_mapped_lun(acl, prefer=idx)
+            plan.extend(plan_mapped_lun_at(acl.path, ml, lpath, False))
+    return plan, idx
+
+
+def free_mapped_lun(acl: NodeACL, prefer: int, taken: set[int] = frozenset()) -> int:
+    used = set(acl.mapped_luns) | set(taken)
+    if prefer not in used:
+        return prefer
+    for i in range(MAX_LUN + 1):
+        if i not in used:
+            return i
+    raise LioError(f"{acl.tree_path}: no free mapped LUN index")
+
+
+def plan_mapped_lun_at(acl_path: str, index: int, tpg_lun_path: str, write_protect: bool) -> Plan:
+    plan = Plan()
+    mpath = f"{acl_path}/lun_{index}"
+    plan.mkdir(mpath)
+    plan.symlink(f"{mpath}/{_alias()}", tpg_lun_path)
+    if write_protect:
+        plan.write(f"{mpath}/write_protect", "1", undoable=False)
+    return plan
+
+
+def plan_delete_lun(lun: Lun) -> Plan:
+    """Remove a LUN and every mapped LUN pointing at it (targetcli does the same)."""
+    plan = Plan()
+    for acl in lun.tpg.acls.values():
+        for ml in acl.mapped_luns.values():
+            if ml.tpg_lun == lun.index:
+                plan.extend(plan_delete_mapped_lun(ml))
+    if lun.alias:
+        plan.unlink(f"{lun.path}/{lun.alias}")
+    plan.rmdir(lun.path)
+    return plan
+
+
+def plan_delete_mapped_lun(ml: MappedLun) -> Plan:
+    plan = Plan()
+    if ml.alias:
+        plan.unlink(f"{ml.path}/{ml.alias}")
+    plan.rmdir(ml.path)
+    return plan
+
+
+def plan_acl(tpg: TPG, node_wwn: str, *, add_mapped_luns: bool = True, tag: str | None = None) -> tuple[Plan, str]:
+    spec = tpg.target.fabric.spec
+    types = spec.wwn_types if tpg.target.fabric.name != "iscsi" else ("iqn", "naa", "eui")
+    w, _ = wwnmod.normalize(types, node_wwn, "initiator WWN")
+    w = spec.cfs_wwn(w) if spec.colon_wwn else w
+    if w in tpg.acls:
+        raise LioError(f"ACL {w} already exists in {tpg.tree_path}")
+    plan = Plan()
+    apath = f"{tpg.path}/acls/{w}"
+    plan.mkdir(apath)
+    if tag:
+        plan.write(f"{apath}/tag", tag, undoable=False)
+    if add_mapped_luns:
+        for lun in tpg.luns.values():
+            plan.extend(plan_mapped_lun_at(apath, lun.index, lun.path, False))
+    return plan, w
+
+
+def plan_delete_acl(acl: NodeACL) -> Plan:
+    plan = Plan()
+    for ml in acl.mapped_luns.values():
+        plan.extend(plan_delete_mapped_lun(ml))
+    plan.rmdir(acl.path)
+    return plan
+
+
+def parse_portal(text: str, default_port: int = 3260) -> tuple[str, int, str]:
+    """'1.2.3.4', '1.2.3.4:3261', '[::1]:3260', '::1', '[::1]' -> (ip, port, configfs name)."""
+    t = text.strip()
+    port = default_port
+    if t.startswith("["):
+        host, sep, rest = t[1:].partition("]")
+        if not sep:
+            raise LioError(f"portal {text!r}: missing ']'")
+        if rest:
+            if not rest.startswith(":"):
+                raise LioError(f"portal {text!r}: expected ':PORT' after ']'")
+            port = _port(rest[1:], text)
+    elif t.count(":") == 1:
+        host, p = t.split(":")
+        port = _port(p, text)
+    else:
+        host = t
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        raise LioError(f"portal {text!r}: {host!r} is not an IP address") from None
+    name = f"[{ip.compressed}]:{port}" if ip.version == 6 else f"{ip}:{port}"
+    return ip.compressed, port, name
+
+
+def _port(p: str, text: str) -> int:
+    if not p.isdigit() or not 1 <= int(p) <= 65535:
+        raise LioError(f"portal {text!r}: port {p!r} is not in 1-65535")
+    return int(p)
+
+
+def local_addresses() -> set[str]:
+    """Addresses configured on this host (for portal validation and completion)."""
+    addrs = set()
+    try:
+        with open("/proc/net/if_inet6") as f:
+            for line in f:
+                h = line.split()[0]
+                addrs.add(ipaddress.ip_address(int(h, 16)).compressed)
+    except OSError:
+        pass
+    try:
+        with open("/proc/net/fib_trie") as f:
+            last = None
+            for line in f:
+                line = line.strip()
+                if line.startswith("|--"):
+                    last = line[3:].strip()
+                elif line.startswith("/32 host LOCAL") and last:
+                    addrs.add(last)
+    except OSError:
+        pass
+    addrs.add("127.0.0.1")
+    return addrs
+
+
+def check_portal_address(ip: str) -> None:
+    if ip in ("0.0.0.0", "::"):
+        return
+    if ip not in local_addresses():
+        raise LioError(f"portal address {ip} is not configured on this host")
+
+
+def plan_portal(tpg: TPG, text: str, *, check_local: bool = True) -> tuple[Plan, str]:
+    ip, port, name = parse_portal(text)
+    if name in tpg.portals:
+        raise LioError(f"portal {name} already exists in {tpg.tree_path}")
+    if check_local:
+        check_portal_address(ip)
+    plan = Plan()
+    plan.mkdir(f"{tpg.path}/np/{name}")
+    return plan, name
+
+
+def plan_delete_tpg(tpg: TPG) -> Plan:
+    plan = Plan()
+    if os.path.exists(f"{tpg.path}/enable") and tpg.enabled and tpg.target.fabric.name == "iscsi":
+        plan.write(f"{tpg.path}/enable", "0", undoable=False)
+    for acl in tpg.acls.values():
+        plan.extend(plan_delete_acl(acl))
+    for lun in tpg.luns.values():
+        if lun.alias:
+            plan.unlink(f"{lun.path}/{lun.alias}")
+        plan.rmdir(lun.path)
+    for portal in tpg.portals.values():
+        plan.rmdir(portal.path)
+    plan.rmdir(tpg.path)
+    return plan
+
+
+def plan_delete_target(target: Target) -> Plan:
+    plan = Plan()
+    for tpg in target.tpgs.values():
+        plan.extend(plan_delete_tpg(tpg))
+    plan.rmdir(target.path)
+    return plan
+
+
+def plan_chap(path: str, userid: str | None, password: str | None,
+              mutual_userid: str | None = None, mutual_password: str | None = None) -> Plan:
+    """Write CHAP credentials to an auth group (ACL auth/, TPG auth/ or discovery_auth/)."""
+    plan = Plan()
+    for key, value, secret in (("userid", userid, False), ("password", password, True),
+                               ("userid_mutual", mutual_userid, False),
+                               ("password_mutual", mutual_password, True)):
+        if value is not None:
+            if len(value) > 255:
+                raise LioError(f"CHAP {key} is longer than 255 characters")
+            if "\n" in value:
+                raise LioError(f"CHAP {key} must not contain a newline")
+            plan.write(f"{path}/{key}", value, secret=secret)
+    return plan
