@@ -1,0 +1,88 @@
+"""Run one tree command (`PATH COMMAND ARGS`): shared by argv, batch files and the shell."""
+
+from __future__ import annotations
+
+import sys
+
+from lioctl import configfs, prefs, render
+from lioctl.errors import LioError, UsageError
+from lioctl.grammar import bind
+from lioctl.lock import write_lock
+from lioctl.tree import snapshot
+from lioctl.tree.nodes import Context, Node, Result, Root, resolve
+
+
+def make_context(opts) -> Context:
+    return Context(snapshot.read(), prefs.load(), force=bool(getattr(opts, "force", False)),
+                   show_secrets=bool(getattr(opts, "show_secrets", False)))
+
+
+def split_path(tokens: list[str]) -> tuple[str | None, str, list[str]]:
+    if tokens and tokens[0].startswith(("/", ".")):
+        path, rest = tokens[0], tokens[1:]
+    else:
+        path, rest = None, tokens
+    if not rest:
+        return path, "ls", []
+    return path, rest[0], rest[1:]
+
+
+def run_tokens(tokens: list[str], opts, cwd: str = "/") -> int:
+    path, cmd, args = split_path(tokens)
+    ctx = make_context(opts)
+    node = _node(ctx, path, cwd)
+    fn = node.command(cmd)
+    if getattr(fn, "writes", False):
+        if opts.dry_run:
+            result = _call(node, cmd, args)
+            return apply(result, opts)
+        bind(fn, args, cmd)  # usage errors (exit 2) before any root or kernel check
+        configfs.ensure_ready()
+        with write_lock():
+            ctx = make_context(opts)  # re-read under the lock: plan against what is really there
+            node = _node(ctx, path, cwd)
+            result = _call(node, cmd, args)
+            return apply(result, opts)
+    result = _call(node, cmd, args)
+    show(result, opts)
+    return 0
+
+
+def _node(ctx: Context, path: str | None, cwd: str) -> Node:
+    root = Root(ctx)
+    start = resolve(root, cwd) if cwd != "/" else root
+    return resolve(start, path) if path else start
+
+
+def _call(node: Node, cmd: str, args: list[str]) -> Result:
+    fn = node.command(cmd)
+    bound = bind(fn, args, cmd)
+    return fn(*bound.args, **bound.kwargs)
+
+
+def apply(result: Result, opts) -> int:
+    """Run (or, with --dry-run, print) a write command's plan, then report."""
+    from lioctl.plan import executor, script
+    if result.plan is None:
+        show(result, opts)
+        return 0
+    if opts.dry_run:
+        sys.stdout.write(script.render(result.plan))
+        return 0
+    executor.execute(result.plan)
+    if result.after:
+        result.after()
+    if opts.json:
+        render.print_json(result.data if result.data is not None else {"ok": True, "message": result.message})
+    elif result.message:
+        render.print_text(result.message)
+    return 0
+
+
+def show(result: Result, opts) -> None:
+    if opts.json:
+        render.print_json(result.data)
+    elif result.tree is not None:
+        render.print_tree(result.tree, result.depth)
+    elif result.text is not None:
+        render.print_text(result.text)

@@ -1,0 +1,69 @@
+"""Output: rich trees/tables on a terminal, plain text when piped, JSON with --json.
+
+rich is imported only when it will be used, so piped and --json runs start fast.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+
+def color_ok() -> bool:
+    return sys.stdout.isatty() and not os.environ.get("NO_COLOR") and os.environ.get("TERM") != "dumb"
+
+
+def print_json(data) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, sort_keys=False) + "\n")
+
+
+def tree_lines(node, depth: int | None = None, width: int = 78) -> list[str]:
+    """targetcli's layout: 'o- name ........ [summary]'."""
+    lines: list[str] = []
+
+    def walk(n, prefix: str, last: bool, level: int):
+        text, ok = n.summary()
+        name = n.name or "/"
+        head = f"{prefix}o- {name} "
+        tag = f" [{text}]" if text else ""
+        dots = max(3, width - len(head) - len(tag))
+        lines.append(head + "." * dots + tag if tag else head.rstrip())
+        if depth is not None and level >= depth:
+            return
+        kids = n.children()
+        for i, c in enumerate(kids):
+            walk(c, prefix + ("  " if last else "| "), i == len(kids) - 1, level + 1)
+
+    walk(node, "", True, 0)
+    return lines
+
+
+def print_tree(node, depth: int | None = None) -> None:
+    if not color_ok():
+        sys.stdout.write("\n".join(tree_lines(node, depth)) + "\n")
+        return
+    from rich.console import Console
+    from rich.tree import Tree
+    from rich.markup import escape
+
+    def label(n):
+        text, ok = n.summary()
+        style = {True: "green", False: "red", None: "dim"}[ok]
+        return f"[bold]{escape(n.name or '/')}[/bold] [{style}]{escape(text)}[/{style}]" if text \
+            else f"[bold]{escape(n.name or '/')}[/bold]"
+
+    def build(n, t, level):
+        if depth is not None and level >= depth:
+            return
+        for c in n.children():
+            build(c, t.add(label(c)), level + 1)
+
+    root = Tree(label(node))
+    build(node, root, 0)
+    Console().print(root)
+
+
+def print_text(text: str) -> None:
+    if text:
+        sys.stdout.write(text.rstrip("\n") + "\n")
