@@ -1,0 +1,213 @@
+"""`lioctl export`: the kernel's export-device script as one safe, all-or-nothing command.
+
+Backstore (fileio for a file, with write-back cache; iblock for a block device; or a TCMU
+user backstore with --user), iSCSI target iqn.2003-01.org.linux-iscsi.<host>:<basename>,
+TPG 1, LUN 0, portal 0.0.0.0:3260 unless -p, demo mode unless --acl, TPG enabled last.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import stat
+import sys
+import uuid
+
+from lioctl import configfs, render, wwn as wwnmod
+from lioctl.errors import LioError, UsageError
+from lioctl.names import check_object_name
+from lioctl.plan import Modprobe, Mount, Plan
+from lioctl.tree import backstores as bs, snapshot, targets as tg
+from lioctl.tree.fabrics import spec_for
+
+HELP = "export a file or block device as an iSCSI target in one step"
+
+
+def configure(p):
+    p.add_argument("device", metavar="DEVICE|FILE", help="block device or regular file to export")
+    p.add_argument("-p", "--portal", action="append", default=[], metavar="PORTAL",
+                   help="IP[:PORT] or [IPv6][:PORT] to listen on (repeatable; default 0.0.0.0:3260)")
+    p.add_argument("--iqn", help="target IQN (default iqn.2003-01.org.linux-iscsi.HOST:BASENAME)")
+    p.add_argument("--name", help="backstore name (default: the file's basename)")
+    p.add_argument("--lun-size", metavar="SIZE", help="size of the LUN for a file (e.g. 10G); "
+                   "a missing file is created sparse with this size")
+    p.add_argument("--readonly", action="store_true", help="export read-only")
+    p.add_argument("--acl", action="append", default=[], metavar="INITIATOR_IQN",
+                   help="allow only this initiator (repeatable); turns demo mode off")
+    p.add_argument("--chap", metavar="USER:SECRET", help="CHAP credentials the initiators must give")
+    p.add_argument("--mutual-chap", metavar="USER:SECRET", help="credentials the target gives back")
+    p.add_argument("--user", action="store_true",
+                   help="serve the file through lioctl's TCMU handler (user backstore)")
+    p.add_argument("--exist-ok", action="store_true", help="exporting an exported device is a no-op")
+
+
+def _creds(text: str | None, opt: str) -> tuple[str, str] | None:
+    if text is None:
+        return None
+    user, sep, secret = text.partition(":")
+    if not sep or not user or not secret:
+        raise UsageError(f"{opt} wants USER:SECRET, got {text!r}")
+    return user, secret
+
+
+def default_iqn(device: str) -> str:
+    host = wwnmod.iqn_label(socket.gethostname().split(".")[0]) or "localhost"
+    base = wwnmod.iqn_suffix(os.path.basename(device)) or "disk"
+    return f"iqn.2003-01.org.linux-iscsi.{host}:{base}"
+
+
+def default_name(device: str) -> str:
+    base = os.path.basename(device.rstrip("/"))
+    return "".join(c if c.isalnum() or c in "_.-" else "_" for c in base) or "disk"
+
+
+def check_device(device: str) -> str:
+    """Return 'block' or 'file'; one-line errors for everything else."""
+    try:
+        st = os.stat(device)
+    except FileNotFoundError:
+        raise LioError(f"{device}: no such file or device") from None
+    except OSError as e:
+        raise LioError(f"{device}: {e.strerror}") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise LioError(f"{device} is a directory; give a block device or a regular file")
+    if stat.S_ISCHR(st.st_mode):
+        raise LioError(f"{device} is a character device; give a block device or a regular file")
+    if not (stat.S_ISBLK(st.st_mode) or stat.S_ISREG(st.st_mode)):
+        raise LioError(f"{device} is not a block device or a regular file")
+    if not os.access(device, os.R_OK):
+        raise LioError(f"{device} is not readable")
+    return "block" if stat.S_ISBLK(st.st_mode) else "file"
+
+
+def find_export(snap, device: str):
+    """(target, storage object) already exporting this device over iSCSI, if any."""
+    real = os.path.realpath(device)
+    for so in snap.storage_objects.values():
+        if so.udev_path and os.path.realpath(so.udev_path) == real or \
+                so.plugin == "user" and so.user_config.endswith("/" + real):
+            for lun in so.luns:
+                if lun.tpg.target.fabric.name == "iscsi":
+                    return lun.tpg.target, so
+            return None, so
+    return None, None
+
+
+def build(args, snap) -> tuple[Plan, dict]:
+    device = os.path.abspath(args.device)
+    if not os.path.exists(device) and args.lun_size and not args.user:
+        kind = "file"  # created sparse with --lun-size, like fileio create
+    else:
+        kind = check_device(device)
+    name = check_object_name(args.name or default_name(device), "backstore name")
+    iqn, _ = wwnmod.normalize(("iqn",), args.iqn or default_iqn(device), "target IQN")
+    portals = args.portal or ["0.0.0.0:3260"]
+    parsed = []
+    for text in portals:
+        ip, port, pname = tg.parse_portal(text)
+        if pname in [p[2] for p in parsed]:
+            raise LioError(f"portal {pname} is given twice")
+        tg.check_portal_address(ip)
+        parsed.append((ip, port, pname))
+    chap = _creds(args.chap, "--chap")
+    mutual = _creds(args.mutual_chap, "--mutual-chap")
+    if (chap or mutual) and not args.acl:
+        raise UsageError("--chap and --mutual-chap need at least one --acl INITIATOR_IQN")
+    if mutual and not chap:
+        raise UsageError("--mutual-chap needs --chap too")
+    acls = []
+    for a in args.acl:
+        w, _ = wwnmod.normalize(("iqn", "naa", "eui"), a, "initiator IQN")
+        if w in acls:
+            raise LioError(f"--acl {w} is given twice")
+        acls.append(w)
+    if "iscsi" in snap.fabrics and iqn in snap.fabrics["iscsi"].targets:
+        raise LioError(f"target {iqn} already exists; choose another with --iqn")
+
+    plugin = "user" if args.user else ("block" if kind == "block" else "fileio")
+    # Deterministic serial and LUN link name: the --dry-run script makes exactly this tree.
+    serial = str(uuid.uuid5(uuid.NAMESPACE_URL, f"lioctl:{iqn}:{plugin}/{name}"))
+    plan = Plan()
+    plan.add(Mount(configfs.CONFIGFS_MOUNT))
+    plan.add(Modprobe("target_core_mod"))
+    if plugin == "fileio":
+        sub = bs.plan_fileio(snap, name, device, args.lun_size, write_back=not args.readonly,
+                             wwn=serial)
+        if args.readonly:
+            pass  # fileio has no read-only mode; the mapped LUN / demo mode is write-protected
+    elif plugin == "block":
+        sub = bs.plan_block(snap, name, device, True if args.readonly else None, wwn=serial)
+    else:
+        size = args.lun_size or (os.path.getsize(device) if kind == "file" else bs.block_device_size(device))
+        sub = bs.plan_user(snap, name, size, device, wwn=serial)
+    plan.extend(sub)
+    so_path = [op.path for op in sub if type(op).__name__ == "Mkdir"][-1]
+
+    spec = spec_for("iscsi")
+    plan.add(Modprobe(spec.module))
+    if "iscsi" not in snap.fabrics and not os.path.isdir(tg.fabric_path("iscsi")):
+        plan.mkdir(tg.fabric_path("iscsi"))
+    tpath = f"{tg.fabric_path('iscsi')}/{iqn}"
+    tpg = f"{tpath}/tpgt_1"
+    plan.mkdir(tpath)
+    plan.mkdir(tpg)
+    plan.mkdir(f"{tpg}/lun/lun_0")
+    plan.symlink(f"{tpg}/lun/lun_0/{name}", so_path)
+    for _, _, pname in parsed:
+        plan.mkdir(f"{tpg}/np/{pname}")
+    if acls:
+        plan.write(f"{tpg}/attrib/generate_node_acls", "0")
+        plan.write(f"{tpg}/attrib/authentication", "1" if chap else "0")
+        for a in acls:
+            apath = f"{tpg}/acls/{a}"
+            plan.mkdir(apath)
+            plan.mkdir(f"{apath}/lun_0")
+            plan.symlink(f"{apath}/lun_0/{name}", f"{tpg}/lun/lun_0")
+            if args.readonly:
+                plan.write(f"{apath}/lun_0/write_protect", "1")
+            if chap:
+                plan.extend(tg.plan_chap(f"{apath}/auth", chap[0], chap[1],
+                                         mutual[0] if mutual else None, mutual[1] if mutual else None))
+    else:
+        plan.write(f"{tpg}/attrib/authentication", "0")
+        plan.write(f"{tpg}/attrib/generate_node_acls", "1")
+        plan.write(f"{tpg}/attrib/demo_mode_write_protect", "1" if args.readonly else "0")
+    plan.write(f"{tpg}/enable", "1")
+    info = {"target": iqn, "tpg": 1, "lun": 0, "backstore": f"/backstores/{plugin}/{name}",
+            "device": device, "portals": [p[2] for p in parsed], "acls": acls,
+            "chap": bool(chap), "mutual_chap": bool(mutual), "readonly": bool(args.readonly)}
+    return plan, info
+
+
+def run(args) -> int:
+    from lioctl.lock import write_lock
+    from lioctl.plan import executor, script
+    if args.dry_run:
+        snap = snapshot.read()
+        plan, info = build(args, snap)
+        sys.stdout.write(script.render(plan, f"export {args.device}"))
+        return 0
+    build(args, snapshot.read())  # every input check before any module loads or lock is taken
+    configfs.ensure_ready(("iscsi_target_mod",))
+    with write_lock():
+        snap = snapshot.read()
+        target, so = find_export(snap, os.path.abspath(args.device)) if os.path.exists(args.device) else (None, None)
+        if so is not None:
+            if target is not None and args.exist_ok:
+                info = {"target": target.wwn, "backstore": so.tree_path, "existing": True}
+                render.print_json(info) if args.json else print(
+                    f"{args.device} is already exported as {target.wwn}")
+                return 0
+            where = f"target {target.wwn}" if target else f"backstore {so.tree_path}"
+            raise LioError(f"{args.device} is already exported by {where}"
+                           + (" (use --exist-ok to accept)" if target else ""))
+        plan, info = build(args, snap)
+        executor.execute(plan)
+    if args.user:
+        from lioctl.tcmu import launcher
+        launcher.ensure_running()
+    if args.json:
+        render.print_json(info)
+    else:
+        print(f"Target {info['target']}, portal {', '.join(info['portals'])} has been created")
+    return 0

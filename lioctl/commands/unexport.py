@@ -1,0 +1,91 @@
+"""`lioctl unexport TARGET_IQN|DEVICE|FILE`: remove the target and, if nothing else uses it,
+its backstore; nothing is left behind."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from lioctl import configfs, render
+from lioctl.errors import LioError
+from lioctl.plan import Plan
+from lioctl.tree import backstores as bs, snapshot, targets as tg
+
+HELP = "remove a target made by export, and its backstore if unused"
+
+
+def configure(p):
+    p.add_argument("what", metavar="TARGET_IQN|DEVICE|FILE")
+
+
+def build(snap, what: str) -> tuple[Plan, dict]:
+    iscsi = snap.fabrics.get("iscsi")
+    targets = []
+    if iscsi and what.lower() in iscsi.targets:
+        targets = [iscsi.targets[what.lower()]]
+    elif what.startswith("iqn.") or what.startswith(("naa.", "eui.")):
+        raise LioError(f"target {what} does not exist")
+    else:
+        real = os.path.realpath(what)
+        sos = [so for so in snap.storage_objects.values()
+               if so.udev_path and os.path.realpath(so.udev_path) == real
+               or so.plugin == "user" and so.user_config.endswith("/" + real)]
+        if not sos:
+            raise LioError(f"{what} is not exported")
+        for so in sos:
+            for lun in so.luns:
+                if lun.tpg.target.fabric.name == "iscsi" and lun.tpg.target not in targets:
+                    targets.append(lun.tpg.target)
+    plan = Plan()
+    sos = []
+    for t in targets:
+        plan.extend(tg.plan_delete_target(t))
+        for tpg in t.tpgs.values():
+            for lun in tpg.luns.values():
+                if lun.storage_object and lun.storage_object not in sos:
+                    sos.append(lun.storage_object)
+    if not targets:
+        sos = [so for so in snap.storage_objects.values()
+               if so.udev_path and os.path.realpath(so.udev_path) == os.path.realpath(what)]
+    kept, removed = [], []
+    for so in sos:
+        others = [lun for lun in so.luns if lun.tpg.target not in targets]
+        if others:
+            kept.append(so.tree_path)
+            continue
+        plan.extend(_delete_so(snap, so))
+        removed.append(so.tree_path)
+    return plan, {"targets": [t.wwn for t in targets], "backstores_removed": removed,
+                  "backstores_kept": kept}
+
+
+def _delete_so(snap, so) -> Plan:
+    """The LUNs are already in the plan; remove the object (and its HBA)."""
+    plan = Plan()
+    plan.rmdir(so.path)
+    if not [s for s in snap.storage_objects.values() if s.hba == so.hba and s is not so]:
+        plan.rmdir(os.path.dirname(so.path))
+    return plan
+
+
+def run(args) -> int:
+    from lioctl.lock import write_lock
+    from lioctl.plan import executor, script
+    if args.dry_run:
+        plan, info = build(snapshot.read(), args.what)
+        sys.stdout.write(script.render(plan, f"unexport {args.what}"))
+        return 0
+    configfs.ensure_ready()
+    with write_lock():
+        plan, info = build(snapshot.read(), args.what)
+        executor.execute(plan)
+    if args.json:
+        render.print_json(info)
+    else:
+        for t in info["targets"]:
+            print(f"Removed target {t}")
+        for b in info["backstores_removed"]:
+            print(f"Removed backstore {b}")
+        for b in info["backstores_kept"]:
+            print(f"Kept backstore {b} (still used by other targets)")
+    return 0

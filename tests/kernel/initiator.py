@@ -1,0 +1,85 @@
+"""A real open-iscsi initiator in the guest, logging in over 127.0.0.1."""
+
+from __future__ import annotations
+
+import glob
+import os
+import subprocess
+import time
+
+INITIATOR_IQN = "iqn.2005-03.org.open-iscsi:lioctl-test"
+PORTAL = "127.0.0.1:3260"
+_iscsid: subprocess.Popen | None = None
+
+
+def sh(*cmd, check=True, timeout=60) -> subprocess.CompletedProcess:
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    if check and p.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed ({p.returncode}): {p.stderr.strip()}")
+    return p
+
+
+def start(iqn: str = INITIATOR_IQN) -> None:
+    """Start iscsid once with our initiator name (the guest's /etc is a throwaway overlay)."""
+    global _iscsid
+    os.makedirs("/etc/iscsi", exist_ok=True)
+    with open("/etc/iscsi/initiatorname.iscsi", "w") as f:
+        f.write(f"InitiatorName={iqn}\n")
+    if _iscsid is None or _iscsid.poll() is not None:
+        os.makedirs("/run/lock/iscsi", exist_ok=True)
+        _iscsid = subprocess.Popen(["iscsid", "-f"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for(lambda: sh("iscsiadm", "-m", "session", check=False).returncode in (0, 21),
+                 "iscsid to answer")
+
+
+def wait_for(cond, what: str, timeout: float = 30.0, interval: float = 0.05):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = cond()
+        if v:
+            return v
+        time.sleep(interval)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def discover(portal: str = PORTAL) -> str:
+    return sh("iscsiadm", "-m", "discovery", "-t", "sendtargets", "-p", portal).stdout
+
+
+def set_chap(target: str, user: str, secret: str, mutual: tuple[str, str] | None = None,
+             portal: str = PORTAL) -> None:
+    base = ["iscsiadm", "-m", "node", "-T", target, "-p", portal, "-o", "update", "-n"]
+    sh(*base, "node.session.auth.authmethod", "-v", "CHAP")
+    sh(*base, "node.session.auth.username", "-v", user)
+    sh(*base, "node.session.auth.password", "-v", secret)
+    if mutual:
+        sh(*base, "node.session.auth.username_in", "-v", mutual[0])
+        sh(*base, "node.session.auth.password_in", "-v", mutual[1])
+
+
+def login(target: str, portal: str = PORTAL, check=True) -> subprocess.CompletedProcess:
+    return sh("iscsiadm", "-m", "node", "-T", target, "-p", portal, "--login", check=check)
+
+
+def logout(target: str, portal: str = PORTAL) -> None:
+    sh("iscsiadm", "-m", "node", "-T", target, "-p", portal, "--logout", check=False)
+    sh("iscsiadm", "-m", "node", "-T", target, "-p", portal, "-o", "delete", check=False)
+
+
+def disk_for(target: str, timeout: float = 30.0) -> str:
+    """The /dev/sdX of LUN 0 of a logged-in target (found through sysfs, polled)."""
+    def find():
+        for sess in glob.glob("/sys/class/iscsi_session/session*"):
+            try:
+                name = open(f"{sess}/targetname").read().strip()
+            except OSError:
+                continue
+            if name != target:
+                continue
+            devs = glob.glob(f"{sess}/device/target*/*:0:0:0/block/*")
+            if devs:
+                dev = "/dev/" + os.path.basename(devs[0])
+                if os.path.exists(dev):
+                    return dev
+        return None
+    return wait_for(find, f"a disk from {target}", timeout)
