@@ -179,6 +179,25 @@ def build(args, snap) -> tuple[Plan, dict]:
     return plan, info
 
 
+def already_exported(args, snap) -> bool:
+    """Refuse a second export of the same device, naming the first; --exist-ok makes it a no-op."""
+    if not os.path.exists(args.device):
+        return False
+    target, so = find_export(snap, os.path.abspath(args.device))
+    if so is None:
+        return False
+    if target is not None and args.exist_ok:
+        info = {"target": target.wwn, "backstore": so.tree_path, "existing": True}
+        if args.json:
+            render.print_json(info)
+        else:
+            print(f"{args.device} is already exported as {target.wwn}")
+        return True
+    where = f"target {target.wwn}" if target else f"backstore {so.tree_path}"
+    raise LioError(f"{args.device} is already exported by {where}"
+                   + ("" if target is None else " (use --exist-ok to accept)"))
+
+
 def run(args) -> int:
     from lioctl.lock import write_lock
     from lioctl.plan import executor, script
@@ -187,20 +206,14 @@ def run(args) -> int:
         plan, info = build(args, snap)
         sys.stdout.write(script.render(plan, f"export {args.device}"))
         return 0
+    if already_exported(args, snapshot.read()):
+        return 0
     build(args, snapshot.read())  # every input check before any module loads or lock is taken
     configfs.ensure_ready(("iscsi_target_mod",))
     with write_lock():
         snap = snapshot.read()
-        target, so = find_export(snap, os.path.abspath(args.device)) if os.path.exists(args.device) else (None, None)
-        if so is not None:
-            if target is not None and args.exist_ok:
-                info = {"target": target.wwn, "backstore": so.tree_path, "existing": True}
-                render.print_json(info) if args.json else print(
-                    f"{args.device} is already exported as {target.wwn}")
-                return 0
-            where = f"target {target.wwn}" if target else f"backstore {so.tree_path}"
-            raise LioError(f"{args.device} is already exported by {where}"
-                           + (" (use --exist-ok to accept)" if target else ""))
+        if already_exported(args, snap):
+            return 0
         plan, info = build(args, snap)
         executor.execute(plan)
     if args.user:

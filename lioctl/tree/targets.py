@@ -238,8 +238,8 @@ def local_addresses() -> set[str]:
 
 
 def check_portal_address(ip: str) -> None:
-    if ip in ("0.0.0.0", "::"):
-        return
+    if ip in ("0.0.0.0", "::", "::1") or ip.startswith("127."):
+        return  # wildcard and loopback addresses are always bindable
     if ip not in local_addresses():
         raise LioError(f"portal address {ip} is not configured on this host")
 
