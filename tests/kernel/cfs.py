@@ -66,8 +66,8 @@ def tree(top: Path = ROOT) -> dict[str, str]:
             if os.path.islink(full):
                 out[os.path.join(rel, name)] = "link->" + os.path.relpath(os.path.realpath(full), top)
                 continue
-            if name in ("creation_time",):
-                continue
+            if name in ("creation_time", "hba_info"):
+                continue  # the kernel's clock and its global HBA counter: not configuration
             try:
                 with open(full, "rb") as f:
                     out[os.path.join(rel, name)] = f.read(4096).decode(errors="replace")
