@@ -136,6 +136,9 @@ def main(argv: list[str] | None = None) -> int:
             print_help()
             return 0
         if not rest:
+            if not sys.stdin.isatty():
+                from lioctl.batch import run_batch
+                return run_batch(opts)
             from lioctl.shell.session import run_shell
             return run_shell(opts)
         if rest[0] == "__complete":

@@ -1,0 +1,54 @@
+"""Batch mode: `lioctl < script.txt` runs each line through the same grammar as argv and the
+shell; it stops at the first failing line (reporting its number) unless --keep-going."""
+
+from __future__ import annotations
+
+import sys
+import traceback
+
+from lioctl.errors import LioError, UsageError
+
+
+def run_line(tokens: list[str], opts, cwd: str) -> tuple[int, str]:
+    """Run one parsed line; return (exit status, new cwd)."""
+    from lioctl import cli, dispatch
+    from lioctl.tree.nodes import resolve
+    if tokens[0] == "cd":
+        if len(tokens) > 2:
+            raise UsageError("cd takes one PATH")
+        target = tokens[1] if len(tokens) == 2 else "/"
+        root = dispatch.Root(dispatch.make_context(opts))
+        start = resolve(root, cwd)
+        return 0, resolve(start, target).path
+    if tokens[0] in ("exit", "quit"):
+        raise EOFError
+    if tokens[0] in cli.VERBS and tokens[0] not in ("shell",):
+        return cli.run_verb(tokens[0], tokens[1:], opts), cwd
+    return dispatch.run_tokens(tokens, opts, cwd), cwd
+
+
+def run_batch(opts, stream=None) -> int:
+    from lioctl.grammar import split
+    stream = stream or sys.stdin
+    cwd = "/"
+    failed = 0
+    for lineno, line in enumerate(stream, 1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        try:
+            tokens = split(line)
+            if not tokens:
+                continue
+            rc, cwd = run_line(tokens, opts, cwd)
+        except EOFError:
+            break
+        except LioError as e:
+            if opts.debug:
+                traceback.print_exc()
+            print(f"lioctl: line {lineno}: {e}", file=sys.stderr)
+            rc = e.exit_code
+        if rc:
+            failed = failed or rc
+            if not opts.keep_going:
+                return rc
+    return failed
