@@ -1,0 +1,208 @@
+"""The interactive shell: prompt_toolkit line editing over the same grammar and dispatch as
+the one-shot command line. The write lock is taken per command, never while idle, and the
+tree is re-read after every command so changes by other processes show at once."""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+
+from lioctl import dispatch, prefs
+from lioctl.errors import LioError, UsageError
+from lioctl.grammar import split
+from lioctl.tree import snapshot
+from lioctl.tree.nodes import Context, Root, resolve
+
+HISTORY = os.path.join(os.path.expanduser("~"), ".lioctl", "history")
+
+
+def short_path(path: str, width: int = 40) -> str:
+    """Keep the prompt readable for deep IQN paths: elide the middle of long components."""
+    if len(path) <= width:
+        return path
+    parts = path.split("/")
+    for i, p in enumerate(parts):
+        if len(p) > 20 and ":" in p:
+            head, _, tail = p.rpartition(":")
+            parts[i] = f"{head[:8]}…:{tail}" if len(tail) < 16 else f"{p[:8]}…{p[-10:]}"
+    out = "/".join(parts)
+    return out if len(out) <= width else "…" + out[-(width - 1):]
+
+
+class ShellSession:
+    def __init__(self, opts):
+        self.opts = opts
+        self.cwd = "/"
+        self.prev_cwd = "/"
+        self.prefs = prefs.load()
+        self.bookmarks: dict[str, str] = dict(self.prefs.get("bookmarks", {}))
+        self._snap = None
+
+    # one snapshot per prompt, shared by completion and the toolbar
+    def snap(self):
+        if self._snap is None:
+            self._snap = snapshot.read()
+        return self._snap
+
+    def root(self) -> Root:
+        return Root(Context(self.snap(), self.prefs))
+
+    def refresh(self):
+        self._snap = None
+
+    # -- built-ins
+    def builtin(self, tokens: list[str]) -> bool:
+        cmd = tokens[0]
+        if cmd == "cd":
+            target = tokens[1] if len(tokens) > 1 else "/"
+            if len(tokens) > 2:
+                raise UsageError("cd takes one PATH")
+            if target == "-":
+                target = self.prev_cwd
+            node = resolve(resolve(self.root(), self.cwd), target)
+            self.prev_cwd, self.cwd = self.cwd, node.path
+            return True
+        if cmd == "bookmarks":
+            return self.bookmark(tokens[1:])
+        if cmd in ("set", "get") and len(tokens) > 1 and tokens[1] == "global":
+            return self.global_prefs(cmd, tokens[2:])
+        return False
+
+    def bookmark(self, args: list[str]) -> bool:
+        if not args or args[0] == "show":
+            for k, v in sorted(self.bookmarks.items()):
+                print(f"{k}: {v}")
+            return True
+        if args[0] == "add" and len(args) == 2:
+            self.bookmarks[args[1]] = self.cwd
+        elif args[0] == "del" and len(args) == 2:
+            if self.bookmarks.pop(args[1], None) is None:
+                raise LioError(f"no bookmark {args[1]!r}")
+        elif args[0] == "go" and len(args) == 2:
+            if args[1] not in self.bookmarks:
+                raise LioError(f"no bookmark {args[1]!r}")
+            self.prev_cwd, self.cwd = self.cwd, resolve(self.root(), self.bookmarks[args[1]]).path
+            return True
+        else:
+            raise UsageError("bookmarks [show] | add NAME | del NAME | go NAME")
+        self.prefs["bookmarks"] = self.bookmarks
+        prefs.save(self.prefs)
+        return True
+
+    def global_prefs(self, cmd: str, args: list[str]) -> bool:
+        if cmd == "get":
+            for k in args or sorted(prefs.DEFAULTS):
+                if k not in prefs.DEFAULTS:
+                    raise LioError(f"no global preference {k!r}")
+                print(f"{k}={self.prefs.get(k)}")
+            return True
+        if not args:
+            raise UsageError("set global NAME=VALUE...")
+        from lioctl.units import parse_bool
+        for a in args:
+            k, eq, v = a.partition("=")
+            if not eq or k not in prefs.DEFAULTS:
+                raise LioError(f"no global preference {k!r} (known: {', '.join(sorted(prefs.DEFAULTS))})")
+            default = prefs.DEFAULTS[k]
+            if isinstance(default, bool):
+                self.prefs[k] = parse_bool(v, k)
+            elif isinstance(default, int):
+                if not v.isdigit():
+                    raise LioError(f"{k} wants a number")
+                self.prefs[k] = int(v)
+            elif k == "editing_mode" and v not in ("emacs", "vi"):
+                raise LioError("editing_mode is emacs or vi")
+            else:
+                self.prefs[k] = v
+        prefs.save(self.prefs)
+        return True
+
+    def execute(self, line: str) -> int:
+        from lioctl import cli
+        tokens = split(line)
+        if not tokens:
+            return 0
+        if tokens[0] in ("exit", "quit"):
+            raise EOFError
+        try:
+            if self.builtin(tokens):
+                return 0
+            if tokens[0] in cli.VERBS and tokens[0] != "shell":
+                return cli.run_verb(tokens[0], tokens[1:], self.opts)
+            here = resolve(self.root(), self.cwd)
+            if not tokens[0].startswith(("/", ".")) and tokens[0] not in here.command_names():
+                try:  # a relative path, as targetcli takes them: `fileio/ create ...`
+                    node = resolve(here, tokens[0])
+                except LioError:
+                    raise UsageError(f"{self.cwd}: no command or path {tokens[0]!r} here "
+                                     f"(try: {', '.join(here.command_names())})") from None
+                tokens[0] = node.path
+            if tokens[0].startswith(("/", ".")) and len(tokens) == 1:
+                self.builtin(["cd", tokens[0]])  # a path alone moves there, as in targetcli
+                return 0
+            return dispatch.run_tokens(tokens, self.opts, self.cwd)
+        finally:
+            self.refresh()
+            try:  # the object we stood in may have been deleted by this or another process
+                resolve(self.root(), self.cwd)
+            except LioError:
+                self.cwd = "/"
+
+    def prompt_text(self):
+        return [("class:prompt", f"{short_path(self.cwd)}> ")]
+
+
+def run_shell(opts) -> int:
+    from prompt_toolkit import PromptSession
+    from prompt_toolkit.auto_suggest import AutoSuggestFromHistory
+    from prompt_toolkit.enums import EditingMode
+    from prompt_toolkit.history import FileHistory
+    from prompt_toolkit.styles import Style
+
+    from lioctl.shell.completer import ShellCompleter
+    from lioctl.shell.keys import bindings
+    from lioctl.shell.lexer import CommandLexer
+    from lioctl.shell.toolbar import toolbar_text
+
+    sh = ShellSession(opts)
+    os.makedirs(os.path.dirname(HISTORY), mode=0o700, exist_ok=True)
+    fd = os.open(HISTORY, os.O_CREAT | os.O_APPEND | os.O_WRONLY, 0o600)
+    os.close(fd)
+    os.chmod(HISTORY, 0o600)
+    style = Style.from_dict({
+        "prompt": "bold ansiblue", "path": "ansicyan", "command": "bold", "key": "ansiyellow",
+        "value": "ansigreen", "string": "ansigreen", "bottom-toolbar": "reverse",
+    }) if not os.environ.get("NO_COLOR") else Style.from_dict({})
+    session = PromptSession(
+        history=FileHistory(HISTORY), auto_suggest=AutoSuggestFromHistory(),
+        completer=ShellCompleter(sh), complete_while_typing=False, lexer=CommandLexer(),
+        key_bindings=bindings(), bottom_toolbar=lambda: toolbar_text(sh), style=style,
+        editing_mode=EditingMode.VI if sh.prefs.get("editing_mode") == "vi" else EditingMode.EMACS,
+        enable_history_search=False)
+    print("lioctl shell: Tab completes, 'help' lists commands, Ctrl-D or 'exit' leaves.")
+    rc = 0
+    while True:
+        try:
+            line = session.prompt(sh.prompt_text)
+        except KeyboardInterrupt:
+            continue
+        except EOFError:
+            break
+        try:
+            rc = sh.execute(line)
+        except EOFError:
+            break
+        except KeyboardInterrupt:
+            print("lioctl: interrupted", file=sys.stderr)
+        except LioError as e:
+            if opts.debug:
+                traceback.print_exc()
+            print(f"lioctl: {e}", file=sys.stderr)
+            rc = e.exit_code
+        except Exception as e:  # noqa: BLE001 - a bug in one command must not end the shell
+            if opts.debug:
+                traceback.print_exc()
+            print(f"lioctl: internal error: {type(e).__name__}: {e} (rerun with --debug)", file=sys.stderr)
+            rc = 1
+    return 0
