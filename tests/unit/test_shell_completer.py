@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from lioctl.cli import Options
-from lioctl.shell.completer import ShellCompleter, tolerant_split
+from lioctl.complete import Candidates, tolerant_split
 from lioctl.shell.session import ShellSession, short_path
 from lioctl.tree.snapshot import Snapshot
 
@@ -21,7 +21,7 @@ def sh(monkeypatch, tmp_path):
 
 def cands(sh, text):
     words, word = tolerant_split(text)
-    return [c for c, _ in ShellCompleter(sh).candidates(words, word)]
+    return [c for c, _ in Candidates(sh).candidates(words, word)]
 
 
 def test_first_word_commands_and_paths(sh):

@@ -1,0 +1,154 @@
+"""`lioctl completion bash|zsh|fish` prints a completion script; the scripts call the hidden
+`lioctl __complete SHELL LINE [CUR]`, which answers one candidate per line from the live tree.
+
+It imports neither the interactive shell, prompt_toolkit nor rich, so it answers fast.
+A lone `__files__` line asks the shell to complete file names itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+HELP = "print the bash, zsh or fish completion script"
+SHELLS = ("bash", "zsh", "fish")
+SCRIPT_FILES = {"bash": "lioctl.bash", "zsh": "_lioctl", "fish": "lioctl.fish"}
+FILES = "__files__"
+
+# verb -> {option: what its value is} ; None = a flag
+VERB_OPTIONS = {
+    "export": {"-p": "address", "--portal": "address", "--iqn": None, "--name": None,
+               "--lun-size": None, "--readonly": None, "--acl": "initiator", "--chap": None,
+               "--mutual-chap": None, "--user": None, "--exist-ok": None},
+    "unexport": {},
+    "save": {}, "restore": {"--prune": None, "--clear": None}, "diff": {}, "clear": {},
+    "sessions": {}, "tcmu": {}, "completion": {}, "shell": {},
+}
+VERB_WORDS = {"sessions": ["list", "detail"], "tcmu": ["run", "status", "stop"],
+              "completion": list(SHELLS)}
+VERB_TAKES_FILE = {"export", "unexport", "save", "restore", "diff"}
+
+
+def configure(p: argparse.ArgumentParser) -> None:
+    p.add_argument("shell", choices=SHELLS, help="the shell to print the script for")
+
+
+def script_text(shell: str) -> str:
+    here = os.path.dirname(os.path.abspath(__file__))
+    for base in (os.path.join(here, "..", "..", "completions"),
+                 os.path.join(sys.prefix, "share", "lioctl", "completions")):
+        path = os.path.join(base, SCRIPT_FILES[shell])
+        if os.path.exists(path):
+            with open(path) as f:
+                return f.read()
+    from lioctl.errors import LioError
+    raise LioError(f"the {shell} completion script is not installed")
+
+
+def run(args) -> int:
+    sys.stdout.write(script_text(args.shell))
+    return 0
+
+
+class _Session:
+    """The one-shot view the shared candidate logic needs: the root, the snapshot, cwd /."""
+
+    cwd = "/"
+    bookmarks: dict = {}
+
+    def __init__(self):
+        self._snap = None
+
+    def snap(self):
+        if self._snap is None:
+            from lioctl.tree import snapshot
+            self._snap = snapshot.read()
+        return self._snap
+
+    def root(self):
+        from lioctl import prefs
+        from lioctl.tree.nodes import Context, Root
+        return Root(Context(self.snap(), prefs.load()))
+
+
+def verb_candidates(verb: str, words: list[str], word: str, sess: _Session):
+    opts = VERB_OPTIONS.get(verb, {})
+    prev = words[-1] if words else ""
+    if prev in opts and opts[prev]:
+        kind = opts[prev]
+        if kind == "address":
+            from lioctl.tree.targets import local_addresses
+            yield from (a for a in sorted(local_addresses() | {"0.0.0.0"}) if a.startswith(word))
+        elif kind == "initiator":
+            from lioctl.complete import seen_initiators
+            yield from (i for i in seen_initiators(sess.snap()) if i.startswith(word))
+        return
+    if word.startswith("-"):
+        from lioctl.cli import GLOBAL_FLAGS
+        yield from (o for o in sorted(set(opts) | set(GLOBAL_FLAGS) | {"--help"}) if o.startswith(word))
+        return
+    positional = [w for w in words if not w.startswith("-") and not (words.index(w) > 0 and
+                                                                       words[words.index(w) - 1] in opts
+                                                                       and opts[words[words.index(w) - 1]])]
+    if verb in VERB_WORDS and not positional:
+        yield from (w for w in VERB_WORDS[verb] if w.startswith(word))
+        return
+    if verb == "unexport" and not positional:
+        iscsi = sess.snap().fabrics.get("iscsi")
+        for t in (iscsi.targets if iscsi else {}):
+            if t.startswith(word):
+                yield t
+    if verb in VERB_TAKES_FILE and not positional:
+        yield FILES
+
+
+def candidates(line: str) -> list[str]:
+    from lioctl.cli import GLOBAL_FLAGS, ROOT_COMMANDS, VERBS
+    from lioctl.complete import Candidates, tolerant_split
+    words, word = tolerant_split(line)
+    if words and os.path.basename(words[0]) in ("lioctl", "lioctl.py") or words[:1] == ["python3"]:
+        words = words[1:]
+    if words[:2] == ["-m", "lioctl"]:
+        words = words[2:]
+    words = [w for w in words if w not in GLOBAL_FLAGS]
+    sess = _Session()
+    if not words:
+        if word.startswith("-"):
+            return [f for f in sorted(set(GLOBAL_FLAGS) | {"--help", "--version"}) if f.startswith(word)]
+        if word.startswith(("/", ".")):
+            return list(Candidates(sess).paths(word))
+        return [c for c in sorted(set(VERBS) | set(ROOT_COMMANDS) | {"/"}) if c.startswith(word)]
+    if words[0] in VERBS:
+        return list(dict.fromkeys(verb_candidates(words[0], words[1:], word, sess)))
+    if word.startswith("-"):
+        return [f for f in sorted(GLOBAL_FLAGS) if f.startswith(word)]
+    if words[0] in ROOT_COMMANDS:
+        words = ["/"] + words
+    out = []
+    for cand, meta in Candidates(sess).candidates(words, word):
+        out.append(FILES if meta == "file" else cand)
+    return list(dict.fromkeys(out))
+
+
+def complete_main(args: list[str]) -> int:
+    """`__complete SHELL LINE [CUR]`: LINE is the command line up to the cursor; with CUR (bash's
+    own idea of the current word, which splits at ':' and '='), candidates are cut to match."""
+    if len(args) < 2 or args[0] not in SHELLS:
+        print("usage: lioctl __complete bash|zsh|fish LINE [CUR]", file=sys.stderr)
+        return 2
+    line = args[1]
+    try:
+        cands = candidates(line)
+    except Exception:  # noqa: BLE001 - completion must never print a traceback into a prompt
+        return 0
+    if len(args) > 2 and args[0] == "bash":
+        from lioctl.complete import tolerant_split
+        _, word = tolerant_split(line)
+        cut = len(word) - len(args[2])
+        if cut > 0:
+            cands = [c[cut:] if c != FILES else c for c in cands]
+    if FILES in cands:
+        cands = [c for c in cands if c != FILES] + [FILES]
+    sys.stdout.write("".join(c + "\n" for c in cands))
+    return 0

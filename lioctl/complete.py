@@ -1,0 +1,225 @@
+"""Completion candidates for a partly typed command line, shared by the interactive shell and
+the bash/zsh/fish scripts (through `lioctl __complete`). Pure: no prompt_toolkit, no rich."""
+
+from __future__ import annotations
+
+import glob
+import inspect
+import os
+import shlex
+
+from lioctl.tree.nodes import Node, resolve
+from lioctl.tree.params import allowed_values
+
+BUILTINS = ["cd", "pwd", "exit", "bookmarks", "ls", "help"]
+BOOL_PARAMS = {"write_back", "sparse", "nullio", "readonly", "add_mapped_luns", "write_protect",
+               "boolean"}
+
+
+def tolerant_split(text: str) -> tuple[list[str], str]:
+    """Words before the cursor and the word being typed (an open quote is allowed)."""
+    try:
+        words = shlex.split(text)
+        if text and not text[-1].isspace():
+            return words[:-1], words[-1] if words else ""
+        return words, ""
+    except ValueError:
+        # an unterminated quote: the word being typed starts at the last quote
+        for q in ("'", '"'):
+            i = text.rfind(q)
+            if i >= 0:
+                j = max(text.rfind(" ", 0, i), text.rfind("\t", 0, i)) + 1
+                try:
+                    return shlex.split(text[:j]), text[j:i] + text[i + 1:]
+                except ValueError:
+                    continue
+        return text.split(), ""
+
+
+class Candidates:
+    """session gives .root() and .snap() (one snapshot per prompt), .cwd and .bookmarks."""
+
+    def __init__(self, session):
+        self.session = session
+
+    # -- helpers
+    def _node(self, path: str) -> Node | None:
+        try:
+            return resolve(resolve(self.session.root(), self.session.cwd), path) if path else \
+                resolve(self.session.root(), self.session.cwd)
+        except Exception:  # noqa: BLE001 - a half-typed path is not an error
+            return None
+
+    def paths(self, word: str):
+        head, slash, tail = word.rpartition("/")
+        base = self._node((head or "/") if slash else "")
+        if base is None:
+            return
+        prefix = head + "/" if slash else ""
+        if not slash and tail and "..".startswith(tail) and base.parent is not None:
+            yield "../"
+        for c in base.children():
+            if c.name.lower().startswith(tail.lower()):
+                yield prefix + c.name + "/"
+
+    def candidates(self, words: list[str], word: str):
+        from lioctl import cli
+        if not words:
+            node = self._node("")
+            if node is None:
+                return
+            seen = set()
+            for c in sorted(set(BUILTINS) | set(node.command_names()) | set(cli.VERBS)):
+                if c.startswith(word) and c not in seen:
+                    seen.add(c)
+                    yield c, "command"
+            for p in self.paths(word):
+                yield p, "path"
+            return
+        # PATH COMMAND ... or COMMAND ...
+        first = words[0]
+        if first in ("cd", "ls"):
+            if len(words) == 1:
+                for p in self.paths(word):
+                    yield p, "path"
+            return
+        if first == "bookmarks":
+            if len(words) == 1:
+                for c in ("add", "go", "del", "show"):
+                    if c.startswith(word):
+                        yield c, ""
+            elif words[1] in ("go", "del"):
+                for b in self.session.bookmarks:
+                    if b.startswith(word):
+                        yield b, "bookmark"
+            return
+        if first.startswith(("/", ".")):
+            node = self._node(first)
+            rest = words[1:]
+            if node is None:
+                return
+            if not rest:
+                for c in node.command_names():
+                    if c.startswith(word):
+                        yield c, "command"
+                return
+        else:
+            node = self._node("")
+            rest = words
+        if node is None:
+            return
+        cmd = rest[0]
+        fn = getattr(node, "ui_" + cmd, None)
+        if fn is None:
+            return
+        yield from self.args(node, cmd, fn, rest[1:], word)
+
+    def args(self, node: Node, cmd: str, fn, given: list[str], word: str):
+        if cmd in ("get", "set"):
+            groups = node.groups()
+            if not given:
+                for g in groups:
+                    if g.startswith(word):
+                        yield g, "group"
+                return
+            gdir = groups.get(given[0])
+            if not gdir:
+                return
+            names = sorted(os.listdir(gdir)) if os.path.isdir(gdir) else []
+            if cmd == "get":
+                for n in names:
+                    if n.startswith(word) and n not in given:
+                        yield n, given[0]
+                return
+            if "=" in word:
+                key, _, val = word.partition("=")
+                for v in allowed_values(key):
+                    if v.startswith(val):
+                        yield f"{key}={v}", "value"
+                return
+            for n in names:
+                if n.startswith(word):
+                    yield n + "=", given[0]
+            return
+        if cmd in ("help",):
+            for c in node.command_names():
+                if c.startswith(word):
+                    yield c, "command"
+            return
+        params = self.params_of(node, cmd, fn)
+        used = {g.split("=", 1)[0] for g in given if "=" in g}
+        positional = [g for g in given if "=" not in g]
+        if "=" in word:
+            key, _, val = word.partition("=")
+            if key in BOOL_PARAMS:
+                for v in ("true", "false"):
+                    if v.startswith(val):
+                        yield f"{key}={v}", "value"
+            return
+        if len(positional) < len(params):
+            yield from self.value_for(node, params[len(positional)], word)
+        for p in params:
+            if p not in used and p not in params[: len(positional)] and f"{p}=".startswith(word) and word:
+                yield f"{p}=", "parameter"
+        if not word:
+            for p in params[len(positional) + 1:]:
+                if p not in used:
+                    yield f"{p}=", "parameter"
+
+    def params_of(self, node: Node, cmd: str, fn) -> list[str]:
+        if cmd == "create" and hasattr(node, "_create_" + node.name):
+            fn = getattr(node, "_create_" + node.name)
+        return [p.name for p in inspect.signature(fn).parameters.values()
+                if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+
+    def value_for(self, node: Node, param: str, word: str):
+        snap = self.session.snap()
+        if param == "storage_object":
+            for so in snap.storage_objects.values():
+                if so.tree_path.startswith(word):
+                    yield so.tree_path, "backstore"
+            if word and not word.startswith("/backstores"[: len(word)]):
+                yield from self.files(word)
+        elif param in ("file_or_dev", "file"):
+            yield from self.files(word)
+        elif param == "dev":
+            for d in sorted(glob.glob("/dev/sd*") + glob.glob("/dev/loop[0-9]*") + glob.glob("/dev/vd*")
+                            + glob.glob("/dev/nvme*n*") + glob.glob("/dev/mapper/*")):
+                if d.startswith(word):
+                    yield d, "block device"
+        elif param == "wwn" and node.kind == "acls":
+            for iqn in seen_initiators(snap):
+                if iqn.startswith(word):
+                    yield iqn, "initiator"
+        elif param == "ip_address":
+            from lioctl.tree.targets import local_addresses
+            for a in sorted(local_addresses() | {"0.0.0.0", "::0"}):
+                if a.startswith(word):
+                    yield a, "address"
+        elif param in BOOL_PARAMS:
+            for v in ("true", "false"):
+                if v.startswith(word):
+                    yield v, "value"
+        elif param in ("name", "wwn", "lun", "tag", "mapped_lun") and node.kind in (
+                "backstore-kind", "fabric", "acls", "luns", "acl", "target"):
+            for c in node.children():
+                if c.name.startswith(word):
+                    yield c.name, "existing"
+
+    def files(self, word: str):
+        pattern = os.path.expanduser(word) + "*"
+        for p in sorted(glob.glob(pattern))[:200]:
+            yield (p + "/" if os.path.isdir(p) else p), "file"
+
+
+def seen_initiators(snap) -> list[str]:
+    """Initiator IQNs seen in demo-mode sessions and ACLs anywhere: likely ACL names."""
+    from lioctl import configfs
+    out = set()
+    for fab in snap.fabrics.values():
+        for t in fab.targets.values():
+            for tpg in t.tpgs.values():
+                dyn = configfs.read(tpg.path + "/dynamic_sessions", "") or ""
+                out.update(dyn.split())
+                out.update(tpg.acls)
+    return sorted(out)
