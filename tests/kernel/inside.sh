@@ -1,6 +1,11 @@
 #!/usr/bin/env bash
-# Runs inside the guest: load LIO, mount configfs, run the kernel test suite.
+# Runs inside the guest: load LIO, mount configfs, run the kernel tests (all of tests/kernel,
+# or the test files/ids given among the arguments).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 bash tests/kernel/prepare-guest.sh
-exec .venv/bin/python -m pytest -q -p no:cacheprovider tests/kernel "$@"
+targets=(tests/kernel)
+for a in "$@"; do
+    [[ -e ${a%%::*} ]] && targets=()
+done
+exec .venv/bin/python -m pytest -q -p no:cacheprovider -o testpaths= "${targets[@]}" "$@"
