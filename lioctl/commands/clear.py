@@ -1,0 +1,43 @@
+"""`lioctl clear`: remove the whole target configuration (asks on a terminal)."""
+
+from __future__ import annotations
+
+import sys
+
+from lioctl import configfs, render
+from lioctl.errors import LioError
+from lioctl.lock import write_lock
+from lioctl.plan import executor, script
+from lioctl.saveconfig import diff
+from lioctl.tree import snapshot
+
+HELP = "remove the whole target configuration"
+
+
+def configure(p):
+    pass
+
+
+def run(args) -> int:
+    if args.dry_run:
+        sys.stdout.write(script.render(diff.plan_clear(snapshot.read()), "clear"))
+        return 0
+    snap = snapshot.read()
+    n_t = sum(1 for _ in snap.targets())
+    n_s = len(snap.storage_objects)
+    if not args.yes:
+        if not sys.stdin.isatty():
+            raise LioError("clear removes every target and backstore; confirm with --yes")
+        answer = input(f"Remove {n_t} target(s) and {n_s} storage object(s)? [y/N] ")
+        if answer.strip().lower() not in ("y", "yes"):
+            print("Nothing removed.")
+            return 1
+    configfs.ensure_ready()
+    with write_lock():
+        plan = diff.plan_clear(snapshot.read())
+        executor.execute(plan)
+    if args.json:
+        render.print_json({"targets_removed": n_t, "storage_objects_removed": n_s})
+    else:
+        print(f"Removed {n_t} target(s) and {n_s} storage object(s).")
+    return 0

@@ -1,0 +1,386 @@
+"""(running snapshot, desired saveconfig) -> a Plan that changes only what differs, plus one
+`+ / - / ~` line per object or attribute. Objects absent from the file are removed only with
+prune; objects already right are not touched, so their sessions keep running."""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass, field
+
+from lioctl import configfs
+from lioctl.plan import Modprobe, Plan
+from lioctl.saveconfig.dump import AUTH, dump_storage_object
+from lioctl.tree import backstores as bs, targets as tg
+from lioctl.tree.fabrics import spec_for
+from lioctl.tree.snapshot import HBA_OF_PLUGIN, TPG, Snapshot, StorageObject, Target
+
+# settings that can only be given at creation: a change means re-creating the object
+SO_IDENTITY = {"fileio": ("dev", "size", "write_back"), "block": ("dev", "readonly"),
+               "ramdisk": ("size", "nullio"), "pscsi": ("dev",), "user": ("config", "size")}
+# attributes the kernel derives or refuses to change once set; never written by restore
+SO_SKIP_ATTRS = {"hw_block_size", "hw_max_sectors", "hw_pi_prot_type", "hw_queue_depth"}
+
+
+@dataclass
+class Change:
+    plan: Plan = field(default_factory=Plan)
+    lines: list[str] = field(default_factory=list)
+
+    def add(self, sign: str, what: str, detail: str = ""):
+        self.lines.append(f"{sign} {what}" + (f" ({detail})" if detail else ""))
+
+
+def _str(v) -> str:
+    if isinstance(v, bool):
+        return "1" if v else "0"
+    return str(v)
+
+
+def _write_group(ch: Change, label: str, cfs_dir: str, desired: dict, current: dict | None,
+                 skip=frozenset(), secret_keys=frozenset()):
+    """Write the values that differ (all of them for a new object, current=None)."""
+    for k, v in desired.items():
+        if k in skip:
+            continue
+        if not os.path.exists(f"{cfs_dir}/{k}") and current is not None:
+            print(f"lioctl: warning: {label}: the kernel has no {k}; not applied", file=sys.stderr)
+            continue
+        cur = None if current is None else current.get(k)
+        if current is None or cur is None or _str(cur) != _str(v):
+            ch.plan.write(f"{cfs_dir}/{k}", _str(v), secret=k.startswith("password"))
+            shown = "********" if k in secret_keys else _str(v)
+            if current is not None:
+                ch.add("~", f"{label} {k}", f"{cur} -> {shown}")
+
+
+def _so_key(path: str) -> tuple[str, str]:
+    parts = path.strip("/").split("/")
+    return parts[1], parts[2]
+
+
+def plan_restore(snap: Snapshot, desired: dict, prune: bool = False) -> Change:
+    ch = Change()
+    want_sos = {(s["plugin"], s["name"]): s for s in desired.get("storage_objects", [])}
+    replaced: set[tuple[str, str]] = set()
+    # --- storage objects: which exist but differ in what only creation can set
+    for key, so in snap.storage_objects.items():
+        w = want_sos.get(key)
+        if w is None:
+            continue
+        cur = dump_storage_object(so)
+        for k in SO_IDENTITY[so.plugin]:
+            if k in w and _norm(k, w[k]) != _norm(k, cur.get(k)):
+                replaced.add(key)
+                ch.add("~", f"storage object {key[0]}/{key[1]}", f"{k} {cur.get(k)} -> {w[k]}: re-created")
+                break
+
+    want_targets = {(t["fabric"], t["wwn"]): t for t in desired.get("targets", [])}
+    # --- removals first (children before parents)
+    for fab in snap.fabrics.values():
+        for t in fab.targets.values():
+            key = (fab.name, fab.spec.display_wwn(t.wwn))
+            w = want_targets.get(key)
+            if w is None:
+                if prune:
+                    ch.plan.extend(tg.plan_delete_target(t))
+                    ch.add("-", f"target {key[1]}")
+                continue
+            _prune_target(ch, t, w, prune, replaced)
+    for key, so in snap.storage_objects.items():
+        if key in replaced or (key not in want_sos and prune):
+            luns_left = [lun for lun in so.luns if not _lun_removed(ch, lun)]
+            for lun in luns_left:
+                ch.plan.extend(tg.plan_delete_lun(lun))
+                ch.add("-", f"LUN {lun.tree_path}", "its storage object goes")
+            ch.plan.extend(_delete_so(snap, so))
+            if key not in replaced:
+                ch.add("-", f"storage object {key[0]}/{key[1]}")
+    # --- storage objects to create or adjust
+    taken_hbas: set[str] = set()
+    for key, w in want_sos.items():
+        so = snap.storage_objects.get(key)
+        if so is None or key in replaced:
+            ch.plan.extend(_create_so(snap, w, taken_hbas))
+            if key not in replaced:
+                ch.add("+", f"storage object {key[0]}/{key[1]}")
+        else:
+            cur = dump_storage_object(so)
+            _write_group(ch, f"storage object {key[0]}/{key[1]} attribute", so.path + "/attrib",
+                         {k: v for k, v in w.get("attributes", {}).items() if k not in SO_SKIP_ATTRS},
+                         cur.get("attributes", {}))
+            if w.get("wwn") and w["wwn"] != so.wwn:
+                ch.plan.write(so.path + "/wwn/vpd_unit_serial", w["wwn"])
+                ch.add("~", f"storage object {key[0]}/{key[1]} wwn", f"{so.wwn} -> {w['wwn']}")
+            _alua(ch, so.path, w.get("alua_tpgs", []), so.alua_tpgs, f"{key[0]}/{key[1]}")
+    so_paths = _so_paths(snap, ch)
+    # --- targets
+    for key, w in want_targets.items():
+        fab = snap.fabrics.get(key[0])
+        spec = spec_for(key[0])
+        t = fab.targets.get(spec.cfs_wwn(key[1])) if fab else None
+        if t is None:
+            _create_target(ch, snap, w, so_paths)
+            ch.add("+", f"target {key[1]}")
+        else:
+            _update_target(ch, t, w, so_paths, replaced)
+    # --- discovery auth
+    for fm in desired.get("fabric_modules", []):
+        da = f"{configfs.ROOT}/{fm['name']}/discovery_auth"
+        want = {fname: fm.get("discovery_" + key) for key, fname in AUTH if fm.get("discovery_" + key)}
+        want["enforce_discovery_auth"] = 1 if fm.get("discovery_enable_auth") else 0
+        cur = {k: configfs.read(f"{da}/{k}") for k in want} if os.path.isdir(da) else {}
+        if not os.path.isdir(f"{configfs.ROOT}/{fm['name']}"):
+            ch.plan.add(Modprobe(spec_for(fm["name"]).module or fm["name"]))
+            ch.plan.mkdir(f"{configfs.ROOT}/{fm['name']}")
+        _write_group(ch, f"{fm['name']} discovery_auth", da, want, cur, secret_keys={"password", "password_mutual"})
+    return ch
+
+
+def _norm(k, v):
+    if k == "dev" and isinstance(v, str):
+        return os.path.realpath(v)
+    if k in ("write_back", "readonly", "nullio"):
+        return bool(v)
+    return v
+
+
+def _lun_removed(ch: Change, lun) -> bool:
+    return any(op.path == lun.path and type(op).__name__ == "Rmdir" for op in ch.plan)
+
+
+def _delete_so(snap: Snapshot, so: StorageObject) -> Plan:
+    plan = Plan()
+    for g in so.alua_tpgs:
+        if g != "default_tg_pt_gp":
+            plan.rmdir(f"{so.path}/alua/{g}")
+    plan.rmdir(so.path)
+    if not [s for s in snap.storage_objects.values() if s.hba == so.hba and s is not so]:
+        plan.rmdir(os.path.dirname(so.path))
+    return plan
+
+
+def _create_so(snap: Snapshot, w: dict, taken: set[str]) -> Plan:
+    plugin, name = w["plugin"], w["name"]
+    hba = bs.free_hba(plugin, taken)
+    taken.add(hba)
+    empty = Snapshot()  # the object is being (re)created: name checks against the running one are done
+    wwn = w.get("wwn") or None
+    if plugin == "fileio":
+        size = w.get("size") or None
+        plan = bs.plan_fileio(empty, name, w["dev"], size, bool(w.get("write_back")), wwn=wwn,
+                              model_alias=False, hba=hba, create_missing=False)
+    elif plugin == "block":
+        plan = bs.plan_block(empty, name, w["dev"], bool(w.get("readonly")), wwn=wwn,
+                             model_alias=False, hba=hba)
+    elif plugin == "ramdisk":
+        plan = bs.plan_ramdisk(empty, name, w["size"], bool(w.get("nullio")), wwn=wwn,
+                               model_alias=False, hba=hba)
+    elif plugin == "pscsi":
+        plan = bs.plan_pscsi(empty, name, w["dev"], hba=hba)
+    else:
+        cfg = w.get("config") or ""
+        subtype, _, rest = cfg.partition("/")
+        plan = bs.plan_user(empty, name, w["size"], rest, subtype, wwn=wwn,
+                            hw_max_sectors=w.get("hw_max_sectors"), model_alias=False, hba=hba,
+                            validate=False)
+    path = f"{configfs.CORE}/{hba}/{name}"
+    ch = Change(plan)
+    _write_group(ch, "", path + "/attrib",
+                 {k: v for k, v in w.get("attributes", {}).items() if k not in SO_SKIP_ATTRS}, None)
+    _alua(ch, path, w.get("alua_tpgs", []), [], name)
+    return ch.plan
+
+
+def _alua(ch: Change, so_path: str, want: list[dict], have: list[str], label: str):
+    for g in want:
+        if g["name"] == "default_tg_pt_gp" or g["name"] in have:
+            continue
+        p = f"{so_path}/alua/{g['name']}"
+        ch.plan.mkdir(p)
+        ch.plan.write(p + "/tg_pt_gp_id", str(g.get("tg_pt_gp_id", 0)), undoable=False)
+        for k in ("alua_access_type", "alua_access_state", "preferred", "nonop_delay_msecs",
+                  "trans_delay_msecs", "implicit_trans_secs"):
+            if g.get(k) is not None:
+                ch.plan.write(f"{p}/{k}", _str(g[k]), undoable=False)
+        ch.add("+", f"ALUA group {label}/{g['name']}")
+
+
+def _so_paths(snap: Snapshot, ch: Change) -> dict[tuple[str, str], str]:
+    """Where each storage object is (or will be) in configfs, after this plan's changes."""
+    out = {k: so.path for k, so in snap.storage_objects.items()}
+    for op in ch.plan:
+        if type(op).__name__ == "Mkdir" and op.path.startswith(configfs.CORE + "/"):
+            rel = op.path[len(configfs.CORE) + 1:].split("/")
+            if len(rel) == 2:
+                prefix = rel[0].rpartition("_")[0]
+                plugin = {v: k for k, v in HBA_OF_PLUGIN.items()}.get(prefix)
+                out[(plugin, rel[1])] = op.path
+    return out
+
+
+def _create_target(ch: Change, snap: Snapshot, w: dict, so_paths):
+    spec = spec_for(w["fabric"])
+    if spec.module:
+        ch.plan.add(Modprobe(spec.module))
+    if w["fabric"] not in snap.fabrics and not os.path.isdir(tg.fabric_path(w["fabric"])):
+        if not any(op.path == tg.fabric_path(w["fabric"]) for op in ch.plan):
+            ch.plan.mkdir(tg.fabric_path(w["fabric"]))
+    tpath = f"{tg.fabric_path(w['fabric'])}/{spec.cfs_wwn(w['wwn'])}"
+    ch.plan.mkdir(tpath)
+    for tw in w.get("tpgs", []):
+        _create_tpg(ch, spec, tpath, tw, so_paths)
+
+
+def _create_tpg(ch: Change, spec, tpath: str, tw: dict, so_paths):
+    path = f"{tpath}/tpgt_{tw['tag']}"
+    ch.plan.mkdir(path)
+    _tpg_body(ch, path, tw, None, so_paths, set())
+
+
+def _tpg_body(ch: Change, path: str, tw: dict, tpg: TPG | None, so_paths, replaced):
+    """Everything inside a TPG, for a new TPG (tpg None) or the differences of an existing one."""
+    from lioctl.saveconfig.dump import rw_group
+    label = path[len(configfs.ROOT) + 1:]
+    _write_group(ch, f"{label} attribute", path + "/attrib", tw.get("attributes", {}),
+                 rw_group(path + "/attrib") if tpg else None)
+    _write_group(ch, f"{label} parameter", path + "/param", tw.get("parameters", {}),
+                 rw_group(path + "/param", as_text=True) if tpg else None)
+    auth = {fname: tw.get("chap_" + key) or "" for key, fname in AUTH
+            if tw.get("chap_" + key) or tpg is not None and configfs.read(f"{path}/auth/{fname}")}
+    _write_group(ch, f"{label} auth", path + "/auth", auth,
+                 {k: configfs.read(f"{path}/auth/{k}") for k in auth} if tpg else None,
+                 secret_keys={"password", "password_mutual"})
+    have_luns = tpg.luns if tpg else {}
+    for lw in tw.get("luns", []):
+        lun = have_luns.get(lw["index"])
+        so_key = _so_key(lw["storage_object"])
+        if lun is not None and lun.storage_object is not None and \
+                (lun.storage_object.plugin, lun.storage_object.name) == so_key and so_key not in replaced:
+            continue
+        if lun is not None and not _lun_gone(ch, lun.path):
+            ch.plan.extend(tg.plan_delete_lun(lun))
+        lpath = f"{path}/lun/lun_{lw['index']}"
+        ch.plan.mkdir(lpath)
+        ch.plan.symlink(f"{lpath}/{lw.get('alias') or tg._alias()}", so_paths[so_key])
+        if lw.get("alua_tg_pt_gp_name") and lw["alua_tg_pt_gp_name"] != "default_tg_pt_gp":
+            ch.plan.write(lpath + "/alua_tg_pt_gp", lw["alua_tg_pt_gp_name"], undoable=False)
+        if tpg is not None:
+            ch.add("+", f"{label} LUN {lw['index']}")
+    have_portals = tpg.portals if tpg else {}
+    for pw in tw.get("portals", []):
+        ip = pw["ip_address"].strip("[]")
+        name = f"[{ip}]:{pw['port']}" if ":" in ip else f"{ip}:{pw['port']}"
+        if name in have_portals:
+            continue
+        ch.plan.mkdir(f"{path}/np/{name}")
+        if pw.get("iser"):
+            ch.plan.write(f"{path}/np/{name}/iser", "1", undoable=False)
+        if pw.get("offload"):
+            ch.plan.write(f"{path}/np/{name}/cxgbit", "1", undoable=False)
+        if tpg is not None:
+            ch.add("+", f"{label} portal {name}")
+    have_acls = tpg.acls if tpg else {}
+    for aw in tw.get("node_acls", []):
+        acl = have_acls.get(aw["node_wwn"])
+        apath = f"{path}/acls/{aw['node_wwn']}"
+        if acl is None:
+            ch.plan.mkdir(apath)
+            if tpg is not None:
+                ch.add("+", f"{label} ACL {aw['node_wwn']}")
+        cur_auth = {k: configfs.read(f"{apath}/auth/{k}") for _, k in AUTH} if acl else None
+        want_auth = {fname: aw.get("chap_" + key) or "" for key, fname in AUTH
+                     if aw.get("chap_" + key) or acl is not None and cur_auth.get(fname)}
+        _write_group(ch, f"{label} ACL {aw['node_wwn']} auth", apath + "/auth", want_auth, cur_auth,
+                     secret_keys={"password", "password_mutual"})
+        _write_group(ch, f"{label} ACL {aw['node_wwn']} attribute", apath + "/attrib",
+                     aw.get("attributes", {}), rw_group(apath + "/attrib") if acl else None)
+        if aw.get("tag") and (acl is None or acl.tag != aw["tag"]):
+            ch.plan.write(apath + "/tag", aw["tag"], undoable=False)
+        have_ml = acl.mapped_luns if acl else {}
+        for mw in aw.get("mapped_luns", []):
+            ml = have_ml.get(mw["index"])
+            relinked = any(op.path == f"{path}/lun/lun_{mw['tpg_lun']}" and type(op).__name__ == "Mkdir"
+                           for op in ch.plan)
+            if ml is not None and ml.tpg_lun == mw["tpg_lun"] and not relinked:
+                if bool(mw.get("write_protect")) != ml.write_protect:
+                    ch.plan.write(ml.path + "/write_protect", "1" if mw.get("write_protect") else "0")
+                    ch.add("~", f"{label} ACL {aw['node_wwn']} mapped LUN {mw['index']} write_protect")
+                continue
+            if ml is not None and not _lun_gone(ch, ml.path):
+                ch.plan.extend(tg.plan_delete_mapped_lun(ml))
+            ch.plan.extend(tg.plan_mapped_lun_at(apath, mw["index"], f"{path}/lun/lun_{mw['tpg_lun']}",
+                                                 bool(mw.get("write_protect"))))
+            if tpg is not None:
+                ch.add("+", f"{label} ACL {aw['node_wwn']} mapped LUN {mw['index']}")
+    enable = tw.get("enable", True)
+    if os.path.exists(path + "/enable") or tpg is None and "iscsi/" in path:
+        cur = tpg.enabled if tpg else None
+        if cur is None or bool(cur) != bool(enable):
+            ch.plan.write(path + "/enable", "1" if enable else "0", undoable=tpg is not None)
+            if tpg is not None:
+                ch.add("~", f"{label} enable", f"{int(bool(cur))} -> {int(bool(enable))}")
+
+
+def _lun_gone(ch: Change, path: str) -> bool:
+    return any(op.path == path and type(op).__name__ == "Rmdir" for op in ch.plan)
+
+
+def _prune_target(ch: Change, t: Target, w: dict, prune: bool, replaced):
+    want_tpgs = {tw["tag"]: tw for tw in w.get("tpgs", [])}
+    for tag, tpg in t.tpgs.items():
+        tw = want_tpgs.get(tag)
+        if tw is None:
+            if prune:
+                ch.plan.extend(tg.plan_delete_tpg(tpg))
+                ch.add("-", f"{tpg.tree_path}")
+            continue
+        if not prune:
+            continue
+        want_acls = {a["node_wwn"]: a for a in tw.get("node_acls", [])}
+        for wwn, acl in tpg.acls.items():
+            aw = want_acls.get(wwn)
+            if aw is None:
+                ch.plan.extend(tg.plan_delete_acl(acl))
+                ch.add("-", f"{acl.tree_path}")
+                continue
+            want_ml = {m["index"] for m in aw.get("mapped_luns", [])}
+            for idx, ml in acl.mapped_luns.items():
+                if idx not in want_ml:
+                    ch.plan.extend(tg.plan_delete_mapped_lun(ml))
+                    ch.add("-", f"{ml.tree_path}")
+        want_luns = {lw["index"] for lw in tw.get("luns", [])}
+        for idx, lun in tpg.luns.items():
+            if idx not in want_luns:
+                ch.plan.extend(tg.plan_delete_lun(lun))
+                ch.add("-", f"{lun.tree_path}")
+        want_portals = set()
+        for pw in tw.get("portals", []):
+            ip = pw["ip_address"].strip("[]")
+            want_portals.add(f"[{ip}]:{pw['port']}" if ":" in ip else f"{ip}:{pw['port']}")
+        for name, p in tpg.portals.items():
+            if name not in want_portals:
+                ch.plan.rmdir(p.path)
+                ch.add("-", f"{p.tree_path}")
+
+
+def _update_target(ch: Change, t: Target, w: dict, so_paths, replaced):
+    spec = t.fabric.spec
+    for tw in w.get("tpgs", []):
+        tpg = t.tpgs.get(tw["tag"])
+        if tpg is None:
+            _create_tpg(ch, spec, t.path, tw, so_paths)
+            ch.add("+", f"{t.tree_path} TPG {tw['tag']}")
+        else:
+            _tpg_body(ch, tpg.path, tw, tpg, so_paths, replaced)
+
+
+def plan_clear(snap: Snapshot) -> Plan:
+    """Everything, children first; a failure midway is rolled back like any plan."""
+    plan = Plan()
+    for t in snap.targets():
+        plan.extend(tg.plan_delete_target(t))
+    for so in snap.storage_objects.values():
+        plan.extend(_delete_so(snap, so))
+    # HBAs without objects (left by other tools) too
+    return plan

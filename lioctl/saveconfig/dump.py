@@ -1,0 +1,154 @@
+"""The running configuration as rtslib's RTSRoot.dump() writes it (targetcli saveconfig)."""
+
+from __future__ import annotations
+
+import os
+import re
+
+from lioctl import configfs
+from lioctl.tree.snapshot import TPG, NodeACL, Snapshot, StorageObject, _entries
+
+AUTH = (("userid", "userid"), ("password", "password"),
+        ("mutual_userid", "userid_mutual"), ("mutual_password", "password_mutual"))
+ALUA_RW = ("alua_access_state", "alua_access_status", "alua_write_metadata", "alua_access_type",
+           "preferred", "nonop_delay_msecs", "trans_delay_msecs", "implicit_trans_secs",
+           "alua_support_offline", "alua_support_standby", "alua_support_transitioning",
+           "alua_support_active_nonoptimized", "alua_support_unavailable",
+           "alua_support_active_optimized")
+
+
+def _value(v: str):
+    try:
+        return int(v)
+    except ValueError:
+        return v
+
+
+def rw_group(path: str, as_text: bool = False) -> dict:
+    """Readable and writable files of a group; attributes as ints where they parse, parameters
+    as text (as rtslib does)."""
+    out = {}
+    for e in sorted(_entries(path), key=lambda e: e.name):
+        if not e.is_file(follow_symlinks=False):
+            continue
+        mode = e.stat(follow_symlinks=False).st_mode
+        if not (mode & 0o200 and mode & 0o400):
+            continue
+        v = configfs.read(e.path)
+        if v is not None:
+            out[e.name] = v if as_text else _value(v)
+    return out
+
+
+def _parse_info(so: StorageObject, key: str) -> str | None:
+    m = re.search(rf"{re.escape(key)}: ([^: ]+)", " ".join(so.info.get("_raw", "").split()))
+    return m.group(1) if m else None
+
+
+def dump_storage_object(so: StorageObject) -> dict:
+    d: dict = {}
+    attrs = rw_group(so.path + "/attrib")
+    if attrs:
+        d["attributes"] = attrs
+    d["name"] = so.name
+    d["plugin"] = so.plugin
+    d["alua_tpgs"] = [dump_alua(so, name) for name in so.alua_tpgs]
+    if so.plugin == "fileio":
+        d.update(write_back=so.write_back, wwn=so.wwn, dev=so.udev_path, size=so.size,
+                 aio=_parse_info(so, "async") == "1" or "Async: 1" in so.info.get("_raw", ""))
+    elif so.plugin == "block":
+        excl = _parse_info(so, "exclusive")
+        d.update(write_back=so.write_back, readonly=_parse_info(so, "readonly") == "1",
+                 wwn=so.wwn, dev=so.udev_path, exclusive=True if excl is None else excl == "1")
+    elif so.plugin == "ramdisk":
+        d.update(wwn=so.wwn, size=so.size)
+        if _parse_info(so, "nullio") == "1":
+            d["nullio"] = True
+    elif so.plugin == "pscsi":
+        d["dev"] = so.udev_path
+    elif so.plugin == "user":
+        cfg = _parse_info(so, "Config")
+        control = []
+        mda = _parse_info(so, "MaxDataAreaMB")
+        if mda and mda != "NULL":
+            control.append(f"max_data_area_mb={mda}")
+        d.update(wwn=so.wwn, size=int(_parse_info(so, "Size") or 0),
+                 config=None if cfg == "NULL" else cfg,
+                 hw_max_sectors=int(_parse_info(so, "HwMaxSectors") or 0), control=",".join(control))
+    return d
+
+
+def dump_alua(so: StorageObject, name: str) -> dict:
+    path = f"{so.path}/alua/{name}"
+    d = {"name": name, "tg_pt_gp_id": _value(configfs.read(path + "/tg_pt_gp_id", "0") or "0")}
+    for p in ALUA_RW:
+        v = configfs.read(f"{path}/{p}")
+        d[p] = _value(v) if v is not None else None
+    return d
+
+
+def _auth(path: str, d: dict) -> None:
+    for key, fname in AUTH:
+        v = configfs.read(f"{path}/auth/{fname}")
+        if v:
+            d["chap_" + key] = v
+
+
+def dump_acl(acl: NodeACL) -> dict:
+    d: dict = {}
+    attrs = rw_group(acl.path + "/attrib")
+    if attrs:
+        d["attributes"] = attrs
+    d["node_wwn"] = acl.tpg.target.fabric.spec.display_wwn(acl.wwn)
+    d["mapped_luns"] = [{"write_protect": m.write_protect, "index": m.index, "tpg_lun": m.tpg_lun,
+                         "alias": m.alias} for m in acl.mapped_luns.values()]
+    if acl.tag:
+        d["tag"] = acl.tag
+    if acl.tpg.target.fabric.has("auth"):
+        _auth(acl.path, d)
+    return d
+
+
+def dump_tpg(tpg: TPG) -> dict:
+    d: dict = {}
+    attrs = rw_group(tpg.path + "/attrib")
+    if attrs:
+        d["attributes"] = attrs
+    params = rw_group(tpg.path + "/param", as_text=True)
+    if params:
+        d["parameters"] = params
+    d["tag"] = tpg.tag
+    d["enable"] = tpg.enabled
+    d["luns"] = [{"storage_object": lun.storage_object.tree_path if lun.storage_object else None,
+                  "index": lun.index, "alias": lun.alias, "alua_tg_pt_gp_name": lun.alua_tg_pt_gp or None}
+                 for lun in tpg.luns.values()]
+    d["portals"] = [{"port": p.port, "ip_address": p.ip, "iser": p.iser, "offload": p.offload}
+                    for p in tpg.portals.values()] if tpg.target.fabric.has("nps") else []
+    d["node_acls"] = [dump_acl(a) for a in tpg.acls.values()]
+    if tpg.target.fabric.has("auth"):
+        _auth(tpg.path, d)
+    return d
+
+
+def dump(snap: Snapshot) -> dict:
+    """rtslib's RTSRoot.dump(): storage_objects, targets, fabric_modules (discovery auth on)."""
+    targets = []
+    for fab in snap.fabrics.values():
+        for t in fab.targets.values():
+            targets.append({"wwn": fab.spec.display_wwn(t.wwn), "fabric": fab.name,
+                            "tpgs": [dump_tpg(tpg) for tpg in t.tpgs.values()]})
+    fabric_modules = []
+    for fab in snap.fabrics.values():
+        da = fab.path + "/discovery_auth"
+        if fab.has("discovery_auth") and os.path.isdir(da) and \
+                configfs.read(da + "/enforce_discovery_auth") == "1":
+            d = {"name": fab.name}
+            for key, fname in AUTH:
+                v = configfs.read(f"{da}/{fname}")
+                if v:
+                    d["discovery_" + key] = v
+            d["discovery_enable_auth"] = True
+            fabric_modules.append(d)
+    return {"fabric_modules": fabric_modules,
+            "storage_objects": [dump_storage_object(so) for so in snap.storage_objects.values()],
+            "targets": targets}
