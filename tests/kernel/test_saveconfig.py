@@ -164,8 +164,7 @@ def test_restore_keeps_a_live_session(lioctl, tmp_path):
     initiator.login(T1)
     try:
         dev = initiator.disk_for(T1)
-        sid_before = open(sorted(p for p in os.popen("ls -d /sys/class/iscsi_session/*").read().split())[0]
-                          + "/targetname").read()
+        sessions_before = initiator.sh("iscsiadm", "-m", "session").stdout
         data = os.urandom(MiB)
         fd = os.open(dev, os.O_RDWR | os.O_SYNC)
         try:
@@ -182,8 +181,8 @@ def test_restore_keeps_a_live_session(lioctl, tmp_path):
             assert os.pread(fd, MiB, 0) == data and os.pread(fd, MiB, MiB) == data[::-1]
         finally:
             os.close(fd)
-        out = initiator.sh("iscsiadm", "-m", "session").stdout
-        assert T1 in out and sid_before.strip() == T1
+        # the same session (same sid) is still logged in: restore did not drop it
+        assert initiator.sh("iscsiadm", "-m", "session").stdout == sessions_before
         assert (cfs.ROOT / "iscsi" / T2 / "tpgt_1/lun/lun_0").is_dir()
     finally:
         initiator.logout(T1)
@@ -205,7 +204,6 @@ def test_sigkill_during_save_leaves_previous_file_intact(lioctl, tmp_path):
         p.wait()
         text = f.read_text()
         assert text == old or '"k2"' in text and json.loads(text)
-        assert not [x for x in os.listdir(tmp_path) if x.endswith(".tmp")] or True
     ok(lioctl("clear", "--yes"))
 
 
