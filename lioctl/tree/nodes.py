@@ -312,7 +312,8 @@ class BackstoreKind(Node):
         try:
             sig = inspect.signature(fn).bind(*args, **kw)
         except TypeError as e:
-            raise UsageError(f"{self.path} create: {e}; usage: {usage('create', fn)}") from None
+            msg = str(e).replace("got an unexpected keyword argument", "unknown parameter")
+            raise UsageError(f"{self.path} create: {msg}; usage: {usage('create', fn)}") from None
         return fn(*sig.args, **sig.kwargs)
     ui_create.writes = True
 

@@ -58,6 +58,13 @@ class StorageObject:
         pairs = {}
         for key, value in re.findall(r"([A-Za-z][\w .-]*?):\s*(\S+)", text):
             pairs[key.strip()] = value
+        # values that may hold spaces (file names) or must not be confused by them
+        m = re.search(r"\bFile:\s*(.*?)\s+Size:\s*(\d+)", text)
+        if m:
+            pairs["File"], pairs["Size"] = m.group(1), m.group(2)
+        m = re.search(r"\bSize:\s*(\d+)", text)
+        if m:
+            pairs["Size"] = m.group(1)
         pairs["_raw"] = text
         return pairs
 

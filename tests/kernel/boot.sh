@@ -6,6 +6,7 @@ cd "$(dirname "$0")/../.."
 K=$(ls /boot/vmlinuz-*-amd64 2>/dev/null | sort -V | tail -1)
 [[ -n $K ]] || { echo "boot.sh: no Debian kernel in /boot (install linux-image-amd64)" >&2; exit 1; }
 MEM=${LIOCTL_VM_MEMORY:-3G}
-export PATH="$PWD/.venv/bin:$PATH"
-exec .venv/bin/vng --run "$K" --disable-kvm --memory "$MEM" --cpus 2 \
+VENV=${LIOCTL_VENV:-/opt/lioctl-venv}
+export PATH="$VENV/bin:$PATH"
+exec "$VENV/bin/vng" --run "$K" --disable-kvm --memory "$MEM" --cpus 2 \
     --rwdir "$PWD" --exec "$(printf '%q ' "$@")" < /dev/null

@@ -1,3 +1,5 @@
+import contextlib
+import io
 import os
 import subprocess
 import sys
@@ -9,7 +11,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 import cfs  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
-LIOCTL = [sys.executable, "-m", "lioctl"]
+LIOCTL = [str(Path(sys.executable).with_name("lioctl"))]
 
 
 def pytest_sessionstart(session):
@@ -30,19 +32,34 @@ def empty_configfs():
         pytest.fail(f"test left objects in configfs: {leaked}")
 
 
-class Result(subprocess.CompletedProcess):
-    pass
-
-
-def run_lioctl(*args, input=None, env=None, check=None):
-    e = dict(os.environ)
-    e.setdefault("NO_COLOR", "1")
-    if env:
-        e.update(env)
-    proc = subprocess.run(LIOCTL + [str(a) for a in args], capture_output=True, text=True,
-                          input=input, env=e, cwd=REPO)
+def run_lioctl(*args, input=None, env=None, check=None, subprocess_=False):
+    """Run lioctl's main() in this process (as `python -m lioctl` would, minus the ~4 s a Python
+    start costs under QEMU's TCG), capturing stdout/stderr; subprocess_=True forks a real one."""
+    argv = [str(a) for a in args]
+    if subprocess_:
+        e = dict(os.environ, NO_COLOR="1", **(env or {}))
+        proc = subprocess.run(LIOCTL + argv, capture_output=True, text=True, input=input, env=e, cwd=REPO)
+    else:
+        from lioctl import cli
+        saved_env = dict(os.environ)
+        saved_stdin = sys.stdin
+        os.environ["NO_COLOR"] = "1"
+        os.environ.update(env or {})
+        sys.stdin = io.StringIO(input or "")
+        out, err = io.StringIO(), io.StringIO()
+        try:
+            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+                try:
+                    rc = cli.main(argv)
+                except SystemExit as e:  # argparse --help
+                    rc = e.code if isinstance(e.code, int) else 0
+        finally:
+            sys.stdin = saved_stdin
+            os.environ.clear()
+            os.environ.update(saved_env)
+        proc = subprocess.CompletedProcess(["lioctl"] + argv, rc, out.getvalue(), err.getvalue())
     if check is True and proc.returncode != 0:
-        raise AssertionError(f"lioctl {args} failed ({proc.returncode}): {proc.stderr}")
+        raise AssertionError(f"lioctl {argv} failed ({proc.returncode}): {proc.stderr}")
     return proc
 
 

@@ -8,4 +8,5 @@ targets=(tests/kernel)
 for a in "$@"; do
     [[ -e ${a%%::*} ]] && targets=()
 done
-exec .venv/bin/python -m pytest -q -p no:cacheprovider -o testpaths= "${targets[@]}" "$@"
+unset PYTHONDONTWRITEBYTECODE
+exec "${LIOCTL_VENV:-/opt/lioctl-venv}/bin/python" -m pytest -q -p no:cacheprovider -o testpaths= "${targets[@]}" "$@"

@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -178,7 +179,7 @@ def test_bad_input(lioctl, image, args, code, text):
 def test_not_root_is_refused(lioctl, image):
     before = cfs.tree()
     r = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
-                        str(Path(".venv/bin/python").absolute()), "-m", "lioctl", "export", str(image)],
+                        sys.executable, "-m", "lioctl", "export", str(image)],
                        capture_output=True, text=True)
     assert r.returncode == 1
     assert "root" in r.stderr and len(r.stderr.strip().splitlines()) == 1

@@ -191,7 +191,8 @@ def test_dry_run_changes_nothing_and_prints_sh(lioctl):
 def test_parallel_invocations_all_succeed(lioctl):
     n = 20
     with ThreadPoolExecutor(n) as pool:
-        results = list(pool.map(lambda i: lioctl("/backstores/ramdisk", "create", f"p{i}", "1M"),
+        results = list(pool.map(lambda i: lioctl("/backstores/ramdisk", "create", f"p{i}", "1M",
+                                                 subprocess_=True),
                                 range(n)))
     for r in results:
         ok(r)
