@@ -21,7 +21,6 @@ VERBS = {
     "diff": ("lioctl.commands.diff", "show what restore would change (exit 1 if anything differs)"),
     "clear": ("lioctl.commands.clear", "remove the whole target configuration"),
     "sessions": ("lioctl.commands.sessions", "list logged-in initiator sessions"),
-    "tcmu": ("lioctl.commands.tcmu", "run or inspect lioctl's TCMU handler for user backstores"),
     "completion": ("lioctl.commands.completion", "print the bash, zsh or fish completion script"),
     "shell": ("lioctl.shell.session", "start the interactive shell"),
 }

@@ -20,12 +20,12 @@ FILES = "__files__"
 VERB_OPTIONS = {
     "export": {"-p": "address", "--portal": "address", "--iqn": None, "--name": None,
                "--lun-size": None, "--readonly": None, "--acl": "initiator", "--chap": None,
-               "--mutual-chap": None, "--user": None, "--exist-ok": None},
+               "--mutual-chap": None, "--exist-ok": None},
     "unexport": {},
     "save": {}, "restore": {"--prune": None, "--clear": None}, "diff": {}, "clear": {},
-    "sessions": {}, "tcmu": {}, "completion": {}, "shell": {},
+    "sessions": {}, "completion": {}, "shell": {},
 }
-VERB_WORDS = {"sessions": ["list", "detail"], "tcmu": ["run", "status", "stop"],
+VERB_WORDS = {"sessions": ["list", "detail"],
               "completion": list(SHELLS)}
 VERB_TAKES_FILE = {"export", "unexport", "save", "restore", "diff"}
 

@@ -1,7 +1,6 @@
 """`lioctl export`: the kernel's export-device script as one safe, all-or-nothing command.
 
-Backstore (fileio for a file, with write-back cache; iblock for a block device; or a TCMU
-user backstore with --user), iSCSI target iqn.2003-01.org.linux-iscsi.<host>:<basename>,
+Backstore (fileio for a file, with write-back cache; iblock for a block device), iSCSI target iqn.2003-01.org.linux-iscsi.<host>:<basename>,
 TPG 1, LUN 0, portal 0.0.0.0:3260 unless -p, demo mode unless --acl, TPG enabled last.
 """
 
@@ -36,8 +35,6 @@ def configure(p):
                    help="allow only this initiator (repeatable); turns demo mode off")
     p.add_argument("--chap", metavar="USER:SECRET", help="CHAP credentials the initiators must give")
     p.add_argument("--mutual-chap", metavar="USER:SECRET", help="credentials the target gives back")
-    p.add_argument("--user", action="store_true",
-                   help="serve the file through lioctl's TCMU handler (user backstore)")
     p.add_argument("--exist-ok", action="store_true", help="exporting an exported device is a no-op")
 
 
@@ -95,7 +92,7 @@ def find_export(snap, device: str):
 
 def build(args, snap) -> tuple[Plan, dict]:
     device = os.path.abspath(args.device)
-    if not os.path.exists(device) and args.lun_size and not args.user:
+    if not os.path.exists(device) and args.lun_size:
         kind = "file"  # created sparse with --lun-size, like fileio create
     else:
         kind = check_device(device)
@@ -124,7 +121,7 @@ def build(args, snap) -> tuple[Plan, dict]:
     if "iscsi" in snap.fabrics and iqn in snap.fabrics["iscsi"].targets:
         raise LioError(f"target {iqn} already exists; choose another with --iqn")
 
-    plugin = "user" if args.user else ("block" if kind == "block" else "fileio")
+    plugin = "block" if kind == "block" else "fileio"
     # Deterministic serial and LUN link name: the --dry-run script makes exactly this tree.
     serial = str(uuid.uuid5(uuid.NAMESPACE_URL, f"lioctl:{iqn}:{plugin}/{name}"))
     plan = Plan()
@@ -135,11 +132,8 @@ def build(args, snap) -> tuple[Plan, dict]:
                              wwn=serial)
         if args.readonly:
             pass  # fileio has no read-only mode; the mapped LUN / demo mode is write-protected
-    elif plugin == "block":
-        sub = bs.plan_block(snap, name, device, True if args.readonly else None, wwn=serial)
     else:
-        size = args.lun_size or (os.path.getsize(device) if kind == "file" else bs.block_device_size(device))
-        sub = bs.plan_user(snap, name, size, device, wwn=serial)
+        sub = bs.plan_block(snap, name, device, True if args.readonly else None, wwn=serial)
     plan.extend(sub)
     so_path = [op.path for op in sub if type(op).__name__ == "Mkdir"][-1]
 
@@ -216,9 +210,6 @@ def run(args) -> int:
             return 0
         plan, info = build(args, snap)
         executor.execute(plan)
-    if args.user:
-        from lioctl.tcmu import launcher
-        launcher.ensure_running()
     if args.json:
         render.print_json(info)
     else:

@@ -341,12 +341,7 @@ class BackstoreKind(Node):
     def _create_user(self, name, size, cfgstring, subtype=None, wwn=None, hw_max_sectors=None):
         plan = bs.plan_user(self.ctx.snap, name, size, cfgstring, subtype, wwn,
                             int(hw_max_sectors) if hw_max_sectors else None, self._model_alias())
-
-        def start_handler():
-            from lioctl.tcmu import launcher
-            launcher.ensure_running()
-        return Result(plan=plan, message=f"Created user storage object {name} size {size}",
-                      after=start_handler)
+        return Result(plan=plan, message=f"Created user storage object {name} size {size}")
 
     @writes
     def ui_delete(self, name: str):

@@ -38,7 +38,7 @@ def shq(s: str) -> str:
 
 
 def test_bash_completes_verbs_options_and_paths():
-    assert {"export", "unexport", "save", "restore", "sessions", "tcmu", "ls"} <= set(bash_complete("lioctl "))
+    assert {"export", "unexport", "save", "restore", "sessions", "ls"} <= set(bash_complete("lioctl "))
     assert bash_complete("lioctl exp") == ["export"]
     opts = bash_complete("lioctl export --")
     assert {"--iqn", "--acl", "--chap", "--dry-run", "--json", "--lun-size"} <= set(opts)

@@ -1,0 +1,67 @@
+"""User backstore configuration rules, checked before anything is created.
+
+dev_config is written as '<subtype>/<config>'. lioctl's own subtypes have names of their
+own so that tcmu-runner (qcow, rbd, glfs, fbo, zbc, file, file_optical, file_zbc) never
+claims them and lioctl never touches its devices.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+
+from lioctl.errors import LioError
+
+DEFAULT_SUBTYPE = "lioctl_file"
+SUBTYPES = ("lioctl_file", "lioctl_ram")
+TCMU_RUNNER_SUBTYPES = ("qcow", "rbd", "glfs", "fbo", "zbc", "file", "file_optical", "file_zbc")
+MAX_CONFIG = 255
+
+
+def _block_size(path: str) -> int:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        return os.lseek(fd, 0, os.SEEK_END)
+    finally:
+        os.close(fd)
+
+
+def validate(subtype: str, config: str, size: int, existing: list[str]) -> None:
+    """One-line errors for what the kernel or a handler would only refuse later (or never)."""
+    if subtype not in SUBTYPES + TCMU_RUNNER_SUBTYPES:
+        raise LioError(f"unknown user backstore subtype {subtype!r} "
+                       f"(lioctl's: {', '.join(SUBTYPES)}; tcmu-runner's: {', '.join(TCMU_RUNNER_SUBTYPES)})")
+    full = f"{subtype}/{config}"
+    if ":" in config:
+        raise LioError(f"user backstore config {config!r} must not contain ':'")
+    if "\n" in config or "," in config:
+        raise LioError(f"user backstore config {config!r} must not contain ',' or a newline")
+    if len(full.encode()) > MAX_CONFIG:
+        raise LioError(f"user backstore config is {len(full.encode())} bytes with its subtype; "
+                       f"the kernel takes at most {MAX_CONFIG}")
+    if full in existing:
+        raise LioError(f"another user backstore already uses {full}")
+    if subtype != "lioctl_file":
+        return
+    path = config
+    if not path.startswith("/"):
+        raise LioError(f"lioctl_file wants an absolute file path, not {config!r}")
+    for other in existing:
+        if other.startswith("lioctl_file/") and os.path.realpath(other[len("lioctl_file/"):]) == os.path.realpath(path):
+            raise LioError(f"another user backstore already uses {path}")
+    if os.path.exists(path):
+        st = os.stat(path)
+        if stat.S_ISDIR(st.st_mode):
+            raise LioError(f"{path} is a directory")
+        if not os.access(path, os.R_OK | os.W_OK):
+            raise LioError(f"{path} is not readable and writable")
+        if stat.S_ISBLK(st.st_mode):
+            have = _block_size(path)
+            if size > have:
+                raise LioError(f"size {size} is larger than block device {path} ({have} bytes)")
+    else:
+        parent = os.path.dirname(path) or "/"
+        if not os.path.isdir(parent):
+            raise LioError(f"backing file {path} does not exist and {parent} is not a directory")
+        if not os.access(parent, os.W_OK):
+            raise LioError(f"cannot create backing file {path}: {parent} is not writable")
