@@ -382,5 +382,8 @@ def plan_clear(snap: Snapshot) -> Plan:
         plan.extend(tg.plan_delete_target(t))
     for so in snap.storage_objects.values():
         plan.extend(_delete_so(snap, so))
-    # HBAs without objects (left by other tools) too
+    for fab in snap.fabrics.values():
+        da = fab.path + "/discovery_auth"
+        if os.path.isdir(da) and configfs.read(da + "/enforce_discovery_auth") == "1":
+            plan.write(da + "/enforce_discovery_auth", "0")
     return plan

@@ -87,10 +87,14 @@ def dump_alua(so: StorageObject, name: str) -> dict:
     return d
 
 
+def _unset(v: str | None) -> bool:
+    return not v or v == "NULL"  # the kernel shows an unset CHAP value as NULL
+
+
 def _auth(path: str, d: dict) -> None:
     for key, fname in AUTH:
         v = configfs.read(f"{path}/auth/{fname}")
-        if v:
+        if not _unset(v):
             d["chap_" + key] = v
 
 
@@ -145,7 +149,7 @@ def dump(snap: Snapshot) -> dict:
             d = {"name": fab.name}
             for key, fname in AUTH:
                 v = configfs.read(f"{da}/{fname}")
-                if v:
+                if not _unset(v):
                     d["discovery_" + key] = v
             d["discovery_enable_auth"] = True
             fabric_modules.append(d)

@@ -65,6 +65,9 @@ class StorageObject:
         m = re.search(r"\bSize:\s*(\d+)", text)
         if m:
             pairs["Size"] = m.group(1)
+        m = re.search(r"PAGES/PAGE_SIZE:\s*(\d+\*\d+)", text)
+        if m:
+            pairs["PAGES/PAGE_SIZE"] = m.group(1)
         pairs["_raw"] = text
         return pairs
 
@@ -90,7 +93,8 @@ class StorageObject:
             if self.plugin == "fileio":
                 return int(i.get("Size", 0))
             if self.plugin == "ramdisk":
-                return int(i.get("PAGES/PAGE_SIZE", "0*0").split("*")[0]) * 4096
+                pages, page_size = i.get("PAGES/PAGE_SIZE", "0*0").split("*")
+                return int(pages) * int(page_size)
             if self.plugin == "user":
                 return int(i.get("Size", 0))
             if self.plugin in ("block", "pscsi"):

@@ -40,6 +40,9 @@ def snapshot() -> list[str]:
     for fab in sorted(ROOT.iterdir()) if ROOT.is_dir() else []:
         if fab.name in FABRIC_SKIP or not fab.is_dir():
             continue
+        da = fab / "discovery_auth"
+        if da.is_dir() and (da / "enforce_discovery_auth").read_text().strip() != "0":
+            out.append(f"{fab.name}/discovery_auth enforced")
         for wwn in sorted(fab.iterdir()):
             if wwn.is_dir() and wwn.name not in ("discovery_auth",):
                 out.append(f"{fab.name}/{wwn.name}")
@@ -83,6 +86,14 @@ def clear() -> None:
     for fab in ROOT.iterdir():
         if fab.name in FABRIC_SKIP or not fab.is_dir():
             continue
+        da = fab / "discovery_auth"
+        if da.is_dir():
+            for name, value in (("enforce_discovery_auth", "0"), ("userid", "NULL"), ("password", "NULL"),
+                                ("userid_mutual", "NULL"), ("password_mutual", "NULL")):
+                try:
+                    (da / name).write_text(value)
+                except OSError:
+                    pass
         for wwn in list(fab.iterdir()):
             if not wwn.is_dir() or wwn.name == "discovery_auth":
                 continue

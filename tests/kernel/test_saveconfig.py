@@ -29,7 +29,8 @@ def ok(r):
 
 def rtslib_dump() -> dict:
     code = "import json, rtslib_fb; print(json.dumps(rtslib_fb.RTSRoot().dump()))"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
     return json.loads(out.stdout)
 
 
@@ -226,7 +227,8 @@ def test_full_disk_during_save(lioctl, tmp_path):
 
 
 @pytest.fixture
-def dbus():
+def dbus(tmp_path, monkeypatch):
+    monkeypatch.setenv("TARGETCLI_HOME", str(tmp_path / "targetcli-home"))
     os.makedirs("/run/dbus", exist_ok=True)
     if not os.path.exists("/run/dbus/system_bus_socket"):
         subprocess.run(["dbus-daemon", "--system", "--fork"], check=True)
