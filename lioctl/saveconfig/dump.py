@@ -78,12 +78,20 @@ def dump_storage_object(so: StorageObject) -> dict:
     return d
 
 
+ALUA_NAMED = {"alua_access_type": ["None", "Implicit", "Explicit", "Implicit and Explicit"],
+              "alua_access_status": ["None", "Altered by Explicit STPG", "Altered by Implicit ALUA"]}
+
+
 def dump_alua(so: StorageObject, name: str) -> dict:
+    """The kernel shows access type and status as words; the format stores their index."""
     path = f"{so.path}/alua/{name}"
     d = {"name": name, "tg_pt_gp_id": _value(configfs.read(path + "/tg_pt_gp_id", "0") or "0")}
     for p in ALUA_RW:
         v = configfs.read(f"{path}/{p}")
-        d[p] = _value(v) if v is not None else None
+        if v is not None and p in ALUA_NAMED and v in ALUA_NAMED[p]:
+            d[p] = ALUA_NAMED[p].index(v)
+        else:
+            d[p] = _value(v) if v is not None else None
     return d
 
 

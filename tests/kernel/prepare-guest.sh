@@ -8,5 +8,5 @@ done
 mountpoint -q /sys/kernel/config || mount -t configfs none /sys/kernel/config
 # /tmp in the guest is an overlay; give tests a real tmpfs for images and loop devices.
 mountpoint -q /tmp || mount -t tmpfs -o size=1500M tmpfs /tmp
-mkdir -p /run/lock /run/dbus /var/run
+mkdir -p /run/lock /run/dbus /var/run /etc/target   # /etc is a throwaway overlay here
 ip link set lo up 2>/dev/null || true

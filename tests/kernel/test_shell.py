@@ -12,13 +12,14 @@ import pytest
 import cfs
 from conftest import LIOCTL, run_lioctl
 
-PROMPT = r"> $"
+# the prompt is PATH> followed by terminal control sequences
+PROMPT = r">(?: |\x1b)"
 IQN = "iqn.2003-01.org.example:shell"
 
 
 @pytest.fixture
 def shell(tmp_path):
-    env = dict(os.environ, HOME=str(tmp_path), NO_COLOR="1", TERM="xterm")
+    env = dict(os.environ, HOME=str(tmp_path), NO_COLOR="1", TERM="xterm", PROMPT_TOOLKIT_NO_CPR="1")
     child = pexpect.spawn(LIOCTL[0], [], env=env, encoding="utf-8", timeout=60,
                           dimensions=(40, 200))
     child.expect("lioctl shell")
