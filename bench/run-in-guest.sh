@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Every benchmark in one guest boot, side by side with the peer tools:
+#   bash tests/setup.sh && bash tests/kernel/boot.sh bash bench/run-in-guest.sh
+set -uo pipefail
+cd "$(dirname "$0")/.."
+bash tests/kernel/prepare-guest.sh
+unset PYTHONDONTWRITEBYTECODE
+PY=${LIOCTL_VENV:-/opt/lioctl-venv}/bin/python
+echo "== object tree: lioctl vs targetcli"
+$PY bench/tree_bench.py
+echo "== completion on the large configuration"
+$PY -c 'import sys; sys.path[:0] = ["bench", "tests/kernel"]; import large_config; large_config.build()'
+$PY bench/completion_speed.py
+$PY -c 'import sys; sys.path[:0] = ["tests/kernel"]; import cfs; cfs.clear()'
+rm -rf /tmp/bench-img
+echo "== save/restore: lioctl vs targetcli"
+$PY bench/saveconfig_bench.py
