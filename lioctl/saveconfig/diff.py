@@ -228,6 +228,7 @@ def _create_target(ch: Change, snap: Snapshot, w: dict, so_paths):
             ch.plan.mkdir(tg.fabric_path(w["fabric"]))
     tpath = f"{tg.fabric_path(w['fabric'])}/{spec.cfs_wwn(w['wwn'])}"
     ch.plan.mkdir(tpath)
+    _target_groups(ch, tpath, w, None)
     for tw in w.get("tpgs", []):
         _create_tpg(ch, spec, tpath, tw, so_paths)
 
@@ -364,8 +365,19 @@ def _prune_target(ch: Change, t: Target, w: dict, prune: bool, replaced):
                 ch.add("-", f"{p.tree_path}")
 
 
+def _target_groups(ch: Change, tpath: str, w: dict, existing: bool | None):
+    """Target-wide attrib/ and param/ (e.g. iSCSI's cmd_completion_affinity)."""
+    from lioctl.saveconfig.dump import rw_group
+    label = tpath[len(configfs.ROOT) + 1:]
+    for key, sub, text in (("attributes", "attrib", False), ("parameters", "param", True)):
+        if w.get(key):
+            _write_group(ch, f"{label} {key[:-1]}", f"{tpath}/{sub}", w[key],
+                         rw_group(f"{tpath}/{sub}", as_text=text) if existing else None)
+
+
 def _update_target(ch: Change, t: Target, w: dict, so_paths, replaced):
     spec = t.fabric.spec
+    _target_groups(ch, t.path, w, True)
     for tw in w.get("tpgs", []):
         tpg = t.tpgs.get(tw["tag"])
         if tpg is None:

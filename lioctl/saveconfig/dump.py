@@ -147,8 +147,16 @@ def dump(snap: Snapshot) -> dict:
     targets = []
     for fab in snap.fabrics.values():
         for t in fab.targets.values():
-            targets.append({"wwn": fab.spec.display_wwn(t.wwn), "fabric": fab.name,
-                            "tpgs": [dump_tpg(tpg) for tpg in t.tpgs.values()]})
+            d = {}
+            attrs = rw_group(t.path + "/attrib")
+            if attrs:
+                d["attributes"] = attrs
+            params = rw_group(t.path + "/param", as_text=True)
+            if params:
+                d["parameters"] = params
+            d.update(wwn=fab.spec.display_wwn(t.wwn), fabric=fab.name,
+                     tpgs=[dump_tpg(tpg) for tpg in t.tpgs.values()])
+            targets.append(d)
     fabric_modules = []
     for fab in snap.fabrics.values():
         da = fab.path + "/discovery_auth"

@@ -13,7 +13,7 @@ KNOWN = {
     "": {"storage_objects", "targets", "fabric_modules"},
     "so": {"attributes", "name", "plugin", "alua_tpgs", "write_back", "wwn", "dev", "size", "aio",
            "readonly", "exclusive", "nullio", "config", "hw_max_sectors", "control"},
-    "target": {"wwn", "fabric", "tpgs"},
+    "target": {"wwn", "fabric", "tpgs", "attributes", "parameters"},
     "tpg": {"attributes", "parameters", "tag", "enable", "luns", "portals", "node_acls",
             "chap_userid", "chap_password", "chap_mutual_userid", "chap_mutual_password"},
     "lun": {"storage_object", "index", "alias", "alua_tg_pt_gp_name"},

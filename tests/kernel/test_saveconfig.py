@@ -76,7 +76,9 @@ def test_save_matches_rtslib_and_restore_reproduces(lioctl, tmp_path):
     ok(lioctl("save", f))
     assert oct(os.stat(f).st_mode & 0o777) == "0o600"
     saved = json.loads(f.read_text())
-    assert canon(saved) == canon(rtslib_dump())
+    oracle = rtslib_dump()
+    for key in ("storage_objects", "targets", "fabric_modules"):
+        assert canon(saved[key]) == canon(oracle[key]), key
     r = ok(lioctl("save", f))
     assert "nothing written" in r.stdout
     ok(lioctl("clear", "--yes"))
