@@ -260,3 +260,40 @@ def test_generic_fabric_vhost(lioctl):
     ok(lioctl("/vhost", "delete", wwn, env=env))
     ok(lioctl("/backstores/ramdisk", "delete", "v1"))
     assert cfs.snapshot() == []
+
+
+def test_user_backstore_created_listed_and_checked(lioctl, tmp_path):
+    img = tmp_path / "u.img"
+    img.write_bytes(b"")
+    one_line_error(lioctl("/backstores/user", "create", "u0", "16M", "a:b"), 1, "must not contain ':'")
+    one_line_error(lioctl("/backstores/user", "create", "u0", "16M", "x", "subtype=nosuch"), 1,
+                   "unknown user backstore subtype")
+    one_line_error(lioctl("/backstores/user", "create", "u0", "16M", "/" + "x" * 300), 1, "at most 255")
+    ok(lioctl("/backstores/user", "create", "u1", "16M", img))
+    so = next(cfs.ROOT.glob("core/user_*/u1"))
+    assert (so / "attrib/nl_reply_supported").read_text().strip() == "-1"
+    info = json.loads(ok(lioctl("/backstores/user/u1", "info", "--json")).stdout)
+    assert info["config"] == f"lioctl_file/{img}" and info["size"] == 16 * MiB
+    one_line_error(lioctl("/backstores/user", "create", "u2", "16M", img), 1, "already uses")
+    ok(lioctl("/backstores/user", "delete", "u1"))
+    assert cfs.snapshot() == []
+
+
+def test_pscsi_backstore_on_a_scsi_debug_disk(lioctl):
+    subprocess.run(["modprobe", "scsi_debug", "dev_size_mb=8"], check=True)
+    try:
+        def find():
+            for d in os.listdir("/sys/block"):
+                try:
+                    if open(f"/sys/block/{d}/device/model").read().strip() == "scsi_debug":
+                        return f"/dev/{d}" if os.path.exists(f"/dev/{d}") else None
+                except OSError:
+                    continue
+        dev = wait_for(find, "the scsi_debug disk")
+        ok(lioctl("/backstores/pscsi", "create", "p1", dev))
+        info = json.loads(ok(lioctl("/backstores/pscsi/p1", "info", "--json")).stdout)
+        assert info["plugin"] == "pscsi" and info["dev"] == dev
+        ok(lioctl("/backstores/pscsi", "delete", "p1"))
+    finally:
+        subprocess.run(["rmmod", "scsi_debug"])
+    assert cfs.snapshot() == []
