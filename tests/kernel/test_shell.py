@@ -30,79 +30,77 @@ def shell(tmp_path):
         child.expect(pexpect.EOF)
 
 
-def run(child, line: str) -> str:
+def run(child, line: str, marker: str) -> str:
+    """Send a line and wait for text it prints (the prompt alone also shows while typing)."""
     child.sendline(line)
+    child.expect_exact(marker)
+    out = child.before + marker
     child.expect(PROMPT)
-    return child.before
+    return out
 
 
-def tab(child, text: str) -> str:
-    """Type text, press Tab twice, return what the screen showed; then cancel the line."""
-    child.send(text)
+def complete(child, typed: str, suffix: str) -> None:
+    """Type, press Tab, and wait for the completion to be drawn (completion runs async)."""
+    child.send(typed)
     child.send("\t")
-    child.send("\t")
-    try:
-        child.expect(r"\S", timeout=5)
-    except pexpect.TIMEOUT:
-        pass
-    child.sendcontrol("c")  # Ctrl-C cancels the half-typed line, the shell stays
-    child.send("\r")
-    child.expect(PROMPT)
-    return child.before
+    child.expect_exact(suffix)
 
 
 def test_navigate_create_complete_and_survive_errors(shell, tmp_path):
     img = tmp_path / "sh.img"
-    run(shell, "cd /backstores/fileio")
-    assert "/backstores/fileio" in run(shell, "pwd")
-    run(shell, f"create sh1 {img} 8M")
+    run(shell, "cd /backstores/fileio", "")
+    run(shell, "pwd", "\r\n/backstores/fileio\r\n")
+    run(shell, f"create sh1 {img} 8M", "Created fileio sh1")
     assert any(p.name == "sh1" for p in cfs.ROOT.glob("core/fileio_*/*"))
     # an error prints one line and the shell stays alive
-    out = run(shell, "delete nosuch")
-    assert "does not exist" in out
-    # Tab completion: a command, a path, a keyword, an attribute value, a backstore
-    shell.send("cre\t")
-    shell.expect("create")
-    shell.sendcontrol("c")
-    shell.send("\r")
-    shell.expect(PROMPT)
-    shell.send("cd /isc\t")
-    shell.expect("/iscsi/")
-    shell.send("\r")
-    shell.expect(PROMPT)
-    run(shell, f"create {IQN}")
-    run(shell, f"cd {IQN}/tpg1")
-    shell.send("luns/ create /backstores/fileio/s\t")
-    shell.expect("/backstores/fileio/sh1")
-    shell.send("\r")
+    run(shell, "delete nosuch", "backstore fileio/nosuch does not exist")
+    # Tab completion, proven by what the completed line does when run:
+    # an existing backstore name...
+    complete(shell, "cd /is", "csi/")  # ...a path
+    run(shell, "", "")
+    run(shell, "pwd", "\r\n/iscsi\r\n")
+    run(shell, f"create {IQN}", "Created target")
+    run(shell, f"cd {IQN}/tpg1", "")
+    complete(shell, "luns/ create /backstores/fileio/s", "h1")
+    shell.sendline("")
+    shell.expect_exact("Created LUN 0")
     shell.expect(PROMPT)
     assert (cfs.ROOT / "iscsi" / IQN / "tpgt_1/lun/lun_0").is_dir()
-    shell.send("set attribute generate_node_ac\t")
-    shell.expect("generate_node_acls=")
-    shell.send("\t")
-    shell.expect("generate_node_acls=1")
-    shell.send("\r")
+    # ...an attribute name
+    complete(shell, "set attribute generate_node_ac", "ls=")
+    shell.sendline("1")
+    shell.expect_exact("generate_node_acls=1")
     shell.expect(PROMPT)
     assert (cfs.ROOT / "iscsi" / IQN / "tpgt_1/attrib/generate_node_acls").read_text().strip() == "1"
-    shell.send("acls/ create iqn.1994-05.com.example:c1 add_mapped\t")
-    shell.expect("add_mapped_luns=")
+    # ...a command, a keyword and its value
+    img2 = tmp_path / "sh2.img"
+    complete(shell, "/backstores/fileio cre", "ate")
+    complete(shell, f" sh2 {img2} 1M wri", "te_back=")
+    complete(shell, "f", "alse")
+    shell.sendline("")
+    shell.expect_exact("Created fileio sh2")
+    shell.expect(PROMPT)
+    so2 = next(cfs.ROOT.glob("core/fileio_*/sh2"))
+    assert (so2 / "attrib/emulate_write_cache").read_text().strip() == "0", "write_back=false not completed"
+    # Ctrl-C cancels a half-typed line and the shell stays
+    shell.send("acls/ create iqn.1994-05.com.example:c1")
     shell.sendcontrol("c")
-    shell.send("\r")
+    shell.sendline("pwd")
+    shell.expect_exact(f"/iscsi/{IQN}/tpg1\r\n")
     shell.expect(PROMPT)
     assert not (cfs.ROOT / "iscsi" / IQN / "tpgt_1/acls/iqn.1994-05.com.example:c1").exists(), \
         "Ctrl-C did not cancel the line"
     # a quoted password with special characters is stored exactly
-    run(shell, "acls/ create iqn.1994-05.com.example:c1")
+    run(shell, "acls/ create iqn.1994-05.com.example:c1", "Created Node ACL")
     pw = "p@ss%w'rd \"q\" $x"
-    run(shell, f"""cd acls/iqn.1994-05.com.example:c1""")
-    run(shell, """set auth userid=u "password=p@ss%w'rd \\"q\\" $x\"""")
+    run(shell, "cd acls/iqn.1994-05.com.example:c1", "")
+    run(shell, """set auth userid=u "password=p@ss%w'rd \\"q\\" $x\"""", "password=********")
     stored = (cfs.ROOT / "iscsi" / IQN / "tpgt_1/acls/iqn.1994-05.com.example:c1/auth/password").read_text()
     assert stored.rstrip("\n") == pw
     # another lioctl process changes the configuration while the shell sits idle
     r = run_lioctl("/backstores/ramdisk", "create", "other", "1M", subprocess_=True)
     assert r.returncode == 0, r.stderr
-    out = run(shell, "ls /backstores/ramdisk")
-    assert "other" in out
+    run(shell, "ls /backstores/ramdisk", "o- other")
     shell.sendline("exit")
     shell.expect(pexpect.EOF)
     run_lioctl("clear", "--yes")
