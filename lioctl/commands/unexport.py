@@ -53,19 +53,10 @@ def build(snap, what: str) -> tuple[Plan, dict]:
         if others:
             kept.append(so.tree_path)
             continue
-        plan.extend(_delete_so(snap, so))
+        plan.extend(bs.plan_remove_object(snap, so))
         removed.append(so.tree_path)
     return plan, {"targets": [t.wwn for t in targets], "backstores_removed": removed,
                   "backstores_kept": kept}
-
-
-def _delete_so(snap, so) -> Plan:
-    """The LUNs are already in the plan; remove the object (and its HBA)."""
-    plan = Plan()
-    plan.rmdir(so.path)
-    if not [s for s in snap.storage_objects.values() if s.hba == so.hba and s is not so]:
-        plan.rmdir(os.path.dirname(so.path))
-    return plan
 
 
 def run(args) -> int:

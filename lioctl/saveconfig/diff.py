@@ -93,7 +93,7 @@ def plan_restore(snap: Snapshot, desired: dict, prune: bool = False) -> Change:
             for lun in luns_left:
                 ch.plan.extend(tg.plan_delete_lun(lun))
                 ch.add("-", f"LUN {lun.tree_path}", "its storage object goes")
-            ch.plan.extend(_delete_so(snap, so))
+            ch.plan.extend(bs.plan_remove_object(snap, so))
             if key not in replaced:
                 ch.add("-", f"storage object {key[0]}/{key[1]}")
     # --- storage objects to create or adjust
@@ -147,17 +147,6 @@ def _norm(k, v):
 
 def _lun_removed(ch: Change, lun) -> bool:
     return any(op.path == lun.path and type(op).__name__ == "Rmdir" for op in ch.plan)
-
-
-def _delete_so(snap: Snapshot, so: StorageObject) -> Plan:
-    plan = Plan()
-    for g in so.alua_tpgs:
-        if g != "default_tg_pt_gp":
-            plan.rmdir(f"{so.path}/alua/{g}")
-    plan.rmdir(so.path)
-    if not [s for s in snap.storage_objects.values() if s.hba == so.hba and s is not so]:
-        plan.rmdir(os.path.dirname(so.path))
-    return plan
 
 
 def _create_so(snap: Snapshot, w: dict, taken: set[str]) -> Plan:
@@ -393,7 +382,7 @@ def plan_clear(snap: Snapshot) -> Plan:
     for t in snap.targets():
         plan.extend(tg.plan_delete_target(t))
     for so in snap.storage_objects.values():
-        plan.extend(_delete_so(snap, so))
+        plan.extend(bs.plan_remove_object(snap, so))
     for fab in snap.fabrics.values():
         da = fab.path + "/discovery_auth"
         if os.path.isdir(da) and configfs.read(da + "/enforce_discovery_auth") == "1":

@@ -18,14 +18,6 @@ TCMU_RUNNER_SUBTYPES = ("qcow", "rbd", "glfs", "fbo", "zbc", "file", "file_optic
 MAX_CONFIG = 255
 
 
-def _block_size(path: str) -> int:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        return os.lseek(fd, 0, os.SEEK_END)
-    finally:
-        os.close(fd)
-
-
 def validate(subtype: str, config: str, size: int, existing: list[str]) -> None:
     """One-line errors for what the kernel or a handler would only refuse later (or never)."""
     if subtype not in SUBTYPES + TCMU_RUNNER_SUBTYPES:
@@ -56,7 +48,8 @@ def validate(subtype: str, config: str, size: int, existing: list[str]) -> None:
         if not os.access(path, os.R_OK | os.W_OK):
             raise LioError(f"{path} is not readable and writable")
         if stat.S_ISBLK(st.st_mode):
-            have = _block_size(path)
+            from lioctl.tree.backstores import block_device_size
+            have = block_device_size(path)
             if size > have:
                 raise LioError(f"size {size} is larger than block device {path} ({have} bytes)")
     else:

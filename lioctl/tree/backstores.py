@@ -262,12 +262,18 @@ def plan_delete(snap: Snapshot, so: StorageObject, force: bool = False) -> Plan:
                        + "; delete the LUN first or use --force")
     for lun in list(so.luns):
         plan.extend(plan_delete_lun(lun))
+    plan.extend(plan_remove_object(snap, so))
+    return plan
+
+
+def plan_remove_object(snap: Snapshot, so: StorageObject) -> Plan:
+    """The object itself (its ALUA groups, then its HBA if it was alone there); LUNs are the
+    caller's business."""
+    plan = Plan()
     for tg in so.alua_tpgs:
         if tg != "default_tg_pt_gp":
             plan.rmdir(f"{so.path}/alua/{tg}")
     plan.rmdir(so.path)
-    hba_path = os.path.dirname(so.path)
-    siblings = [s for s in snap.storage_objects.values() if s.hba == so.hba and s is not so]
-    if not siblings:
-        plan.rmdir(hba_path)
+    if not [s for s in snap.storage_objects.values() if s.hba == so.hba and s is not so]:
+        plan.rmdir(os.path.dirname(so.path))
     return plan
