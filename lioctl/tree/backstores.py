@@ -244,7 +244,8 @@ def plan_user(snap: Snapshot, name: str, size, config: str, subtype: str | None 
         plan.write(f"{path}/control", f"hw_max_sectors={int(hw_max_sectors)}", undoable=False)
     plan.write(f"{path}/control", "nl_reply_supported=-1", undoable=False)
     plan.write(f"{path}/enable", "1", undoable=False)
-    _common_tail(plan, path, wwn=wwn, model_alias=model_alias)
+    # TCMU devices have no emulate_model_alias: the handler answers INQUIRY itself
+    _common_tail(plan, path, wwn=wwn, model_alias=False)
     return plan
 
 

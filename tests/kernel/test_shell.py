@@ -31,8 +31,11 @@ def shell(tmp_path):
 
 
 def run(child, line: str, marker: str) -> str:
-    """Send a line and wait for text it prints (the prompt alone also shows while typing)."""
+    """Send a line and wait for text it prints (the prompt alone also shows while typing);
+    a line that prints nothing is only sent: the next marker keeps the two in step."""
     child.sendline(line)
+    if not marker:
+        return ""
     child.expect_exact(marker)
     out = child.before + marker
     child.expect(PROMPT)
@@ -49,7 +52,7 @@ def complete(child, typed: str, suffix: str) -> None:
 def test_navigate_create_complete_and_survive_errors(shell, tmp_path):
     img = tmp_path / "sh.img"
     run(shell, "cd /backstores/fileio", "")
-    run(shell, "pwd", "\r\n/backstores/fileio\r\n")
+    run(shell, "status", "/backstores/fileio: Storage Objects")
     run(shell, f"create sh1 {img} 8M", "Created fileio sh1")
     assert any(p.name == "sh1" for p in cfs.ROOT.glob("core/fileio_*/*"))
     # an error prints one line and the shell stays alive
@@ -58,7 +61,7 @@ def test_navigate_create_complete_and_survive_errors(shell, tmp_path):
     # an existing backstore name...
     complete(shell, "cd /is", "csi/")  # ...a path
     run(shell, "", "")
-    run(shell, "pwd", "\r\n/iscsi\r\n")
+    run(shell, "status", "/iscsi: Targets")
     run(shell, f"create {IQN}", "Created target")
     run(shell, f"cd {IQN}/tpg1", "")
     complete(shell, "luns/ create /backstores/fileio/s", "h1")
@@ -85,9 +88,7 @@ def test_navigate_create_complete_and_survive_errors(shell, tmp_path):
     # Ctrl-C cancels a half-typed line and the shell stays
     shell.send("acls/ create iqn.1994-05.com.example:c1")
     shell.sendcontrol("c")
-    shell.sendline("pwd")
-    shell.expect_exact(f"/iscsi/{IQN}/tpg1\r\n")
-    shell.expect(PROMPT)
+    run(shell, "status", f"/iscsi/{IQN}/tpg1: ")
     assert not (cfs.ROOT / "iscsi" / IQN / "tpgt_1/acls/iqn.1994-05.com.example:c1").exists(), \
         "Ctrl-C did not cancel the line"
     # a quoted password with special characters is stored exactly
