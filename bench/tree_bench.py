@@ -39,6 +39,9 @@ def main() -> int:
     if not os.path.exists("/run/dbus/system_bus_socket"):
         subprocess.run(["dbus-daemon", "--system", "--fork"], check=True)
     env = dict(os.environ, NO_COLOR="1")
+    # targetcli keeps preferences in $TARGETCLI_HOME; the guest's /root is read-only
+    os.environ.setdefault("TARGETCLI_HOME", "/tmp/targetcli-home")
+    os.makedirs(os.environ["TARGETCLI_HOME"], exist_ok=True)
     cfs.clear()
     rows = []
     rows.append(("cold start: ls, empty config", best(LIOCTL + ["ls"], env=env),

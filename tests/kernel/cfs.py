@@ -41,7 +41,9 @@ def snapshot() -> list[str]:
         if fab.name in FABRIC_SKIP or not fab.is_dir():
             continue
         da = fab / "discovery_auth"
-        if da.is_dir() and (da / "enforce_discovery_auth").read_text().strip() != "0":
+        # every fabric has a discovery_auth group; only iSCSI's holds attributes
+        enforce = da / "enforce_discovery_auth"
+        if enforce.is_file() and enforce.read_text().strip() != "0":
             out.append(f"{fab.name}/discovery_auth enforced")
         for wwn in sorted(fab.iterdir()):
             if wwn.is_dir() and wwn.name not in ("discovery_auth",):
@@ -87,7 +89,7 @@ def clear() -> None:
         if fab.name in FABRIC_SKIP or not fab.is_dir():
             continue
         da = fab / "discovery_auth"
-        if da.is_dir():
+        if (da / "enforce_discovery_auth").is_file():
             for name, value in (("enforce_discovery_auth", "0"), ("userid", "NULL"), ("password", "NULL"),
                                 ("userid_mutual", "NULL"), ("password_mutual", "NULL")):
                 try:
