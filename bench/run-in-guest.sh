@@ -6,12 +6,15 @@ cd "$(dirname "$0")/.."
 bash tests/kernel/prepare-guest.sh
 unset PYTHONDONTWRITEBYTECODE
 PY=${LIOCTL_VENV:-/opt/lioctl-venv}/bin/python
+export TARGETCLI_HOME=/tmp/targetcli-home
+CLEAR='import sys; sys.path[:0] = ["tests/kernel"]; import cfs; cfs.clear()'
 echo "== object tree: lioctl vs targetcli"
 $PY bench/tree_bench.py
 echo "== completion on the large configuration"
+$PY -c "$CLEAR"; rm -rf /tmp/bench-img
 $PY -c 'import sys; sys.path[:0] = ["bench", "tests/kernel"]; import large_config; large_config.build()'
 $PY bench/completion_speed.py
-$PY -c 'import sys; sys.path[:0] = ["tests/kernel"]; import cfs; cfs.clear()'
+$PY -c "$CLEAR"
 rm -rf /tmp/bench-img
 echo "== save/restore: lioctl vs targetcli"
 $PY bench/saveconfig_bench.py
