@@ -93,7 +93,10 @@ class Candidates:
                     if b.startswith(word):
                         yield b, "bookmark"
             return
-        if first.startswith(("/", ".")):
+        here = self._node("")
+        relative = (here is not None and first not in here.command_names() and first not in BUILTINS
+                    and first not in cli.VERBS and self._node(first) is not None)
+        if first.startswith(("/", ".")) or relative:
             node = self._node(first)
             rest = words[1:]
             if node is None:

@@ -122,7 +122,7 @@ class StorageObject:
     def user_config(self) -> str:
         """user backstores: 'subtype/cfgstring' as written to dev_config."""
         text = self.info.get("_raw", "")
-        m = re.search(r"ConfigString:\s*(\S+)", text)
+        m = re.search(r"\bConfig(?:String)?:\s*(\S+)", text)
         return m.group(1) if m else ""
 
     @cached_property
