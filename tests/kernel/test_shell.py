@@ -72,7 +72,7 @@ def test_navigate_create_complete_and_survive_errors(shell, tmp_path):
     # ...an attribute name
     complete(shell, "set attribute generate_node_ac", "ls=")
     shell.sendline("1")
-    shell.expect_exact("generate_node_acls=1")
+    shell.expect_exact("tpg1: set attribute generate_node_acls=1")  # the result, not the echo
     shell.expect(PROMPT)
     assert (cfs.ROOT / "iscsi" / IQN / "tpgt_1/attrib/generate_node_acls").read_text().strip() == "1"
     # ...a command, a keyword and its value
