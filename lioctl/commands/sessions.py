@@ -53,7 +53,8 @@ def collect(snap, detail: bool = False) -> list[dict]:
                             s["info"] = info
                         out.append(s)
                 dyn = configfs.read(tpg.path + "/dynamic_sessions", "") or ""
-                for name in dyn.split():
+                # the kernel NUL-terminates each name in dynamic_sessions
+                for name in dyn.replace("\0", " ").split():
                     if name not in tpg.acls:
                         out.append(dict(base, initiator=name, acl="generated", state="logged_in",
                                         sid=None, addresses=[]))

@@ -395,6 +395,17 @@ def _natural(s: str):
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", s)]
 
 
+def _link_target(link: str) -> str:
+    """Where a configfs link points, by one readlink (realpath costs a syscall per component:
+    most of a large `ls`). configfs dirs are never symlinks, so normpath is exact, and the
+    result is spelled under the same root as the storage objects' paths."""
+    try:
+        t = os.readlink(link)
+    except OSError:
+        return ""
+    return os.path.normpath(os.path.join(os.path.dirname(link), t))
+
+
 def _read_tpg(tpg: TPG, by_path: dict[str, StorageObject]) -> None:
     for le in _entries(tpg.path + "/lun"):
         if not le.name.startswith("lun_"):
@@ -403,7 +414,7 @@ def _read_tpg(tpg: TPG, by_path: dict[str, StorageObject]) -> None:
         for link in _entries(le.path):
             if link.is_symlink():
                 lun.alias = link.name
-                lun.so_path = os.path.realpath(link.path)
+                lun.so_path = _link_target(link.path)
                 lun.storage_object = by_path.get(lun.so_path)
                 if lun.storage_object:
                     lun.storage_object.luns.append(lun)
@@ -424,7 +435,7 @@ def _read_tpg(tpg: TPG, by_path: dict[str, StorageObject]) -> None:
                 for link in _entries(me.path):
                     if link.is_symlink():
                         ml.alias = link.name
-                        target = os.path.basename(os.path.realpath(link.path))
+                        target = os.path.basename(_link_target(link.path))
                         if target.startswith("lun_"):
                             ml.tpg_lun = int(target[4:])
                 acl.mapped_luns[ml.index] = ml

@@ -55,7 +55,7 @@ def root(tmp_path, monkeypatch):
         os.makedirs(f"{so}/alua/default_tg_pt_gp")
     tpg = f"{r}/iscsi/{IQN}/tpgt_1"
     put(f"{tpg}/enable", "1\n")
-    put(f"{tpg}/dynamic_sessions", "iqn.1994-05.com.example:demo\n")
+    put(f"{tpg}/dynamic_sessions", "iqn.1994-05.com.example:demo\0\n\0")  # as the kernel shows it
     put(f"{tpg}/attrib/generate_node_acls", "1\n")
     put(f"{tpg}/param/HeaderDigest", "CRC32C,None\n")
     put(f"{tpg}/auth/password", "\n")
