@@ -8,7 +8,7 @@ K=$(ls /boot/vmlinuz-*-amd64 2>/dev/null | sort -V | tail -1)
 MEM=${LIOCTL_VM_MEMORY:-3G}
 VENV=${LIOCTL_VENV:-/opt/lioctl-venv}
 export PATH="$VENV/bin:$PATH"
-# QEMU reopens /proc/self/fd/1 with O_TRUNC: through a pipe, a log file keeps what came before.
+# QEMU reopens /proc/self/fd/1 and 2 with O_TRUNC: through a pipe, a log file keeps what came before.
 set -o pipefail
 "$VENV/bin/vng" --run "$K" --disable-kvm --memory "$MEM" --cpus 2 \
-    --rwdir "$PWD" --exec "$(printf '%q ' "$@")" < /dev/null | cat
+    --rwdir "$PWD" --exec "$(printf '%q ' "$@")" < /dev/null 2>&1 | cat
