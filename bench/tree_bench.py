@@ -43,7 +43,14 @@ def main() -> int:
     os.environ.setdefault("TARGETCLI_HOME", "/tmp/targetcli-home")
     os.makedirs(os.environ["TARGETCLI_HOME"], exist_ok=True)
     cfs.clear()
-    rows = []
+
+    class Rows(list):
+        """Each row is printed as soon as it is measured (a TCG run takes many minutes)."""
+
+        def append(self, row):
+            super().append(row)
+            print(f"  {row[0]}: lioctl {row[1]:.2f} s, {row[3]} {row[2]:.2f} s", flush=True)
+    rows = Rows()
     rows.append(("cold start: ls, empty config", best(LIOCTL + ["ls"], env=env),
                  best([sys.executable, "-c", "import json"]), "python3 -c 'import json'"))
     t0 = time.perf_counter()
