@@ -89,13 +89,11 @@ def clear() -> None:
         if fab.name in FABRIC_SKIP or not fab.is_dir():
             continue
         da = fab / "discovery_auth"
-        if (da / "enforce_discovery_auth").is_file():
-            for name, value in (("enforce_discovery_auth", "0"), ("userid", "NULL"), ("password", "NULL"),
-                                ("userid_mutual", "NULL"), ("password_mutual", "NULL")):
-                try:
-                    (da / name).write_text(value)
-                except OSError:
-                    pass
+        # only undo discovery auth a test turned on: writing the credentials back changes how
+        # the kernel shows them ('' vs NULL), which a tree comparison would see
+        enforce = da / "enforce_discovery_auth"
+        if enforce.is_file() and enforce.read_text().strip() != "0":
+            enforce.write_text("0")
         for wwn in list(fab.iterdir()):
             if not wwn.is_dir() or wwn.name == "discovery_auth":
                 continue
