@@ -22,7 +22,7 @@ VERB_OPTIONS = {
                "--lun-size": None, "--readonly": None, "--acl": "initiator", "--chap": None,
                "--mutual-chap": None, "--exist-ok": None},
     "unexport": {},
-    "save": {}, "restore": {"--prune": None, "--clear": None}, "diff": {}, "clear": {},
+    "save": {}, "restore": {"--prune": None, "--clear": None}, "diff": {"--prune": None}, "clear": {},
     "sessions": {}, "completion": {}, "shell": {},
 }
 VERB_WORDS = {"sessions": ["list", "detail"],

@@ -27,7 +27,8 @@ def start(iqn: str = INITIATOR_IQN) -> None:
         f.write(f"InitiatorName={iqn}\n")
     if _iscsid is None or _iscsid.poll() is not None:
         os.makedirs("/run/lock/iscsi", exist_ok=True)
-        _iscsid = subprocess.Popen(["iscsid", "-f"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        _iscsid = subprocess.Popen(["iscsid", "-f"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                   start_new_session=True)  # its shutdown signals its own group
         wait_for(lambda: sh("iscsiadm", "-m", "session", check=False).returncode in (0, 21),
                  "iscsid to answer")
 
