@@ -133,11 +133,9 @@ def plan_restore(snap: Snapshot, desired: dict, prune: bool = False) -> Change:
     for n, (key, w) in enumerate(want_sos.items()):
         so = snap.storage_objects.get(key)
         if so is None or key in replaced:
+            ch.plan.extend(_context(f"storage_objects[{n}]", _create_so, snap, w, taken_hbas))
             if key not in replaced:
                 ch.add("+", f"storage object {key[0]}/{key[1]}")
-            made = _context(f"storage_objects[{n}]", _create_so, snap, w, taken_hbas)
-            ch.plan.extend(made.plan)
-            ch.lines += made.lines
         else:
             cur = dump_storage_object(so)
             _write_group(ch, f"storage object {key[0]}/{key[1]} attribute", so.path + "/attrib",
@@ -154,8 +152,8 @@ def plan_restore(snap: Snapshot, desired: dict, prune: bool = False) -> Change:
         spec = spec_for(key[0])
         t = fab.targets.get(spec.cfs_wwn(key[1])) if fab else None
         if t is None:
-            ch.add("+", f"target {key[1]}")
             _context(f"targets[{n}]", _create_target, ch, snap, w, so_paths)
+            ch.add("+", f"target {key[1]}")
         else:
             _context(f"targets[{n}]", _update_target, ch, t, w, so_paths, replaced)
     # --- discovery auth
@@ -183,7 +181,7 @@ def _lun_removed(ch: Change, lun) -> bool:
     return any(op.path == lun.path and type(op).__name__ == "Rmdir" for op in ch.plan)
 
 
-def _create_so(snap: Snapshot, w: dict, taken: set[str]) -> Change:
+def _create_so(snap: Snapshot, w: dict, taken: set[str]) -> Plan:
     plugin, name = w["plugin"], w["name"]
     hba = bs.free_hba(plugin, taken)
     taken.add(hba)
@@ -212,7 +210,7 @@ def _create_so(snap: Snapshot, w: dict, taken: set[str]) -> Change:
     _write_group(ch, "", path + "/attrib",
                  {k: v for k, v in w.get("attributes", {}).items() if k not in SO_SKIP_ATTRS}, None)
     _alua(ch, path, w.get("alua_tpgs", []), [], f"{plugin}/{name}")
-    return ch
+    return ch.plan
 
 
 ALUA_ORDER = ("alua_access_status", "alua_write_metadata", "preferred", "nonop_delay_msecs",
@@ -293,7 +291,6 @@ def _create_tpg(ch: Change, spec, tpath: str, tw: dict, so_paths):
     """As rtslib does: a fabric with a nexus (loopback, vhost) gets a generated one, written
     before any LUN so the LUNs show up as SCSI devices; the portal and enable come from the file."""
     path = f"{tpath}/tpgt_{tw['tag']}"
-    ch.add("+", path[len(configfs.ROOT) + 1:])
     ch.plan.extend(tg.plan_tpg_at(spec, tpath, tw["tag"], default_portal=False, enable=False))
     _tpg_body(ch, path, tw, None, so_paths, set())
 
@@ -329,7 +326,8 @@ def _tpg_body(ch: Change, path: str, tw: dict, tpg: TPG | None, so_paths, replac
         ch.plan.symlink(f"{lpath}/{lw.get('alias') or tg._alias()}", so_paths[so_key])
         if lw.get("alua_tg_pt_gp_name") and lw["alua_tg_pt_gp_name"] != "default_tg_pt_gp":
             ch.plan.write(lpath + "/alua_tg_pt_gp", lw["alua_tg_pt_gp_name"], undoable=False)
-        ch.add("+", f"{label} LUN {lw['index']}")
+        if tpg is not None:
+            ch.add("+", f"{label} LUN {lw['index']}")
     have_portals = tpg.portals if tpg else {}
     for pw in tw.get("portals", []):
         ip = pw["ip_address"].strip("[]")
@@ -341,14 +339,16 @@ def _tpg_body(ch: Change, path: str, tw: dict, tpg: TPG | None, so_paths, replac
             ch.plan.write(f"{path}/np/{name}/iser", "1", undoable=False)
         if pw.get("offload"):
             ch.plan.write(f"{path}/np/{name}/cxgbit", "1", undoable=False)
-        ch.add("+", f"{label} portal {name}")
+        if tpg is not None:
+            ch.add("+", f"{label} portal {name}")
     have_acls = tpg.acls if tpg else {}
     for aw in tw.get("node_acls", []):
         acl = have_acls.get(aw["node_wwn"])
         apath = f"{path}/acls/{aw['node_wwn']}"
         if acl is None:
             ch.plan.mkdir(apath)
-            ch.add("+", f"{label} ACL {aw['node_wwn']}")
+            if tpg is not None:
+                ch.add("+", f"{label} ACL {aw['node_wwn']}")
         cur_auth = {k: configfs.read(f"{apath}/auth/{k}") for _, k in AUTH} if acl else None
         want_auth = {fname: aw.get("chap_" + key) or "" for key, fname in AUTH
                      if aw.get("chap_" + key) or acl is not None and cur_auth.get(fname)}
@@ -372,7 +372,8 @@ def _tpg_body(ch: Change, path: str, tw: dict, tpg: TPG | None, so_paths, replac
                 ch.plan.extend(tg.plan_delete_mapped_lun(ml))
             ch.plan.extend(tg.plan_mapped_lun_at(apath, mw["index"], f"{path}/lun/lun_{mw['tpg_lun']}",
                                                  bool(mw.get("write_protect"))))
-            ch.add("+", f"{label} ACL {aw['node_wwn']} mapped LUN {mw['index']}")
+            if tpg is not None:
+                ch.add("+", f"{label} ACL {aw['node_wwn']} mapped LUN {mw['index']}")
     enable = tw.get("enable", True)
     if tpg is None:  # fabrics without an enable file are always on (rtslib skips it too)
         ch.plan.add(OptionalWrite(path + "/enable", "1" if enable else "0", undoable=False))
@@ -440,6 +441,7 @@ def _update_target(ch: Change, t: Target, w: dict, so_paths, replaced):
         tpg = t.tpgs.get(tw["tag"])
         if tpg is None:
             _create_tpg(ch, spec, t.path, tw, so_paths)
+            ch.add("+", f"{t.tree_path} TPG {tw['tag']}")
         else:
             _tpg_body(ch, tpg.path, tw, tpg, so_paths, replaced)
 
