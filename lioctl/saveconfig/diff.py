@@ -5,13 +5,11 @@ prune; objects already right are not touched, so their sessions keep running."""
 from __future__ import annotations
 
 import os
-import shlex
 import sys
 from dataclasses import dataclass, field
 
 from lioctl import configfs
-from lioctl.errors import LioError
-from lioctl.plan import Modprobe, Plan, Write
+from lioctl.plan import Modprobe, Plan
 from lioctl.saveconfig.dump import AUTH, dump_storage_object
 from lioctl.tree import backstores as bs, targets as tg
 from lioctl.tree.fabrics import spec_for
@@ -22,31 +20,6 @@ SO_IDENTITY = {"fileio": ("dev", "size", "write_back"), "block": ("dev", "readon
                "ramdisk": ("size", "nullio"), "pscsi": ("dev",), "user": ("config", "size")}
 # attributes the kernel derives or refuses to change once set; never written by restore
 SO_SKIP_ATTRS = {"hw_block_size", "hw_max_sectors", "hw_pi_prot_type", "hw_queue_depth"}
-
-
-@dataclass(frozen=True)
-class OptionalWrite(Write):
-    """A setting of an object this plan creates. Which files the kernel offers is only known once
-    the directory exists, so a setting this kernel lacks (a file saved on a newer kernel) is
-    reported and skipped, as rtslib does, instead of failing the whole restore."""
-
-    def apply(self):
-        if not os.path.exists(self.path):
-            short = self.path[len(configfs.ROOT) + 1:] if self.path.startswith(configfs.ROOT) else self.path
-            print(f"lioctl: warning: the kernel has no {short}; not applied", file=sys.stderr)
-            return None
-        return super().apply()
-
-    def sh(self):
-        return f"[ ! -e {shlex.quote(self.path)} ] || {super().sh()}"
-
-
-def _context(where: str, fn, *a, **kw):
-    """Plan-building errors name the JSON path of the object they come from."""
-    try:
-        return fn(*a, **kw)
-    except LioError as e:
-        raise LioError(f"{where}: {e}") from None
 
 
 @dataclass
@@ -73,17 +46,12 @@ def _write_group(ch: Change, label: str, cfs_dir: str, desired: dict, current: d
         if not os.path.exists(f"{cfs_dir}/{k}") and current is not None:
             print(f"lioctl: warning: {label}: the kernel has no {k}; not applied", file=sys.stderr)
             continue
-        secret = k.startswith("password") or k in secret_keys
-        if current is None:
-            ch.plan.add(OptionalWrite(f"{cfs_dir}/{k}", _str(v), secret=secret, undoable=False))
-            continue
-        cur = current.get(k)
-        if cur is None or _str(cur) != _str(v):
-            ch.plan.write(f"{cfs_dir}/{k}", _str(v), secret=secret)
-            if secret:
-                ch.add("~", f"{label} {k}", "secret changed")
-            else:
-                ch.add("~", f"{label} {k}", f"{cur} -> {_str(v)}")
+        cur = None if current is None else current.get(k)
+        if current is None or cur is None or _str(cur) != _str(v):
+            ch.plan.write(f"{cfs_dir}/{k}", _str(v), secret=k.startswith("password"))
+            shown = "********" if k in secret_keys else _str(v)
+            if current is not None:
+                ch.add("~", f"{label} {k}", f"{cur} -> {shown}")
 
 
 def _so_key(path: str) -> tuple[str, str]:
@@ -130,10 +98,10 @@ def plan_restore(snap: Snapshot, desired: dict, prune: bool = False) -> Change:
                 ch.add("-", f"storage object {key[0]}/{key[1]}")
     # --- storage objects to create or adjust
     taken_hbas: set[str] = set()
-    for n, (key, w) in enumerate(want_sos.items()):
+    for key, w in want_sos.items():
         so = snap.storage_objects.get(key)
         if so is None or key in replaced:
-            ch.plan.extend(_context(f"storage_objects[{n}]", _create_so, snap, w, taken_hbas))
+            ch.plan.extend(_create_so(snap, w, taken_hbas))
             if key not in replaced:
                 ch.add("+", f"storage object {key[0]}/{key[1]}")
         else:
@@ -144,18 +112,18 @@ def plan_restore(snap: Snapshot, desired: dict, prune: bool = False) -> Change:
             if w.get("wwn") and w["wwn"] != so.wwn:
                 ch.plan.write(so.path + "/wwn/vpd_unit_serial", w["wwn"])
                 ch.add("~", f"storage object {key[0]}/{key[1]} wwn", f"{so.wwn} -> {w['wwn']}")
-            _alua(ch, so.path, w.get("alua_tpgs", []), so.alua_tpgs, f"{key[0]}/{key[1]}", so, prune)
+            _alua(ch, so.path, w.get("alua_tpgs", []), so.alua_tpgs, f"{key[0]}/{key[1]}")
     so_paths = _so_paths(snap, ch)
     # --- targets
-    for n, (key, w) in enumerate(want_targets.items()):
+    for key, w in want_targets.items():
         fab = snap.fabrics.get(key[0])
         spec = spec_for(key[0])
         t = fab.targets.get(spec.cfs_wwn(key[1])) if fab else None
         if t is None:
-            _context(f"targets[{n}]", _create_target, ch, snap, w, so_paths)
+            _create_target(ch, snap, w, so_paths)
             ch.add("+", f"target {key[1]}")
         else:
-            _context(f"targets[{n}]", _update_target, ch, t, w, so_paths, replaced)
+            _update_target(ch, t, w, so_paths, replaced)
     # --- discovery auth
     for fm in desired.get("fabric_modules", []):
         da = f"{configfs.ROOT}/{fm['name']}/discovery_auth"
@@ -209,55 +177,22 @@ def _create_so(snap: Snapshot, w: dict, taken: set[str]) -> Plan:
     ch = Change(plan)
     _write_group(ch, "", path + "/attrib",
                  {k: v for k, v in w.get("attributes", {}).items() if k not in SO_SKIP_ATTRS}, None)
-    _alua(ch, path, w.get("alua_tpgs", []), [], f"{plugin}/{name}")
+    _alua(ch, path, w.get("alua_tpgs", []), [], name)
     return ch.plan
 
 
-ALUA_ORDER = ("alua_access_status", "alua_write_metadata", "preferred", "nonop_delay_msecs",
-              "trans_delay_msecs", "implicit_trans_secs", "alua_support_offline",
-              "alua_support_standby", "alua_support_transitioning",
-              "alua_support_active_nonoptimized", "alua_support_unavailable",
-              "alua_support_active_optimized")
-
-
-def _alua_writes(want: dict, have: dict | None) -> list[tuple[str, str]]:
-    """(file, value) pairs in an order the kernel accepts: a state change needs implicit ALUA in
-    the access type, so the type goes first when it allows implicit and last otherwise."""
-    def differs(k):
-        return want.get(k) is not None and (have is None or _str(have.get(k)) != _str(want[k]))
-    out = [(k, _str(want[k])) for k in ALUA_ORDER if differs(k)]
-    state = [("alua_access_state", _str(want["alua_access_state"]))] if differs("alua_access_state") else []
-    typ = [("alua_access_type", _str(want["alua_access_type"]))] if differs("alua_access_type") else []
-    implicit = want.get("alua_access_type") in (1, 3)
-    return (typ + state if implicit else state + typ) + out
-
-
-def _alua(ch: Change, so_path: str, want: list[dict], have: list[str], label: str,
-          so: StorageObject | None = None, prune: bool = False):
-    """ALUA target port groups: new ones made and set, existing ones' differing settings
-    written in place, ones the file lacks removed with prune."""
-    from lioctl.saveconfig.dump import dump_alua
-    wanted = {g["name"] for g in want}
+def _alua(ch: Change, so_path: str, want: list[dict], have: list[str], label: str):
     for g in want:
-        p = f"{so_path}/alua/{g['name']}"
-        if g["name"] in have:
-            cur = dump_alua(so, g["name"])
-            for k, v in _alua_writes(g, cur):
-                ch.plan.write(f"{p}/{k}", v, undoable=False)  # read back as words: no undo
-                ch.add("~", f"ALUA group {label}/{g['name']} {k}", f"{cur.get(k)} -> {v}")
+        if g["name"] == "default_tg_pt_gp" or g["name"] in have:
             continue
-        if g["name"] == "default_tg_pt_gp":
-            continue  # the kernel makes it with the object
+        p = f"{so_path}/alua/{g['name']}"
         ch.plan.mkdir(p)
         ch.plan.write(p + "/tg_pt_gp_id", str(g.get("tg_pt_gp_id", 0)), undoable=False)
-        for k, v in _alua_writes(g, None):
-            ch.plan.add(OptionalWrite(f"{p}/{k}", v, undoable=False))
+        for k in ("alua_access_type", "alua_access_state", "preferred", "nonop_delay_msecs",
+                  "trans_delay_msecs", "implicit_trans_secs"):
+            if g.get(k) is not None:
+                ch.plan.write(f"{p}/{k}", _str(g[k]), undoable=False)
         ch.add("+", f"ALUA group {label}/{g['name']}")
-    if prune:
-        for name in have:
-            if name != "default_tg_pt_gp" and name not in wanted:
-                ch.plan.rmdir(f"{so_path}/alua/{name}")
-                ch.add("-", f"ALUA group {label}/{name}")
 
 
 def _so_paths(snap: Snapshot, ch: Change) -> dict[tuple[str, str], str]:
@@ -288,10 +223,8 @@ def _create_target(ch: Change, snap: Snapshot, w: dict, so_paths):
 
 
 def _create_tpg(ch: Change, spec, tpath: str, tw: dict, so_paths):
-    """As rtslib does: a fabric with a nexus (loopback, vhost) gets a generated one, written
-    before any LUN so the LUNs show up as SCSI devices; the portal and enable come from the file."""
     path = f"{tpath}/tpgt_{tw['tag']}"
-    ch.plan.extend(tg.plan_tpg_at(spec, tpath, tw["tag"], default_portal=False, enable=False))
+    ch.plan.mkdir(path)
     _tpg_body(ch, path, tw, None, so_paths, set())
 
 
@@ -314,10 +247,6 @@ def _tpg_body(ch: Change, path: str, tw: dict, tpg: TPG | None, so_paths, replac
         so_key = _so_key(lw["storage_object"])
         if lun is not None and lun.storage_object is not None and \
                 (lun.storage_object.plugin, lun.storage_object.name) == so_key and so_key not in replaced:
-            gp = lw.get("alua_tg_pt_gp_name")
-            if gp and gp != lun.alua_tg_pt_gp:
-                ch.plan.write(lun.path + "/alua_tg_pt_gp", gp, undoable=False)  # reads back as a report
-                ch.add("~", f"{label} LUN {lw['index']} alua_tg_pt_gp_name", f"{lun.alua_tg_pt_gp} -> {gp}")
             continue
         if lun is not None and not _lun_gone(ch, lun.path):
             ch.plan.extend(tg.plan_delete_lun(lun))
@@ -375,11 +304,12 @@ def _tpg_body(ch: Change, path: str, tw: dict, tpg: TPG | None, so_paths, replac
             if tpg is not None:
                 ch.add("+", f"{label} ACL {aw['node_wwn']} mapped LUN {mw['index']}")
     enable = tw.get("enable", True)
-    if tpg is None:  # fabrics without an enable file are always on (rtslib skips it too)
-        ch.plan.add(OptionalWrite(path + "/enable", "1" if enable else "0", undoable=False))
-    elif os.path.exists(path + "/enable") and bool(tpg.enabled) != bool(enable):
-        ch.plan.write(path + "/enable", "1" if enable else "0")
-        ch.add("~", f"{label} enable", f"{int(bool(tpg.enabled))} -> {int(bool(enable))}")
+    if os.path.exists(path + "/enable") or tpg is None and "iscsi/" in path:
+        cur = tpg.enabled if tpg else None
+        if cur is None or bool(cur) != bool(enable):
+            ch.plan.write(path + "/enable", "1" if enable else "0", undoable=tpg is not None)
+            if tpg is not None:
+                ch.add("~", f"{label} enable", f"{int(bool(cur))} -> {int(bool(enable))}")
 
 
 def _lun_gone(ch: Change, path: str) -> bool:
