@@ -21,6 +21,7 @@ VERBS = {
     "diff": ("lioctl.commands.diff", "show what restore would change (exit 1 if anything differs)"),
     "clear": ("lioctl.commands.clear", "remove the whole target configuration"),
     "sessions": ("lioctl.commands.sessions", "list logged-in initiator sessions"),
+    "tcmu": ("lioctl.commands.tcmu", "run, inspect or stop lioctl's TCMU handler (user backstores)"),
     "completion": ("lioctl.commands.completion", "print the bash, zsh or fish completion script"),
     "shell": ("lioctl.shell.session", "start the interactive shell"),
 }

@@ -36,6 +36,9 @@ def configure(p):
     p.add_argument("--chap", metavar="USER:SECRET", help="CHAP credentials the initiators must give")
     p.add_argument("--mutual-chap", metavar="USER:SECRET", help="credentials the target gives back")
     p.add_argument("--exist-ok", action="store_true", help="exporting an exported device is a no-op")
+    p.add_argument("--user", action="store_true",
+                   help="serve it through a TCMU user backstore and lioctl's bundled handler "
+                        "(started when needed) instead of the kernel's fileio/iblock")
 
 
 def _creds(text: str | None, opt: str) -> tuple[str, str] | None:
@@ -121,13 +124,24 @@ def build(args, snap) -> tuple[Plan, dict]:
     if "iscsi" in snap.fabrics and iqn in snap.fabrics["iscsi"].targets:
         raise LioError(f"target {iqn} already exists; choose another with --iqn")
 
-    plugin = "block" if kind == "block" else "fileio"
+    plugin = "user" if args.user else "block" if kind == "block" else "fileio"
     # Deterministic serial and LUN link name: the --dry-run script makes exactly this tree.
     serial = str(uuid.uuid5(uuid.NAMESPACE_URL, f"lioctl:{iqn}:{plugin}/{name}"))
     plan = Plan()
     plan.add(Mount(configfs.CONFIGFS_MOUNT))
     plan.add(Modprobe("target_core_mod"))
-    if plugin == "fileio":
+    if plugin == "user":
+        if args.lun_size:
+            size = args.lun_size
+        elif kind == "block":
+            size = bs.block_device_size(device)
+        else:
+            size = os.path.getsize(device)
+            if not size:
+                raise LioError(f"file {device} is empty; give --lun-size to use it")
+        sub = bs.plan_user(snap, name, size, device, "lioctl_file", wwn=serial,
+                           write_back=not args.readonly)
+    elif plugin == "fileio":
         sub = bs.plan_fileio(snap, name, device, args.lun_size, write_back=not args.readonly,
                              wwn=serial)
         if args.readonly:

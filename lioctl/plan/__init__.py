@@ -5,7 +5,7 @@ and is what restore-by-difference produces.
 """
 
 from lioctl.plan.ops import (CreateFile, Mkdir, Modprobe, Mount, Op, Plan, RemoveFile, Rmdir,
-                             Symlink, Unlink, Write)
+                             ServeUser, Symlink, Unlink, Write)
 
 __all__ = ["CreateFile", "Mkdir", "Modprobe", "Mount", "Op", "Plan", "RemoveFile", "Rmdir",
-           "Symlink", "Unlink", "Write"]
+           "ServeUser", "Symlink", "Unlink", "Write"]

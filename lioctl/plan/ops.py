@@ -138,6 +138,24 @@ class Mount(Op):
         return f"mount configfs on {self.path}"
 
 
+@dataclass(frozen=True)
+class ServeUser(Op):
+    """Have lioctl's TCMU handler serve a user backstore (path holds 'user_N/NAME'): starts
+    it when none runs and waits until it answers for the device. Never undone: the handler
+    lets go of a device when it is removed."""
+
+    def apply(self):
+        from lioctl.tcmu import launcher
+        launcher.ensure_serving([self.path])
+        return None
+
+    def sh(self):
+        return f"lioctl tcmu start {_q(self.path)}"
+
+    def describe(self):
+        return f"have lioctl's TCMU handler serve {self.path}"
+
+
 @dataclass
 class Plan:
     """An ordered list of operations plus what to tell the user it does."""

@@ -170,13 +170,15 @@ def _create_so(snap: Snapshot, w: dict, taken: set[str]) -> Plan:
     else:
         cfg = w.get("config") or ""
         subtype, _, rest = cfg.partition("/")
+        attrs = w.get("attributes", {})
         plan = bs.plan_user(empty, name, w["size"], rest, subtype, wwn=wwn,
                             hw_max_sectors=w.get("hw_max_sectors"), model_alias=False, hba=hba,
-                            validate=False)
+                            validate=False, write_back=None, attributes=attrs, create_missing=False)
     path = f"{configfs.CORE}/{hba}/{name}"
     ch = Change(plan)
+    skip = SO_SKIP_ATTRS | (set(bs.TCMU_BEFORE_ENABLE) | set(bs.TCMU_CONTROL_ATTRS) if plugin == "user" else set())
     _write_group(ch, "", path + "/attrib",
-                 {k: v for k, v in w.get("attributes", {}).items() if k not in SO_SKIP_ATTRS}, None)
+                 {k: v for k, v in w.get("attributes", {}).items() if k not in skip}, None)
     _alua(ch, path, w.get("alua_tpgs", []), [], name)
     return ch.plan
 

@@ -3,6 +3,9 @@
 dev_config is written as '<subtype>/<config>'. lioctl's own subtypes have names of their
 own so that tcmu-runner (qcow, rbd, glfs, fbo, zbc, file, file_optical, file_zbc) never
 claims them and lioctl never touches its devices.
+
+lioctl_file's config is `[OPTION;...]PATH` with an absolute PATH; the one option is `direct`
+(O_DIRECT). lioctl_ram's config is any label.
 """
 
 from __future__ import annotations
@@ -16,6 +19,26 @@ DEFAULT_SUBTYPE = "lioctl_file"
 SUBTYPES = ("lioctl_file", "lioctl_ram")
 TCMU_RUNNER_SUBTYPES = ("qcow", "rbd", "glfs", "fbo", "zbc", "file", "file_optical", "file_zbc")
 MAX_CONFIG = 255
+FILE_OPTIONS = ("direct",)
+
+
+def split_options(config: str) -> tuple[set[str], str]:
+    """('direct;/srv/d.img') -> ({'direct'}, '/srv/d.img'): options end at the path's first '/'."""
+    slash = config.find("/")
+    head, tail = (config, "") if slash < 0 else (config[:slash], config[slash:])
+    if ";" not in head:
+        return set(), config
+    opts, _, rest = head.rpartition(";")
+    return {o for o in opts.split(";") if o}, rest + tail
+
+
+def parse_uio_name(name: str) -> tuple[str, str, str, str] | None:
+    """'tcm-user/3/d1/lioctl_file//srv/x' -> ('user_3', 'd1', 'lioctl_file', '/srv/x')."""
+    parts = name.strip().split("/", 4)
+    if len(parts) < 4 or parts[0] != "tcm-user":
+        return None
+    hba, dev, subtype = parts[1], parts[2], parts[3]
+    return f"user_{hba}", dev, subtype, parts[4] if len(parts) > 4 else ""
 
 
 def validate(subtype: str, config: str, size: int, existing: list[str]) -> None:
@@ -35,11 +58,15 @@ def validate(subtype: str, config: str, size: int, existing: list[str]) -> None:
         raise LioError(f"another user backstore already uses {full}")
     if subtype != "lioctl_file":
         return
-    path = config
+    options, path = split_options(config)
+    bad = options - set(FILE_OPTIONS)
+    if bad:
+        raise LioError(f"unknown lioctl_file option {sorted(bad)[0]!r} (known: {', '.join(FILE_OPTIONS)})")
     if not path.startswith("/"):
         raise LioError(f"lioctl_file wants an absolute file path, not {config!r}")
     for other in existing:
-        if other.startswith("lioctl_file/") and os.path.realpath(other[len("lioctl_file/"):]) == os.path.realpath(path):
+        if other.startswith("lioctl_file/") and \
+                os.path.realpath(split_options(other[len("lioctl_file/"):])[1]) == os.path.realpath(path):
             raise LioError(f"another user backstore already uses {path}")
     if os.path.exists(path):
         st = os.stat(path)

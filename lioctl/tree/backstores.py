@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from lioctl import configfs, wwn as wwnmod
 from lioctl.errors import LioError
 from lioctl.names import check_object_name
-from lioctl.plan import CreateFile, Modprobe, Plan
+from lioctl.plan import CreateFile, Modprobe, Plan, ServeUser
 from lioctl.tree.snapshot import HBA_OF_PLUGIN, Snapshot, StorageObject
 from lioctl.units import parse_size
 
@@ -225,11 +225,21 @@ def plan_pscsi(snap: Snapshot, name: str, dev: str, hba: str | None = None) -> P
     return plan
 
 
+# TCMU attributes that only take before enable, or that send a netlink RECONFIG after it
+TCMU_BEFORE_ENABLE = ("max_data_area_mb", "data_pages_per_blk", "cmd_ring_size_mb", "emulate_write_cache",
+                      "cmd_time_out", "qfull_time_out")
+TCMU_CONTROL_ATTRS = ("dev_config", "dev_size", "nl_reply_supported")
+
+
 def plan_user(snap: Snapshot, name: str, size, config: str, subtype: str | None = None,
               wwn: str | None = None, hw_max_sectors: int | None = None,
-              model_alias: bool = True, hba: str | None = None, validate: bool = True) -> Plan:
+              model_alias: bool = True, hba: str | None = None, validate: bool = True,
+              write_back: bool | None = True, attributes: dict | None = None,
+              create_missing: bool = True) -> Plan:
     """TCMU backstore; dev_config is '<subtype>/<config>' and nl_reply_supported=-1 goes in
-    before enable so enabling never waits for a netlink reply."""
+    before enable so enabling never waits for a netlink reply. A missing lioctl_file backing
+    file is created sparse (like fileio). `attributes` (from a saved file) that the kernel
+    only takes before enable are written before it; the rest are the caller's."""
     check_new_name(snap, "user", name)
     size_bytes = parse_size(size)
     from lioctl.tcmu import config as tcmu_config
@@ -237,15 +247,32 @@ def plan_user(snap: Snapshot, name: str, size, config: str, subtype: str | None 
     if validate:
         existing = [so.user_config for so in snap.storage_objects.values() if so.plugin == "user"]
         tcmu_config.validate(subtype, config, size_bytes, existing)
+    create = None
+    if subtype == "lioctl_file":
+        path = tcmu_config.split_options(config)[1]
+        if not os.path.exists(path):
+            if not create_missing:
+                raise LioError(f"backing file {path} of user backstore {name} does not exist")
+            create = CreateFile(path, size_bytes, True)
     plan, path = _start(snap, "user", name, hba)
+    if create:
+        plan.ops.insert(0, create)
     plan.write(f"{path}/control", f"dev_config={subtype}/{config}", undoable=False)
     plan.write(f"{path}/control", f"dev_size={size_bytes}", undoable=False)
     if hw_max_sectors:
         plan.write(f"{path}/control", f"hw_max_sectors={int(hw_max_sectors)}", undoable=False)
     plan.write(f"{path}/control", "nl_reply_supported=-1", undoable=False)
+    attributes = dict(attributes or {})
+    if write_back is not None and "emulate_write_cache" not in attributes:
+        attributes["emulate_write_cache"] = "1" if write_back else "0"
+    for k in TCMU_BEFORE_ENABLE:
+        if k in attributes:
+            plan.write(f"{path}/attrib/{k}", str(attributes[k]), undoable=False)
     plan.write(f"{path}/enable", "1", undoable=False)
-    # TCMU devices have no emulate_model_alias: the handler answers INQUIRY itself
+    # no emulate_model_alias for TCMU: the handler answers INQUIRY (with the name as model)
     _common_tail(plan, path, wwn=wwn, model_alias=False)
+    if subtype in tcmu_config.SUBTYPES:
+        plan.add(ServeUser("/".join(path.split("/")[-2:])))
     return plan
 
 

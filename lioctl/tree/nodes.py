@@ -338,9 +338,11 @@ class BackstoreKind(Node):
         return Result(plan=bs.plan_pscsi(self.ctx.snap, name, dev),
                       message=f"Created pscsi storage object {name} using {dev}")
 
-    def _create_user(self, name, size, cfgstring, subtype=None, wwn=None, hw_max_sectors=None):
+    def _create_user(self, name, size, cfgstring, subtype=None, wwn=None, hw_max_sectors=None,
+                     write_back=None):
         plan = bs.plan_user(self.ctx.snap, name, size, cfgstring, subtype, wwn,
-                            int(hw_max_sectors) if hw_max_sectors else None, self._model_alias())
+                            int(hw_max_sectors) if hw_max_sectors else None, self._model_alias(),
+                            write_back=True if write_back is None else _b(write_back, "write_back"))
         return Result(plan=plan, message=f"Created user storage object {name} size {size}")
 
     @writes

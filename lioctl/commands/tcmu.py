@@ -1,0 +1,144 @@
+"""`lioctl tcmu run|status|stop`: lioctl's own TCMU handler for user backstores.
+
+`run` serves in the foreground (systemd's lioctl-tcmu.service runs it); `lioctl
+/backstores/user create` and `export --user` start it in the background with --idle-exit
+when it is not running. `status --json` prints
+  {"running": bool, "pid", "since", "idle_exit",
+   "devices": [{"name", "hba", "uio", "subtype", "config", "size", "block_size", "write_cache",
+                "in_flight", "ring_size", "served_since", "commands", "reads", "writes",
+                "read_bytes", "write_bytes", "errors", "batches", "max_batch"}],
+   "failed": [{"device", "error"}],
+   "unserved": ["user_N/NAME" of lioctl subtypes nobody serves]}
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+
+from lioctl import render
+from lioctl.errors import LioError
+
+HELP = "run, inspect or stop lioctl's TCMU handler (user backstores)"
+
+
+def configure(p):
+    sub = p.add_subparsers(dest="action", metavar="ACTION")
+    sub.required = True
+    r = sub.add_parser("run", help="serve user backstores in the foreground (for systemd)")
+    r.add_argument("--idle-exit", action="store_true", help="exit when no device is left to serve")
+    sub.add_parser("status", help="devices served, queue depth and counters")
+    st = sub.add_parser("start", help="start the handler in the background unless it runs, and wait "
+                                      "until it serves the user backstores (default: all of lioctl's)")
+    st.add_argument("devices", nargs="*", metavar="user_N/NAME", help="wait for these devices")
+    s = sub.add_parser("stop", help="stop the handler (it answers what is queued first)")
+    s.add_argument("--timeout", type=float, default=30.0, help="seconds to wait (default 30)")
+
+
+def run(args) -> int:
+    if args.action == "run":
+        return _run(args)
+    if args.action == "status":
+        return _status(args)
+    if args.action == "start":
+        return _start(args)
+    return _stop(args)
+
+
+def _run(args) -> int:
+    if os.geteuid() != 0:
+        raise LioError("the TCMU handler must run as root")
+    from lioctl.tcmu import daemon
+    argv = (["--idle-exit"] if args.idle_exit else []) + (["--debug"] if args.debug else [])
+    return daemon.main(argv)
+
+
+def unserved(served: set[str]) -> list[str]:
+    from lioctl.tcmu import config as tcmu_config
+    from lioctl.tcmu.device import scan
+    out = []
+    for _, name in scan():
+        p = tcmu_config.parse_uio_name(name)
+        if p and p[2] in tcmu_config.SUBTYPES and f"{p[0]}/{p[1]}" not in served:
+            out.append(f"{p[0]}/{p[1]}")
+    return out
+
+
+def _status(args) -> int:
+    from lioctl.tcmu import daemon
+    st = daemon.query()
+    running = st is not None
+    st = st or {"pid": daemon.running_pid(), "devices": [], "failed": []}
+    st["running"] = running
+    st["unserved"] = unserved({f"{d['hba']}/{d['name']}" for d in st["devices"]})
+    if args.json:
+        render.print_json(st)
+        return 0 if running else 1
+    if not running:
+        print("lioctl TCMU handler: not running" +
+              (f"; unserved user backstores: {', '.join(st['unserved'])}" if st["unserved"] else ""))
+        return 1
+    up = int(time.time() - st["since"])
+    print(f"lioctl TCMU handler: running, pid {st['pid']}, up {up // 3600}h{up // 60 % 60:02d}m{up % 60:02d}s"
+          + (" (exits when idle)" if st.get("idle_exit") else ""))
+    if st["devices"]:
+        head = ("DEVICE", "UIO", "CONFIG", "SIZE", "WCE", "INFLIGHT", "MAXQ", "CMDS", "READ", "WRITTEN", "ERR")
+        rows = [head]
+        for d in st["devices"]:
+            rows.append((f"user/{d['name']}", d["uio"], f"{d['subtype']}/{d['config']}", render_size(d["size"]),
+                         "on" if d["write_cache"] else "off", str(d["in_flight"]), str(d["max_batch"]),
+                         str(d["commands"]), render_size(d["read_bytes"]), render_size(d["write_bytes"]),
+                         str(d["errors"])))
+        widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
+        for r in rows:
+            print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+    else:
+        print("no devices")
+    for f in st["failed"]:
+        print(f"not served: {f['device']}: {f['error']}")
+    for u in st["unserved"]:
+        print(f"not served: {u}")
+    return 0
+
+
+def render_size(n: int) -> str:
+    from lioctl.units import human
+    return human(n)
+
+
+def _start(args) -> int:
+    from lioctl.tcmu import daemon, launcher
+    if os.geteuid() != 0:
+        raise LioError("the TCMU handler must run as root")
+    keys = args.devices or unserved(set())
+    if not keys:
+        print("no user backstores of lioctl's subtypes to serve")
+        return 0
+    st = launcher.ensure_serving(keys)
+    print(f"lioctl TCMU handler (pid {st['pid']}) serves {', '.join(sorted(keys))}")
+    return 0
+
+
+def _stop(args) -> int:
+    from lioctl.tcmu import daemon
+    pid = daemon.running_pid()
+    if pid is None:
+        print("lioctl TCMU handler: not running")
+        return 0
+    if pid <= 0:
+        raise LioError(f"cannot tell the handler's pid from {daemon.LOCK}")
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        pass
+    deadline = time.monotonic() + args.timeout
+    delay = 0.02
+    while daemon.running_pid() is not None:
+        if time.monotonic() > deadline:
+            raise LioError(f"the TCMU handler (pid {pid}) did not stop within {args.timeout:g} s")
+        time.sleep(delay)
+        delay = min(delay * 2, 0.2)
+    print(f"lioctl TCMU handler (pid {pid}) stopped")
+    return 0

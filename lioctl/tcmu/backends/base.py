@@ -1,0 +1,39 @@
+"""The backend interface.
+
+Every call is self-contained (positional I/O, no shared file offset), so the daemon may run
+calls for different commands concurrently on worker threads and answer them out of order;
+a networked backend only has to make these calls (blocking is fine in a worker)."""
+
+from __future__ import annotations
+
+
+class Backend:
+    size: int = 0
+    thin: bool = True           # discard() is supported and the range then reads back zeros
+    nonrotational: bool = False
+    read_only: bool = False
+
+    @classmethod
+    def open(cls, config: str, size: int) -> "Backend":
+        raise NotImplementedError
+
+    def readv(self, bufs: list, offset: int) -> int:
+        """Fill the buffers from offset; returns bytes read (short only at the end)."""
+        raise NotImplementedError
+
+    def writev(self, bufs: list, offset: int, sync: bool = False) -> None:
+        """Write the buffers at offset; sync means durable on return (FUA, or no write cache)."""
+        raise NotImplementedError
+
+    def flush(self) -> None:
+        """Make every completed write durable (SYNCHRONIZE CACHE)."""
+
+    def discard(self, offset: int, length: int) -> None:
+        """Deallocate; the range reads back as zeros afterwards."""
+        raise NotImplementedError
+
+    def resize(self, size: int) -> None:
+        self.size = size
+
+    def close(self) -> None:
+        pass

@@ -1,0 +1,295 @@
+"""The handler process: one event loop over every served device's doorbell, the TCM-USER
+netlink events, signals and the status socket. It sleeps in epoll when idle (no polling).
+
+    python -m lioctl.tcmu.daemon [--idle-exit]      (what `lioctl tcmu run` runs)
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import json
+import logging
+import os
+import selectors
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+from lioctl.tcmu import config as tcmu_config
+from lioctl.tcmu import netlink
+from lioctl.tcmu.device import Device, scan
+
+RUN_DIR = os.environ.get("LIOCTL_TCMU_RUN_DIR", "/run/lioctl")
+LOCK = f"{RUN_DIR}/tcmu.lock"
+SOCKET = f"{RUN_DIR}/tcmu.sock"
+LOG = f"{RUN_DIR}/tcmu.log"
+log = logging.getLogger("lioctl.tcmu")
+
+
+class AlreadyRunning(Exception):
+    pass
+
+
+def take_lock() -> int:
+    """The one-handler-per-host lock; the file holds the owner's pid."""
+    os.makedirs(RUN_DIR, mode=0o755, exist_ok=True)
+    fd = os.open(LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise AlreadyRunning(running_pid())
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())
+    return fd
+
+
+def running_pid() -> int | None:
+    """The pid of the running handler, or None (nobody holds the lock)."""
+    try:
+        fd = os.open(LOCK, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            return None
+        except BlockingIOError:
+            pass
+        try:
+            return int(os.read(fd, 32).split()[0])
+        except (ValueError, IndexError):
+            return -1
+    finally:
+        os.close(fd)
+
+
+class Daemon:
+    def __init__(self, idle_exit: bool = False):
+        self.idle_exit = idle_exit
+        self.devices: dict[int, Device] = {}
+        self.failed: dict[str, str] = {}     # 'user_N/NAME' -> why it is not served
+        self.sel = selectors.DefaultSelector()
+        self.stopping = False
+        self.started = time.time()
+
+    # setup
+    def _events(self) -> netlink.Events:
+        try:
+            return netlink.Events()
+        except OSError:
+            subprocess.run(["modprobe", "target_core_user"], capture_output=True)
+            return netlink.Events()
+
+    def _listen(self) -> socket.socket:
+        try:
+            os.unlink(SOCKET)   # stale: we hold the lock, so its owner is gone
+        except FileNotFoundError:
+            pass
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+        s.bind(SOCKET)
+        os.chmod(SOCKET, 0o600)
+        s.listen(8)
+        s.setblocking(False)
+        return s
+
+    def run(self) -> int:
+        lock = take_lock()
+        wake_r, wake_w = socket.socketpair()
+        wake_r.setblocking(False)
+        wake_w.setblocking(False)
+        signal.set_wakeup_fd(wake_w.fileno(), warn_on_full_buffer=False)
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self._stop)
+        signal.signal(signal.SIGHUP, lambda *_: None)   # wakes the loop; a rescan follows
+        self.events = self._events()
+        listener = self._listen()
+        self.sel.register(self.events, selectors.EVENT_READ, "netlink")
+        self.sel.register(listener, selectors.EVENT_READ, "status")
+        self.sel.register(wake_r, selectors.EVENT_READ, "signal")
+        self.rescan(restart=True)
+        log.info("lioctl TCMU handler %d serving %d device(s)", os.getpid(), len(self.devices))
+        try:
+            while not self.stopping:
+                if self.idle_exit and not self.devices:
+                    log.info("no devices left, exiting")
+                    break
+                for key, _ in self.sel.select():
+                    what = key.data
+                    if isinstance(what, Device):
+                        self._service(what)
+                    elif what == "netlink":
+                        self._netlink()
+                    elif what == "status":
+                        self._answer(listener)
+                    elif what == "signal":
+                        try:
+                            while wake_r.recv(64):
+                                pass
+                        except BlockingIOError:
+                            pass
+                        self.rescan(restart=False)
+        finally:
+            self.shutdown()
+            listener.close()
+            try:
+                os.unlink(SOCKET)
+            except OSError:
+                pass
+            os.close(lock)
+        return 0
+
+    def _stop(self, signum, frame) -> None:
+        self.stopping = True
+
+    # devices
+    def rescan(self, restart: bool) -> None:
+        present = scan()
+        minors = {m for m, _ in present}
+        for minor in list(self.devices):
+            if minor not in minors:
+                self.detach(minor)
+        names = {tcmu_config.parse_uio_name(n) for _, n in present}
+        for key in list(self.failed):
+            if not any(p and f"{p[0]}/{p[1]}" == key for p in names):
+                del self.failed[key]
+        for minor, name in present:
+            if minor not in self.devices:
+                self.attach(minor, name, restart)
+
+    def attach(self, minor: int, name: str, restart: bool) -> None:
+        parsed = tcmu_config.parse_uio_name(name)
+        if parsed is None or parsed[2] not in tcmu_config.SUBTYPES:
+            return      # tcmu-runner's (or anyone else's): never touched
+        dev = Device(minor, name)
+        try:
+            dev.open(restart)
+        except Exception as e:   # a bad ring or config must not stop the others
+            if isinstance(e, OSError) and e.errno == errno.EBUSY:
+                why = f"uio{minor} is held by another process"
+            elif isinstance(e, OSError):
+                why = f"{e.strerror or e}" + (f": {e.filename}" if e.filename else "")
+            else:
+                why = str(e)
+            self.failed[dev.key] = why
+            log.error("%s: cannot serve %s/%s: %s", dev.key, dev.subtype, dev.config, why)
+            return
+        self.failed.pop(dev.key, None)
+        self.devices[minor] = dev
+        self.sel.register(dev.fd, selectors.EVENT_READ, dev)
+        log.info("serving %s (uio%d, %s/%s, %d bytes)", dev.key, minor, dev.subtype, dev.config,
+                 dev.unit.num_blocks * dev.unit.block_size)
+        self._service(dev, doorbell=False)   # anything queued before we mapped it
+
+    def detach(self, minor: int) -> None:
+        dev = self.devices.pop(minor, None)
+        if dev is None:
+            return
+        self.failed.pop(dev.key, None)
+        try:
+            self.sel.unregister(dev.fd)
+        except (KeyError, ValueError):
+            pass
+        dev.close()
+        log.info("stopped serving %s", dev.key)
+
+    def _service(self, dev: Device, doorbell: bool = True) -> None:
+        try:
+            dev.service() if doorbell else dev.drain()
+        except OSError as e:
+            if e.errno in (errno.EIO, errno.ENODEV, errno.ENXIO):   # device gone under us
+                self.detach(dev.minor)
+            else:
+                log.error("%s: %s", dev.key, e)
+        except Exception as e:      # RingError or a bug: the ring needs a reset, the daemon lives
+            log.error("%s: %s; resetting its ring", dev.key, e)
+            self._reset(dev)
+
+    def _reset(self, dev: Device) -> None:
+        minor, name = dev.minor, dev.uio_name
+        self.detach(minor)
+        self.attach(minor, name, restart=True)
+
+    def _netlink(self) -> None:
+        for ev in self.events.read():
+            if ev.cmd == netlink.ADDED_DEVICE and ev.minor is not None:
+                self.attach(ev.minor, ev.device, restart=False)
+            elif ev.cmd == netlink.REMOVED_DEVICE and ev.minor is not None:
+                self.detach(ev.minor)
+            elif ev.cmd == netlink.RECONFIG_DEVICE and ev.minor in self.devices:
+                dev = self.devices[ev.minor]
+                try:
+                    dev.reconfigure(ev.dev_size, ev.writecache, ev.dev_cfg)
+                    log.info("%s reconfigured: %s", dev.key,
+                             {k: v for k, v in (("size", ev.dev_size), ("write_cache", ev.writecache),
+                                                ("config", ev.dev_cfg)) if v is not None})
+                except OSError as e:
+                    log.error("%s: reconfigure failed: %s", dev.key, e)
+
+    # status
+    def status(self) -> dict:
+        return {"pid": os.getpid(), "since": int(self.started), "idle_exit": self.idle_exit,
+                "devices": [d.status() for d in sorted(self.devices.values(), key=lambda d: d.key)],
+                "failed": [{"device": k, "error": v} for k, v in sorted(self.failed.items())]}
+
+    def _answer(self, listener: socket.socket) -> None:
+        try:
+            conn, _ = listener.accept()
+        except BlockingIOError:
+            return
+        with conn:
+            conn.settimeout(2)
+            try:
+                conn.sendall(json.dumps(self.status()).encode() + b"\n")
+            except OSError:
+                pass
+
+    def shutdown(self) -> None:
+        """Clean stop: answer whatever the kernel has queued, then let go of every device."""
+        for dev in list(self.devices.values()):
+            try:
+                dev.drain()
+            except Exception as e:
+                log.error("%s: %s", dev.key, e)
+            self.detach(dev.minor)
+
+
+def query(timeout: float = 5.0) -> dict | None:
+    """The running handler's status, or None."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+    s.settimeout(timeout)
+    try:
+        s.connect(SOCKET)
+        data = b""
+        while not data.endswith(b"\n"):
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+        return json.loads(data) if data else None
+    except (OSError, ValueError):
+        return None
+    finally:
+        s.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    logging.basicConfig(level=logging.DEBUG if "--debug" in argv else logging.INFO,
+                        format="%(asctime)s lioctl-tcmu[%(process)d] %(levelname)s %(message)s",
+                        stream=sys.stderr)
+    try:
+        return Daemon(idle_exit="--idle-exit" in argv).run()
+    except AlreadyRunning as e:
+        print(f"lioctl tcmu: a handler is already running (pid {e.args[0]})", file=sys.stderr)
+        return 1
+    except OSError as e:
+        print(f"lioctl tcmu: {e}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,241 @@
+"""One user backstore being served: its UIO node and mapping, its ring, the SCSI emulation
+over its backend, and its counters. Configuration comes from the device's configfs directory."""
+
+from __future__ import annotations
+
+import logging
+import mmap
+import os
+import stat
+import time
+from dataclasses import dataclass
+
+from lioctl.tcmu.backends import open_backend
+from lioctl.tcmu.config import parse_uio_name
+from lioctl.tcmu.ring import Ring
+from lioctl.tcmu.scsi import opcodes as op
+from lioctl.tcmu.scsi.emulator import Emulator, Unit
+from lioctl.tcmu.scsi.sense import CHECK_CONDITION
+
+CORE = "/sys/kernel/config/target/core"
+UIO_CLASS = "/sys/class/uio"
+DOORBELL = b"\0\0\0\0"
+READS = {op.READ_6, op.READ_10, op.READ_12, op.READ_16}
+WRITES = {op.WRITE_6, op.WRITE_10, op.WRITE_12, op.WRITE_16,
+          op.WRITE_VERIFY_10, op.WRITE_VERIFY_12, op.WRITE_VERIFY_16}
+log = logging.getLogger("lioctl.tcmu")
+
+
+def _read(path: str, default: str = "") -> str:
+    try:
+        with open(path) as f:
+            return f.read().strip()
+    except OSError:
+        return default
+
+
+def _int(path: str, default: int) -> int:
+    try:
+        return int(_read(path).split()[-1])
+    except (ValueError, IndexError):
+        return default
+
+
+def unit_from_configfs(cfs: str, name: str, size: int) -> Unit:
+    bs = _int(f"{cfs}/attrib/hw_block_size", 512)
+    serial = _read(f"{cfs}/wwn/vpd_unit_serial").rpartition(":")[2].strip()
+    wce = _int(f"{cfs}/attrib/emulate_write_cache", 0) == 1
+    product = _read(f"{cfs}/wwn/product_id")
+    if product in ("", "USER"):     # the kernel's placeholder: the backstore name, as targetcli does
+        product = name[:16]
+    return Unit(block_size=bs, num_blocks=size // bs, max_sectors=_int(f"{cfs}/attrib/hw_max_sectors", 128),
+                serial=serial, vendor=_read(f"{cfs}/wwn/vendor_id") or "LIO-ORG",
+                product=product, revision=_read(f"{cfs}/wwn/revision") or "0001",
+                write_cache=wce, write_cache_default=wce)
+
+
+@dataclass
+class Counters:
+    commands: int = 0
+    reads: int = 0
+    writes: int = 0
+    read_bytes: int = 0
+    write_bytes: int = 0
+    errors: int = 0
+    batches: int = 0
+    max_batch: int = 0
+
+
+class Device:
+    def __init__(self, minor: int, uio_name: str):
+        parsed = parse_uio_name(uio_name)
+        if parsed is None:
+            raise ValueError(f"uio{minor} ({uio_name!r}) is not a TCMU device")
+        self.minor = minor
+        self.uio_name = uio_name
+        self.hba, self.name, self.subtype, self.config = parsed
+        self.cfs = f"{CORE}/{self.hba}/{self.name}"
+        self.counters = Counters()
+        self.started = time.time()
+        self.fd = -1
+        self.map = None
+        self.backend = None
+
+    @property
+    def key(self) -> str:
+        return f"{self.hba}/{self.name}"
+
+    def open(self, restart: bool) -> None:
+        """Claim the device. On restart the ring may hold answered and unanswered entries
+        from a dead handler: block the device, reset the ring (the kernel fails what was in
+        flight with BUSY so initiators retry), map it, then unblock."""
+        size = _int(f"{self.cfs}/attrib/dev_size", 0)
+        if size <= 0:
+            size = _size_from_info(self.cfs)
+        self.backend = open_backend(self.subtype, self.config, size)
+        self.unit = unit_from_configfs(self.cfs, self.name, size)
+        self.unit.thin = self.backend.thin
+        self.unit.nonrotational = self.backend.nonrotational
+        self.unit.read_only = self.backend.read_only
+        self.emulator = Emulator(self.unit, self.backend)
+        blocked = False
+        try:
+            if restart:
+                blocked = _action(self.cfs, "block_dev", "1")
+                _action(self.cfs, "reset_ring", "1")
+            self.fd = os.open(_uio_node(self.minor), os.O_RDWR | os.O_CLOEXEC | os.O_NONBLOCK)
+            map_size = int(_read(f"{UIO_CLASS}/uio{self.minor}/maps/map0/size"), 16)
+            self.map = mmap.mmap(self.fd, map_size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+            self.ring = Ring(self.map)
+        except BaseException:
+            self.close()
+            raise
+        finally:
+            if blocked:
+                _action(self.cfs, "block_dev", "0")
+
+    def service(self) -> int:
+        """The doorbell rang: answer everything queued, ring back once. Returns commands done."""
+        try:
+            os.read(self.fd, 4)
+        except BlockingIOError:
+            pass
+        return self.drain()
+
+    def drain(self) -> int:
+        ring, emu, c = self.ring, self.emulator, self.counters
+        done = 0
+        while ring.has_work():
+            batch = ring.take()
+            if not batch:
+                continue
+            c.batches += 1
+            if len(batch) > c.max_batch:
+                c.max_batch = len(batch)
+            for cmd in batch:
+                if cmd.unknown_op:
+                    ring.complete(cmd.cmd_id, CHECK_CONDITION, unknown_op=True)
+                    c.errors += 1
+                    continue
+                r = emu.execute(cmd.cdb, cmd.iovecs, cmd.length)
+                ring.complete(cmd.cmd_id, r.status, r.sense, r.read_len)
+                opc = cmd.cdb[0] if cmd.cdb else -1
+                if opc in READS:
+                    c.reads += 1
+                    c.read_bytes += cmd.length
+                elif opc in WRITES:
+                    c.writes += 1
+                    c.write_bytes += cmd.length
+                if r.status:
+                    c.errors += 1
+            c.commands += len(batch)
+            done += len(batch)
+            os.write(self.fd, DOORBELL)
+        return done
+
+    def reconfigure(self, dev_size=None, writecache=None, dev_cfg=None) -> None:
+        if dev_cfg is not None and dev_cfg != f"{self.subtype}/{self.config}":
+            subtype, _, config = dev_cfg.partition("/")
+            new = open_backend(subtype, config, self.backend.size)
+            self.backend.close()
+            self.backend = self.emulator.backend = new
+            self.subtype, self.config = subtype, config
+        if dev_size is not None:
+            self.backend.resize(dev_size)
+            self.unit.num_blocks = dev_size // self.unit.block_size
+        if writecache is not None:
+            if self.unit.write_cache and not writecache:
+                self.backend.flush()
+            self.unit.write_cache = self.unit.write_cache_default = bool(writecache)
+
+    def status(self) -> dict:
+        u = self.unit
+        return {"name": self.name, "hba": self.hba, "uio": f"uio{self.minor}", "subtype": self.subtype,
+                "config": self.config, "size": u.num_blocks * u.block_size, "block_size": u.block_size,
+                "write_cache": u.write_cache, "in_flight": self.ring.pending if self.map else 0,
+                "ring_size": self.ring.cmdr_size if self.map else 0,
+                "served_since": int(self.started), **vars(self.counters)}
+
+    def close(self) -> None:
+        ring = getattr(self, "ring", None)
+        if ring is not None:
+            ring.mv.release()
+            self.ring = None
+        if self.map is not None:
+            try:
+                self.map.close()
+            except (BufferError, ValueError):
+                pass
+            self.map = None
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+        if self.backend is not None:
+            self.backend.close()
+            self.backend = None
+
+
+def _action(cfs: str, name: str, value: str) -> bool:
+    try:
+        with open(f"{cfs}/action/{name}", "w") as f:
+            f.write(value)
+        return True
+    except OSError as e:
+        log.warning("%s/action/%s=%s: %s", cfs, name, value, e.strerror)
+        return False
+
+
+def _size_from_info(cfs: str) -> int:
+    for word in _read(f"{cfs}/info").replace(":", " ").split("Size")[1:2]:
+        try:
+            return int(word.split()[0])
+        except (ValueError, IndexError):
+            pass
+    return 0
+
+
+def _uio_node(minor: int) -> str:
+    """/dev/uioN, made from sysfs if udev has not (yet) created it."""
+    path = f"/dev/uio{minor}"
+    if not os.path.exists(path):
+        major, mnr = _read(f"{UIO_CLASS}/uio{minor}/dev").split(":")
+        try:
+            os.mknod(path, 0o600 | stat.S_IFCHR, os.makedev(int(major), int(mnr)))
+        except FileExistsError:
+            pass
+    return path
+
+
+def scan() -> list[tuple[int, str]]:
+    """(minor, uio name) of every TCMU device present now."""
+    out = []
+    try:
+        entries = os.listdir(UIO_CLASS)
+    except OSError:
+        return out
+    for e in entries:
+        if e.startswith("uio") and e[3:].isdigit():
+            name = _read(f"{UIO_CLASS}/{e}/name")
+            if name.startswith("tcm-user/"):
+                out.append((int(e[3:]), name))
+    return sorted(out)

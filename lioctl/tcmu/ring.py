@@ -1,0 +1,193 @@
+"""The TCMU command ring: the binary layout of include/uapi/linux/target_core_user.h and the
+rules for walking it, over any writable buffer (the UIO mapping, or a bytearray in tests).
+
+Nothing here knows about devices, SCSI or file descriptors: the caller reads the doorbell,
+asks for new commands, answers them (in any order) and rings back once per batch.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+# struct tcmu_mailbox
+MB_VERSION = 0          # u16
+MB_FLAGS = 2            # u16
+MB_CMDR_OFF = 4         # u32
+MB_CMDR_SIZE = 8        # u32
+MB_CMD_HEAD = 12        # u32, written by the kernel
+MB_CMD_TAIL = 64        # u32, written by us
+MAILBOX_SIZE = 128
+
+CAP_OOOC = 1
+CAP_READ_LEN = 2
+CAP_TMR = 4
+CAP_KEEP_BUF = 8
+
+# struct tcmu_cmd_entry_hdr
+OP_PAD = 0
+OP_CMD = 1
+OP_TMR = 2
+OP_MASK = 7
+UFLAG_UNKNOWN_OP = 1
+UFLAG_READ_LEN = 2
+UFLAG_KEEP_BUF = 4
+
+HDR = struct.Struct("<IHBB")            # len_op, cmd_id, kflags, uflags
+REQ = struct.Struct("<IIIxxxxQ")        # iov_cnt, iov_bidi_cnt, iov_dif_cnt, (pad), cdb_off
+IOV = struct.Struct("<QQ")              # iov_base (offset into the mapping), iov_len
+IOV_OFF = 48
+RSP = struct.Struct("<BxxxI")           # scsi_status, read_len
+SENSE_OFF = 16
+SENSE_SIZE = 96
+ENTRY_MIN = 112
+U32 = struct.Struct("<I")
+
+# scsi_command_size() by opcode group; 0x7f (variable length) is cdb[7] + 8
+_CDB_LEN = (6, 10, 10, 12, 16, 12, 10, 10)
+
+
+def cdb_length(opcode: int, cdb7: int = 0) -> int:
+    if opcode == 0x7F:
+        return cdb7 + 8
+    return _CDB_LEN[opcode >> 5]
+
+
+class RingError(Exception):
+    """The ring holds something that cannot be a valid entry; the device needs a reset."""
+
+
+@dataclass(slots=True)
+class Command:
+    cmd_id: int
+    cdb: bytes
+    iovecs: list            # memoryviews of the data area, in order
+    length: int             # total bytes the iovecs hold
+    unknown_op: bool = False
+
+    @property
+    def opcode(self) -> int:
+        return self.cdb[0] if self.cdb else -1
+
+
+class Ring:
+    """One device's mailbox + command ring + data area.
+
+    `take()` returns the commands the kernel queued since the last call; `complete()` writes
+    one answer at the tail slot, so answers may come in any order (the kernel matches them by
+    cmd_id, like libtcmu's out-of-order completion)."""
+
+    def __init__(self, buf, *, check_version: bool = True):
+        self.mv = memoryview(buf).cast("B")
+        self.version, self.flags, self.cmdr_off, self.cmdr_size = struct.unpack_from("<HHII", self.mv, 0)
+        if check_version and self.version not in (1, 2):
+            raise RingError(f"unsupported TCMU mailbox version {self.version}")
+        if self.cmdr_size == 0 or self.cmdr_off < MAILBOX_SIZE or self.cmdr_off + self.cmdr_size > len(self.mv):
+            raise RingError(f"mailbox describes a ring outside the mapping "
+                            f"(off {self.cmdr_off}, size {self.cmdr_size}, map {len(self.mv)})")
+        self.read_len = bool(self.flags & CAP_READ_LEN)
+        # everything between tail and our read position has been taken but not yet answered
+        self.next = self.tail
+        self.pending = 0
+
+    # mailbox fields
+    @property
+    def head(self) -> int:
+        return U32.unpack_from(self.mv, MB_CMD_HEAD)[0]
+
+    @property
+    def tail(self) -> int:
+        return U32.unpack_from(self.mv, MB_CMD_TAIL)[0]
+
+    def _set_tail(self, value: int) -> None:
+        U32.pack_into(self.mv, MB_CMD_TAIL, value)
+
+    def resync(self) -> None:
+        """After the kernel reset the ring (action/reset_ring) head and tail are 0 again."""
+        self.next = self.tail
+        self.pending = 0
+
+    def has_work(self) -> bool:
+        return self.next != self.head
+
+    def take(self) -> list[Command]:
+        """Parse every entry between our position and cmd_head. PAD and TMR entries are
+        skipped (the kernel skips them too when it reaps answers); an op we do not know is
+        returned flagged so it gets answered with UNKNOWN_OP."""
+        out = []
+        head = self.head
+        if head >= self.cmdr_size or head % 8:
+            raise RingError(f"cmd_head {head} is outside the ring or misaligned")
+        base = self.cmdr_off
+        while self.next != head:
+            off = base + self.next
+            len_op, cmd_id, _kflags, _uflags = HDR.unpack_from(self.mv, off)
+            op = len_op & OP_MASK
+            length = len_op & ~OP_MASK
+            if length == 0 or length > self.cmdr_size or self.next + length > self.cmdr_size:
+                raise RingError(f"ring entry at {self.next} has length {length}")
+            if op == OP_CMD:
+                out.append(self._parse(off, cmd_id, length))
+                self.pending += 1
+            elif op not in (OP_PAD, OP_TMR):
+                out.append(Command(cmd_id, b"", [], 0, unknown_op=True))
+                self.pending += 1
+            self.next = (self.next + length) % self.cmdr_size
+        return out
+
+    def _parse(self, off: int, cmd_id: int, length: int) -> Command:
+        mv = self.mv
+        iov_cnt, _bidi, _dif, cdb_off = REQ.unpack_from(mv, off + 8)
+        if IOV_OFF + iov_cnt * IOV.size > length:
+            return Command(cmd_id, b"", [], 0, unknown_op=False)  # answered as a bad CDB
+        iovecs = []
+        total = 0
+        size = len(mv)
+        for i in range(iov_cnt):
+            b, n = IOV.unpack_from(mv, off + IOV_OFF + 16 * i)
+            if b + n > size:
+                return Command(cmd_id, b"", [], 0)
+            iovecs.append(mv[b:b + n])
+            total += n
+        if cdb_off >= size:
+            return Command(cmd_id, b"", iovecs, total)
+        opcode = mv[cdb_off]
+        n = cdb_length(opcode, mv[cdb_off + 7] if cdb_off + 7 < size else 0)
+        # copied, not viewed: answers overwrite entries (and CDBs inside them) out of order
+        return Command(cmd_id, bytes(mv[cdb_off:min(cdb_off + n, size)]), iovecs, total)
+
+    def complete(self, cmd_id: int, status: int, sense: bytes = b"", read_len: int | None = None,
+                 unknown_op: bool = False) -> None:
+        """Write one answer into the slot at cmd_tail (past any PAD/TMR) and advance the tail.
+        The doorbell is the caller's: one write per batch."""
+        if self.pending <= 0:
+            raise RingError("more answers than commands taken")
+        mv = self.mv
+        base = self.cmdr_off
+        tail = self.tail
+        while True:
+            off = base + tail
+            len_op = U32.unpack_from(mv, off)[0]
+            if len_op & OP_MASK in (OP_PAD, OP_TMR):
+                tail = (tail + (len_op & ~OP_MASK)) % self.cmdr_size
+                continue
+            break
+        uflags = 0
+        if unknown_op:
+            uflags |= UFLAG_UNKNOWN_OP
+        if read_len is not None and self.read_len:
+            uflags |= UFLAG_READ_LEN
+        struct.pack_into("<HBB", mv, off + 4, cmd_id, mv[off + 6], uflags)
+        RSP.pack_into(mv, off + 8, status, read_len or 0)
+        if sense:
+            s = sense[:SENSE_SIZE]
+            mv[off + SENSE_OFF:off + SENSE_OFF + len(s)] = s
+        self.pending -= 1
+        tail = (tail + (len_op & ~OP_MASK)) % self.cmdr_size
+        # skip trailing PAD/TMR so the tail never rests before an entry nobody will answer
+        while tail != self.next:
+            len_op = U32.unpack_from(mv, base + tail)[0]
+            if len_op & OP_MASK not in (OP_PAD, OP_TMR):
+                break
+            tail = (tail + (len_op & ~OP_MASK)) % self.cmdr_size
+        self._set_tail(tail)

@@ -1,0 +1,387 @@
+"""One logical unit's command set: CDB decoding, range checks and sense, over a backend.
+
+`execute()` never raises: every CDB, however malformed, gets a status (GOOD or CHECK
+CONDITION with fixed-format sense) so the daemon always answers the kernel.
+"""
+
+from __future__ import annotations
+
+import errno
+import struct
+from dataclasses import dataclass
+
+from lioctl.tcmu.scsi import inquiry, modes, opcodes as op
+from lioctl.tcmu.scsi import sense as S
+from lioctl.tcmu.scsi.sense import CheckCondition, illegal
+
+
+@dataclass
+class Unit:
+    """What the initiator is told about the device (filled from the device's configfs)."""
+    block_size: int = 512
+    num_blocks: int = 0
+    max_sectors: int = 128
+    serial: str = ""
+    vendor: str = "LIO-ORG"
+    product: str = "TCMU device"
+    revision: str = "0001"
+    write_cache: bool = False
+    write_cache_default: bool = False
+    read_only: bool = False
+    thin: bool = True
+    nonrotational: bool = False
+    max_unmap_blocks: int = 0x100000
+    max_unmap_descriptors: int = 256
+    max_write_same_blocks: int = 0x100000
+
+
+@dataclass(slots=True)
+class Response:
+    status: int = S.GOOD
+    sense: bytes = b""
+    read_len: int | None = None
+
+
+GOOD = Response()
+ZERO_CHUNK = bytes(1 << 20)
+
+
+def _be(b: bytes) -> int:
+    return int.from_bytes(b, "big")
+
+
+def limit(iovecs, n: int) -> list:
+    """The first n bytes of a scatter list, as a list of memoryviews."""
+    out = []
+    for v in iovecs:
+        if n <= 0:
+            break
+        if len(v) > n:
+            v = v[:n]
+        out.append(v)
+        n -= len(v)
+    return out
+
+
+def gather(iovecs, n: int) -> bytes:
+    return b"".join(bytes(v) for v in limit(iovecs, n))
+
+
+def scatter(iovecs, data: bytes, zero_rest: bool = True) -> int:
+    """Copy data into the buffers; returns the bytes placed."""
+    pos = 0
+    mv = memoryview(data)
+    for v in iovecs:
+        n = min(len(v), len(data) - pos)
+        if n > 0:
+            v[:n] = mv[pos:pos + n]
+            pos += n
+        if zero_rest and n < len(v):
+            v[max(n, 0):] = bytes(len(v) - max(n, 0))
+    return pos
+
+
+class Emulator:
+    def __init__(self, unit: Unit, backend):
+        self.unit = unit
+        self.backend = backend
+        self.table = {
+            op.TEST_UNIT_READY: self.good,
+            op.START_STOP_UNIT: self.good,
+            op.ALLOW_MEDIUM_REMOVAL: self.good,
+            op.SEND_DIAGNOSTIC: self.send_diagnostic,
+            op.REQUEST_SENSE: self.request_sense,
+            op.INQUIRY: self.inquiry,
+            op.READ_CAPACITY_10: self.read_capacity_10,
+            op.SERVICE_ACTION_IN_16: self.service_action_in,
+            op.MODE_SENSE_6: self.mode_sense,
+            op.MODE_SENSE_10: self.mode_sense,
+            op.MODE_SELECT_6: self.mode_select,
+            op.MODE_SELECT_10: self.mode_select,
+            op.READ_6: self.read, op.READ_10: self.read, op.READ_12: self.read, op.READ_16: self.read,
+            op.WRITE_6: self.write, op.WRITE_10: self.write, op.WRITE_12: self.write,
+            op.WRITE_16: self.write,
+            op.WRITE_VERIFY_10: self.write, op.WRITE_VERIFY_12: self.write,
+            op.WRITE_VERIFY_16: self.write,
+            op.VERIFY_10: self.verify, op.VERIFY_12: self.verify, op.VERIFY_16: self.verify,
+            op.SYNCHRONIZE_CACHE_10: self.synchronize_cache,
+            op.SYNCHRONIZE_CACHE_16: self.synchronize_cache,
+            op.WRITE_SAME_10: self.write_same, op.WRITE_SAME_16: self.write_same,
+            op.UNMAP: self.unmap,
+            op.COMPARE_AND_WRITE: self.compare_and_write,
+        }
+
+    # entry point
+    def execute(self, cdb: bytes, iovecs, length: int) -> Response:
+        try:
+            if not cdb:
+                raise illegal(S.INVALID_FIELD_IN_CDB)
+            fn = self.table.get(cdb[0])
+            if fn is None:
+                raise illegal(S.INVALID_OPCODE)
+            if len(cdb) < _min_len(cdb[0]):
+                raise illegal(S.INVALID_FIELD_IN_CDB)
+            return fn(cdb, iovecs, length)
+        except CheckCondition as e:
+            return Response(S.CHECK_CONDITION, e.sense)
+        except (IndexError, struct.error, ValueError):
+            return Response(S.CHECK_CONDITION, S.fixed(S.ILLEGAL_REQUEST, S.INVALID_FIELD_IN_CDB))
+        except OSError as e:
+            return Response(S.CHECK_CONDITION, S.fixed(S.MEDIUM_ERROR, S.UNRECOVERED_READ_ERROR))
+        except Exception:   # a bug must not take the device down: the initiator gets an error
+            return Response(S.CHECK_CONDITION, S.fixed(S.HARDWARE_ERROR, (0x44, 0x00)))
+
+    # helpers
+    def _data_in(self, iovecs, length: int, data: bytes, alloc: int) -> Response:
+        data = data[:alloc]
+        n = scatter(iovecs, data)
+        return Response(read_len=n) if n < length else GOOD
+
+    def _range(self, lba: int, n: int) -> None:
+        if lba + n > self.unit.num_blocks or lba >= self.unit.num_blocks and n:
+            raise CheckCondition(S.ILLEGAL_REQUEST, S.LBA_OUT_OF_RANGE)
+
+    def _writable(self) -> None:
+        if self.unit.read_only:
+            raise CheckCondition(S.DATA_PROTECT, S.WRITE_PROTECTED)
+
+    @staticmethod
+    def _write_error(e: OSError) -> CheckCondition:
+        if e.errno in (errno.ENOSPC, errno.EDQUOT):
+            return CheckCondition(S.DATA_PROTECT, S.SPACE_ALLOCATION_FAILED)
+        return CheckCondition(S.MEDIUM_ERROR, S.WRITE_ERROR)
+
+    def _read_blocks(self, lba: int, n: int) -> bytes:
+        buf = bytearray(n * self.unit.block_size)
+        try:
+            got = self.backend.readv([memoryview(buf)], lba * self.unit.block_size)
+        except OSError:
+            raise CheckCondition(S.MEDIUM_ERROR, S.UNRECOVERED_READ_ERROR)
+        if got < len(buf):
+            buf[got:] = bytes(len(buf) - got)
+        return bytes(buf)
+
+    def _write_bufs(self, bufs, offset: int, sync: bool) -> None:
+        try:
+            self.backend.writev(bufs, offset, sync)
+        except OSError as e:
+            raise self._write_error(e)
+
+    # commands
+    def good(self, cdb, iovecs, length) -> Response:
+        return GOOD
+
+    def send_diagnostic(self, cdb, iovecs, length) -> Response:
+        if not cdb[1] & 0x04 and (cdb[1] >> 5):   # only the default self-test is offered
+            raise illegal()
+        return GOOD
+
+    def request_sense(self, cdb, iovecs, length) -> Response:
+        if cdb[1] & 0x01:    # descriptor format
+            data = bytes((0x72, 0, 0, 0, 0, 0, 0, 0))
+        else:
+            data = S.fixed(S.NO_SENSE, (0, 0))
+        return self._data_in(iovecs, length, data, cdb[4])
+
+    def inquiry(self, cdb, iovecs, length) -> Response:
+        return self._data_in(iovecs, length, inquiry.answer(self.unit, cdb), _be(cdb[3:5]))
+
+    def read_capacity_10(self, cdb, iovecs, length) -> Response:
+        last = self.unit.num_blocks - 1
+        data = struct.pack(">II", min(last, 0xFFFFFFFF), self.unit.block_size)
+        return self._data_in(iovecs, length, data, 8)
+
+    def service_action_in(self, cdb, iovecs, length) -> Response:
+        if cdb[1] & 0x1F != op.SA_READ_CAPACITY_16:
+            raise illegal()
+        lbp = 0xC000 if self.unit.thin else 0   # LBPME, LBPRZ
+        data = struct.pack(">QIBBH", self.unit.num_blocks - 1, self.unit.block_size, 0, 0, lbp) + bytes(16)
+        return self._data_in(iovecs, length, data, _be(cdb[10:14]))
+
+    def mode_sense(self, cdb, iovecs, length) -> Response:
+        alloc = cdb[4] if cdb[0] == op.MODE_SENSE_6 else _be(cdb[7:9])
+        return self._data_in(iovecs, length, modes.sense(self.unit, cdb), alloc)
+
+    def mode_select(self, cdb, iovecs, length) -> Response:
+        plen = cdb[4] if cdb[0] == op.MODE_SELECT_6 else _be(cdb[7:9])
+        if plen > length:
+            raise CheckCondition(S.ILLEGAL_REQUEST, S.PARAMETER_LIST_LENGTH_ERROR)
+        before = self.unit.write_cache
+        modes.select(self.unit, cdb, gather(iovecs, plen))
+        if before and not self.unit.write_cache:
+            self.backend.flush()      # turning the cache off: what it held must reach the medium
+        return GOOD
+
+    @staticmethod
+    def _lba_len(cdb) -> tuple[int, int]:
+        c = cdb[0]
+        if c in (op.READ_6, op.WRITE_6):
+            return ((cdb[1] & 0x1F) << 16) | (cdb[2] << 8) | cdb[3], cdb[4] or 256
+        if c >> 5 == 1:              # 10-byte
+            return _be(cdb[2:6]), _be(cdb[7:9])
+        if c >> 5 == 5:              # 12-byte
+            return _be(cdb[2:6]), _be(cdb[6:10])
+        return _be(cdb[2:10]), _be(cdb[10:14])   # 16-byte
+
+    def read(self, cdb, iovecs, length) -> Response:
+        lba, n = self._lba_len(cdb)
+        self._range(lba, n)
+        want = min(n * self.unit.block_size, length)
+        if want == 0:
+            return GOOD
+        bufs = limit(iovecs, want)
+        try:
+            got = self.backend.readv(bufs, lba * self.unit.block_size)
+        except OSError:
+            raise CheckCondition(S.MEDIUM_ERROR, S.UNRECOVERED_READ_ERROR)
+        if got < want:       # past the end of a short backing file: zeros, like a sparse one
+            skip = got
+            for v in bufs:
+                if skip >= len(v):
+                    skip -= len(v)
+                    continue
+                v[skip:] = bytes(len(v) - skip)
+                skip = 0
+        return GOOD
+
+    def write(self, cdb, iovecs, length) -> Response:
+        lba, n = self._lba_len(cdb)
+        self._range(lba, n)
+        self._writable()
+        want = min(n * self.unit.block_size, length)
+        if want == 0:
+            return GOOD
+        fua = cdb[0] != op.WRITE_6 and bool(cdb[1] & 0x08)
+        sync = fua or not self.unit.write_cache or cdb[0] in (
+            op.WRITE_VERIFY_10, op.WRITE_VERIFY_12, op.WRITE_VERIFY_16)
+        self._write_bufs(limit(iovecs, want), lba * self.unit.block_size, sync)
+        return GOOD
+
+    def verify(self, cdb, iovecs, length) -> Response:
+        lba, n = self._lba_len(cdb)
+        self._range(lba, n)
+        bytchk = (cdb[1] >> 1) & 0x3
+        if bytchk == 0 or n == 0:
+            return GOOD
+        bs = self.unit.block_size
+        if bytchk == 1:
+            expect = gather(iovecs, n * bs)
+        elif bytchk == 3:
+            expect = gather(iovecs, bs) * n
+        else:
+            raise illegal()
+        if len(expect) < n * bs:
+            raise CheckCondition(S.ILLEGAL_REQUEST, S.PARAMETER_LIST_LENGTH_ERROR)
+        have = self._read_blocks(lba, n)
+        if have != expect:
+            first = next(i for i in range(len(have)) if have[i] != expect[i])
+            raise CheckCondition(S.MISCOMPARE, S.MISCOMPARE_DURING_VERIFY, info=first)
+        return GOOD
+
+    def synchronize_cache(self, cdb, iovecs, length) -> Response:
+        if cdb[0] == op.SYNCHRONIZE_CACHE_10:
+            lba, n = _be(cdb[2:6]), _be(cdb[7:9])
+        else:
+            lba, n = _be(cdb[2:10]), _be(cdb[10:14])
+        self._range(lba, n)
+        try:
+            self.backend.flush()
+        except OSError as e:
+            raise self._write_error(e)
+        return GOOD
+
+    def write_same(self, cdb, iovecs, length) -> Response:
+        if cdb[0] == op.WRITE_SAME_10:
+            lba, n = _be(cdb[2:6]), _be(cdb[7:9])
+            ndob = False
+        else:
+            lba, n = _be(cdb[2:10]), _be(cdb[10:14])
+            ndob = bool(cdb[1] & 0x01)
+        unmap = bool(cdb[1] & 0x08)
+        if cdb[1] & 0x10:            # ANCHOR: no anchored state here
+            raise illegal()
+        if n == 0 or n > self.unit.max_write_same_blocks:
+            raise illegal()
+        self._range(lba, n)
+        self._writable()
+        bs = self.unit.block_size
+        if ndob:
+            block = bytes(bs)
+        else:
+            block = gather(iovecs, bs)
+            if len(block) < bs:
+                raise CheckCondition(S.ILLEGAL_REQUEST, S.PARAMETER_LIST_LENGTH_ERROR)
+        offset, total = lba * bs, n * bs
+        if unmap and self.unit.thin and not any(block):
+            try:
+                self.backend.discard(offset, total)
+            except OSError as e:
+                raise self._write_error(e)
+            return GOOD
+        per = max(1, min(n, (1 << 20) // bs))
+        chunk = ZERO_CHUNK[:per * bs] if not any(block) else block * per
+        sync = not self.unit.write_cache
+        while total:
+            k = min(total, len(chunk))
+            self._write_bufs([memoryview(chunk)[:k]], offset, sync)
+            offset += k
+            total -= k
+        return GOOD
+
+    def unmap(self, cdb, iovecs, length) -> Response:
+        if not self.unit.thin:
+            raise illegal(S.INVALID_OPCODE)
+        self._writable()
+        plen = _be(cdb[7:9])
+        if plen == 0:
+            return GOOD
+        if plen < 8 or plen > length:
+            raise CheckCondition(S.ILLEGAL_REQUEST, S.PARAMETER_LIST_LENGTH_ERROR)
+        data = gather(iovecs, plen)
+        bdl = _be(data[2:4])
+        if bdl % 16 or 8 + bdl > len(data):
+            raise CheckCondition(S.ILLEGAL_REQUEST, S.PARAMETER_LIST_LENGTH_ERROR)
+        count = bdl // 16
+        if count > self.unit.max_unmap_descriptors:
+            raise CheckCondition(S.ILLEGAL_REQUEST, S.INVALID_FIELD_IN_PARAMETER_LIST)
+        ranges = []
+        for i in range(count):
+            lba, n = struct.unpack_from(">QI", data, 8 + 16 * i)
+            if n > self.unit.max_unmap_blocks:
+                raise CheckCondition(S.ILLEGAL_REQUEST, S.INVALID_FIELD_IN_PARAMETER_LIST)
+            self._range(lba, n)
+            if n:
+                ranges.append((lba, n))
+        bs = self.unit.block_size
+        for lba, n in ranges:
+            try:
+                self.backend.discard(lba * bs, n * bs)
+            except OSError as e:
+                raise self._write_error(e)
+        return GOOD
+
+    def compare_and_write(self, cdb, iovecs, length) -> Response:
+        lba, n = _be(cdb[2:10]), cdb[13]
+        if n == 0:
+            return GOOD
+        if 2 * n > max(self.unit.max_sectors, 2):
+            raise illegal()
+        self._range(lba, n)
+        self._writable()
+        bs = self.unit.block_size
+        data = gather(iovecs, 2 * n * bs)
+        if len(data) < 2 * n * bs:
+            raise CheckCondition(S.ILLEGAL_REQUEST, S.PARAMETER_LIST_LENGTH_ERROR)
+        expect, new = data[:n * bs], data[n * bs:]
+        have = self._read_blocks(lba, n)
+        if have != expect:
+            first = next(i for i in range(len(have)) if have[i] != expect[i])
+            raise CheckCondition(S.MISCOMPARE, S.MISCOMPARE_DURING_VERIFY, info=first)
+        self._write_bufs([memoryview(new)], lba * bs, not self.unit.write_cache)
+        return GOOD
+
+
+def _min_len(opcode: int) -> int:
+    if opcode == 0x7F:
+        return 10
+    return (6, 10, 10, 12, 16, 12, 10, 10)[opcode >> 5] if opcode < 0xC0 else 6
