@@ -20,12 +20,13 @@ FILES = "__files__"
 VERB_OPTIONS = {
     "export": {"-p": "address", "--portal": "address", "--iqn": None, "--name": None,
                "--lun-size": None, "--readonly": None, "--acl": "initiator", "--chap": None,
-               "--mutual-chap": None, "--exist-ok": None},
+               "--mutual-chap": None, "--exist-ok": None, "--user": None},
     "unexport": {},
     "save": {}, "restore": {"--prune": None, "--clear": None}, "diff": {"--prune": None}, "clear": {},
     "sessions": {}, "completion": {}, "shell": {},
+    "tcmu": {"--idle-exit": None, "--timeout": None},
 }
-VERB_WORDS = {"sessions": ["list", "detail"],
+VERB_WORDS = {"sessions": ["list", "detail"], "tcmu": ["run", "start", "status", "stop"],
               "completion": list(SHELLS)}
 VERB_TAKES_FILE = {"export", "unexport", "save", "restore", "diff"}
 
@@ -93,6 +94,12 @@ def verb_candidates(verb: str, words: list[str], word: str, sess: _Session):
                                                                        and opts[words[words.index(w) - 1]])]
     if verb in VERB_WORDS and not positional:
         yield from (w for w in VERB_WORDS[verb] if w.startswith(word))
+        return
+    if verb == "tcmu" and positional[:1] == ["start"]:
+        for so in sess.snap().storage_objects.values():
+            key = f"{so.hba}/{so.name}"
+            if so.plugin == "user" and key.startswith(word) and key not in positional:
+                yield key
         return
     if verb == "unexport" and not positional:
         iscsi = sess.snap().fabrics.get("iscsi")

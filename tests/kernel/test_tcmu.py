@@ -1,0 +1,296 @@
+"""lioctl's bundled TCMU handler against the real target_core_user: tcm_loop and iSCSI
+initiators, sg3-utils, fio with verification, UNMAP, kill -9 under load, and tcmu-runner
+serving its own device at the same time."""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import re
+import signal
+import subprocess
+import time
+
+import pytest
+
+import cfs
+import initiator as ini
+from initiator import sh, wait_for
+
+MiB = 1 << 20
+CORE = "/sys/kernel/config/target/core"
+
+
+def ok(p):
+    assert p.returncode == 0, f"{p.args}: {p.stderr}"
+    return p
+
+
+def handler_pid() -> int | None:
+    from lioctl.tcmu import daemon
+    pid = daemon.running_pid()
+    return pid if pid and pid > 0 else None
+
+
+@pytest.fixture(autouse=True)
+def no_handler_left(lioctl):
+    yield
+    if glob.glob(f"{CORE}/user_*/*/enable"):     # the test failed midway: just clean up
+        lioctl("tcmu", "stop")
+        return
+    # every test ends with its user backstores deleted: an --idle-exit handler must go by itself
+    try:
+        wait_for(lambda: handler_pid() is None, "the idle handler to exit", timeout=20)
+    finally:
+        if handler_pid():
+            lioctl("tcmu", "stop")
+
+
+def status(lioctl) -> dict:
+    p = lioctl("tcmu", "status", "--json")
+    return json.loads(p.stdout)
+
+
+def disk_by_model(model: str) -> str:
+    def find():
+        for d in os.listdir("/sys/block"):
+            try:
+                if open(f"/sys/block/{d}/device/model").read().strip() == model and os.path.exists(f"/dev/{d}"):
+                    return f"/dev/{d}"
+            except OSError:
+                continue
+    return wait_for(find, f"a disk with model {model}")
+
+
+def disk_by_serial(serial: str) -> str:
+    """tcmu-runner names every LUN 'TCMU device': the unit serial tells them apart."""
+    def find():
+        for d in os.listdir("/sys/block"):
+            try:
+                if serial.encode() in open(f"/sys/block/{d}/device/vpd_pg80", "rb").read() \
+                        and os.path.exists(f"/dev/{d}"):
+                    return f"/dev/{d}"
+            except OSError:
+                continue
+    return wait_for(find, f"a disk with unit serial {serial}")
+
+
+def loopback_lun(lioctl, backstore: str) -> tuple[str, str]:
+    wwn = json.loads(ok(lioctl("/loopback", "create", "--json")).stdout)["wwn"]
+    ok(lioctl(f"/loopback/{wwn}/luns", "create", backstore))
+    kind, name = backstore.split("/")[2:4]
+    so = glob.glob(f"{CORE}/*/{name}")[0]
+    serial = open(f"{so}/wwn/vpd_unit_serial").read().split(":")[1].strip()
+    return wwn, disk_by_serial(serial)
+
+
+def fio(dev: str, *args, timeout=900) -> dict:
+    p = subprocess.run(["fio", "--name=t", f"--filename={dev}", "--direct=1", "--ioengine=libaio",
+                        "--output-format=json", *args], capture_output=True, text=True, timeout=timeout)
+    assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
+    out = json.loads(p.stdout[p.stdout.index("{"):])
+    job = out["jobs"][0]
+    assert job["error"] == 0, job
+    return job
+
+
+def test_user_backstore_behind_loopback(lioctl, tmp_path):
+    img = tmp_path / "u1.img"
+    ok(lioctl("/backstores/user", "create", "u1", "64M", img, "hw_max_sectors=256"))
+    assert img.stat().st_size == 64 * MiB and img.stat().st_blocks == 0      # made sparse
+    st = status(lioctl)
+    (dev_st,) = st["devices"]
+    assert (dev_st["name"], dev_st["subtype"], dev_st["config"]) == ("u1", "lioctl_file", str(img))
+    so = glob.glob(f"{CORE}/user_*/u1")[0]
+    serial = open(f"{so}/wwn/vpd_unit_serial").read().split(":")[1].strip()
+    # the kernel's own fileio backstore with the same serial is the oracle for VPD 0x83
+    ok(lioctl("/backstores/fileio", "create", "ref", tmp_path / "ref.img", "1M", f"wwn={serial}"))
+    wwn, dev = loopback_lun(lioctl, "/backstores/user/u1")
+    ok(lioctl(f"/loopback/{wwn}/luns", "create", "/backstores/fileio/ref"))
+    ref = disk_by_model("ref")
+
+    inq = sh("sg_inq", dev).stdout
+    assert "LIO-ORG" in inq and re.search(r"Product identification:\s+u1\b", inq)
+    assert serial in sh("sg_vpd", "-p", "0x80", dev).stdout
+    naa = re.findall(r"0x6001405[0-9a-f]+", sh("sg_vpd", "-p", "0x83", dev).stdout)
+    assert naa and naa[0] == re.findall(r"0x6001405[0-9a-f]+", sh("sg_vpd", "-p", "0x83", ref).stdout)[0]
+    assert re.search(r"Maximum transfer length: 256 blocks", sh("sg_vpd", "-p", "0xb0", dev).stdout)
+    cap = sh("sg_readcap", "-l", dev).stdout
+    assert "Last LBA=131071" in cap and "Logical block length=512" in cap and "lbpme=1" in cap
+    modes = sh("sg_modes", "-p", "8", dev).stdout
+    assert re.search(r"^ 00\s+08 12 04", modes, re.M), modes          # WCE=1 (write_back default)
+
+    fio(dev, "--rw=randrw", "--bs=4k", "--size=16M", "--iodepth=16", "--verify=crc32c", "--do_verify=1")
+    fio(dev, "--rw=write", "--bs=256k", "--size=32M", "--iodepth=4", "--verify=crc32c", "--do_verify=1")
+    # what the initiator wrote is in the backing file
+    with open(dev, "rb", buffering=0) as d, open(img, "rb") as f:
+        assert d.read(4 * MiB) == f.read(4 * MiB)
+
+    # UNMAP: zeros read back and the file gets its holes
+    blocks_before = img.stat().st_blocks
+    sh("sg_unmap", "--lba=0", f"--num={16 * MiB // 512}", dev)
+    sh("blockdev", "--flushbufs", dev)
+    with open(dev, "rb", buffering=0) as d:
+        assert d.read(16 * MiB) == bytes(16 * MiB)
+    assert img.stat().st_blocks < blocks_before
+    assert status(lioctl)["devices"][0]["writes"] > 0
+
+    ok(lioctl("/loopback", "delete", wwn))
+    ok(lioctl("/backstores/user", "delete", "u1"))
+    ok(lioctl("/backstores/fileio", "delete", "ref"))
+
+
+def test_export_user_over_iscsi(lioctl, tmp_path):
+    img = tmp_path / "iu.img"
+    r = ok(lioctl("export", "--user", img, "--lun-size", "32M", "--json"))
+    info = json.loads(r.stdout)
+    assert info["backstore"] == "/backstores/user/iu.img"
+    ini.start()
+    ini.discover()
+    ini.login(info["target"])
+    try:
+        dev = ini.disk_for(info["target"])
+        data = os.urandom(8 * MiB)
+        with open(dev, "r+b", buffering=0) as d:
+            d.write(data)
+            os.fsync(d.fileno())
+        sh("blockdev", "--flushbufs", dev)
+        with open(dev, "rb", buffering=0) as d:
+            assert d.read(len(data)) == data
+        with open(img, "rb") as f:
+            assert f.read(len(data)) == data
+    finally:
+        ini.logout(info["target"])
+    ok(lioctl("unexport", img))
+    assert cfs.snapshot() == []
+
+
+def test_kill9_under_fio_then_restart_loses_nothing(lioctl, tmp_path):
+    img = tmp_path / "k9.img"
+    ok(lioctl("/backstores/user", "create", "k9", "32M", img))
+    wwn, dev = loopback_lun(lioctl, "/backstores/user/k9")
+    job = subprocess.Popen(["fio", "--name=t", f"--filename={dev}", "--direct=1", "--ioengine=libaio",
+                            "--rw=randwrite", "--bs=4k", "--size=16M", "--iodepth=16", "--verify=crc32c",
+                            "--do_verify=1", "--output-format=json"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: status(lioctl)["devices"][0]["writes"] > 300, "fio to be writing", timeout=120)
+        old = handler_pid()
+        os.kill(old, signal.SIGKILL)
+        wait_for(lambda: handler_pid() is None, "the killed handler's lock to go")
+        assert job.poll() is None          # fio is stuck waiting, not failed
+        ok(lioctl("tcmu", "start"))        # blocks the device, resets the ring, serves again
+        assert handler_pid() not in (None, old)
+        out, err = job.communicate(timeout=600)
+    finally:
+        if job.poll() is None:
+            job.kill()
+    assert job.returncode == 0, err[-2000:]
+    res = json.loads(out[out.index("{"):])["jobs"][0]
+    assert res["error"] == 0 and res["write"]["io_bytes"] == 16 * MiB
+    ok(lioctl("/loopback", "delete", wwn))
+    ok(lioctl("/backstores/user", "delete", "k9"))
+
+
+def test_sigterm_drains_and_a_stopped_handler_is_reported(lioctl, tmp_path):
+    ok(lioctl("/backstores/user", "create", "st", "8M", "scratch", "subtype=lioctl_ram"))
+    wwn, dev = loopback_lun(lioctl, "/backstores/user/st")
+    ok(lioctl("tcmu", "stop"))
+    assert handler_pid() is None
+    p = lioctl("tcmu", "status", "--json")
+    assert p.returncode == 1 and json.loads(p.stdout)["unserved"] == [
+        os.path.relpath(glob.glob(f"{CORE}/user_*/st")[0], CORE)]
+    ok(lioctl("tcmu", "start"))
+    data = os.urandom(MiB)
+    with open(dev, "r+b", buffering=0) as d:
+        d.write(data)
+        d.seek(0)
+        assert d.read(MiB) == data
+    ok(lioctl("/loopback", "delete", wwn))
+    ok(lioctl("/backstores/user", "delete", "st"))
+
+
+def test_bad_input_creates_nothing(lioctl, tmp_path):
+    cases = [
+        (["/backstores/user", "create", "b1", "8M", tmp_path / "x.img", "subtype=nosuch"], "unknown user backstore subtype"),
+        (["/backstores/user", "create", "b2", "8M", f"{tmp_path}/a:b.img"], "must not contain ':'"),
+        (["/backstores/user", "create", "b3", "8M", "/" + "x" * 260], "at most 255"),
+        (["/backstores/user", "create", "b4", "8M", "/nonexistent/dir/x.img"], "not a directory"),
+        (["/backstores/user", "create", "b5", "8M", "relative.img"], "absolute"),
+        (["/backstores/user", "create", "b6", "8M", f"bogus;{tmp_path}/y.img"], "unknown lioctl_file option"),
+    ]
+    for args, msg in cases:
+        p = lioctl(*args)
+        assert p.returncode in (1, 2) and msg in p.stderr and len(p.stderr.strip().splitlines()) == 1, (args, p.stderr)
+        assert cfs.snapshot() == []
+    # larger than the block device behind it
+    loopimg = tmp_path / "loop.img"
+    loopimg.write_bytes(bytes(4 * MiB))
+    loopdev = sh("losetup", "-f", "--show", str(loopimg)).stdout.strip()
+    try:
+        p = lioctl("/backstores/user", "create", "b7", "8M", loopdev)
+        assert p.returncode == 1 and "larger than block device" in p.stderr
+    finally:
+        sh("losetup", "-d", loopdev)
+    # two backstores on one file
+    ok(lioctl("/backstores/user", "create", "one", "8M", tmp_path / "same.img"))
+    p = lioctl("/backstores/user", "create", "two", "8M", tmp_path / "same.img")
+    assert p.returncode == 1 and "already uses" in p.stderr
+    ok(lioctl("/backstores/user", "delete", "one"))
+    assert cfs.snapshot() == []
+
+
+def test_tcmu_runner_serves_its_qcow_device_alongside(lioctl, tmp_path):
+    os.makedirs("/run/dbus", exist_ok=True)
+    if not os.path.exists("/run/dbus/system_bus_socket"):
+        sh("dbus-daemon", "--system", "--fork")
+    raw = tmp_path / "runner.img"
+    with open(raw, "wb") as f:
+        f.truncate(16 * MiB)
+    logdir = tmp_path / "runner-log"
+    logdir.mkdir()
+    runner = subprocess.Popen(["tcmu-runner", "-l", str(logdir)], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        wait_for(lambda: "org.kernel.TCMUService1" in sh(
+            "dbus-send", "--system", "--print-reply", "--dest=org.freedesktop.DBus", "/org/freedesktop/DBus",
+            "org.freedesktop.DBus.ListNames", check=False).stdout, "tcmu-runner on D-Bus", timeout=60)
+        ok(lioctl("/backstores/user", "create", "theirs", "16M", str(raw), "subtype=qcow"))
+        ok(lioctl("/backstores/user", "create", "ours", "16M", tmp_path / "ours.img"))
+        w1, d_theirs = loopback_lun(lioctl, "/backstores/user/theirs")
+        w2, d_ours = loopback_lun(lioctl, "/backstores/user/ours")
+        served = [d["name"] for d in status(lioctl)["devices"]]
+        assert served == ["ours"]                      # lioctl never claims tcmu-runner's device
+        fio(d_theirs, "--rw=randrw", "--bs=4k", "--size=4M", "--iodepth=8", "--verify=crc32c", "--do_verify=1")
+        fio(d_ours, "--rw=randrw", "--bs=4k", "--size=4M", "--iodepth=8", "--verify=crc32c", "--do_verify=1")
+        ok(lioctl("/loopback", "delete", w1))
+        ok(lioctl("/loopback", "delete", w2))
+        ok(lioctl("/backstores/user", "delete", "theirs"))
+        ok(lioctl("/backstores/user", "delete", "ours"))
+    finally:
+        os.killpg(runner.pid, signal.SIGTERM)
+        runner.wait(timeout=60)
+
+
+def test_save_clear_restore_brings_the_handler_back(lioctl, tmp_path):
+    img = tmp_path / "sr.img"
+    ok(lioctl("/backstores/user", "create", "sr", "16M", img))
+    wwn, dev = loopback_lun(lioctl, "/backstores/user/sr")
+    data = os.urandom(MiB)
+    with open(dev, "r+b", buffering=0) as d:
+        d.write(data)
+    saved = tmp_path / "saved.json"
+    ok(lioctl("save", saved))
+    cfg = json.loads(saved.read_text())
+    (so,) = [s for s in cfg["storage_objects"] if s["plugin"] == "user"]
+    assert so["config"] == f"lioctl_file/{img}" and so["size"] == 16 * MiB
+    ok(lioctl("clear", "--yes"))
+    wait_for(lambda: handler_pid() is None, "the handler to leave with its last device")
+    ok(lioctl("restore", saved))
+    assert [d["name"] for d in status(lioctl)["devices"]] == ["sr"]
+    assert lioctl("diff", saved).returncode == 0
+    dev = disk_by_serial(so["wwn"])
+    with open(dev, "rb", buffering=0) as d:
+        assert d.read(MiB) == data
+    ok(lioctl("clear", "--yes"))
