@@ -4,11 +4,13 @@ are left alone (no LUN re-created, no session dropped); --prune removes what the
 
 from __future__ import annotations
 
+import shlex
 import sys
+from dataclasses import dataclass
 
 from lioctl import configfs, render
 from lioctl.lock import write_lock
-from lioctl.plan import executor, script
+from lioctl.plan import Plan, Write, executor, script
 from lioctl.saveconfig import diff, load, store
 from lioctl.tree import snapshot
 
@@ -36,6 +38,38 @@ def compute(args):
     return diff.plan_restore(snap, desired, prune=args.prune), unknown
 
 
+@dataclass(frozen=True)
+class _SecretFromEnv(Write):
+    """In a printed script a CHAP secret is read from an environment variable (value holds its
+    name), so the script runs but never shows the secret unless --show-secrets."""
+    optional: bool = False
+
+    def sh(self):
+        q = shlex.quote(self.path)
+        line = f"printf '%s' \"${{{self.value}:?set {self.value} or print with --show-secrets}}\" > {q}"
+        return f"[ ! -e {q} ] || {line}" if self.optional else line
+
+
+def script_text(plan: Plan, comment: str, show_secrets: bool) -> str:
+    if show_secrets:
+        return script.render(plan, comment)
+    masked = Plan()
+    names = []
+    for op in plan:
+        if isinstance(op, Write) and op.secret:
+            names.append(f"LIOCTL_SECRET_{len(names) + 1}")
+            op = _SecretFromEnv(op.path, names[-1], secret=True,
+                                optional=isinstance(op, diff.OptionalWrite))
+        masked.add(op)
+    text = script.render(masked, comment)
+    if names:
+        head, _, rest = text.partition("set -e\n")
+        note = "".join(f"# {n}: the CHAP secret written to "
+                       f"{op.path}\n" for n, op in zip(names, (o for o in masked if isinstance(o, _SecretFromEnv))))
+        text = head + note + "set -e\n" + rest
+    return text
+
+
 def progress_printer():
     if not sys.stderr.isatty():
         return None
@@ -48,12 +82,26 @@ def progress_printer():
     return show
 
 
+def _serve_user_backstores() -> None:
+    """Objects restore left alone still need a handler (after a crash of the old one, say)."""
+    from lioctl.tcmu import config as tcmu_config
+    from lioctl.tcmu.device import scan
+    keys = []
+    for _, name in scan():
+        p = tcmu_config.parse_uio_name(name)
+        if p and p[2] in tcmu_config.SUBTYPES:
+            keys.append(f"{p[0]}/{p[1]}")
+    if keys:
+        from lioctl.tcmu import launcher
+        launcher.ensure_serving(keys)
+
+
 def run(args) -> int:
     if args.dry_run:
         ch, unknown = compute(args)
         load.report_unknown(unknown)
         if args.script:
-            sys.stdout.write(script.render(ch.plan, f"restore {args.file}"))
+            sys.stdout.write(script_text(ch.plan, f"restore {args.file}", args.show_secrets))
         elif args.json:
             render.print_json({"changes": ch.lines, "operations": len(ch.plan)})
         else:
@@ -65,6 +113,7 @@ def run(args) -> int:
         ch, unknown = compute(args)
         load.report_unknown(unknown)
         executor.execute(ch.plan, progress_printer())
+    _serve_user_backstores()
     if args.json:
         render.print_json({"changes": ch.lines, "operations": len(ch.plan)})
     else:

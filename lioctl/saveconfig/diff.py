@@ -5,11 +5,13 @@ prune; objects already right are not touched, so their sessions keep running."""
 from __future__ import annotations
 
 import os
+import shlex
 import sys
 from dataclasses import dataclass, field
 
 from lioctl import configfs
-from lioctl.plan import Modprobe, Plan
+from lioctl.errors import LioError
+from lioctl.plan import Modprobe, Plan, Write
 from lioctl.saveconfig.dump import AUTH, dump_storage_object
 from lioctl.tree import backstores as bs, targets as tg
 from lioctl.tree.fabrics import spec_for
@@ -20,6 +22,31 @@ SO_IDENTITY = {"fileio": ("dev", "size", "write_back"), "block": ("dev", "readon
                "ramdisk": ("size", "nullio"), "pscsi": ("dev",), "user": ("config", "size")}
 # attributes the kernel derives or refuses to change once set; never written by restore
 SO_SKIP_ATTRS = {"hw_block_size", "hw_max_sectors", "hw_pi_prot_type", "hw_queue_depth"}
+
+
+@dataclass(frozen=True)
+class OptionalWrite(Write):
+    """A setting of an object this plan creates. Which files the kernel offers is only known once
+    the directory exists, so a setting this kernel lacks (a file saved on a newer kernel) is
+    reported and skipped, as rtslib does, instead of failing the whole restore."""
+
+    def apply(self):
+        if not os.path.exists(self.path):
+            short = self.path[len(configfs.ROOT) + 1:] if self.path.startswith(configfs.ROOT) else self.path
+            print(f"lioctl: warning: the kernel has no {short}; not applied", file=sys.stderr)
+            return None
+        return super().apply()
+
+    def sh(self):
+        return f"[ ! -e {shlex.quote(self.path)} ] || {super().sh()}"
+
+
+def _context(where: str, fn, *a, **kw):
+    """Plan-building errors name the JSON path of the object they come from."""
+    try:
+        return fn(*a, **kw)
+    except LioError as e:
+        raise LioError(f"{where}: {e}") from None
 
 
 @dataclass
@@ -46,12 +73,17 @@ def _write_group(ch: Change, label: str, cfs_dir: str, desired: dict, current: d
         if not os.path.exists(f"{cfs_dir}/{k}") and current is not None:
             print(f"lioctl: warning: {label}: the kernel has no {k}; not applied", file=sys.stderr)
             continue
-        cur = None if current is None else current.get(k)
-        if current is None or cur is None or _str(cur) != _str(v):
-            ch.plan.write(f"{cfs_dir}/{k}", _str(v), secret=k.startswith("password"))
-            shown = "********" if k in secret_keys else _str(v)
-            if current is not None:
-                ch.add("~", f"{label} {k}", f"{cur} -> {shown}")
+        secret = k.startswith("password") or k in secret_keys
+        if current is None:
+            ch.plan.add(OptionalWrite(f"{cfs_dir}/{k}", _str(v), secret=secret, undoable=False))
+            continue
+        cur = current.get(k)
+        if cur is None or _str(cur) != _str(v):
+            ch.plan.write(f"{cfs_dir}/{k}", _str(v), secret=secret)
+            if secret:
+                ch.add("~", f"{label} {k}", "secret changed")
+            else:
+                ch.add("~", f"{label} {k}", f"{cur} -> {_str(v)}")
 
 
 def _so_key(path: str) -> tuple[str, str]:
@@ -98,12 +130,14 @@ def plan_restore(snap: Snapshot, desired: dict, prune: bool = False) -> Change:
                 ch.add("-", f"storage object {key[0]}/{key[1]}")
     # --- storage objects to create or adjust
     taken_hbas: set[str] = set()
-    for key, w in want_sos.items():
+    for n, (key, w) in enumerate(want_sos.items()):
         so = snap.storage_objects.get(key)
         if so is None or key in replaced:
-            ch.plan.extend(_create_so(snap, w, taken_hbas))
             if key not in replaced:
                 ch.add("+", f"storage object {key[0]}/{key[1]}")
+            made = _context(f"storage_objects[{n}]", _create_so, snap, w, taken_hbas)
+            ch.plan.extend(made.plan)
+            ch.lines += made.lines
         else:
             cur = dump_storage_object(so)
             _write_group(ch, f"storage object {key[0]}/{key[1]} attribute", so.path + "/attrib",
@@ -112,18 +146,18 @@ def plan_restore(snap: Snapshot, desired: dict, prune: bool = False) -> Change:
             if w.get("wwn") and w["wwn"] != so.wwn:
                 ch.plan.write(so.path + "/wwn/vpd_unit_serial", w["wwn"])
                 ch.add("~", f"storage object {key[0]}/{key[1]} wwn", f"{so.wwn} -> {w['wwn']}")
-            _alua(ch, so.path, w.get("alua_tpgs", []), so.alua_tpgs, f"{key[0]}/{key[1]}")
+            _alua(ch, so.path, w.get("alua_tpgs", []), so.alua_tpgs, f"{key[0]}/{key[1]}", so, prune)
     so_paths = _so_paths(snap, ch)
     # --- targets
-    for key, w in want_targets.items():
+    for n, (key, w) in enumerate(want_targets.items()):
         fab = snap.fabrics.get(key[0])
         spec = spec_for(key[0])
         t = fab.targets.get(spec.cfs_wwn(key[1])) if fab else None
         if t is None:
-            _create_target(ch, snap, w, so_paths)
             ch.add("+", f"target {key[1]}")
+            _context(f"targets[{n}]", _create_target, ch, snap, w, so_paths)
         else:
-            _update_target(ch, t, w, so_paths, replaced)
+            _context(f"targets[{n}]", _update_target, ch, t, w, so_paths, replaced)
     # --- discovery auth
     for fm in desired.get("fabric_modules", []):
         da = f"{configfs.ROOT}/{fm['name']}/discovery_auth"
@@ -149,7 +183,7 @@ def _lun_removed(ch: Change, lun) -> bool:
     return any(op.path == lun.path and type(op).__name__ == "Rmdir" for op in ch.plan)
 
 
-def _create_so(snap: Snapshot, w: dict, taken: set[str]) -> Plan:
+def _create_so(snap: Snapshot, w: dict, taken: set[str]) -> Change:
     plugin, name = w["plugin"], w["name"]
     hba = bs.free_hba(plugin, taken)
     taken.add(hba)
@@ -179,22 +213,55 @@ def _create_so(snap: Snapshot, w: dict, taken: set[str]) -> Plan:
     skip = SO_SKIP_ATTRS | (set(bs.TCMU_BEFORE_ENABLE) | set(bs.TCMU_CONTROL_ATTRS) if plugin == "user" else set())
     _write_group(ch, "", path + "/attrib",
                  {k: v for k, v in w.get("attributes", {}).items() if k not in skip}, None)
-    _alua(ch, path, w.get("alua_tpgs", []), [], name)
-    return ch.plan
+    _alua(ch, path, w.get("alua_tpgs", []), [], f"{plugin}/{name}")
+    return ch
 
 
-def _alua(ch: Change, so_path: str, want: list[dict], have: list[str], label: str):
+ALUA_ORDER = ("alua_access_status", "alua_write_metadata", "preferred", "nonop_delay_msecs",
+              "trans_delay_msecs", "implicit_trans_secs", "alua_support_offline",
+              "alua_support_standby", "alua_support_transitioning",
+              "alua_support_active_nonoptimized", "alua_support_unavailable",
+              "alua_support_active_optimized")
+
+
+def _alua_writes(want: dict, have: dict | None) -> list[tuple[str, str]]:
+    """(file, value) pairs in an order the kernel accepts: a state change needs implicit ALUA in
+    the access type, so the type goes first when it allows implicit and last otherwise."""
+    def differs(k):
+        return want.get(k) is not None and (have is None or _str(have.get(k)) != _str(want[k]))
+    out = [(k, _str(want[k])) for k in ALUA_ORDER if differs(k)]
+    state = [("alua_access_state", _str(want["alua_access_state"]))] if differs("alua_access_state") else []
+    typ = [("alua_access_type", _str(want["alua_access_type"]))] if differs("alua_access_type") else []
+    implicit = want.get("alua_access_type") in (1, 3)
+    return (typ + state if implicit else state + typ) + out
+
+
+def _alua(ch: Change, so_path: str, want: list[dict], have: list[str], label: str,
+          so: StorageObject | None = None, prune: bool = False):
+    """ALUA target port groups: new ones made and set, existing ones' differing settings
+    written in place, ones the file lacks removed with prune."""
+    from lioctl.saveconfig.dump import dump_alua
+    wanted = {g["name"] for g in want}
     for g in want:
-        if g["name"] == "default_tg_pt_gp" or g["name"] in have:
-            continue
         p = f"{so_path}/alua/{g['name']}"
+        if g["name"] in have:
+            cur = dump_alua(so, g["name"])
+            for k, v in _alua_writes(g, cur):
+                ch.plan.write(f"{p}/{k}", v, undoable=False)  # read back as words: no undo
+                ch.add("~", f"ALUA group {label}/{g['name']} {k}", f"{cur.get(k)} -> {v}")
+            continue
+        if g["name"] == "default_tg_pt_gp":
+            continue  # the kernel makes it with the object
         ch.plan.mkdir(p)
         ch.plan.write(p + "/tg_pt_gp_id", str(g.get("tg_pt_gp_id", 0)), undoable=False)
-        for k in ("alua_access_type", "alua_access_state", "preferred", "nonop_delay_msecs",
-                  "trans_delay_msecs", "implicit_trans_secs"):
-            if g.get(k) is not None:
-                ch.plan.write(f"{p}/{k}", _str(g[k]), undoable=False)
+        for k, v in _alua_writes(g, None):
+            ch.plan.add(OptionalWrite(f"{p}/{k}", v, undoable=False))
         ch.add("+", f"ALUA group {label}/{g['name']}")
+    if prune:
+        for name in have:
+            if name != "default_tg_pt_gp" and name not in wanted:
+                ch.plan.rmdir(f"{so_path}/alua/{name}")
+                ch.add("-", f"ALUA group {label}/{name}")
 
 
 def _so_paths(snap: Snapshot, ch: Change) -> dict[tuple[str, str], str]:
@@ -225,8 +292,11 @@ def _create_target(ch: Change, snap: Snapshot, w: dict, so_paths):
 
 
 def _create_tpg(ch: Change, spec, tpath: str, tw: dict, so_paths):
+    """As rtslib does: a fabric with a nexus (loopback, vhost) gets a generated one, written
+    before any LUN so the LUNs show up as SCSI devices; the portal and enable come from the file."""
     path = f"{tpath}/tpgt_{tw['tag']}"
-    ch.plan.mkdir(path)
+    ch.add("+", path[len(configfs.ROOT) + 1:])
+    ch.plan.extend(tg.plan_tpg_at(spec, tpath, tw["tag"], default_portal=False, enable=False))
     _tpg_body(ch, path, tw, None, so_paths, set())
 
 
@@ -249,6 +319,10 @@ def _tpg_body(ch: Change, path: str, tw: dict, tpg: TPG | None, so_paths, replac
         so_key = _so_key(lw["storage_object"])
         if lun is not None and lun.storage_object is not None and \
                 (lun.storage_object.plugin, lun.storage_object.name) == so_key and so_key not in replaced:
+            gp = lw.get("alua_tg_pt_gp_name")
+            if gp and gp != lun.alua_tg_pt_gp:
+                ch.plan.write(lun.path + "/alua_tg_pt_gp", gp, undoable=False)  # reads back as a report
+                ch.add("~", f"{label} LUN {lw['index']} alua_tg_pt_gp_name", f"{lun.alua_tg_pt_gp} -> {gp}")
             continue
         if lun is not None and not _lun_gone(ch, lun.path):
             ch.plan.extend(tg.plan_delete_lun(lun))
@@ -257,8 +331,7 @@ def _tpg_body(ch: Change, path: str, tw: dict, tpg: TPG | None, so_paths, replac
         ch.plan.symlink(f"{lpath}/{lw.get('alias') or tg._alias()}", so_paths[so_key])
         if lw.get("alua_tg_pt_gp_name") and lw["alua_tg_pt_gp_name"] != "default_tg_pt_gp":
             ch.plan.write(lpath + "/alua_tg_pt_gp", lw["alua_tg_pt_gp_name"], undoable=False)
-        if tpg is not None:
-            ch.add("+", f"{label} LUN {lw['index']}")
+        ch.add("+", f"{label} LUN {lw['index']}")
     have_portals = tpg.portals if tpg else {}
     for pw in tw.get("portals", []):
         ip = pw["ip_address"].strip("[]")
@@ -270,16 +343,14 @@ def _tpg_body(ch: Change, path: str, tw: dict, tpg: TPG | None, so_paths, replac
             ch.plan.write(f"{path}/np/{name}/iser", "1", undoable=False)
         if pw.get("offload"):
             ch.plan.write(f"{path}/np/{name}/cxgbit", "1", undoable=False)
-        if tpg is not None:
-            ch.add("+", f"{label} portal {name}")
+        ch.add("+", f"{label} portal {name}")
     have_acls = tpg.acls if tpg else {}
     for aw in tw.get("node_acls", []):
         acl = have_acls.get(aw["node_wwn"])
         apath = f"{path}/acls/{aw['node_wwn']}"
         if acl is None:
             ch.plan.mkdir(apath)
-            if tpg is not None:
-                ch.add("+", f"{label} ACL {aw['node_wwn']}")
+            ch.add("+", f"{label} ACL {aw['node_wwn']}")
         cur_auth = {k: configfs.read(f"{apath}/auth/{k}") for _, k in AUTH} if acl else None
         want_auth = {fname: aw.get("chap_" + key) or "" for key, fname in AUTH
                      if aw.get("chap_" + key) or acl is not None and cur_auth.get(fname)}
@@ -303,15 +374,13 @@ def _tpg_body(ch: Change, path: str, tw: dict, tpg: TPG | None, so_paths, replac
                 ch.plan.extend(tg.plan_delete_mapped_lun(ml))
             ch.plan.extend(tg.plan_mapped_lun_at(apath, mw["index"], f"{path}/lun/lun_{mw['tpg_lun']}",
                                                  bool(mw.get("write_protect"))))
-            if tpg is not None:
-                ch.add("+", f"{label} ACL {aw['node_wwn']} mapped LUN {mw['index']}")
+            ch.add("+", f"{label} ACL {aw['node_wwn']} mapped LUN {mw['index']}")
     enable = tw.get("enable", True)
-    if os.path.exists(path + "/enable") or tpg is None and "iscsi/" in path:
-        cur = tpg.enabled if tpg else None
-        if cur is None or bool(cur) != bool(enable):
-            ch.plan.write(path + "/enable", "1" if enable else "0", undoable=tpg is not None)
-            if tpg is not None:
-                ch.add("~", f"{label} enable", f"{int(bool(cur))} -> {int(bool(enable))}")
+    if tpg is None:  # fabrics without an enable file are always on (rtslib skips it too)
+        ch.plan.add(OptionalWrite(path + "/enable", "1" if enable else "0", undoable=False))
+    elif os.path.exists(path + "/enable") and bool(tpg.enabled) != bool(enable):
+        ch.plan.write(path + "/enable", "1" if enable else "0")
+        ch.add("~", f"{label} enable", f"{int(bool(tpg.enabled))} -> {int(bool(enable))}")
 
 
 def _lun_gone(ch: Change, path: str) -> bool:
@@ -373,7 +442,6 @@ def _update_target(ch: Change, t: Target, w: dict, so_paths, replaced):
         tpg = t.tpgs.get(tw["tag"])
         if tpg is None:
             _create_tpg(ch, spec, t.path, tw, so_paths)
-            ch.add("+", f"{t.tree_path} TPG {tw['tag']}")
         else:
             _tpg_body(ch, tpg.path, tw, tpg, so_paths, replaced)
 

@@ -41,7 +41,7 @@ def rw_group(path: str, as_text: bool = False) -> dict:
 
 
 def _parse_info(so: StorageObject, key: str) -> str | None:
-    m = re.search(rf"{re.escape(key)}: ([^: ]+)", " ".join(so.info.get("_raw", "").split()))
+    m = re.search(rf"(?<![A-Za-z]){re.escape(key)}: ([^: ]+)", " ".join(so.info.get("_raw", "").split()))
     return m.group(1) if m else None
 
 

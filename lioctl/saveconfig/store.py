@@ -4,11 +4,12 @@ nothing changed. A kill or a full disk mid-save leaves the previous file intact.
 
 from __future__ import annotations
 
+import datetime
 import gzip
 import json
 import os
+import re
 import shutil
-import time
 
 from lioctl.errors import LioError
 
@@ -38,22 +39,47 @@ def backup(path: str, keep: int) -> str | None:
         return None
     bdir = os.path.join(os.path.dirname(path), "backup")
     os.makedirs(bdir, mode=0o700, exist_ok=True)
-    stamp = time.strftime("%Y%m%d-%H%M%S")
     base = os.path.basename(path).removesuffix(".json")
+    # fixed-width stamp down to microseconds: names sort in the order they were made
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
     dest = os.path.join(bdir, f"{base}-{stamp}.json.gz")
-    n = 1
-    while os.path.exists(dest):
-        n += 1
-        dest = os.path.join(bdir, f"{base}-{stamp}-{n}.json.gz")
-    tmp = dest + ".tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with open(path, "rb") as src, open(fd, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb") as out:
-        shutil.copyfileobj(src, out)
+    tmp = os.path.join(bdir, f".{base}-{stamp}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with open(path, "rb") as src, open(fd, "wb") as raw:
+            with gzip.GzipFile(fileobj=raw, mode="wb", filename="") as out:
+                shutil.copyfileobj(src, out)
+            raw.flush()
+            os.fsync(raw.fileno())
+    except BaseException:
+        os.unlink(tmp)
+        raise
     os.replace(tmp, dest)
-    olds = sorted(f for f in os.listdir(bdir) if f.startswith(base + "-") and f.endswith(".json.gz"))
+    mine = re.compile(re.escape(base) + r"-\d{8}-\d{6}-\d{6}\.json\.gz$")
+    olds = sorted(f for f in os.listdir(bdir) if mine.match(f))
     for f in olds[:-keep]:
         os.unlink(os.path.join(bdir, f))
     return dest
+
+
+def _remove_stale_temps(d: str, name: str) -> None:
+    """Temp files of saves that were killed (their process is gone) are removed."""
+    pat = re.compile(r"\." + re.escape(name) + r"\.(\d+)\.tmp$")
+    for f in os.listdir(d):
+        m = pat.match(f)
+        if not m:
+            continue
+        try:
+            os.kill(int(m.group(1)), 0)
+            continue  # a save still running
+        except ProcessLookupError:
+            pass
+        except OSError:
+            continue
+        try:
+            os.unlink(os.path.join(d, f))
+        except OSError:
+            pass
 
 
 def save(config: dict, path: str = DEFAULT, keep: int = 10) -> bool:
@@ -64,9 +90,14 @@ def save(config: dict, path: str = DEFAULT, keep: int = 10) -> bool:
     d = os.path.dirname(os.path.abspath(path))
     try:
         os.makedirs(d, exist_ok=True)
+        _remove_stale_temps(d, os.path.basename(path))
         backup(path, keep)
         tmp = os.path.join(d, f".{os.path.basename(path)}.{os.getpid()}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.unlink(tmp)  # never reuse a file (and its mode) someone else made
+        except FileNotFoundError:
+            pass
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
             data = text.encode()
             view = memoryview(data)
