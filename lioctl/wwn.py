@@ -22,18 +22,15 @@ TESTS = {
 
 
 def cleanse(wwn_type: str, wwn: str) -> str:
-    """rtslib's _cleanse_wwn: lower-case, and turn colon-hex FC/IB forms into naa./ib. forms."""
+    """rtslib's _cleanse_wwn: lower-case; for naa/eui/ib drop a 0x prefix and every ':' and
+    '-' (FC's 50:01:40:..., IB's colon-hex GIDs), and add the type prefix when missing."""
     wwn = wwn.strip()
     if wwn_type in ("iqn", "naa", "eui", "ib"):
         wwn = wwn.lower()
-    if wwn_type in ("naa", "ib"):
-        hexonly = wwn.replace(":", "")
-        if wwn_type == "naa" and re.match(r"^(0x)?[0-9a-f]{16}$", hexonly):
-            wwn = "naa." + hexonly.removeprefix("0x")
-        elif wwn_type == "ib" and re.match(r"^(0x)?[0-9a-f]{32}$", hexonly):
-            wwn = "ib." + hexonly.removeprefix("0x")
-    if wwn_type == "eui" and wwn.startswith("eui.") is False and re.match(r"^[0-9a-f]{16}$", wwn):
-        wwn = "eui." + wwn
+    if wwn_type in ("naa", "eui", "ib"):
+        wwn = wwn.removeprefix("0x").replace("-", "").replace(":", "")
+        if not wwn.startswith(("naa.", "eui.", "ib.")):
+            wwn = f"{wwn_type}.{wwn}"
     return wwn
 
 

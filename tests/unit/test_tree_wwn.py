@@ -63,8 +63,6 @@ def test_iqn_stricter_than_rtslib_per_rfc3720(text):
         wwn.normalize(("iqn",), text)
 
 
-@pytest.mark.xfail(strict=True, reason="lioctl/wwn.py cleanse strips ':'/'-' only from 16-hex naa; "
-                                      "rtslib strips them for every naa/eui/ib (reported to the lead)")
 @pytest.mark.parametrize("types,text", [(("naa",), "5001-4050-0000-0abc"),
                                         (("eui",), "00:14:05:00:00:00:0a:bc")])
 def test_separators_in_naa_and_eui_like_rtslib(types, text):
