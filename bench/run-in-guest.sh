@@ -18,3 +18,6 @@ $PY -c "$CLEAR"
 rm -rf /tmp/bench-img
 echo "== save/restore: lioctl vs targetcli"
 $PY bench/saveconfig_bench.py
+$PY -c "$CLEAR"
+echo "== TCMU: lioctl's handler vs tcmu-runner vs kernel fileio"
+$PY bench/tcmu_bench.py

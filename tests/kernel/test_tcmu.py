@@ -280,6 +280,7 @@ def test_save_clear_restore_brings_the_handler_back(lioctl, tmp_path):
     data = os.urandom(MiB)
     with open(dev, "r+b", buffering=0) as d:
         d.write(data)
+        os.fsync(d.fileno())                  # out of the initiator's page cache before clear
     saved = tmp_path / "saved.json"
     ok(lioctl("save", saved))
     cfg = json.loads(saved.read_text())
@@ -290,7 +291,39 @@ def test_save_clear_restore_brings_the_handler_back(lioctl, tmp_path):
     ok(lioctl("restore", saved))
     assert [d["name"] for d in status(lioctl)["devices"]] == ["sr"]
     assert lioctl("diff", saved).returncode == 0
+    ok(lioctl("tcmu", "stop"))
+    r = ok(lioctl("restore", saved))          # nothing to change, but the device needs serving
+    assert "already matches" in r.stdout and [d["name"] for d in status(lioctl)["devices"]] == ["sr"]
     dev = disk_by_serial(so["wwn"])
     with open(dev, "rb", buffering=0) as d:
         assert d.read(MiB) == data
     ok(lioctl("clear", "--yes"))
+
+
+def test_reconfig_events_and_idle_cpu(lioctl, tmp_path):
+    """Writes to a served device's attributes reach the handler as netlink RECONFIG events
+    (with no listener the kernel refuses them); an idle handler burns no CPU."""
+    ok(lioctl("/backstores/user", "create", "rc", "8M", tmp_path / "rc.img"))
+    wwn, dev = loopback_lun(lioctl, "/backstores/user/rc")
+    so = glob.glob(f"{CORE}/user_*/rc")[0]
+    assert re.search(r"^ 00\s+08 12 04", sh("sg_modes", "-p", "8", dev).stdout, re.M)
+    with open(f"{so}/attrib/emulate_write_cache", "w") as f:
+        f.write("0")
+    assert re.search(r"^ 00\s+08 12 00", sh("sg_modes", "-p", "8", dev).stdout, re.M)
+    with open(f"{so}/attrib/dev_size", "w") as f:
+        f.write(str(16 * MiB))
+    assert "Last LBA=32767" in sh("sg_readcap", dev).stdout
+    assert (tmp_path / "rc.img").stat().st_size == 16 * MiB     # the file grew with the device
+    assert status(lioctl)["devices"][0]["size"] == 16 * MiB
+
+    pid = handler_pid()
+
+    def ticks():
+        with open(f"/proc/{pid}/stat") as f:
+            parts = f.read().rsplit(")", 1)[1].split()
+        return int(parts[11]) + int(parts[12])
+    before = ticks()
+    time.sleep(3)       # a measurement window, not a wait for a condition
+    assert ticks() - before <= 1, "the idle handler used CPU"
+    ok(lioctl("/loopback", "delete", wwn))
+    ok(lioctl("/backstores/user", "delete", "rc"))
