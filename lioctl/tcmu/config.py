@@ -19,6 +19,7 @@ DEFAULT_SUBTYPE = "lioctl_file"
 SUBTYPES = ("lioctl_file", "lioctl_ram")
 TCMU_RUNNER_SUBTYPES = ("qcow", "rbd", "glfs", "fbo", "zbc", "file", "file_optical", "file_zbc")
 MAX_CONFIG = 255
+DEFAULT_HW_MAX_SECTORS = 2048     # 1 MiB commands with 512-byte blocks
 FILE_OPTIONS = ("direct",)
 
 

@@ -3,10 +3,12 @@ over its backend, and its counters. Configuration comes from the device's config
 
 from __future__ import annotations
 
+import concurrent.futures
 import logging
 import mmap
 import os
 import stat
+import threading
 import time
 from dataclasses import dataclass
 
@@ -20,9 +22,11 @@ from lioctl.tcmu.scsi.sense import CHECK_CONDITION
 CORE = "/sys/kernel/config/target/core"
 UIO_CLASS = "/sys/class/uio"
 DOORBELL = b"\0\0\0\0"
+PARALLEL_MIN = 128 * 1024   # smaller commands cost less inline than a thread hand-off
 READS = {op.READ_6, op.READ_10, op.READ_12, op.READ_16}
 WRITES = {op.WRITE_6, op.WRITE_10, op.WRITE_12, op.WRITE_16,
           op.WRITE_VERIFY_10, op.WRITE_VERIFY_12, op.WRITE_VERIFY_16}
+RW = READS | {op.WRITE_6, op.WRITE_10, op.WRITE_12, op.WRITE_16}
 log = logging.getLogger("lioctl.tcmu")
 
 
@@ -80,6 +84,9 @@ class Device:
         self.fd = -1
         self.map = None
         self.backend = None
+        self.pool = None                    # set by the daemon: its I/O threads
+        self.futures: set = set()
+        self.lock = threading.Lock()        # the ring's tail and the doorbell: one writer at a time
 
     @property
     def key(self) -> str:
@@ -114,44 +121,74 @@ class Device:
             if blocked:
                 _action(self.cfs, "block_dev", "0")
 
-    def service(self) -> int:
-        """The doorbell rang: answer everything queued, ring back once. Returns commands done."""
-        try:
-            os.read(self.fd, 4)
-        except BlockingIOError:
-            pass
-        return self.drain()
-
     def drain(self) -> int:
+        """Answer what the kernel queued: small commands at once; large reads and writes go to
+        the I/O threads, which answer and ring the doorbell themselves (the kernel copies a
+        read's data out in that doorbell write, so it runs off the event loop too)."""
         ring, emu, c = self.ring, self.emulator, self.counters
+        pool = self.pool
+        lock = self.lock
         done = 0
         while ring.has_work():
-            batch = ring.take()
+            with lock:      # take() counts what is pending; the I/O threads count it down
+                batch = ring.take()
             if not batch:
                 continue
             c.batches += 1
             if len(batch) > c.max_batch:
                 c.max_batch = len(batch)
+            answers = []
             for cmd in batch:
                 if cmd.unknown_op:
-                    ring.complete(cmd.cmd_id, CHECK_CONDITION, unknown_op=True)
-                    c.errors += 1
-                    continue
-                r = emu.execute(cmd.cdb, cmd.iovecs, cmd.length)
-                ring.complete(cmd.cmd_id, r.status, r.sense, r.read_len)
-                opc = cmd.cdb[0] if cmd.cdb else -1
-                if opc in READS:
-                    c.reads += 1
-                    c.read_bytes += cmd.length
-                elif opc in WRITES:
-                    c.writes += 1
-                    c.write_bytes += cmd.length
-                if r.status:
-                    c.errors += 1
-            c.commands += len(batch)
+                    answers.append((cmd, None))
+                elif pool is not None and cmd.length >= PARALLEL_MIN and cmd.cdb[0] in RW:
+                    fut = pool.submit(self._work, cmd)
+                    self.futures.add(fut)
+                    fut.add_done_callback(self.futures.discard)
+                else:
+                    answers.append((cmd, emu.execute(cmd.cdb, cmd.iovecs, cmd.length)))
             done += len(batch)
-            os.write(self.fd, DOORBELL)
+            if answers:
+                with lock:
+                    for cmd, r in answers:
+                        self._answer(cmd, r)
+                    os.write(self.fd, DOORBELL)
         return done
+
+    def _answer(self, cmd, r) -> None:
+        c = self.counters
+        c.commands += 1
+        if r is None:
+            self.ring.complete(cmd.cmd_id, CHECK_CONDITION, unknown_op=True)
+            c.errors += 1
+            return
+        self.ring.complete(cmd.cmd_id, r.status, r.sense, r.read_len)
+        opc = cmd.cdb[0] if cmd.cdb else -1
+        if opc in READS:
+            c.reads += 1
+            c.read_bytes += cmd.length
+        elif opc in WRITES:
+            c.writes += 1
+            c.write_bytes += cmd.length
+        if r.status:
+            c.errors += 1
+
+    def _work(self, cmd) -> None:
+        """On an I/O thread: run one command, answer it, ring the doorbell."""
+        r = self.emulator.execute(cmd.cdb, cmd.iovecs, cmd.length)
+        with self.lock:
+            if self.fd < 0:
+                return
+            self._answer(cmd, r)
+            try:
+                os.write(self.fd, DOORBELL)
+            except OSError:
+                pass    # the device went away; the event loop notices on its next read
+
+    def quiesce(self) -> None:
+        """Wait until the I/O threads have answered their commands (before closing or resetting)."""
+        if self.futures:
+            concurrent.futures.wait(list(self.futures))
 
     def reconfigure(self, dev_size=None, writecache=None, dev_cfg=None) -> None:
         if dev_cfg is not None and dev_cfg != f"{self.subtype}/{self.config}":
@@ -173,10 +210,12 @@ class Device:
         return {"name": self.name, "hba": self.hba, "uio": f"uio{self.minor}", "subtype": self.subtype,
                 "config": self.config, "size": u.num_blocks * u.block_size, "block_size": u.block_size,
                 "write_cache": u.write_cache, "in_flight": self.ring.pending if self.map else 0,
+                "io_threads": len(self.futures),
                 "ring_size": self.ring.cmdr_size if self.map else 0,
                 "served_since": int(self.started), **vars(self.counters)}
 
     def close(self) -> None:
+        self.quiesce()
         ring = getattr(self, "ring", None)
         if ring is not None:
             ring.mv.release()

@@ -34,6 +34,8 @@ UFLAG_READ_LEN = 2
 UFLAG_KEEP_BUF = 4
 
 HDR = struct.Struct("<IHBB")            # len_op, cmd_id, kflags, uflags
+ENTRY = struct.Struct("<IHBBIIIxxxxQ")  # the header and the request fields in one read
+ANSWER = struct.Struct("<HBBBxxxI")     # @4: cmd_id, kflags, uflags, scsi_status, read_len
 REQ = struct.Struct("<IIIxxxxQ")        # iov_cnt, iov_bidi_cnt, iov_dif_cnt, (pad), cdb_off
 IOV = struct.Struct("<QQ")              # iov_base (offset into the mapping), iov_len
 IOV_OFF = 48
@@ -42,6 +44,7 @@ SENSE_OFF = 16
 SENSE_SIZE = 96
 ENTRY_MIN = 112
 U32 = struct.Struct("<I")
+_IOVS: dict[int, struct.Struct] = {}
 
 # scsi_command_size() by opcode group; 0x7f (variable length) is cdb[7] + 8
 _CDB_LEN = (6, 10, 10, 12, 16, 12, 10, 10)
@@ -119,15 +122,17 @@ class Ring:
         if head >= self.cmdr_size or head % 8:
             raise RingError(f"cmd_head {head} is outside the ring or misaligned")
         base = self.cmdr_off
+        mv = self.mv
+        size = self.cmdr_size
         while self.next != head:
             off = base + self.next
-            len_op, cmd_id, _kflags, _uflags = HDR.unpack_from(self.mv, off)
+            len_op, cmd_id, _kflags, _uflags, iov_cnt, _bidi, _dif, cdb_off = ENTRY.unpack_from(mv, off)
             op = len_op & OP_MASK
             length = len_op & ~OP_MASK
-            if length == 0 or length > self.cmdr_size or self.next + length > self.cmdr_size:
+            if length == 0 or length > size or self.next + length > size:
                 raise RingError(f"ring entry at {self.next} has length {length}")
             if op == OP_CMD:
-                out.append(self._parse(off, cmd_id, length))
+                out.append(self._parse(off, cmd_id, length, iov_cnt, cdb_off))
                 self.pending += 1
             elif op not in (OP_PAD, OP_TMR):
                 out.append(Command(cmd_id, b"", [], 0, unknown_op=True))
@@ -135,20 +140,28 @@ class Ring:
             self.next = (self.next + length) % self.cmdr_size
         return out
 
-    def _parse(self, off: int, cmd_id: int, length: int) -> Command:
+    def _parse(self, off: int, cmd_id: int, length: int, iov_cnt: int, cdb_off: int) -> Command:
         mv = self.mv
-        iov_cnt, _bidi, _dif, cdb_off = REQ.unpack_from(mv, off + 8)
         if IOV_OFF + iov_cnt * IOV.size > length:
             return Command(cmd_id, b"", [], 0, unknown_op=False)  # answered as a bad CDB
-        iovecs = []
-        total = 0
         size = len(mv)
-        for i in range(iov_cnt):
-            b, n = IOV.unpack_from(mv, off + IOV_OFF + 16 * i)
+        if iov_cnt == 1:
+            b, n = IOV.unpack_from(mv, off + IOV_OFF)
             if b + n > size:
                 return Command(cmd_id, b"", [], 0)
-            iovecs.append(mv[b:b + n])
-            total += n
+            iovecs = [mv[b:b + n]]
+            total = n
+        else:
+            # one unpack for every iovec: a 1 MiB command may bring 256 of them
+            st = _IOVS.get(iov_cnt)
+            if st is None:
+                st = _IOVS[iov_cnt] = struct.Struct(f"<{2 * iov_cnt}Q")
+            flat = st.unpack_from(mv, off + IOV_OFF) if iov_cnt else ()
+            bases, lens = flat[0::2], flat[1::2]
+            total = sum(lens)
+            if iov_cnt and max(b + n for b, n in zip(bases, lens)) > size:
+                return Command(cmd_id, b"", [], 0)
+            iovecs = [mv[b:b + n] for b, n in zip(bases, lens)]
         if cdb_off >= size:
             return Command(cmd_id, b"", iovecs, total)
         opcode = mv[cdb_off]
@@ -164,7 +177,7 @@ class Ring:
             raise RingError("more answers than commands taken")
         mv = self.mv
         base = self.cmdr_off
-        tail = self.tail
+        tail = U32.unpack_from(mv, MB_CMD_TAIL)[0]
         while True:
             off = base + tail
             len_op = U32.unpack_from(mv, off)[0]
@@ -172,13 +185,10 @@ class Ring:
                 tail = (tail + (len_op & ~OP_MASK)) % self.cmdr_size
                 continue
             break
-        uflags = 0
-        if unknown_op:
-            uflags |= UFLAG_UNKNOWN_OP
+        uflags = UFLAG_UNKNOWN_OP if unknown_op else 0
         if read_len is not None and self.read_len:
             uflags |= UFLAG_READ_LEN
-        struct.pack_into("<HBB", mv, off + 4, cmd_id, mv[off + 6], uflags)
-        RSP.pack_into(mv, off + 8, status, read_len or 0)
+        ANSWER.pack_into(mv, off + 4, cmd_id, mv[off + 6], uflags, status, read_len or 0)
         if sense:
             s = sense[:SENSE_SIZE]
             mv[off + SENSE_OFF:off + SENSE_OFF + len(s)] = s

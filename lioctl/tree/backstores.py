@@ -259,6 +259,10 @@ def plan_user(snap: Snapshot, name: str, size, config: str, subtype: str | None 
         plan.ops.insert(0, create)
     plan.write(f"{path}/control", f"dev_config={subtype}/{config}", undoable=False)
     plan.write(f"{path}/control", f"dev_size={size_bytes}", undoable=False)
+    if not hw_max_sectors and subtype in tcmu_config.SUBTYPES:
+        # the kernel's default (128 sectors = 64 KiB) splits every large I/O into 64 KiB
+        # commands, each a round trip through the ring; 1 MiB fits the data area many times
+        hw_max_sectors = tcmu_config.DEFAULT_HW_MAX_SECTORS
     if hw_max_sectors:
         plan.write(f"{path}/control", f"hw_max_sectors={int(hw_max_sectors)}", undoable=False)
     plan.write(f"{path}/control", "nl_reply_supported=-1", undoable=False)

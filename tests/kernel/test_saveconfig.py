@@ -121,6 +121,36 @@ def test_restore_by_difference_and_prune(lioctl, tmp_path):
     ok(lioctl("clear", "--yes"))
 
 
+def test_dry_run_script_and_clear(lioctl, tmp_path):
+    """--dry-run changes nothing; --dry-run --script, run by sh on an empty kernel, makes the
+    same tree restore makes; --clear starts from empty like targetcli."""
+    build(lioctl, tmp_path)
+    f = tmp_path / "s.json"
+    ok(lioctl("save", f))
+    want = cfs.tree()
+    ok(lioctl("clear", "--yes"))
+    r = ok(lioctl("restore", f, "--dry-run"))
+    assert cfs.snapshot() == []
+    assert f"+ target {T1}" in r.stdout and "+ backstore fileio/f1" in r.stdout.replace("storage object", "backstore")
+    assert "p1secret12" not in r.stdout                       # secrets stay hidden in the plan
+    masked = ok(lioctl("restore", f, "--dry-run", "--script")).stdout
+    assert "p1secret12" not in masked and "LIOCTL_SECRET_1" in masked
+    script = ok(lioctl("restore", f, "--dry-run", "--script", "--show-secrets")).stdout
+    assert script.startswith("#!/bin/sh") and cfs.snapshot() == []
+    sh = subprocess.run(["sh", "-e"], input=script, capture_output=True, text=True)
+    assert sh.returncode == 0, sh.stderr[-2000:]
+    strip = lambda t: {k: v for k, v in t.items() if not k.endswith(("hba_info", "/info"))}  # noqa: E731
+    assert strip(cfs.tree()) == strip(want)
+    assert lioctl("diff", f).returncode == 0
+    ok(lioctl("/backstores/ramdisk", "create", "extra", "1M"))
+    ok(lioctl("restore", f, "--clear"))
+    assert not any(p.name == "extra" for p in cfs.ROOT.glob("core/rd_mcp_*/*"))
+    assert strip(cfs.tree()) == strip(want)
+    p = lioctl("clear")                                        # stdin is not a terminal
+    assert p.returncode == 1 and "--yes" in p.stderr
+    ok(lioctl("clear", "--yes"))
+
+
 BAD_FILES = [
     ("{not json", "not valid JSON"),
     ('{"hello": 1}', "not a saveconfig"),

@@ -322,8 +322,14 @@ def test_reconfig_events_and_idle_cpu(lioctl, tmp_path):
         with open(f"/proc/{pid}/stat") as f:
             parts = f.read().rsplit(")", 1)[1].split()
         return int(parts[11]) + int(parts[12])
-    before = ticks()
-    time.sleep(3)       # a measurement window, not a wait for a condition
-    assert ticks() - before <= 1, "the idle handler used CPU"
+
+    def quiet_second():
+        before = ticks()
+        time.sleep(1)       # a measurement window, not a wait for a condition
+        return ticks() == before
+    # the work just done may still be accounted for a moment under emulation; a handler that
+    # polls never gets a quiet second, one that sleeps in epoll gets them all after that
+    wait_for(quiet_second, "a second without handler CPU", timeout=30)
+    assert sum(quiet_second() for _ in range(3)) >= 2
     ok(lioctl("/loopback", "delete", wwn))
     ok(lioctl("/backstores/user", "delete", "rc"))

@@ -43,6 +43,9 @@ class Response:
 
 
 GOOD = Response()
+# (LBA, transfer length) by CDB group: 10-byte (1, 2), 16-byte (4), 12-byte (5)
+_S10, _S16, _S12 = struct.Struct(">xxIxH"), struct.Struct(">xxQI"), struct.Struct(">xxII")
+_LBA_LEN = {1: _S10, 2: _S10, 4: _S16, 5: _S12}
 ZERO_CHUNK = bytes(1 << 20)
 
 
@@ -217,21 +220,23 @@ class Emulator:
         c = cdb[0]
         if c in (op.READ_6, op.WRITE_6):
             return ((cdb[1] & 0x1F) << 16) | (cdb[2] << 8) | cdb[3], cdb[4] or 256
-        if c >> 5 == 1:              # 10-byte
-            return _be(cdb[2:6]), _be(cdb[7:9])
-        if c >> 5 == 5:              # 12-byte
-            return _be(cdb[2:6]), _be(cdb[6:10])
-        return _be(cdb[2:10]), _be(cdb[10:14])   # 16-byte
+        return _LBA_LEN[c >> 5].unpack_from(cdb)
 
     def read(self, cdb, iovecs, length) -> Response:
         lba, n = self._lba_len(cdb)
-        self._range(lba, n)
-        want = min(n * self.unit.block_size, length)
+        unit = self.unit
+        if lba + n > unit.num_blocks:
+            raise CheckCondition(S.ILLEGAL_REQUEST, S.LBA_OUT_OF_RANGE)
+        want = n * unit.block_size
+        if want >= length:
+            want = length
+            bufs = iovecs
+        else:
+            bufs = limit(iovecs, want)
         if want == 0:
             return GOOD
-        bufs = limit(iovecs, want)
         try:
-            got = self.backend.readv(bufs, lba * self.unit.block_size)
+            got = self.backend.readv(bufs, lba * unit.block_size)
         except OSError:
             raise CheckCondition(S.MEDIUM_ERROR, S.UNRECOVERED_READ_ERROR)
         if got < want:       # past the end of a short backing file: zeros, like a sparse one
@@ -246,15 +251,19 @@ class Emulator:
 
     def write(self, cdb, iovecs, length) -> Response:
         lba, n = self._lba_len(cdb)
-        self._range(lba, n)
-        self._writable()
-        want = min(n * self.unit.block_size, length)
-        if want == 0:
+        unit = self.unit
+        if lba + n > unit.num_blocks:
+            raise CheckCondition(S.ILLEGAL_REQUEST, S.LBA_OUT_OF_RANGE)
+        if unit.read_only:
+            raise CheckCondition(S.DATA_PROTECT, S.WRITE_PROTECTED)
+        want = n * unit.block_size
+        if want == 0 or length == 0:
             return GOOD
-        fua = cdb[0] != op.WRITE_6 and bool(cdb[1] & 0x08)
-        sync = fua or not self.unit.write_cache or cdb[0] in (
-            op.WRITE_VERIFY_10, op.WRITE_VERIFY_12, op.WRITE_VERIFY_16)
-        self._write_bufs(limit(iovecs, want), lba * self.unit.block_size, sync)
+        sync = not unit.write_cache or (cdb[1] & 0x08 and cdb[0] != op.WRITE_6) or cdb[0] in _WRITE_VERIFY
+        try:
+            self.backend.writev(iovecs if want >= length else limit(iovecs, want), lba * unit.block_size, sync)
+        except OSError as e:
+            raise self._write_error(e)
         return GOOD
 
     def verify(self, cdb, iovecs, length) -> Response:
@@ -379,6 +388,9 @@ class Emulator:
             raise CheckCondition(S.MISCOMPARE, S.MISCOMPARE_DURING_VERIFY, info=first)
         self._write_bufs([memoryview(new)], lba * bs, not self.unit.write_cache)
         return GOOD
+
+
+_WRITE_VERIFY = frozenset((op.WRITE_VERIFY_10, op.WRITE_VERIFY_12, op.WRITE_VERIFY_16))
 
 
 def _min_len(opcode: int) -> int:
