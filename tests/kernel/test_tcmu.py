@@ -86,7 +86,7 @@ def loopback_lun(lioctl, backstore: str) -> tuple[str, str]:
 
 
 def fio(dev: str, *args, timeout=900) -> dict:
-    p = subprocess.run(["fio", "--name=t", f"--filename={dev}", "--direct=1", "--ioengine=libaio",
+    p = subprocess.run(["fio", "--name=t", f"--filename={dev}", "--direct=1", "--ioengine=libaio", "--verify_state_save=0",
                         "--output-format=json", *args], capture_output=True, text=True, timeout=timeout)
     assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
     out = json.loads(p.stdout[p.stdout.index("{"):])
@@ -170,7 +170,7 @@ def test_kill9_under_fio_then_restart_loses_nothing(lioctl, tmp_path):
     img = tmp_path / "k9.img"
     ok(lioctl("/backstores/user", "create", "k9", "32M", img))
     wwn, dev = loopback_lun(lioctl, "/backstores/user/k9")
-    job = subprocess.Popen(["fio", "--name=t", f"--filename={dev}", "--direct=1", "--ioengine=libaio",
+    job = subprocess.Popen(["fio", "--name=t", f"--filename={dev}", "--direct=1", "--ioengine=libaio", "--verify_state_save=0",
                             "--rw=randwrite", "--bs=4k", "--size=16M", "--iodepth=16", "--verify=crc32c",
                             "--do_verify=1", "--output-format=json"],
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

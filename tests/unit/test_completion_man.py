@@ -45,6 +45,9 @@ def test_bash_completes_verbs_options_and_paths():
     assert bash_complete("lioctl /backstores/fi") == ["/backstores/fileio/"]
     assert bash_complete("lioctl sessions ") == ["list", "detail"]
     assert bash_complete("lioctl completion z") == ["zsh"]
+    assert bash_complete("lioctl tcmu ") == ["run", "start", "status", "stop"]
+    assert bash_complete("lioctl tcmu run --id") == ["--idle-exit"]
+    assert "--user" in bash_complete("lioctl export --u")
 
 
 def test_bash_falls_back_to_files_where_a_command_takes_one(tmp_path):
