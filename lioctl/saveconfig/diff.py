@@ -163,7 +163,10 @@ def plan_restore(snap: Snapshot, desired: dict, prune: bool = False) -> Change:
         da = f"{configfs.ROOT}/{fm['name']}/discovery_auth"
         want = {fname: fm.get("discovery_" + key) for key, fname in AUTH if fm.get("discovery_" + key)}
         want["enforce_discovery_auth"] = 1 if fm.get("discovery_enable_auth") else 0
-        cur = {k: configfs.read(f"{da}/{k}") for k in want} if os.path.isdir(da) else {}
+        # read what is there only if it is part of the starting point (restore --clear plans
+        # from an empty snapshot, and clears discovery auth before this runs)
+        cur = {k: configfs.read(f"{da}/{k}") for k in want} \
+            if os.path.isdir(da) and fm["name"] in snap.fabrics else None
         if not os.path.isdir(f"{configfs.ROOT}/{fm['name']}"):
             ch.plan.add(Modprobe(spec_for(fm["name"]).module or fm["name"]))
             ch.plan.mkdir(f"{configfs.ROOT}/{fm['name']}")
@@ -345,6 +348,10 @@ def _tpg_body(ch: Change, path: str, tw: dict, tpg: TPG | None, so_paths, replac
             ch.plan.write(f"{path}/np/{name}/cxgbit", "1", undoable=False)
         ch.add("+", f"{label} portal {name}")
     have_acls = tpg.acls if tpg else {}
+    # LUN directories this plan (re)creates, and paths it removes: looked up per mapped LUN,
+    # so sets, not scans of the plan (4,096 mapped LUNs made that quadratic)
+    made = {op.path for op in ch.plan if type(op).__name__ == "Mkdir"}
+    gone = {op.path for op in ch.plan if type(op).__name__ == "Rmdir"}
     for aw in tw.get("node_acls", []):
         acl = have_acls.get(aw["node_wwn"])
         apath = f"{path}/acls/{aw['node_wwn']}"
@@ -363,14 +370,13 @@ def _tpg_body(ch: Change, path: str, tw: dict, tpg: TPG | None, so_paths, replac
         have_ml = acl.mapped_luns if acl else {}
         for mw in aw.get("mapped_luns", []):
             ml = have_ml.get(mw["index"])
-            relinked = any(op.path == f"{path}/lun/lun_{mw['tpg_lun']}" and type(op).__name__ == "Mkdir"
-                           for op in ch.plan)
+            relinked = f"{path}/lun/lun_{mw['tpg_lun']}" in made
             if ml is not None and ml.tpg_lun == mw["tpg_lun"] and not relinked:
                 if bool(mw.get("write_protect")) != ml.write_protect:
                     ch.plan.write(ml.path + "/write_protect", "1" if mw.get("write_protect") else "0")
                     ch.add("~", f"{label} ACL {aw['node_wwn']} mapped LUN {mw['index']} write_protect")
                 continue
-            if ml is not None and not _lun_gone(ch, ml.path):
+            if ml is not None and ml.path not in gone:
                 ch.plan.extend(tg.plan_delete_mapped_lun(ml))
             ch.plan.extend(tg.plan_mapped_lun_at(apath, mw["index"], f"{path}/lun/lun_{mw['tpg_lun']}",
                                                  bool(mw.get("write_protect"))))
