@@ -84,13 +84,8 @@ def progress_printer():
 
 def _serve_user_backstores() -> None:
     """Objects restore left alone still need a handler (after a crash of the old one, say)."""
-    from lioctl.tcmu import config as tcmu_config
-    from lioctl.tcmu.device import scan
-    keys = []
-    for _, name in scan():
-        p = tcmu_config.parse_uio_name(name)
-        if p and p[2] in tcmu_config.SUBTYPES:
-            keys.append(f"{p[0]}/{p[1]}")
+    from lioctl.tcmu.device import lioctl_devices
+    keys = lioctl_devices()
     if keys:
         from lioctl.tcmu import launcher
         launcher.ensure_serving(keys)

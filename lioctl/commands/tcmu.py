@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import os
 import signal
-import sys
 import time
 
 from lioctl import render
 from lioctl.errors import LioError
+from lioctl.units import human
 
 HELP = "run, inspect or stop lioctl's TCMU handler (user backstores)"
 
@@ -47,32 +47,30 @@ def run(args) -> int:
     return _stop(args)
 
 
-def _run(args) -> int:
+def _require_root() -> None:
     if os.geteuid() != 0:
         raise LioError("the TCMU handler must run as root")
+
+
+def _run(args) -> int:
+    _require_root()
     from lioctl.tcmu import daemon
     argv = (["--idle-exit"] if args.idle_exit else []) + (["--debug"] if args.debug else [])
     return daemon.main(argv)
 
 
 def unserved(served: set[str]) -> list[str]:
-    from lioctl.tcmu import config as tcmu_config
-    from lioctl.tcmu.device import scan
-    out = []
-    for _, name in scan():
-        p = tcmu_config.parse_uio_name(name)
-        if p and p[2] in tcmu_config.SUBTYPES and f"{p[0]}/{p[1]}" not in served:
-            out.append(f"{p[0]}/{p[1]}")
-    return out
+    from lioctl.tcmu.device import lioctl_devices
+    return [k for k in lioctl_devices() if k not in served]
 
 
 def _status(args) -> int:
-    from lioctl.tcmu import daemon
+    from lioctl.tcmu import daemon, launcher
     st = daemon.query()
     running = st is not None
     st = st or {"pid": daemon.running_pid(), "devices": [], "failed": []}
     st["running"] = running
-    st["unserved"] = unserved({f"{d['hba']}/{d['name']}" for d in st["devices"]})
+    st["unserved"] = unserved(launcher.served(st))
     if args.json:
         render.print_json(st)
         return 0 if running else 1
@@ -87,9 +85,9 @@ def _status(args) -> int:
         head = ("DEVICE", "UIO", "CONFIG", "SIZE", "WCE", "INFLIGHT", "MAXQ", "CMDS", "READ", "WRITTEN", "ERR")
         rows = [head]
         for d in st["devices"]:
-            rows.append((f"user/{d['name']}", d["uio"], f"{d['subtype']}/{d['config']}", render_size(d["size"]),
+            rows.append((f"user/{d['name']}", d["uio"], f"{d['subtype']}/{d['config']}", human(d["size"]),
                          "on" if d["write_cache"] else "off", str(d["in_flight"]), str(d["max_batch"]),
-                         str(d["commands"]), render_size(d["read_bytes"]), render_size(d["write_bytes"]),
+                         str(d["commands"]), human(d["read_bytes"]), human(d["write_bytes"]),
                          str(d["errors"])))
         widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
         for r in rows:
@@ -103,15 +101,9 @@ def _status(args) -> int:
     return 0
 
 
-def render_size(n: int) -> str:
-    from lioctl.units import human
-    return human(n)
-
-
 def _start(args) -> int:
-    from lioctl.tcmu import daemon, launcher
-    if os.geteuid() != 0:
-        raise LioError("the TCMU handler must run as root")
+    from lioctl.tcmu import launcher
+    _require_root()
     keys = args.devices or unserved(set())
     if not keys:
         print("no user backstores of lioctl's subtypes to serve")

@@ -72,7 +72,7 @@ def dump_storage_object(so: StorageObject) -> dict:
         mda = _parse_info(so, "MaxDataAreaMB")
         if mda and mda != "NULL":
             control.append(f"max_data_area_mb={mda}")
-        d.update(wwn=so.wwn, size=int(_parse_info(so, "Size") or 0),
+        d.update(wwn=so.wwn, size=so.size,
                  config=None if cfg == "NULL" else cfg,
                  hw_max_sectors=int(_parse_info(so, "HwMaxSectors") or 0), control=",".join(control))
     return d

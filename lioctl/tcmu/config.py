@@ -42,6 +42,12 @@ def parse_uio_name(name: str) -> tuple[str, str, str, str] | None:
     return f"user_{hba}", dev, subtype, parts[4] if len(parts) > 4 else ""
 
 
+def key_of(uio_name: str) -> str | None:
+    """'user_N/NAME' of a TCMU device of lioctl's subtypes; None for anyone else's."""
+    p = parse_uio_name(uio_name)
+    return f"{p[0]}/{p[1]}" if p and p[2] in SUBTYPES else None
+
+
 def validate(subtype: str, config: str, size: int, existing: list[str]) -> None:
     """One-line errors for what the kernel or a handler would only refuse later (or never)."""
     if subtype not in SUBTYPES + TCMU_RUNNER_SUBTYPES:

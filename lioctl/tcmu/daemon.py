@@ -172,17 +172,16 @@ class Daemon:
         for minor in list(self.devices):
             if minor not in minors:
                 self.detach(minor)
-        names = {tcmu_config.parse_uio_name(n) for _, n in present}
+        keys = {tcmu_config.key_of(n) for _, n in present}
         for key in list(self.failed):
-            if not any(p and f"{p[0]}/{p[1]}" == key for p in names):
+            if key not in keys:
                 del self.failed[key]
         for minor, name in present:
             if minor not in self.devices:
                 self.attach(minor, name, restart)
 
     def attach(self, minor: int, name: str, restart: bool) -> None:
-        parsed = tcmu_config.parse_uio_name(name)
-        if parsed is None or parsed[2] not in tcmu_config.SUBTYPES:
+        if tcmu_config.key_of(name) is None:
             return      # tcmu-runner's (or anyone else's): never touched
         dev = Device(minor, name)
         dev.pool = self.pool

@@ -12,12 +12,14 @@ import threading
 import time
 from dataclasses import dataclass
 
+from lioctl import configfs
 from lioctl.tcmu.backends import open_backend
-from lioctl.tcmu.config import parse_uio_name
+from lioctl.tcmu.config import key_of, parse_uio_name
 from lioctl.tcmu.ring import Ring
 from lioctl.tcmu.scsi import opcodes as op
 from lioctl.tcmu.scsi.emulator import Emulator, Unit
 from lioctl.tcmu.scsi.sense import CHECK_CONDITION
+from lioctl.tree.snapshot import StorageObject
 
 CORE = "/sys/kernel/config/target/core"
 UIO_CLASS = "/sys/class/uio"
@@ -30,12 +32,8 @@ RW = READS | {op.WRITE_6, op.WRITE_10, op.WRITE_12, op.WRITE_16}
 log = logging.getLogger("lioctl.tcmu")
 
 
-def _read(path: str, default: str = "") -> str:
-    try:
-        with open(path) as f:
-            return f.read().strip()
-    except OSError:
-        return default
+def _read(path: str) -> str:
+    return configfs.read(path, "")
 
 
 def _int(path: str, default: int) -> int:
@@ -97,8 +95,8 @@ class Device:
         from a dead handler: block the device, reset the ring (the kernel fails what was in
         flight with BUSY so initiators retry), map it, then unblock."""
         size = _int(f"{self.cfs}/attrib/dev_size", 0)
-        if size <= 0:
-            size = _size_from_info(self.cfs)
+        if size <= 0:       # kernels without attrib/dev_size: the Size in info
+            size = StorageObject("user", self.hba, self.name, self.cfs).size
         self.backend = open_backend(self.subtype, self.config, size)
         self.unit = unit_from_configfs(self.cfs, self.name, size)
         self.unit.thin = self.backend.thin
@@ -244,15 +242,6 @@ def _action(cfs: str, name: str, value: str) -> bool:
         return False
 
 
-def _size_from_info(cfs: str) -> int:
-    for word in _read(f"{cfs}/info").replace(":", " ").split("Size")[1:2]:
-        try:
-            return int(word.split()[0])
-        except (ValueError, IndexError):
-            pass
-    return 0
-
-
 def _uio_node(minor: int) -> str:
     """/dev/uioN, made from sysfs if udev has not (yet) created it."""
     path = f"/dev/uio{minor}"
@@ -263,6 +252,11 @@ def _uio_node(minor: int) -> str:
         except FileExistsError:
             pass
     return path
+
+
+def lioctl_devices() -> list[str]:
+    """'user_N/NAME' of every TCMU device of lioctl's subtypes present now."""
+    return [k for k in (key_of(name) for _, name in scan()) if k]
 
 
 def scan() -> list[tuple[int, str]]:

@@ -12,7 +12,8 @@ from lioctl.errors import LioError
 from lioctl.tcmu import daemon
 
 
-def _served(status: dict | None) -> set[str]:
+def served(status: dict | None) -> set[str]:
+    """'user_N/NAME' of the devices a handler's status says it serves."""
     if not status:
         return set()
     return {f"{d['hba']}/{d['name']}" for d in status.get("devices", [])}
@@ -36,7 +37,7 @@ def ensure_serving(keys: list[str], timeout: float = 120.0) -> dict:
     delay = 0.02
     while True:
         status = daemon.query()
-        if want <= _served(status):
+        if want <= served(status):
             return status
         for f in (status or {}).get("failed", []):
             if f["device"] in want:
@@ -44,7 +45,7 @@ def ensure_serving(keys: list[str], timeout: float = 120.0) -> dict:
         if proc is not None and proc.poll() is not None and daemon.running_pid() is None:
             raise LioError(f"the lioctl TCMU handler exited ({proc.returncode}): {_last_log_line()}")
         if time.monotonic() > deadline:
-            missing = ", ".join(sorted(want - _served(status)))
+            missing = ", ".join(sorted(want - served(status)))
             raise LioError(f"the lioctl TCMU handler does not serve {missing} after {timeout:.0f} s: "
                            f"{_last_log_line()}")
         time.sleep(delay)

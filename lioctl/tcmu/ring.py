@@ -33,13 +33,10 @@ UFLAG_UNKNOWN_OP = 1
 UFLAG_READ_LEN = 2
 UFLAG_KEEP_BUF = 4
 
-HDR = struct.Struct("<IHBB")            # len_op, cmd_id, kflags, uflags
 ENTRY = struct.Struct("<IHBBIIIxxxxQ")  # the header and the request fields in one read
 ANSWER = struct.Struct("<HBBBxxxI")     # @4: cmd_id, kflags, uflags, scsi_status, read_len
-REQ = struct.Struct("<IIIxxxxQ")        # iov_cnt, iov_bidi_cnt, iov_dif_cnt, (pad), cdb_off
 IOV = struct.Struct("<QQ")              # iov_base (offset into the mapping), iov_len
 IOV_OFF = 48
-RSP = struct.Struct("<BxxxI")           # scsi_status, read_len
 SENSE_OFF = 16
 SENSE_SIZE = 96
 ENTRY_MIN = 112
