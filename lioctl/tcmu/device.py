@@ -139,7 +139,7 @@ class Device:
             for cmd in batch:
                 if cmd.unknown_op:
                     answers.append((cmd, None))
-                elif pool is not None and cmd.length >= PARALLEL_MIN and cmd.cdb[0] in RW:
+                elif pool is not None and cmd.length >= PARALLEL_MIN and cmd.opcode in RW:
                     fut = pool.submit(self._work, cmd)
                     self.futures.add(fut)
                     fut.add_done_callback(self.futures.discard)
@@ -161,7 +161,7 @@ class Device:
             c.errors += 1
             return
         self.ring.complete(cmd.cmd_id, r.status, r.sense, r.read_len)
-        opc = cmd.cdb[0] if cmd.cdb else -1
+        opc = cmd.opcode
         if opc in READS:
             c.reads += 1
             c.read_bytes += cmd.length
