@@ -161,10 +161,21 @@ class Plan:
     """An ordered list of operations plus what to tell the user it does."""
 
     ops: list[Op] = field(default_factory=list)
+    # directories the plan makes / removes, kept as ops come in: planners ask "is this LUN
+    # re-created / already gone?" once per mapped LUN, and scanning the ops was quadratic
+    made: set[str] = field(default_factory=set, repr=False, compare=False)
+    removed: set[str] = field(default_factory=set, repr=False, compare=False)
 
     def add(self, op: Op) -> Op:
         self.ops.append(op)
+        self._index(op)
         return op
+
+    def _index(self, op: Op) -> None:
+        if type(op) is Mkdir:
+            self.made.add(op.path)
+        elif type(op) is Rmdir:
+            self.removed.add(op.path)
 
     def mkdir(self, path: str) -> None:
         self.add(Mkdir(path))
@@ -183,6 +194,8 @@ class Plan:
 
     def extend(self, other: "Plan") -> None:
         self.ops.extend(other.ops)
+        self.made |= other.made
+        self.removed |= other.removed
 
     def __iter__(self):
         return iter(self.ops)

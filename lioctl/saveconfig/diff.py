@@ -121,7 +121,7 @@ def plan_restore(snap: Snapshot, desired: dict, prune: bool = False) -> Change:
             _prune_target(ch, t, w, prune, replaced)
     for key, so in snap.storage_objects.items():
         if key in replaced or (key not in want_sos and prune):
-            luns_left = [lun for lun in so.luns if not _lun_removed(ch, lun)]
+            luns_left = [lun for lun in so.luns if lun.path not in ch.plan.removed]
             for lun in luns_left:
                 ch.plan.extend(tg.plan_delete_lun(lun))
                 ch.add("-", f"LUN {lun.tree_path}", "its storage object goes")
@@ -182,16 +182,13 @@ def _norm(k, v):
     return v
 
 
-def _lun_removed(ch: Change, lun) -> bool:
-    return any(op.path == lun.path and type(op).__name__ == "Rmdir" for op in ch.plan)
-
-
 def _create_so(snap: Snapshot, w: dict, taken: set[str]) -> Change:
     plugin, name = w["plugin"], w["name"]
     hba = bs.free_hba(plugin, taken)
     taken.add(hba)
     empty = Snapshot()  # the object is being (re)created: name checks against the running one are done
     wwn = w.get("wwn") or None
+    attrs = w.get("attributes", {})
     if plugin == "fileio":
         size = w.get("size") or None
         plan = bs.plan_fileio(empty, name, w["dev"], size, bool(w.get("write_back")), wwn=wwn,
@@ -207,7 +204,6 @@ def _create_so(snap: Snapshot, w: dict, taken: set[str]) -> Change:
     else:
         cfg = w.get("config") or ""
         subtype, _, rest = cfg.partition("/")
-        attrs = w.get("attributes", {})
         plan = bs.plan_user(empty, name, w["size"], rest, subtype, wwn=wwn,
                             hw_max_sectors=w.get("hw_max_sectors"), model_alias=False, hba=hba,
                             validate=False, write_back=None, attributes=attrs, create_missing=False)
@@ -215,7 +211,7 @@ def _create_so(snap: Snapshot, w: dict, taken: set[str]) -> Change:
     ch = Change(plan)
     skip = SO_SKIP_ATTRS | (set(bs.TCMU_BEFORE_ENABLE) | set(bs.TCMU_CONTROL_ATTRS) if plugin == "user" else set())
     _write_group(ch, "", path + "/attrib",
-                 {k: v for k, v in w.get("attributes", {}).items() if k not in skip}, None)
+                 {k: v for k, v in attrs.items() if k not in skip}, None)
     _alua(ch, path, w.get("alua_tpgs", []), [], f"{plugin}/{name}")
     return ch
 
@@ -285,7 +281,7 @@ def _create_target(ch: Change, snap: Snapshot, w: dict, so_paths):
     if spec.module:
         ch.plan.add(Modprobe(spec.module))
     if w["fabric"] not in snap.fabrics and not os.path.isdir(tg.fabric_path(w["fabric"])):
-        if not any(op.path == tg.fabric_path(w["fabric"]) for op in ch.plan):
+        if tg.fabric_path(w["fabric"]) not in ch.plan.made:
             ch.plan.mkdir(tg.fabric_path(w["fabric"]))
     tpath = f"{tg.fabric_path(w['fabric'])}/{spec.cfs_wwn(w['wwn'])}"
     ch.plan.mkdir(tpath)
@@ -327,7 +323,7 @@ def _tpg_body(ch: Change, path: str, tw: dict, tpg: TPG | None, so_paths, replac
                 ch.plan.write(lun.path + "/alua_tg_pt_gp", gp, undoable=False)  # reads back as a report
                 ch.add("~", f"{label} LUN {lw['index']} alua_tg_pt_gp_name", f"{lun.alua_tg_pt_gp} -> {gp}")
             continue
-        if lun is not None and not _lun_gone(ch, lun.path):
+        if lun is not None and lun.path not in ch.plan.removed:
             ch.plan.extend(tg.plan_delete_lun(lun))
         lpath = f"{path}/lun/lun_{lw['index']}"
         ch.plan.mkdir(lpath)
@@ -348,10 +344,6 @@ def _tpg_body(ch: Change, path: str, tw: dict, tpg: TPG | None, so_paths, replac
             ch.plan.write(f"{path}/np/{name}/cxgbit", "1", undoable=False)
         ch.add("+", f"{label} portal {name}")
     have_acls = tpg.acls if tpg else {}
-    # LUN directories this plan (re)creates, and paths it removes: looked up per mapped LUN,
-    # so sets, not scans of the plan (4,096 mapped LUNs made that quadratic)
-    made = {op.path for op in ch.plan if type(op).__name__ == "Mkdir"}
-    gone = {op.path for op in ch.plan if type(op).__name__ == "Rmdir"}
     for aw in tw.get("node_acls", []):
         acl = have_acls.get(aw["node_wwn"])
         apath = f"{path}/acls/{aw['node_wwn']}"
@@ -370,13 +362,13 @@ def _tpg_body(ch: Change, path: str, tw: dict, tpg: TPG | None, so_paths, replac
         have_ml = acl.mapped_luns if acl else {}
         for mw in aw.get("mapped_luns", []):
             ml = have_ml.get(mw["index"])
-            relinked = f"{path}/lun/lun_{mw['tpg_lun']}" in made
+            relinked = f"{path}/lun/lun_{mw['tpg_lun']}" in ch.plan.made
             if ml is not None and ml.tpg_lun == mw["tpg_lun"] and not relinked:
                 if bool(mw.get("write_protect")) != ml.write_protect:
                     ch.plan.write(ml.path + "/write_protect", "1" if mw.get("write_protect") else "0")
                     ch.add("~", f"{label} ACL {aw['node_wwn']} mapped LUN {mw['index']} write_protect")
                 continue
-            if ml is not None and ml.path not in gone:
+            if ml is not None and ml.path not in ch.plan.removed:
                 ch.plan.extend(tg.plan_delete_mapped_lun(ml))
             ch.plan.extend(tg.plan_mapped_lun_at(apath, mw["index"], f"{path}/lun/lun_{mw['tpg_lun']}",
                                                  bool(mw.get("write_protect"))))
@@ -387,10 +379,6 @@ def _tpg_body(ch: Change, path: str, tw: dict, tpg: TPG | None, so_paths, replac
     elif os.path.exists(path + "/enable") and bool(tpg.enabled) != bool(enable):
         ch.plan.write(path + "/enable", "1" if enable else "0")
         ch.add("~", f"{label} enable", f"{int(bool(tpg.enabled))} -> {int(bool(enable))}")
-
-
-def _lun_gone(ch: Change, path: str) -> bool:
-    return any(op.path == path and type(op).__name__ == "Rmdir" for op in ch.plan)
 
 
 def _prune_target(ch: Change, t: Target, w: dict, prune: bool, replaced):
