@@ -68,7 +68,10 @@ def _status(args) -> int:
     from lioctl.tcmu import daemon, launcher
     st = daemon.query()
     running = st is not None
-    st = st or {"pid": daemon.running_pid(), "devices": [], "failed": []}
+    pid = daemon.running_pid()
+    if not running and pid is not None and os.geteuid() != 0:
+        raise LioError(f"the TCMU handler (pid {pid}) tells its status to root only")
+    st = st or {"pid": pid, "devices": [], "failed": []}
     st["running"] = running
     st["unserved"] = unserved(launcher.served(st))
     if args.json:
@@ -115,6 +118,7 @@ def _start(args) -> int:
 
 def _stop(args) -> int:
     from lioctl.tcmu import daemon
+    _require_root()
     pid = daemon.running_pid()
     if pid is None:
         print("lioctl TCMU handler: not running")

@@ -1,0 +1,26 @@
+"""`lioctl tcmu` as a tired admin types it: without root, with a handler that holds the lock."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+
+from lioctl import cli
+from lioctl.tcmu import daemon
+
+
+def test_status_and_stop_without_root_say_why(tmp_path, monkeypatch, capsys):
+    lock = tmp_path / "tcmu.lock"
+    monkeypatch.setattr(daemon, "LOCK", str(lock))
+    monkeypatch.setattr(daemon, "SOCKET", str(tmp_path / "tcmu.sock"))   # nobody answers here
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    assert cli.main(["tcmu", "status"]) == 1                              # no handler at all
+    assert "not running" in capsys.readouterr().out
+    lock.write_text("4242\n")
+    with open(lock) as held:
+        fcntl.flock(held, fcntl.LOCK_EX)                                  # a handler runs
+        assert cli.main(["tcmu", "status"]) == 1
+        err = capsys.readouterr().err.strip().splitlines()
+        assert err == ["lioctl: the TCMU handler (pid 4242) tells its status to root only"]
+        assert cli.main(["tcmu", "stop"]) == 1
+        assert capsys.readouterr().err.strip() == "lioctl: the TCMU handler must run as root"
