@@ -141,7 +141,7 @@ class Emulator:
         return Response(read_len=n) if n < length else GOOD
 
     def _range(self, lba: int, n: int) -> None:
-        if lba + n > self.unit.num_blocks or lba >= self.unit.num_blocks and n:
+        if lba + n > self.unit.num_blocks:
             raise CheckCondition(S.ILLEGAL_REQUEST, S.LBA_OUT_OF_RANGE)
 
     def _writable(self) -> None:
@@ -222,6 +222,8 @@ class Emulator:
             return ((cdb[1] & 0x1F) << 16) | (cdb[2] << 8) | cdb[3], cdb[4] or 256
         return _LBA_LEN[c >> 5].unpack_from(cdb)
 
+    # read() and write() are the per-command hot path: they check range and write protection
+    # inline rather than through _range/_writable/_write_bufs (a call each, under emulation)
     def read(self, cdb, iovecs, length) -> Response:
         lba, n = self._lba_len(cdb)
         unit = self.unit
