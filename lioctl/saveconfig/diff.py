@@ -70,7 +70,7 @@ def _write_group(ch: Change, label: str, cfs_dir: str, desired: dict, current: d
     for k, v in desired.items():
         if k in skip:
             continue
-        if not os.path.exists(f"{cfs_dir}/{k}") and current is not None:
+        if current is not None and k not in current and not os.path.exists(f"{cfs_dir}/{k}"):
             print(f"lioctl: warning: {label}: the kernel has no {k}; not applied", file=sys.stderr)
             continue
         secret = k.startswith("password") or k in secret_keys
@@ -95,12 +95,13 @@ def plan_restore(snap: Snapshot, desired: dict, prune: bool = False) -> Change:
     ch = Change()
     want_sos = {(s["plugin"], s["name"]): s for s in desired.get("storage_objects", [])}
     replaced: set[tuple[str, str]] = set()
+    dumped: dict[tuple[str, str], dict] = {}  # each kept object's attributes read once
     # --- storage objects: which exist but differ in what only creation can set
     for key, so in snap.storage_objects.items():
         w = want_sos.get(key)
         if w is None:
             continue
-        cur = dump_storage_object(so)
+        cur = dumped[key] = dump_storage_object(so)
         for k in SO_IDENTITY[so.plugin]:
             if k in w and _norm(k, w[k]) != _norm(k, cur.get(k)):
                 replaced.add(key)
@@ -139,7 +140,7 @@ def plan_restore(snap: Snapshot, desired: dict, prune: bool = False) -> Change:
             ch.plan.extend(made.plan)
             ch.lines += made.lines
         else:
-            cur = dump_storage_object(so)
+            cur = dumped[key]
             _write_group(ch, f"storage object {key[0]}/{key[1]} attribute", so.path + "/attrib",
                          {k: v for k, v in w.get("attributes", {}).items() if k not in SO_SKIP_ATTRS},
                          cur.get("attributes", {}))

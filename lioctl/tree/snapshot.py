@@ -193,11 +193,27 @@ class NodeACL:
     tpg: "TPG"
     wwn: str
     path: str
-    mapped_luns: dict[int, MappedLun] = field(default_factory=dict)
 
     @property
     def tree_path(self) -> str:
         return f"{self.tpg.tree_path}/acls/{self.wwn}"
+
+    @cached_property
+    def mapped_luns(self) -> dict[int, MappedLun]:
+        """Read when first asked: the large configuration has 4,096 of them (three system calls
+        each), and creating an ACL or a LUN elsewhere, or deleting one target, needs none or few."""
+        out = {}
+        for me in _entries(self.path):
+            if me.name.startswith("lun_") and me.is_dir(follow_symlinks=False):
+                ml = MappedLun(self, int(me.name[4:]), me.path)
+                for link in _entries(me.path):
+                    if link.is_symlink():
+                        ml.alias = link.name
+                        target = os.path.basename(_link_target(link.path))
+                        if target.startswith("lun_"):
+                            ml.tpg_lun = int(target[4:])
+                out[ml.index] = ml
+        return dict(sorted(out.items()))
 
     @cached_property
     def tag(self) -> str | None:
@@ -355,7 +371,8 @@ class Snapshot:
 
 
 def read(root: str | None = None) -> Snapshot:
-    """One pass over configfs: directories and links only; values are read when asked."""
+    """One pass over configfs: directories and links only; values (and an ACL's mapped LUNs)
+    are read when asked."""
     root = root or configfs.ROOT
     snap = Snapshot(mounted=os.path.isdir(root))
     if not snap.mounted:
@@ -427,17 +444,5 @@ def _read_tpg(tpg: TPG, by_path: dict[str, StorageObject]) -> None:
     for ae in _entries(tpg.path + "/acls"):
         if not ae.is_dir(follow_symlinks=False):
             continue
-        acl = NodeACL(tpg, ae.name, ae.path)
-        tpg.acls[ae.name] = acl
-        for me in _entries(ae.path):
-            if me.name.startswith("lun_") and me.is_dir(follow_symlinks=False):
-                ml = MappedLun(acl, int(me.name[4:]), me.path)
-                for link in _entries(me.path):
-                    if link.is_symlink():
-                        ml.alias = link.name
-                        target = os.path.basename(_link_target(link.path))
-                        if target.startswith("lun_"):
-                            ml.tpg_lun = int(target[4:])
-                acl.mapped_luns[ml.index] = ml
-        acl.mapped_luns = dict(sorted(acl.mapped_luns.items()))
+        tpg.acls[ae.name] = NodeACL(tpg, ae.name, ae.path)
     tpg.acls = dict(sorted(tpg.acls.items()))
