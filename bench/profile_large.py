@@ -6,7 +6,6 @@ cProfile for each command (no peer tool; see tree_bench.py / saveconfig_bench.py
 
 from __future__ import annotations
 
-import cProfile
 import io
 import os
 import pstats

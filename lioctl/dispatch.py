@@ -7,7 +7,6 @@ import os
 import sys
 
 from lioctl import configfs, prefs, render
-from lioctl.errors import LioError, UsageError
 from lioctl.grammar import bind
 from lioctl.lock import write_lock
 from lioctl.tree import snapshot

@@ -15,7 +15,7 @@ from lioctl.plan import Modprobe, Plan, Write
 from lioctl.saveconfig.dump import AUTH, dump_storage_object
 from lioctl.tree import backstores as bs, targets as tg
 from lioctl.tree.fabrics import spec_for
-from lioctl.tree.snapshot import HBA_OF_PLUGIN, TPG, Snapshot, StorageObject, Target
+from lioctl.tree.snapshot import HBA_OF_PLUGIN, TPG, Snapshot, Target
 
 # settings that can only be given at creation: a change means re-creating the object
 SO_IDENTITY = {"fileio": ("dev", "size", "write_back"), "block": ("dev", "readonly"),
@@ -147,7 +147,8 @@ def plan_restore(snap: Snapshot, desired: dict, prune: bool = False) -> Change:
             if w.get("wwn") and w["wwn"] != so.wwn:
                 ch.plan.write(so.path + "/wwn/vpd_unit_serial", w["wwn"])
                 ch.add("~", f"storage object {key[0]}/{key[1]} wwn", f"{so.wwn} -> {w['wwn']}")
-            _alua(ch, so.path, w.get("alua_tpgs", []), so.alua_tpgs, f"{key[0]}/{key[1]}", so, prune)
+            _alua(ch, so.path, w.get("alua_tpgs", []), {g["name"]: g for g in cur["alua_tpgs"]},
+                  f"{key[0]}/{key[1]}", prune)
     so_paths = _so_paths(snap, ch)
     # --- targets
     for n, (key, w) in enumerate(want_targets.items()):
@@ -213,7 +214,7 @@ def _create_so(snap: Snapshot, w: dict, taken: set[str]) -> Change:
     skip = SO_SKIP_ATTRS | (set(bs.TCMU_BEFORE_ENABLE) | set(bs.TCMU_CONTROL_ATTRS) if plugin == "user" else set())
     _write_group(ch, "", path + "/attrib",
                  {k: v for k, v in attrs.items() if k not in skip}, None)
-    _alua(ch, path, w.get("alua_tpgs", []), [], f"{plugin}/{name}")
+    _alua(ch, path, w.get("alua_tpgs", []), {}, f"{plugin}/{name}")
     return ch
 
 
@@ -236,16 +237,16 @@ def _alua_writes(want: dict, have: dict | None) -> list[tuple[str, str]]:
     return (typ + state if implicit else state + typ) + out
 
 
-def _alua(ch: Change, so_path: str, want: list[dict], have: list[str], label: str,
-          so: StorageObject | None = None, prune: bool = False):
+def _alua(ch: Change, so_path: str, want: list[dict], have: dict[str, dict], label: str,
+          prune: bool = False):
     """ALUA target port groups: new ones made and set, existing ones' differing settings
-    written in place, ones the file lacks removed with prune."""
-    from lioctl.saveconfig.dump import dump_alua
+    written in place, ones the file lacks removed with prune. `have`: the object's groups as
+    dumped, by name."""
     wanted = {g["name"] for g in want}
     for g in want:
         p = f"{so_path}/alua/{g['name']}"
         if g["name"] in have:
-            cur = dump_alua(so, g["name"])
+            cur = have[g["name"]]
             for k, v in _alua_writes(g, cur):
                 ch.plan.write(f"{p}/{k}", v, undoable=False)  # read back as words: no undo
                 ch.add("~", f"ALUA group {label}/{g['name']} {k}", f"{cur.get(k)} -> {v}")

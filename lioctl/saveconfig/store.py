@@ -17,7 +17,50 @@ DEFAULT = "/etc/target/saveconfig.json"
 
 
 def render(config: dict) -> str:
-    return json.dumps(config, indent=2, sort_keys=True) + "\n"
+    """json.dumps(config, indent=2, sort_keys=True), byte for byte, several times faster: with
+    indent, the standard library falls back to its pure-Python encoder (a generator per value),
+    which was a third of saving the large configuration under emulation."""
+    try:
+        return _indented(config, "\n") + "\n"
+    except _Unusual:
+        return json.dumps(config, indent=2, sort_keys=True) + "\n"
+
+
+class _Unusual(Exception):
+    """A value this encoder leaves to the standard library (non-finite float, non-str key...)."""
+
+
+_quote = json.encoder.encode_basestring_ascii  # the C one
+
+
+def _indented(o, nl: str) -> str:
+    if isinstance(o, str):
+        return _quote(o)
+    if o is None:
+        return "null"
+    if o is True:
+        return "true"
+    if o is False:
+        return "false"
+    if isinstance(o, int):
+        return int.__repr__(o)
+    if isinstance(o, float):
+        if o != o or o in (float("inf"), float("-inf")):
+            raise _Unusual
+        return float.__repr__(o)
+    inner = nl + "  "
+    if isinstance(o, dict):
+        if not o:
+            return "{}"
+        if not all(isinstance(k, str) for k in o):
+            raise _Unusual
+        return ("{" + inner + ("," + inner).join(_quote(k) + ": " + _indented(v, inner)
+                                                for k, v in sorted(o.items())) + nl + "}")
+    if isinstance(o, (list, tuple)):
+        if not o:
+            return "[]"
+        return "[" + inner + ("," + inner).join(_indented(v, inner) for v in o) + nl + "]"
+    raise _Unusual
 
 
 def _same(path: str, text: str) -> bool:

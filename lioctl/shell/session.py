@@ -181,7 +181,6 @@ def run_shell(opts) -> int:
         editing_mode=EditingMode.VI if sh.prefs.get("editing_mode") == "vi" else EditingMode.EMACS,
         enable_history_search=False)
     print("lioctl shell: Tab completes, 'help' lists commands, Ctrl-D or 'exit' leaves.")
-    rc = 0
     while True:
         try:
             line = session.prompt(sh.prompt_text)
@@ -190,7 +189,7 @@ def run_shell(opts) -> int:
         except EOFError:
             break
         try:
-            rc = sh.execute(line)
+            sh.execute(line)
         except EOFError:
             break
         except KeyboardInterrupt:
@@ -199,10 +198,8 @@ def run_shell(opts) -> int:
             if opts.debug:
                 traceback.print_exc()
             print(f"lioctl: {e}", file=sys.stderr)
-            rc = e.exit_code
         except Exception as e:  # noqa: BLE001 - a bug in one command must not end the shell
             if opts.debug:
                 traceback.print_exc()
             print(f"lioctl: internal error: {type(e).__name__}: {e} (rerun with --debug)", file=sys.stderr)
-            rc = 1
     return 0

@@ -46,7 +46,7 @@ def free_hba(plugin: str, taken: set[str] = frozenset()) -> str:
 
 
 def check_new_name(snap: Snapshot, plugin: str, name: str) -> None:
-    check_object_name(name, f"backstore name")
+    check_object_name(name, "backstore name")
     if snap.so(plugin, name):
         raise LioError(f"backstore {plugin}/{name} already exists")
 

@@ -16,7 +16,7 @@ from lioctl import configfs
 from lioctl.errors import LioError, UsageError
 from lioctl.plan import Plan
 from lioctl.tree import backstores as bs, targets as tg
-from lioctl.tree.fabrics import KNOWN, loaded_fabrics, spec_for
+from lioctl.tree.fabrics import KNOWN, loaded_fabrics
 from lioctl.tree.params import normalize_value
 from lioctl.tree.snapshot import (SECRET_KEYS, TPG, Fabric, Lun, MappedLun, NodeACL, Portal,
                                   Snapshot, StorageObject, Target, read_group)

@@ -129,7 +129,7 @@ class Emulator:
             return Response(S.CHECK_CONDITION, e.sense)
         except (IndexError, struct.error, ValueError):
             return Response(S.CHECK_CONDITION, S.fixed(S.ILLEGAL_REQUEST, S.INVALID_FIELD_IN_CDB))
-        except OSError as e:
+        except OSError:
             return Response(S.CHECK_CONDITION, S.fixed(S.MEDIUM_ERROR, S.UNRECOVERED_READ_ERROR))
         except Exception:   # a bug must not take the device down: the initiator gets an error
             return Response(S.CHECK_CONDITION, S.fixed(S.HARDWARE_ERROR, (0x44, 0x00)))
