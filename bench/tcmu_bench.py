@@ -80,15 +80,16 @@ def cpu_busy() -> tuple[int, int]:
     return sum(v) - idle, sum(v)
 
 
-def proc_cpu(pid: int | None) -> int:
+def proc_cpu(pid: int | None) -> tuple[int, int]:
+    """(user, system) clock ticks of a process and its threads."""
     if not pid:
-        return 0
+        return 0, 0
     try:
         with open(f"/proc/{pid}/stat") as f:
             parts = f.read().rsplit(")", 1)[1].split()
-        return int(parts[11]) + int(parts[12])
+        return int(parts[11]), int(parts[12])
     except OSError:
-        return 0
+        return 0, 0
 
 
 def run_job(dev: str, args: list[str], pid: int | None) -> dict:
@@ -106,10 +107,14 @@ def run_job(dev: str, args: list[str], pid: int | None) -> dict:
     job = json.loads(p.stdout[p.stdout.index("{"):])["jobs"][0]
     rw = job["read"] if job["read"]["io_bytes"] else job["write"]
     hz = os.sysconf("SC_CLK_TCK")
+    ios = max(1, rw["total_ios"])   # counted after the ramp; CPU over the whole run, so an overestimate
+    user, system = ((p1[i] - p0[i]) / hz for i in (0, 1))
     return {"iops": rw["iops"], "mibs": rw["bw_bytes"] / (1 << 20),
             "lat_us": rw["lat_ns"]["mean"] / 1000,
             "sys_cpu": 100.0 * (b1 - b0) / max(1, t1 - t0),
-            "handler_cpu": 100.0 * (p1 - p0) / hz / wall if pid else None}
+            "handler_cpu": 100.0 * (user + system) / wall if pid else None,
+            "handler_user_us": 1e6 * user / ios if pid else None,
+            "handler_sys_us": 1e6 * system / ios if pid else None}
 
 
 def backend_lioctl(img: str):
@@ -193,6 +198,12 @@ def main() -> int:
         a, b, c = (results[k][name] for k in ("lioctl", "tcmu-runner", "kernel fileio"))
         print(f"{name:<34} {a['sys_cpu']:>7.1f} / {a['handler_cpu']:>5.1f} {b['sys_cpu']:>7.1f} / "
               f"{b['handler_cpu']:>5.1f} {c['sys_cpu']:>14.1f}")
+    print()
+    print(f"{'handler CPU per I/O, user / system us':<38} {'lioctl':>16} {'tcmu-runner':>16}")
+    for name, _ in JOBS:
+        a, b = (results[k][name] for k in ("lioctl", "tcmu-runner"))
+        print(f"{name:<38} {a['handler_user_us']:>7.0f} / {a['handler_sys_us']:<6.0f} "
+              f"{b['handler_user_us']:>7.0f} / {b['handler_sys_us']:<6.0f}")
     with open(f"{DIR}.json", "w") as f:
         json.dump(results, f, indent=1)
     return 0

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
+import os
 import re
-import socket
-import uuid
 
 from lioctl.errors import LioError
 
@@ -45,9 +44,10 @@ def normalize(wwn_types: tuple[str, ...], wwn: str, what: str = "WWN") -> tuple[
 
 
 def generate(wwn_type: str) -> str:
+    import uuid     # here, not at the top: uuid pulls in platform and socket on every start
     u = uuid.uuid4().hex
     if wwn_type == "iqn":
-        host = iqn_label(socket.gethostname()) or "localhost"
+        host = iqn_label(os.uname().nodename) or "localhost"
         return f"iqn.2003-01.org.linux-iscsi.{host}.x8664:sn.{u[:12]}"
     if wwn_type == "naa":
         return "naa.5001405" + u[:9]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import ipaddress
 import os
-import uuid
 
 from lioctl import configfs, wwn as wwnmod
 from lioctl.errors import LioError
@@ -16,7 +15,7 @@ MAX_LUN = 65535
 
 
 def _alias() -> str:
-    return uuid.uuid4().hex[-10:]
+    return os.urandom(5).hex()   # 10 hex digits, as targetcli names them
 
 
 def fabric_path(name: str) -> str:
