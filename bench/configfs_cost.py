@@ -4,7 +4,7 @@ no-op restore, which must read every attribute a saved configuration names.
     bash tests/kernel/boot.sh bash -c 'bash tests/kernel/prepare-guest.sh; /opt/lioctl-venv/bin/python bench/configfs_cost.py'
 
 Builds the large configuration, then reads every storage object's attrib/ files: by absolute
-path, relative to an open directory, from two threads, and lstat alone (the lookup, which
+path, relative to an open directory, from two threads or processes, and lstat alone (the lookup, which
 configfs redoes on every access because it keeps no attribute dentries), with getppid as the
 bare system-call cost."""
 
@@ -69,6 +69,17 @@ def two_threads(files):
         t.join()
 
 
+def two_processes(files):
+    pid = os.fork()
+    if pid == 0:
+        try:
+            by_path(files[1::2])
+        finally:
+            os._exit(0)
+    by_path(files[0::2])
+    os.waitpid(pid, 0)
+
+
 def lstat_only(files):
     for g, n in files:
         os.lstat(f"{g}/{n}")
@@ -86,7 +97,8 @@ def main() -> None:
     print(f"{len(files)} attribute files of {lc.N_SO} storage objects")
     print(f"{'read by':<28}{'total s':>9}{'us/file':>9}")
     for name, fn in (("absolute path", by_path), ("open directory fd", by_dir_fd),
-                     ("absolute path, 2 threads", two_threads), ("lstat only", lstat_only),
+                     ("absolute path, 2 threads", two_threads), ("absolute path, 2 processes", two_processes),
+                     ("lstat only", lstat_only),
                      ("getppid (no configfs)", bare_syscall)):
         fn(files)   # warm
         t = time.perf_counter()

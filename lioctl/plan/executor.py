@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
 from lioctl import configfs
@@ -32,12 +33,32 @@ def _short(path: str) -> str:
 
 
 def execute(plan: Plan, progress: Callable[[int, int], None] | None = None) -> int:
-    """Run every operation; return how many ran. On failure roll back and raise PlanFailed."""
+    """Run every operation; return how many ran. On failure roll back and raise PlanFailed.
+    A run of adjacent ops the planner marked concurrent runs on threads, all of it, before
+    any failure in it is handled (so what ran is known and undone)."""
     fault_at = int(os.environ.get(FAULT_ENV, "0") or 0)
     undo: list[Op] = []
     created: set[str] = set()
-    total = len(plan)
-    for n, op in enumerate(plan, 1):
+    ops = plan.ops
+    total = len(ops)
+    n = 0
+    while n < total:
+        end = _run_end(ops, n)
+        if end - n > 1:
+            failure = None
+            for op, result in zip(ops[n:end], _apply_together(ops[n:end], n + 1, fault_at)):
+                if isinstance(result, BaseException):
+                    failure = failure or (op, result)
+                elif result is not None:
+                    undo.append(result)
+            if failure:
+                _fail(*failure, undo)
+            n = end
+            if progress:
+                progress(n, total)
+            continue
+        op = ops[n]
+        n += 1
         try:
             if fault_at and n == fault_at:
                 raise OSError(5, f"fault injected by {FAULT_ENV}")
@@ -45,16 +66,8 @@ def execute(plan: Plan, progress: Callable[[int, int], None] | None = None) -> i
             if isinstance(op, Write) and op.undoable and _inside(op.path, created):
                 op = Write(op.path, op.value, secret=op.secret, undoable=False)
             inverse = op.apply()
-        except OSError as exc:
-            leftovers = rollback(undo)
-            what = _describe_failure(op, exc)
-            msg = what
-            if leftovers:
-                msg += f"; rollback could not undo: {', '.join(_short(p) for p in leftovers)}"
-            raise PlanFailed(msg, op, len(undo), leftovers) from exc
-        except LioError as exc:
-            leftovers = rollback(undo)
-            raise PlanFailed(str(exc), op, len(undo), leftovers) from exc
+        except (OSError, LioError) as exc:
+            _fail(op, exc, undo)
         if isinstance(op, Mkdir):
             created.add(op.path)
         if inverse is not None:
@@ -62,6 +75,45 @@ def execute(plan: Plan, progress: Callable[[int, int], None] | None = None) -> i
         if progress:
             progress(n, total)
     return total
+
+
+MAX_THREADS = 32    # a run of 256 LUN links: 35 ms each in turn, ~5 ms each 32 at a time
+
+
+def _run_end(ops: list[Op], start: int) -> int:
+    """End of the run of adjacent concurrent ops of one kind starting at `start`."""
+    first = ops[start]
+    end = start + 1
+    if first.concurrent:
+        while end < len(ops) and ops[end].concurrent and type(ops[end]) is type(first):
+            end += 1
+    return end
+
+
+def _apply_together(batch: list[Op], first_number: int, fault_at: int) -> list:
+    """Each op's inverse, or the exception it raised, in plan order."""
+    def one(numbered):
+        number, op = numbered
+        try:
+            if fault_at and number == fault_at:
+                raise OSError(5, f"fault injected by {FAULT_ENV}")
+            return op.apply()
+        except Exception as exc:  # noqa: BLE001 - handed back to the caller in plan order
+            return exc
+    with ThreadPoolExecutor(min(MAX_THREADS, len(batch))) as pool:
+        return list(pool.map(one, enumerate(batch, first_number)))
+
+
+def _fail(op: Op, exc: BaseException, undo: list[Op]):
+    leftovers = rollback(undo)
+    if isinstance(exc, OSError):
+        msg = _describe_failure(op, exc)
+        if leftovers:
+            msg += f"; rollback could not undo: {', '.join(_short(p) for p in leftovers)}"
+        raise PlanFailed(msg, op, len(undo), leftovers) from exc
+    if isinstance(exc, LioError):
+        raise PlanFailed(str(exc), op, len(undo), leftovers) from exc
+    raise exc
 
 
 def _inside(path: str, created: set[str]) -> bool:

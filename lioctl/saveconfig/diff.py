@@ -110,25 +110,31 @@ def plan_restore(snap: Snapshot, desired: dict, prune: bool = False) -> Change:
 
     want_targets = {(t["fabric"], t["wwn"]): t for t in desired.get("targets", [])}
     # --- removals first (children before parents)
+    gone_targets = []
     for fab in snap.fabrics.values():
         for t in fab.targets.values():
             key = (fab.name, fab.spec.display_wwn(t.wwn))
             w = want_targets.get(key)
             if w is None:
                 if prune:
-                    ch.plan.extend(tg.plan_delete_target(t))
+                    gone_targets.append(t)
                     ch.add("-", f"target {key[1]}")
                 continue
             _prune_target(ch, t, w, prune, replaced)
+    if gone_targets:
+        ch.plan.extend(tg.plan_delete_targets(gone_targets))
+    gone_sos = []
     for key, so in snap.storage_objects.items():
         if key in replaced or (key not in want_sos and prune):
             luns_left = [lun for lun in so.luns if lun.path not in ch.plan.removed]
             for lun in luns_left:
                 ch.plan.extend(tg.plan_delete_lun(lun))
                 ch.add("-", f"LUN {lun.tree_path}", "its storage object goes")
-            ch.plan.extend(bs.plan_remove_object(snap, so))
+            gone_sos.append(so)
             if key not in replaced:
                 ch.add("-", f"storage object {key[0]}/{key[1]}")
+    if gone_sos:
+        ch.plan.extend(bs.plan_remove_objects(snap, gone_sos))
     # --- storage objects to create or adjust
     taken_hbas: set[str] = set()
     for n, (key, w) in enumerate(want_sos.items()):
@@ -315,6 +321,7 @@ def _tpg_body(ch: Change, path: str, tw: dict, tpg: TPG | None, so_paths, replac
                  {k: configfs.read(f"{path}/auth/{k}") for k in auth} if tpg else None,
                  secret_keys={"password", "password_mutual"})
     have_luns = tpg.luns if tpg else {}
+    new_luns = []
     for lw in tw.get("luns", []):
         lun = have_luns.get(lw["index"])
         so_key = _so_key(lw["storage_object"])
@@ -327,12 +334,16 @@ def _tpg_body(ch: Change, path: str, tw: dict, tpg: TPG | None, so_paths, replac
             continue
         if lun is not None and lun.path not in ch.plan.removed:
             ch.plan.extend(tg.plan_delete_lun(lun))
-        lpath = f"{path}/lun/lun_{lw['index']}"
+        new_luns.append((f"{path}/lun/lun_{lw['index']}", lw, so_paths[so_key]))
+        ch.add("+", f"{label} LUN {lw['index']}")
+    # a LUN's link waits in the kernel (~17 ms under emulation): the links go concurrently
+    for lpath, _, _ in new_luns:
         ch.plan.mkdir(lpath)
-        ch.plan.symlink(f"{lpath}/{lw.get('alias') or tg._alias()}", so_paths[so_key])
+    for lpath, lw, so_path in new_luns:
+        ch.plan.symlink(f"{lpath}/{lw.get('alias') or tg._alias()}", so_path, concurrent=True)
+    for lpath, lw, _ in new_luns:
         if lw.get("alua_tg_pt_gp_name") and lw["alua_tg_pt_gp_name"] != "default_tg_pt_gp":
             ch.plan.write(lpath + "/alua_tg_pt_gp", lw["alua_tg_pt_gp_name"], undoable=False)
-        ch.add("+", f"{label} LUN {lw['index']}")
     have_portals = tpg.portals if tpg else {}
     for pw in tw.get("portals", []):
         ip = pw["ip_address"].strip("[]")
@@ -444,11 +455,8 @@ def _update_target(ch: Change, t: Target, w: dict, so_paths, replaced):
 
 def plan_clear(snap: Snapshot) -> Plan:
     """Everything, children first; a failure midway is rolled back like any plan."""
-    plan = Plan()
-    for t in snap.targets():
-        plan.extend(tg.plan_delete_target(t))
-    for so in snap.storage_objects.values():
-        plan.extend(bs.plan_remove_object(snap, so))
+    plan = tg.plan_delete_targets(list(snap.targets()))
+    plan.extend(bs.plan_remove_objects(snap, list(snap.storage_objects.values())))
     for fab in snap.fabrics.values():
         da = fab.path + "/discovery_auth"
         if os.path.isdir(da) and configfs.read(da + "/enforce_discovery_auth") == "1":

@@ -255,26 +255,41 @@ def plan_portal(tpg: TPG, text: str, *, check_local: bool = True) -> tuple[Plan,
 
 
 def plan_delete_tpg(tpg: TPG) -> Plan:
+    return plan_delete_tpgs([tpg])
+
+
+def plan_delete_tpgs(tpgs: list[TPG]) -> Plan:
+    """TPGs and everything in them. Unlinking a LUN and removing a TPG each wait out an RCU
+    grace period in the kernel, so those steps are grouped across all the TPGs and marked
+    concurrent (deleting 32 targets: 256 LUN links went from 9 s to about 1 s in the guest)."""
     plan = Plan()
-    if os.path.exists(f"{tpg.path}/enable") and tpg.enabled and tpg.target.fabric.name == "iscsi":
-        plan.write(f"{tpg.path}/enable", "0", undoable=False)
-    for acl in tpg.acls.values():
-        plan.extend(plan_delete_acl(acl))
-    for lun in tpg.luns.values():
-        if lun.alias:
-            plan.unlink(f"{lun.path}/{lun.alias}")
-        plan.rmdir(lun.path)
-    for portal in tpg.portals.values():
-        plan.rmdir(portal.path)
-    plan.rmdir(tpg.path)
+    for tpg in tpgs:
+        if os.path.exists(f"{tpg.path}/enable") and tpg.enabled and tpg.target.fabric.name == "iscsi":
+            plan.write(f"{tpg.path}/enable", "0", undoable=False)
+        for acl in tpg.acls.values():
+            plan.extend(plan_delete_acl(acl))
+    for tpg in tpgs:
+        for lun in tpg.luns.values():
+            if lun.alias:
+                plan.unlink(f"{lun.path}/{lun.alias}", concurrent=True)
+    for tpg in tpgs:
+        for lun in tpg.luns.values():
+            plan.rmdir(lun.path)
+        for portal in tpg.portals.values():
+            plan.rmdir(portal.path)
+    for tpg in tpgs:
+        plan.rmdir(tpg.path, concurrent=True)
     return plan
 
 
 def plan_delete_target(target: Target) -> Plan:
-    plan = Plan()
-    for tpg in target.tpgs.values():
-        plan.extend(plan_delete_tpg(tpg))
-    plan.rmdir(target.path)
+    return plan_delete_targets([target])
+
+
+def plan_delete_targets(targets: list[Target]) -> Plan:
+    plan = plan_delete_tpgs([tpg for t in targets for tpg in t.tpgs.values()])
+    for t in targets:
+        plan.rmdir(t.path)
     return plan
 
 
