@@ -25,8 +25,10 @@ def configure(p):
     g.add_argument("--clear", action="store_true", help="start from an empty configuration")
 
 
-def compute(args):
-    desired, unknown = load.read(args.file)
+def compute(args, loaded=None):
+    """The plan from what runs to the file; `loaded` is load.read's answer when the caller
+    has it already (the large configuration's file takes seconds to check under emulation)."""
+    desired, unknown = loaded or load.read(args.file)
     snap = snapshot.read()
     if args.clear:
         ch = diff.Change(diff.plan_clear(snap))
@@ -102,10 +104,10 @@ def run(args) -> int:
         else:
             render.print_text("\n".join(ch.lines) or "nothing to change")
         return 0
-    load.read(args.file)  # every check before any module loads or lock is taken
+    loaded = load.read(args.file)  # every check before any module loads or lock is taken
     configfs.ensure_ready()
     with write_lock():
-        ch, unknown = compute(args)
+        ch, unknown = compute(args, loaded)
         load.report_unknown(unknown)
         executor.execute(ch.plan, progress_printer())
     _serve_user_backstores()

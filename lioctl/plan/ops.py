@@ -19,8 +19,8 @@ class Op:
     path: str
     # The planner's promise that this op and the ops next to it that carry the flag are
     # independent, so the executor may run them at once. Only for ops that wait in the kernel
-    # (a LUN's link waits out an RCU grace period, ~35 ms under emulation); cheap ops run
-    # faster one after another.
+    # (a LUN's link or a TPG waits out an RCU grace period, ~35 ms under emulation); cheap
+    # ops run faster one after another.
     concurrent: bool = field(default=False, compare=False, repr=False, kw_only=True)
 
     def apply(self) -> "Op | None":

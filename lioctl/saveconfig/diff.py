@@ -315,10 +315,11 @@ def _tpg_body(ch: Change, path: str, tw: dict, tpg: TPG | None, so_paths, replac
                  rw_group(path + "/attrib") if tpg else None)
     _write_group(ch, f"{label} parameter", path + "/param", tw.get("parameters", {}),
                  rw_group(path + "/param", as_text=True) if tpg else None)
+    cur_auth = configfs.read_group(path + "/auth", [k for _, k in AUTH]) if tpg else None
     auth = {fname: tw.get("chap_" + key) or "" for key, fname in AUTH
-            if tw.get("chap_" + key) or tpg is not None and configfs.read(f"{path}/auth/{fname}")}
+            if tw.get("chap_" + key) or tpg is not None and cur_auth.get(fname)}
     _write_group(ch, f"{label} auth", path + "/auth", auth,
-                 {k: configfs.read(f"{path}/auth/{k}") for k in auth} if tpg else None,
+                 {k: cur_auth[k] for k in auth} if tpg else None,
                  secret_keys={"password", "password_mutual"})
     have_luns = tpg.luns if tpg else {}
     new_luns = []
@@ -363,7 +364,7 @@ def _tpg_body(ch: Change, path: str, tw: dict, tpg: TPG | None, so_paths, replac
         if acl is None:
             ch.plan.mkdir(apath)
             ch.add("+", f"{label} ACL {aw['node_wwn']}")
-        cur_auth = {k: configfs.read(f"{apath}/auth/{k}") for _, k in AUTH} if acl else None
+        cur_auth = configfs.read_group(apath + "/auth", [k for _, k in AUTH]) if acl else None
         want_auth = {fname: aw.get("chap_" + key) or "" for key, fname in AUTH
                      if aw.get("chap_" + key) or acl is not None and cur_auth.get(fname)}
         _write_group(ch, f"{label} ACL {aw['node_wwn']} auth", apath + "/auth", want_auth, cur_auth,

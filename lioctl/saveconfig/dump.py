@@ -6,7 +6,7 @@ import os
 import re
 
 from lioctl import configfs
-from lioctl.tree.snapshot import TPG, NodeACL, Snapshot, StorageObject, _entries
+from lioctl.tree.snapshot import TPG, NodeACL, Snapshot, StorageObject
 
 AUTH = (("userid", "userid"), ("password", "password"),
         ("mutual_userid", "userid_mutual"), ("mutual_password", "password_mutual"))
@@ -33,21 +33,29 @@ _WRITABLE_BY_LAYOUT: dict[tuple[str, ...], frozenset[str]] = {}
 
 def rw_group(path: str, as_text: bool = False) -> dict:
     """Readable and writable files of a group; attributes as ints where they parse, parameters
-    as text (as rtslib does)."""
-    files = sorted((e for e in _entries(path) if e.is_file(follow_symlinks=False)), key=lambda e: e.name)
-    layout = tuple(e.name for e in files)
-    writable = _WRITABLE_BY_LAYOUT.get(layout)
-    if writable is None:
-        writable = frozenset(e.name for e in files
-                             if e.stat(follow_symlinks=False).st_mode & 0o600 == 0o600)
-        _WRITABLE_BY_LAYOUT[layout] = writable
-    out = {}
-    for e in files:
-        if e.name in writable:
-            v = configfs.read(e.path)
-            if v is not None:
-                out[e.name] = v if as_text else _value(v)
-    return out
+    as text (as rtslib does). Listed and read through one directory descriptor."""
+    try:
+        dfd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        return {}
+    try:
+        with os.scandir(dfd) as it:
+            files = sorted((e for e in it if e.is_file(follow_symlinks=False)), key=lambda e: e.name)
+        layout = tuple(e.name for e in files)
+        writable = _WRITABLE_BY_LAYOUT.get(layout)
+        if writable is None:
+            writable = frozenset(e.name for e in files
+                                 if e.stat(follow_symlinks=False).st_mode & 0o600 == 0o600)
+            _WRITABLE_BY_LAYOUT[layout] = writable
+        out = {}
+        for name in layout:
+            if name in writable:
+                v = configfs.read(name, None, dfd)
+                if v is not None:
+                    out[name] = v if as_text else _value(v)
+        return out
+    finally:
+        os.close(dfd)
 
 
 def _parse_info(so: StorageObject, key: str) -> str | None:
@@ -94,10 +102,10 @@ ALUA_NAMED = {"alua_access_type": ["None", "Implicit", "Explicit", "Implicit and
 
 def dump_alua(so: StorageObject, name: str) -> dict:
     """The kernel shows access type and status as words; the format stores their index."""
-    path = f"{so.path}/alua/{name}"
-    d = {"name": name, "tg_pt_gp_id": _value(configfs.read(path + "/tg_pt_gp_id", "0") or "0")}
+    values = configfs.read_group(f"{so.path}/alua/{name}", ("tg_pt_gp_id",) + ALUA_RW)
+    d = {"name": name, "tg_pt_gp_id": _value(values["tg_pt_gp_id"] or "0")}
     for p in ALUA_RW:
-        v = configfs.read(f"{path}/{p}")
+        v = values[p]
         if v is not None and p in ALUA_NAMED and v in ALUA_NAMED[p]:
             d[p] = ALUA_NAMED[p].index(v)
         else:
@@ -110,8 +118,9 @@ def _unset(v: str | None) -> bool:
 
 
 def _auth(path: str, d: dict) -> None:
+    values = configfs.read_group(path + "/auth", [fname for _, fname in AUTH])
     for key, fname in AUTH:
-        v = configfs.read(f"{path}/auth/{fname}")
+        v = values[fname]
         if not _unset(v):
             d["chap_" + key] = v
 

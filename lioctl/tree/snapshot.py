@@ -26,13 +26,21 @@ def _entries(path: str):
 
 def read_group(path: str) -> dict[str, str]:
     """All readable attribute files of a configfs group (attrib/, param/, auth/...)."""
-    out = {}
-    for e in _entries(path):
-        if e.is_file(follow_symlinks=False):
-            v = configfs.read(e.path)
+    try:
+        dfd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        return {}
+    try:
+        with os.scandir(dfd) as it:
+            names = sorted(e.name for e in it if e.is_file(follow_symlinks=False))
+        out = {}
+        for n in names:
+            v = configfs.read(n, None, dfd)
             if v is not None:
-                out[e.name] = v
-    return dict(sorted(out.items()))
+                out[n] = v
+        return out
+    finally:
+        os.close(dfd)
 
 
 @dataclass(eq=False)
@@ -206,12 +214,22 @@ class NodeACL:
         for me in _entries(self.path):
             if me.name.startswith("lun_") and me.is_dir(follow_symlinks=False):
                 ml = MappedLun(self, int(me.name[4:]), me.path)
-                for link in _entries(me.path):
-                    if link.is_symlink():
-                        ml.alias = link.name
-                        target = os.path.basename(_link_target(link.path))
-                        if target.startswith("lun_"):
-                            ml.tpg_lun = int(target[4:])
+                try:
+                    dfd = os.open(me.path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+                except OSError:
+                    continue    # gone while we looked
+                try:            # the link, relative to the open directory
+                    with os.scandir(dfd) as it:
+                        for link in it:
+                            if link.is_symlink():
+                                ml.alias = link.name
+                                target = os.path.basename(os.path.normpath(os.readlink(link.name, dir_fd=dfd)))
+                                if target.startswith("lun_"):
+                                    ml.tpg_lun = int(target[4:])
+                except OSError:
+                    pass
+                finally:
+                    os.close(dfd)
                 out[ml.index] = ml
         return dict(sorted(out.items()))
 
