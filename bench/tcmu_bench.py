@@ -158,7 +158,11 @@ def main() -> int:
     os.makedirs(DIR)
     runner = start_runner()
     results: dict[str, dict[str, dict]] = {}
+    disks = {}
     try:
+        # All three disks exist at once and every job runs on each in turn: under emulation on
+        # a shared host the guest's speed drifts over minutes, and one backend after another
+        # once put a slow spell on one of them alone.
         for label, make in (("lioctl", backend_lioctl), ("tcmu-runner", backend_runner),
                             ("kernel fileio", backend_fileio)):
             img = f"{DIR}/{label.split()[0]}.img"
@@ -168,17 +172,16 @@ def main() -> int:
             bs, pid = make(img)
             wwn = json.loads(lioctl("/loopback", "create", "--json"))["wwn"]
             lioctl(f"/loopback/{wwn}/luns", "create", bs)
-            dev = disk_of(bs)
+            disks[label] = (disk_of(bs), pid)
             results[label] = {}
-            for name, args in JOBS:
+        for name, args in JOBS:
+            for label, (dev, pid) in disks.items():
                 r = run_job(dev, args, pid)
                 results[label][name] = r
                 print(f"{label:<14} {name:<20} {r['iops']:>9.0f} IOPS {r['mibs']:>8.1f} MiB/s "
                       f"lat {r['lat_us']:>8.0f} us  sys {r['sys_cpu']:5.1f}%"
                       + (f"  handler {r['handler_cpu']:5.1f}%" if r["handler_cpu"] is not None else ""),
                       flush=True)
-            lioctl("/loopback", "delete", wwn)
-            lioctl(bs.rsplit("/", 1)[0], "delete", bs.rsplit("/", 1)[1])
     finally:
         os.killpg(runner.pid, signal.SIGTERM)
         runner.wait(timeout=60)
