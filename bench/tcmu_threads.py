@@ -1,0 +1,55 @@
+"""How many I/O threads lioctl's TCMU handler should use: 1 MiB sequential read and write at qd8
+through tcm_loop with LIOCTL_TCMU_IO_THREADS=4 (the default), 0 (everything on the event loop)
+and 1, alternating, twice, in one guest boot.
+
+    bash tests/kernel/boot.sh bash -c 'bash tests/kernel/prepare-guest.sh; /opt/lioctl-venv/bin/python bench/tcmu_threads.py'
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:0] = [HERE, os.path.join(HERE, "..", "tests", "kernel")]
+import cfs  # noqa: E402
+import tcmu_bench as tb  # noqa: E402
+from lioctl.tcmu import daemon  # noqa: E402
+
+JOBS = (("1M read qd8", ["--rw=read", "--bs=1M", "--iodepth=8"]),
+        ("1M write qd8", ["--rw=write", "--bs=1M", "--iodepth=8"]))
+
+
+def restart(threads: int) -> int:
+    subprocess.run(tb.LIOCTL + ["tcmu", "stop"], check=True, capture_output=True)
+    env = dict(os.environ, LIOCTL_TCMU_IO_THREADS=str(threads))
+    subprocess.run(tb.LIOCTL + ["tcmu", "start"], check=True, env=env, capture_output=True)
+    return daemon.running_pid()
+
+
+def main() -> None:
+    tb.RUNTIME = int(os.environ.get("BENCH_RUNTIME", "12"))
+    cfs.clear()
+    os.makedirs(tb.DIR, exist_ok=True)
+    tb.lioctl("/backstores/user", "create", "b_lioctl", "256M", tb.DIR + "/l.img")
+    wwn = json.loads(tb.lioctl("/loopback", "create", "--json"))["wwn"]
+    tb.lioctl(f"/loopback/{wwn}/luns", "create", "/backstores/user/b_lioctl")
+    dev = tb.disk_of("/backstores/user/b_lioctl")
+    subprocess.run(["fio", "--name=fill", f"--filename={dev}", "--direct=1", "--rw=write", "--bs=1M",
+                    "--size=256M"], capture_output=True, check=True)
+    try:
+        for _ in range(2):
+            for threads in (4, 0, 1):
+                pid = restart(threads)
+                for name, args in JOBS:
+                    r = tb.run_job(dev, args, pid)
+                    print(f"threads={threads} {name}: {r['mibs']:.1f} MiB/s handler {r['handler_cpu']:.0f}% "
+                          f"user {r['handler_user_us']:.0f} sys {r['handler_sys_us']:.0f} us/IO", flush=True)
+    finally:
+        cfs.clear()
+
+
+if __name__ == "__main__":
+    main()
