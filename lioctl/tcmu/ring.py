@@ -114,8 +114,10 @@ class Ring:
         """Parse every entry between our position and cmd_head. PAD and TMR entries are
         skipped (the kernel skips them too when it reaps answers); an op we do not know is
         returned flagged so it gets answered with UNKNOWN_OP."""
+        head = U32.unpack_from(self.mv, MB_CMD_HEAD)[0]
+        if head == self.next:
+            return []
         out = []
-        head = self.head
         if head >= self.cmdr_size or head % 8:
             raise RingError(f"cmd_head {head} is outside the ring or misaligned")
         base = self.cmdr_off

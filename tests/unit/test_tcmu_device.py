@@ -51,3 +51,24 @@ def test_large_io_on_threads_small_inline_and_a_malformed_large_entry():
         dev.drain()
         dev.quiesce()
         assert k.reap()[r]["data"] == data
+
+
+def test_inline_batch_counts_and_answers_every_kind():
+    from lioctl.tcmu import ring as R
+    k, dev, bell = device(None)
+    data = os.urandom(4096)
+    w = k.queue(struct.pack(">BBIBHB", 0x2A, 0, 8, 0, 8, 0), data_out=data)
+    r = k.queue(struct.pack(">BBIBHB", 0x28, 0, 8, 0, 8, 0), data_in=4096)
+    bad = k.queue(bytes([0xFF]) + bytes(5))             # invalid opcode
+    oor = k.queue(struct.pack(">BBQIBB", 0x88, 0, 1 << 40, 8, 0, 0), data_in=4096)
+    k.queue_raw(64, 5)                                   # an op from a future kernel
+    assert dev.drain() == 5
+    got = k.reap()
+    assert got[w]["status"] == 0 and got[r]["status"] == 0 and got[r]["data"] == data
+    assert got[bad]["status"] == 2 and got[bad]["sense"][12] == 0x20      # INVALID OPCODE
+    assert got[oor]["status"] == 2 and got[oor]["sense"][12] == 0x21      # LBA OUT OF RANGE
+    assert [v["uflags"] & R.UFLAG_UNKNOWN_OP for v in got.values()].count(R.UFLAG_UNKNOWN_OP) == 1
+    c = dev.counters
+    assert (c.commands, c.reads, c.writes, c.read_bytes, c.write_bytes, c.errors) == (5, 2, 1, 8192, 4096, 3)
+    assert len(os.read(bell, 64)) == 4                   # one doorbell for the whole batch
+    assert dev.drain() == 0

@@ -113,18 +113,20 @@ class Emulator:
             op.UNMAP: self.unmap,
             op.COMPARE_AND_WRITE: self.compare_and_write,
         }
+        # one lookup per command: the handler and the shortest CDB it may read
+        self.dispatch = {c: (fn, _min_len(c)) for c, fn in self.table.items()}
 
     # entry point
     def execute(self, cdb: bytes, iovecs, length: int) -> Response:
         try:
             if not cdb:
                 raise illegal(S.INVALID_FIELD_IN_CDB)
-            fn = self.table.get(cdb[0])
-            if fn is None:
+            entry = self.dispatch.get(cdb[0])
+            if entry is None:
                 raise illegal(S.INVALID_OPCODE)
-            if len(cdb) < _min_len(cdb[0]):
+            if len(cdb) < entry[1]:
                 raise illegal(S.INVALID_FIELD_IN_CDB)
-            return fn(cdb, iovecs, length)
+            return entry[0](cdb, iovecs, length)
         except CheckCondition as e:
             return Response(S.CHECK_CONDITION, e.sense)
         except (IndexError, struct.error, ValueError):
@@ -222,10 +224,12 @@ class Emulator:
             return ((cdb[1] & 0x1F) << 16) | (cdb[2] << 8) | cdb[3], cdb[4] or 256
         return _LBA_LEN[c >> 5].unpack_from(cdb)
 
+
     # read() and write() are the per-command hot path: they check range and write protection
     # inline rather than through _range/_writable/_write_bufs (a call each, under emulation)
     def read(self, cdb, iovecs, length) -> Response:
-        lba, n = self._lba_len(cdb)
+        s = _RW_LBA_LEN.get(cdb[0])
+        lba, n = s.unpack_from(cdb) if s is not None else self._lba_len(cdb)
         unit = self.unit
         if lba + n > unit.num_blocks:
             raise CheckCondition(S.ILLEGAL_REQUEST, S.LBA_OUT_OF_RANGE)
@@ -252,7 +256,8 @@ class Emulator:
         return GOOD
 
     def write(self, cdb, iovecs, length) -> Response:
-        lba, n = self._lba_len(cdb)
+        s = _RW_LBA_LEN.get(cdb[0])
+        lba, n = s.unpack_from(cdb) if s is not None else self._lba_len(cdb)
         unit = self.unit
         if lba + n > unit.num_blocks:
             raise CheckCondition(S.ILLEGAL_REQUEST, S.LBA_OUT_OF_RANGE)
@@ -393,6 +398,10 @@ class Emulator:
 
 
 _WRITE_VERIFY = frozenset((op.WRITE_VERIFY_10, op.WRITE_VERIFY_12, op.WRITE_VERIFY_16))
+# (LBA, transfer length) of the 10/12/16-byte reads and writes, by opcode (6-byte: _lba_len)
+_RW_LBA_LEN = {c: _LBA_LEN[c >> 5] for c in (
+    op.READ_10, op.READ_12, op.READ_16, op.WRITE_10, op.WRITE_12, op.WRITE_16,
+    op.WRITE_VERIFY_10, op.WRITE_VERIFY_12, op.WRITE_VERIFY_16)}
 
 
 def _min_len(opcode: int) -> int:
