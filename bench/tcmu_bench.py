@@ -2,7 +2,9 @@
 on (a) lioctl's TCMU handler with its file backend, (b) tcmu-runner's qcow handler on a raw
 file of the same size, (c) the kernel's own fileio backstore on the same kind of file.
 
-    bash tests/kernel/boot.sh bash -c 'bash tests/kernel/prepare-guest.sh; /opt/lioctl-venv/bin/python bench/tcmu_bench.py'
+    bash tests/kernel/boot.sh bash -c 'bash tests/kernel/prepare-guest.sh; BENCH_ROUNDS=3 /opt/lioctl-venv/bin/python bench/tcmu_bench.py'
+
+BENCH_ROUNDS=N runs every job N times (the backends' order rotating) and reports the medians.
 
 Every backing file lives in the guest's /tmp (tmpfs), so the figures compare the handlers'
 own overhead, not a disk. CPU: "sys%" is the whole guest's busy time (all CPUs, from
@@ -26,6 +28,7 @@ import cfs  # noqa: E402
 LIOCTL = [os.path.join(os.path.dirname(sys.executable), "lioctl")]
 SIZE = os.environ.get("BENCH_SIZE", "256M")
 RUNTIME = int(os.environ.get("BENCH_RUNTIME", "20"))
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "1"))   # >1: every job that many times; medians reported
 DIR = "/tmp/tcmu-bench"
 JOBS = [  # name, fio args
     ("1M seq write qd8", ["--rw=write", "--bs=1M", "--iodepth=8"]),
@@ -117,6 +120,12 @@ def run_job(dev: str, args: list[str], pid: int | None) -> dict:
             "handler_sys_us": 1e6 * system / ios if pid else None}
 
 
+def median_run(rs: list[dict]) -> dict:
+    """The run with the median throughput (its CPU figures with it), plus every round's."""
+    rs = sorted(rs, key=lambda r: r["iops"])
+    return dict(rs[(len(rs) - 1) // 2], rounds=[round(r["iops"], 1) for r in rs])
+
+
 def backend_lioctl(img: str):
     lioctl("/backstores/user", "create", "b_lioctl", SIZE, img)
     from lioctl.tcmu import daemon
@@ -174,19 +183,28 @@ def main() -> int:
             lioctl(f"/loopback/{wwn}/luns", "create", bs)
             disks[label] = (disk_of(bs), pid)
             results[label] = {}
-        for name, args in JOBS:
-            for label, (dev, pid) in disks.items():
-                r = run_job(dev, args, pid)
-                results[label][name] = r
-                print(f"{label:<14} {name:<20} {r['iops']:>9.0f} IOPS {r['mibs']:>8.1f} MiB/s "
-                      f"lat {r['lat_us']:>8.0f} us  sys {r['sys_cpu']:5.1f}%"
-                      + (f"  handler {r['handler_cpu']:5.1f}%" if r["handler_cpu"] is not None else ""),
-                      flush=True)
+        runs: dict[tuple[str, str], list[dict]] = {}
+        labels = list(disks)
+        for rnd in range(ROUNDS):
+            order = labels[rnd % 3:] + labels[:rnd % 3]     # no backend always first
+            for name, args in JOBS:
+                for label in order:
+                    dev, pid = disks[label]
+                    r = run_job(dev, args, pid)
+                    runs.setdefault((label, name), []).append(r)
+                    print(f"{label:<14} {name:<20} {r['iops']:>9.0f} IOPS {r['mibs']:>8.1f} MiB/s "
+                          f"lat {r['lat_us']:>8.0f} us  sys {r['sys_cpu']:5.1f}%"
+                          + (f"  handler {r['handler_cpu']:5.1f}%" if r["handler_cpu"] is not None else "")
+                          + (f"  (round {rnd + 1})" if ROUNDS > 1 else ""), flush=True)
+        for (label, name), rs in runs.items():
+            results[label][name] = median_run(rs)
     finally:
         os.killpg(runner.pid, signal.SIGTERM)
         runner.wait(timeout=60)
         cfs.clear()
     print()
+    if ROUNDS > 1:
+        print(f"medians of {ROUNDS} rounds (each round runs every job on the three disks in turn)")
     print(f"{'job (fio via tcm_loop, ' + SIZE + ' file on tmpfs)':<34} {'lioctl':>10} {'tcmu-runner':>12} "
           f"{'kernel fileio':>14} {'lioctl/runner':>14} {'lioctl/fileio':>14}")
     for name, _ in JOBS:
@@ -207,6 +225,12 @@ def main() -> int:
         a, b = (results[k][name] for k in ("lioctl", "tcmu-runner"))
         print(f"{name:<38} {a['handler_user_us']:>7.0f} / {a['handler_sys_us']:<6.0f} "
               f"{b['handler_user_us']:>7.0f} / {b['handler_sys_us']:<6.0f}")
+    if ROUNDS > 1:
+        print()
+        print("every round (IOPS), lioctl | tcmu-runner | kernel fileio")
+        for name, _ in JOBS:
+            print(f"{name:<22} " + " | ".join(" ".join(f"{v:.0f}" for v in results[k][name]["rounds"])
+                                             for k in ("lioctl", "tcmu-runner", "kernel fileio")))
     with open(f"{DIR}.json", "w") as f:
         json.dump(results, f, indent=1)
     return 0
