@@ -21,3 +21,8 @@ $PY bench/saveconfig_bench.py
 $PY -c "$CLEAR"
 echo "== TCMU: lioctl's handler vs tcmu-runner vs kernel fileio"
 $PY bench/tcmu_bench.py
+$PY -c "$CLEAR"
+echo "== TCMU: the ceiling of any handler (no data moved) vs kernel fileio"
+$PY bench/tcmu_ceiling.py
+echo "== TCMU: the handler's own time per command"
+$PY bench/tcmu_hot_path.py
