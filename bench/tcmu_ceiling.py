@@ -70,6 +70,10 @@ def main() -> int:
                     runs.setdefault((label, name), []).append(r)
                     print(f"{label:<15} {name:<20} {r['iops']:>9.0f} IOPS {r['mibs']:>8.1f} MiB/s "
                           f"lat {r['lat_us']:>8.0f} us (round {rnd + 1})", flush=True)
+    except BaseException:
+        with open(f"{tb.DIR}/null-handler.log") as f:     # why the handler did not serve
+            sys.stderr.write(f.read()[-3000:])
+        raise
     finally:
         tb.cfs.clear()
         os.killpg(null.pid, signal.SIGTERM)
