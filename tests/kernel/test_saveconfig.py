@@ -115,6 +115,8 @@ def test_restore_by_difference_and_prune(lioctl, tmp_path):
     assert os.stat(lun_dir).st_ino == ino, "an unchanged LUN was re-created"
     # an object absent from the file stays without --prune, goes with it
     ok(lioctl("/backstores/ramdisk", "create", "extra", "1M"))
+    r = lioctl("diff", f)      # listed, though restore removes it only with --prune
+    assert r.returncode == 1 and r.stdout.splitlines() == ["- storage object ramdisk/extra"]
     ok(lioctl("restore", f))
     assert any(p.name == "extra" for p in cfs.ROOT.glob("core/rd_mcp_*/*"))
     ok(lioctl("restore", f, "--prune"))
