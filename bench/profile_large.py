@@ -31,6 +31,8 @@ def run(label: str, args: list[str]) -> None:
     t1 = time.perf_counter()
     q = subprocess.run([LIOCTL, *args], capture_output=True, text=True) if label.startswith("ls") else None
     plain = time.perf_counter() - t1 if q else None
+    if q is not None and q.returncode:      # a broken install fails fast: not a timing
+        raise SystemExit(f"{LIOCTL} {' '.join(args)}: rc {q.returncode}: {q.stderr[-300:]}")
     print(f"== {label}: {' '.join(args)} -> rc {p.returncode}, {dt:.2f} s profiled"
           + (f", {plain:.2f} s plain" if plain else ""), flush=True)
     if p.returncode:
