@@ -142,15 +142,15 @@ class Device:
                 c.max_batch = n
             answers = []
             for cmd in batch:
-                cdb = cmd[1]
-                if cmd[4]:          # unknown_op
+                cdb = cmd.cdb
+                if cmd.unknown_op:
                     answers.append((cmd, -1, None))
-                elif pool is not None and cmd[3] >= PARALLEL_MIN and cdb and cdb[0] in RW:
+                elif pool is not None and cmd.length >= PARALLEL_MIN and cdb and cdb[0] in RW:
                     fut = pool.submit(self._work, cmd)
                     self.futures.add(fut)
                     fut.add_done_callback(self.futures.discard)
                 else:
-                    answers.append((cmd, cdb[0] if cdb else -1, execute(cdb, cmd[2], cmd[3])))
+                    answers.append((cmd, cdb[0] if cdb else -1, execute(cdb, cmd.iovecs, cmd.length)))
             done += n
             if answers:
                 with lock:
@@ -163,17 +163,17 @@ class Device:
         c = self.counters
         c.commands += 1
         if r is None:
-            self.ring.complete(cmd[0], CHECK_CONDITION, unknown_op=True)
+            self.ring.complete(cmd.cmd_id, CHECK_CONDITION, unknown_op=True)
             c.errors += 1
             return
         status = r.status
-        self.ring.complete(cmd[0], status, r.sense, r.read_len)
+        self.ring.complete(cmd.cmd_id, status, r.sense, r.read_len)
         if opc in READS:
             c.reads += 1
-            c.read_bytes += cmd[3]
+            c.read_bytes += cmd.length
         elif opc in WRITES:
             c.writes += 1
-            c.write_bytes += cmd[3]
+            c.write_bytes += cmd.length
         if status:
             c.errors += 1
 

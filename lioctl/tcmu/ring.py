@@ -95,10 +95,6 @@ class Ring:
 
     # mailbox fields
     @property
-    def head(self) -> int:
-        return U32.unpack_from(self.mv, MB_CMD_HEAD)[0]
-
-    @property
     def tail(self) -> int:
         return U32.unpack_from(self.mv, MB_CMD_TAIL)[0]
 
@@ -106,9 +102,6 @@ class Ring:
         """After the kernel reset the ring (action/reset_ring) head and tail are 0 again."""
         self.next = self.tail
         self.pending = 0
-
-    def has_work(self) -> bool:
-        return self.next != self.head
 
     def take(self) -> list[Command]:
         """Parse every entry between our position and cmd_head. PAD and TMR entries are
@@ -138,19 +131,14 @@ class Ring:
                 op = len_op & OP_MASK
                 if op == OP_CMD:
                     pending += 1
+                    cmd = None
                     if iov_cnt == 1 and length >= IOV_OFF + 16 and cdb_off + 7 < end:
                         b, n = IOV.unpack_from(mv, off + IOV_OFF)
                         if b + n <= end:
-                            opcode = mv[cdb_off]
-                            cl = _CDB_LEN[opcode >> 5] if opcode != 0x7F else mv[cdb_off + 7] + 8
+                            cl = cdb_length(mv[cdb_off], mv[cdb_off + 7])
                             # copied, not viewed: answers overwrite entries (and CDBs) out of order
-                            out.append(_new(Command, (cmd_id, bytes(mv[cdb_off:cdb_off + cl]),
-                                                      [mv[b:b + n]], n, False)))
-                            nxt += length
-                            if nxt == size:
-                                nxt = 0
-                            continue
-                    out.append(self._parse(off, cmd_id, length, iov_cnt, cdb_off))
+                            cmd = _new(Command, (cmd_id, bytes(mv[cdb_off:cdb_off + cl]), [mv[b:b + n]], n, False))
+                    out.append(cmd if cmd is not None else self._parse(off, cmd_id, length, iov_cnt, cdb_off))
                 elif op != OP_PAD and op != OP_TMR:
                     pending += 1
                     out.append(Command(cmd_id, b"", [], 0, True))

@@ -88,7 +88,7 @@ class Emulator:
     def __init__(self, unit: Unit, backend):
         self.unit = unit
         self.backend = backend
-        self.table = {
+        table = {
             op.TEST_UNIT_READY: self.good,
             op.START_STOP_UNIT: self.good,
             op.ALLOW_MEDIUM_REMOVAL: self.good,
@@ -114,7 +114,7 @@ class Emulator:
             op.COMPARE_AND_WRITE: self.compare_and_write,
         }
         # one lookup per command: the handler and the shortest CDB it may read
-        self.dispatch = {c: (fn, _min_len(c)) for c, fn in self.table.items()}
+        self.dispatch = {c: (fn, _min_len(c)) for c, fn in table.items()}
 
     # entry point
     def execute(self, cdb: bytes, iovecs, length: int) -> Response:
@@ -219,17 +219,18 @@ class Emulator:
 
     @staticmethod
     def _lba_len(cdb) -> tuple[int, int]:
+        s = _RW_LBA_LEN.get(cdb[0])
+        if s is not None:       # the reads and writes: one lookup
+            return s.unpack_from(cdb)
         c = cdb[0]
         if c in (op.READ_6, op.WRITE_6):
             return ((cdb[1] & 0x1F) << 16) | (cdb[2] << 8) | cdb[3], cdb[4] or 256
         return _LBA_LEN[c >> 5].unpack_from(cdb)
 
-
     # read() and write() are the per-command hot path: they check range and write protection
     # inline rather than through _range/_writable/_write_bufs (a call each, under emulation)
     def read(self, cdb, iovecs, length) -> Response:
-        s = _RW_LBA_LEN.get(cdb[0])
-        lba, n = s.unpack_from(cdb) if s is not None else self._lba_len(cdb)
+        lba, n = self._lba_len(cdb)
         unit = self.unit
         if lba + n > unit.num_blocks:
             raise CheckCondition(S.ILLEGAL_REQUEST, S.LBA_OUT_OF_RANGE)
@@ -256,8 +257,7 @@ class Emulator:
         return GOOD
 
     def write(self, cdb, iovecs, length) -> Response:
-        s = _RW_LBA_LEN.get(cdb[0])
-        lba, n = s.unpack_from(cdb) if s is not None else self._lba_len(cdb)
+        lba, n = self._lba_len(cdb)
         unit = self.unit
         if lba + n > unit.num_blocks:
             raise CheckCondition(S.ILLEGAL_REQUEST, S.LBA_OUT_OF_RANGE)
@@ -398,7 +398,7 @@ class Emulator:
 
 
 _WRITE_VERIFY = frozenset((op.WRITE_VERIFY_10, op.WRITE_VERIFY_12, op.WRITE_VERIFY_16))
-# (LBA, transfer length) of the 10/12/16-byte reads and writes, by opcode (6-byte: _lba_len)
+# (LBA, transfer length) of the 10/12/16-byte reads and writes, by opcode
 _RW_LBA_LEN = {c: _LBA_LEN[c >> 5] for c in (
     op.READ_10, op.READ_12, op.READ_16, op.WRITE_10, op.WRITE_12, op.WRITE_16,
     op.WRITE_VERIFY_10, op.WRITE_VERIFY_12, op.WRITE_VERIFY_16)}
