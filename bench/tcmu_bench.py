@@ -76,6 +76,13 @@ def disk_of(backstore: str) -> str:
     return wait_for(find, f"the disk of {backstore}")
 
 
+def loopback_disk(backstore: str) -> str:
+    """A new loopback target with one LUN on the backstore: its /dev/sdX."""
+    wwn = json.loads(lioctl("/loopback", "create", "--json"))["wwn"]
+    lioctl(f"/loopback/{wwn}/luns", "create", backstore)
+    return disk_of(backstore)
+
+
 def cpu_busy() -> tuple[int, int]:
     with open("/proc/stat") as f:
         v = [int(x) for x in f.readline().split()[1:]]
@@ -118,6 +125,25 @@ def run_job(dev: str, args: list[str], pid: int | None) -> dict:
             "handler_cpu": 100.0 * (user + system) / wall if pid else None,
             "handler_user_us": 1e6 * user / ios if pid else None,
             "handler_sys_us": 1e6 * system / ios if pid else None}
+
+
+def run_rounds(disks: dict, jobs: list, rounds: int) -> dict[tuple[str, str], list[dict]]:
+    """Every job on every disk, `rounds` times, the disks' order rotating so that none is always
+    first; each result printed as it comes. disks: label -> (device, handler pid or None)."""
+    runs: dict[tuple[str, str], list[dict]] = {}
+    labels = list(disks)
+    for rnd in range(rounds):
+        order = labels[rnd % len(labels):] + labels[:rnd % len(labels)]
+        for name, args in jobs:
+            for label in order:
+                dev, pid = disks[label]
+                r = run_job(dev, args, pid)
+                runs.setdefault((label, name), []).append(r)
+                print(f"{label:<15} {name:<20} {r['iops']:>9.0f} IOPS {r['mibs']:>8.1f} MiB/s "
+                      f"lat {r['lat_us']:>8.0f} us  sys {r['sys_cpu']:5.1f}%"
+                      + (f"  handler {r['handler_cpu']:5.1f}%" if r["handler_cpu"] is not None else "")
+                      + (f"  (round {rnd + 1})" if rounds > 1 else ""), flush=True)
+    return runs
 
 
 def median_run(rs: list[dict]) -> dict:
@@ -179,24 +205,9 @@ def main() -> int:
                 with open(img, "wb") as f:
                     f.truncate(int(SIZE[:-1]) << 20)
             bs, pid = make(img)
-            wwn = json.loads(lioctl("/loopback", "create", "--json"))["wwn"]
-            lioctl(f"/loopback/{wwn}/luns", "create", bs)
-            disks[label] = (disk_of(bs), pid)
+            disks[label] = (loopback_disk(bs), pid)
             results[label] = {}
-        runs: dict[tuple[str, str], list[dict]] = {}
-        labels = list(disks)
-        for rnd in range(ROUNDS):
-            order = labels[rnd % 3:] + labels[:rnd % 3]     # no backend always first
-            for name, args in JOBS:
-                for label in order:
-                    dev, pid = disks[label]
-                    r = run_job(dev, args, pid)
-                    runs.setdefault((label, name), []).append(r)
-                    print(f"{label:<14} {name:<20} {r['iops']:>9.0f} IOPS {r['mibs']:>8.1f} MiB/s "
-                          f"lat {r['lat_us']:>8.0f} us  sys {r['sys_cpu']:5.1f}%"
-                          + (f"  handler {r['handler_cpu']:5.1f}%" if r["handler_cpu"] is not None else "")
-                          + (f"  (round {rnd + 1})" if ROUNDS > 1 else ""), flush=True)
-        for (label, name), rs in runs.items():
+        for (label, name), rs in run_rounds(disks, JOBS, ROUNDS).items():
             results[label][name] = median_run(rs)
     finally:
         os.killpg(runner.pid, signal.SIGTERM)

@@ -11,7 +11,6 @@ below half of (c), no backend that copies data can reach half of kernel fileio i
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
@@ -52,24 +51,11 @@ def main() -> int:
         # the file backend in the same handler process (it serves every lioctl device)
         tb.lioctl("/backstores/user", "create", "b_lioctl", tb.SIZE, f"{tb.DIR}/lioctl.img")
         for label, bs in (("lioctl file", "/backstores/user/b_lioctl"), ("lioctl no-data", "/backstores/user/b_null")):
-            wwn = json.loads(tb.lioctl("/loopback", "create", "--json"))["wwn"]
-            tb.lioctl(f"/loopback/{wwn}/luns", "create", bs)
-            disks[label] = (tb.disk_of(bs), null.pid)
+            disks[label] = (tb.loopback_disk(bs), null.pid)
         bs, _ = tb.backend_fileio(f"{tb.DIR}/fileio.img")
-        wwn = json.loads(tb.lioctl("/loopback", "create", "--json"))["wwn"]
-        tb.lioctl(f"/loopback/{wwn}/luns", "create", bs)
-        disks["kernel fileio"] = (tb.disk_of(bs), None)
-        runs: dict[tuple[str, str], list[dict]] = {}
+        disks["kernel fileio"] = (tb.loopback_disk(bs), None)
+        runs = tb.run_rounds(disks, JOBS, ROUNDS)
         labels = list(disks)
-        for rnd in range(ROUNDS):
-            order = labels[rnd % 3:] + labels[:rnd % 3]
-            for name, args in JOBS:
-                for label in order:
-                    dev, pid = disks[label]
-                    r = tb.run_job(dev, args, pid)
-                    runs.setdefault((label, name), []).append(r)
-                    print(f"{label:<15} {name:<20} {r['iops']:>9.0f} IOPS {r['mibs']:>8.1f} MiB/s "
-                          f"lat {r['lat_us']:>8.0f} us (round {rnd + 1})", flush=True)
     except BaseException:
         with open(f"{tb.DIR}/null-handler.log") as f:     # why the handler did not serve
             sys.stderr.write(f.read()[-3000:])

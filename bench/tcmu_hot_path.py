@@ -14,33 +14,25 @@ import os
 import struct
 import sys
 import tempfile
-import threading
 import time
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "tests", "unit"))
 from lioctl.tcmu.backends.file import FileBackend  # noqa: E402
-from lioctl.tcmu.device import Counters, Device  # noqa: E402
-from lioctl.tcmu.ring import Ring  # noqa: E402
-from lioctl.tcmu.scsi.emulator import Emulator, Unit  # noqa: E402
-from tcmu_sim import SimKernel  # noqa: E402
+from tcmu_sim import SimKernel, sim_device  # noqa: E402
 
 SIZE = 64 << 20
 N = int(os.environ.get("BENCH_COMMANDS", "3000"))
 
 
-def device(path: str) -> tuple[SimKernel, Device]:
-    k = SimKernel(ring_size=1 << 20, data_blocks=256)
-    d = Device.__new__(Device)
-    d.ring, d.counters, d.pool, d.lock, d.futures = Ring(k.buf), Counters(), None, threading.Lock(), set()
+def device(path: str):
     # write_cache as lioctl sets it by default (write_back=true): no RWF_DSYNC per write
-    d.emulator = Emulator(Unit(num_blocks=SIZE // 512, write_cache=True), FileBackend(path, SIZE))
-    d.fd = os.open("/dev/null", os.O_WRONLY | os.O_CLOEXEC)
-    return k, d
+    return sim_device(FileBackend(path, SIZE), os.open("/dev/null", os.O_WRONLY | os.O_CLOEXEC),
+                      ring_size=1 << 20, data_blocks=256, write_cache=True)
 
 
-def per_command(k: SimKernel, d: Device, cdb: bytes, data_out: bytes, data_in: int) -> float:
+def per_command(k: SimKernel, d, cdb: bytes, data_out: bytes, data_in: int) -> float:
     """Median handler time of N commands, each queued alone and answered by one drain()."""
     times = []
     for _ in range(N):

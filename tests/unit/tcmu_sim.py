@@ -163,3 +163,18 @@ class Harness:
             r = self.emu.execute(cmd.cdb, cmd.iovecs, cmd.length)
             self.ring.complete(cmd.cmd_id, r.status, r.sense, r.read_len)
         return self.kernel.reap()[cid]
+
+
+def sim_device(backend, doorbell_fd: int, pool=None, ring_size: int = 16384, data_blocks: int = 1024,
+               **unit):
+    """A Device served from the simulated ring over `backend`, without UIO or configfs: the
+    doorbell goes to doorbell_fd. For Device.drain's tests and bench/tcmu_hot_path.py."""
+    import threading
+    from lioctl.tcmu.device import Counters, Device
+    from lioctl.tcmu.scsi.emulator import Emulator, Unit
+    k = SimKernel(ring_size=ring_size, data_blocks=data_blocks)
+    dev = Device.__new__(Device)
+    dev.ring, dev.pool, dev.lock = R.Ring(k.buf), pool, threading.Lock()
+    dev.emulator = Emulator(Unit(num_blocks=backend.size // 512, **unit), backend)
+    dev.counters, dev.futures, dev.map, dev.fd = Counters(), set(), None, doorbell_fd
+    return k, dev

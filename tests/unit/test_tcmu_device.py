@@ -6,24 +6,15 @@ from __future__ import annotations
 import concurrent.futures
 import os
 import struct
-import threading
 
 from lioctl.tcmu.backends.ram import RamBackend
-from lioctl.tcmu.device import PARALLEL_MIN, Counters, Device
-from lioctl.tcmu.ring import Ring
-from lioctl.tcmu.scsi.emulator import Emulator, Unit
-from tcmu_sim import SimKernel
+from lioctl.tcmu.device import PARALLEL_MIN
+from tcmu_sim import sim_device
 
 
 def device(pool):
-    k = SimKernel(ring_size=16384, data_blocks=1024)
-    dev = Device.__new__(Device)
-    backend = RamBackend(8 << 20)
-    dev.ring, dev.pool, dev.lock = Ring(k.buf), pool, threading.Lock()
-    dev.emulator = Emulator(Unit(num_blocks=(8 << 20) // 512), backend)
-    dev.counters, dev.futures, dev.map = Counters(), set(), None
     r, w = os.pipe()                # the doorbell: each answered batch writes 4 bytes
-    dev.fd = w
+    k, dev = sim_device(RamBackend(8 << 20), w, pool)
     return k, dev, r
 
 
