@@ -128,8 +128,11 @@ class Daemon:
                     what = self.fds.get(fd)
                     if what is None:
                         continue
-                    if what.__class__ is Device:
-                        self._service(what)
+                    if what.__class__ is Device:    # the per-command path: drain inline
+                        try:
+                            what.drain()
+                        except Exception as e:
+                            self._failed(what, e)
                     elif what == "netlink":
                         self._netlink()
                     elif what == "status":
@@ -218,12 +221,16 @@ class Daemon:
     def _service(self, dev: Device) -> None:
         try:
             dev.drain()
-        except OSError as e:
+        except Exception as e:
+            self._failed(dev, e)
+
+    def _failed(self, dev: Device, e: Exception) -> None:
+        if isinstance(e, OSError):
             if e.errno in (errno.EIO, errno.ENODEV, errno.ENXIO):   # device gone under us
                 self.detach(dev.minor)
             else:
                 log.error("%s: %s", dev.key, e)
-        except Exception as e:      # RingError or a bug: the ring needs a reset, the daemon lives
+        else:       # RingError or a bug: the ring needs a reset, the daemon lives
             log.error("%s: %s; resetting its ring", dev.key, e)
             self._reset(dev)
 

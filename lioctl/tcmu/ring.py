@@ -33,7 +33,10 @@ UFLAG_UNKNOWN_OP = 1
 UFLAG_READ_LEN = 2
 UFLAG_KEEP_BUF = 4
 
-ENTRY = struct.Struct("<IHBBIIIxxxxQ")  # the header and the request fields in one read
+# len_op, cmd_id, iov_cnt, cdb_off and iov[0] (base, len): one read per command; flags,
+# iov_bidi_cnt and iov_dif_cnt are skipped (the kernel sets no flag we act on, and sends
+# neither bidi nor DIF iovecs to a handler that did not ask for them)
+ENTRY_IOV0 = struct.Struct("<IH2xI12xQ16xQQ")
 ANSWER = struct.Struct("<HBBBxxxI")     # @4: cmd_id, kflags, uflags, scsi_status, read_len
 IOV = struct.Struct("<QQ")              # iov_base (offset into the mapping), iov_len
 IOV_OFF = 48
@@ -45,6 +48,7 @@ _IOVS: dict[int, struct.Struct] = {}
 
 # scsi_command_size() by opcode group; 0x7f (variable length) is cdb[7] + 8
 _CDB_LEN = (6, 10, 10, 12, 16, 12, 10, 10)
+_CDB_LEN_BY_OP = bytes(0 if c == 0x7F else _CDB_LEN[c >> 5] for c in range(256))   # 0: look at cdb[7]
 
 
 def cdb_length(opcode: int, cdb7: int = 0) -> int:
@@ -108,7 +112,9 @@ class Ring:
         skipped (the kernel skips them too when it reaps answers); an op we do not know is
         returned flagged so it gets answered with UNKNOWN_OP.
 
-        The per-command path: a command with one iovec (every 4 KiB I/O) is parsed inline."""
+        The per-command path: a command with one iovec (every 4 KiB I/O) is parsed inline from
+        one unpack of its header and first iovec. A malformed entry raises RingError and the
+        device is reset, so the position is only stored when the whole batch parsed."""
         mv = self.mv
         head = U32.unpack_from(mv, MB_CMD_HEAD)[0]
         nxt = self.next
@@ -119,35 +125,34 @@ class Ring:
             raise RingError(f"cmd_head {head} is outside the ring or misaligned")
         base = self.cmdr_off
         end = len(mv)
+        last = end - ENTRY_IOV0.size     # an entry this far in can be read with its first iovec
         out = []
-        pending = self.pending
-        try:
-            while nxt != head:
-                off = base + nxt
-                len_op, cmd_id, _kflags, _uflags, iov_cnt, _bidi, _dif, cdb_off = ENTRY.unpack_from(mv, off)
-                length = len_op & ~OP_MASK
-                if length == 0 or length > size - nxt:
-                    raise RingError(f"ring entry at {nxt} has length {length}")
-                op = len_op & OP_MASK
-                if op == OP_CMD:
-                    pending += 1
-                    cmd = None
-                    if iov_cnt == 1 and length >= IOV_OFF + 16 and cdb_off + 7 < end:
-                        b, n = IOV.unpack_from(mv, off + IOV_OFF)
-                        if b + n <= end:
-                            cl = cdb_length(mv[cdb_off], mv[cdb_off + 7])
-                            # copied, not viewed: answers overwrite entries (and CDBs) out of order
-                            cmd = _new(Command, (cmd_id, bytes(mv[cdb_off:cdb_off + cl]), [mv[b:b + n]], n, False))
-                    out.append(cmd if cmd is not None else self._parse(off, cmd_id, length, iov_cnt, cdb_off))
-                elif op != OP_PAD and op != OP_TMR:
-                    pending += 1
-                    out.append(Command(cmd_id, b"", [], 0, True))
-                nxt += length
-                if nxt == size:
-                    nxt = 0
-        finally:
-            self.next = nxt
-            self.pending = pending
+        taken = 0
+        while nxt != head:
+            off = base + nxt
+            if off > last:
+                raise RingError(f"ring entry at {nxt} runs past the mapping")
+            len_op, cmd_id, iov_cnt, cdb_off, b, n = ENTRY_IOV0.unpack_from(mv, off)
+            length = len_op & ~OP_MASK
+            if length == 0 or length > size - nxt:
+                raise RingError(f"ring entry at {nxt} has length {length}")
+            op = len_op & OP_MASK
+            if op == OP_CMD:
+                taken += 1
+                if iov_cnt == 1 and length >= IOV_OFF + 16 and b + n <= end and cdb_off + 7 < end:
+                    cl = _CDB_LEN_BY_OP[mv[cdb_off]] or mv[cdb_off + 7] + 8
+                    # copied, not viewed: answers overwrite entries (and CDBs) out of order
+                    out.append(_new(Command, (cmd_id, mv[cdb_off:cdb_off + cl].tobytes(), [mv[b:b + n]], n, False)))
+                else:
+                    out.append(self._parse(off, cmd_id, length, iov_cnt, cdb_off))
+            elif op != OP_PAD and op != OP_TMR:
+                taken += 1
+                out.append(Command(cmd_id, b"", [], 0, True))
+            nxt += length
+            if nxt == size:
+                nxt = 0
+        self.next = nxt
+        self.pending += taken
         return out
 
     def _parse(self, off: int, cmd_id: int, length: int, iov_cnt: int, cdb_off: int) -> Command:

@@ -63,3 +63,24 @@ def test_inline_batch_counts_and_answers_every_kind():
     assert (c.commands, c.reads, c.writes, c.read_bytes, c.write_bytes, c.errors) == (5, 2, 1, 8192, 4096, 3)
     assert len(os.read(bell, 64)) == 4                   # one doorbell for the whole batch
     assert dev.drain() == 0
+
+
+def test_write_back_writes_stay_inline_while_reads_and_sync_writes_go_to_threads():
+    import threading
+    gate = threading.Event()
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        pool.submit(gate.wait)          # the one I/O thread is busy until the gate opens
+        r, w = os.pipe()
+        k, dev = sim_device(RamBackend(8 << 20), w, pool, write_cache=True)
+        data = os.urandom(PARALLEL_MIN)
+        blocks = len(data) // 512
+        wb = k.queue(struct.pack(">BBIBHB", 0x2A, 0, 0, 0, blocks, 0), data_out=data)
+        fua = k.queue(struct.pack(">BBIBHB", 0x2A, 0x08, 4096, 0, blocks, 0), data_out=data)
+        rd = k.queue(struct.pack(">BBIBHB", 0x28, 0, 0, 0, blocks, 0), data_in=len(data))
+        assert dev.drain() == 3
+        assert set(k.reap()) == {wb}            # answered on the event loop, threads still blocked
+        gate.set()
+        dev.quiesce()
+        got = k.reap()
+        assert set(got) == {fua, rd} and got[rd]["data"] == data and got[fua]["status"] == 0
+        assert (dev.counters.writes, dev.counters.reads) == (2, 1)

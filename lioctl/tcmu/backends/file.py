@@ -48,7 +48,7 @@ class FileBackend(Backend):
         return cls(path, size, direct="direct" in options)
 
     def readv(self, bufs, offset):
-        total = _total(bufs)
+        total = len(bufs[0]) if len(bufs) == 1 else sum(map(len, bufs))
         try:
             got = os.preadv(self.dfd, bufs, offset)
         except OSError as e:
@@ -64,7 +64,7 @@ class FileBackend(Backend):
         return got
 
     def writev(self, bufs, offset, sync=False):
-        total = _total(bufs)
+        total = len(bufs[0]) if len(bufs) == 1 else sum(map(len, bufs))
         flags = os.RWF_DSYNC if sync else 0
         try:
             done = os.pwritev(self.dfd, bufs, offset, flags)
@@ -106,10 +106,6 @@ class FileBackend(Backend):
                 os.close(fd)
             except OSError:
                 pass
-
-
-def _total(bufs) -> int:
-    return len(bufs[0]) if len(bufs) == 1 else sum(map(len, bufs))
 
 
 def _skip(bufs, n: int) -> list:
