@@ -6,7 +6,8 @@ when it is not running. `status --json` prints
   {"running": bool, "pid", "since", "idle_exit",
    "devices": [{"name", "hba", "uio", "subtype", "config", "size", "block_size", "write_cache",
                 "in_flight", "ring_size", "served_since", "commands", "reads", "writes",
-                "read_bytes", "write_bytes", "errors", "batches", "max_batch"}],
+                "read_bytes", "write_bytes", "errors", "batches", "max_batch", "threaded",
+                "io_threads"}],
    "failed": [{"device", "error"}],
    "unserved": ["user_N/NAME" of lioctl subtypes nobody serves]}
 """

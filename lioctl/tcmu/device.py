@@ -29,6 +29,8 @@ READS = {op.READ_6, op.READ_10, op.READ_12, op.READ_16}
 WRITES = {op.WRITE_6, op.WRITE_10, op.WRITE_12, op.WRITE_16,
           op.WRITE_VERIFY_10, op.WRITE_VERIFY_12, op.WRITE_VERIFY_16}
 WRITE_VERIFY = {op.WRITE_VERIFY_10, op.WRITE_VERIFY_12, op.WRITE_VERIFY_16}
+MEDIUM_OPS = {op.SYNCHRONIZE_CACHE_10, op.SYNCHRONIZE_CACHE_16, op.UNMAP, op.WRITE_SAME_10,
+              op.WRITE_SAME_16, op.VERIFY_10, op.VERIFY_12, op.VERIFY_16}
 log = logging.getLogger("lioctl.tcmu")
 
 
@@ -66,6 +68,7 @@ class Counters:
     errors: int = 0
     batches: int = 0
     max_batch: int = 0
+    threaded: int = 0           # commands run on an I/O thread
 
 
 class Device:
@@ -129,6 +132,8 @@ class Device:
         ring, execute, c = self.ring, self.emulator.execute, self.counters
         take, answer = ring.take, self._answer
         pool, lock, futures = self.pool, self.lock, self.futures
+        # a backend that may block sends every command through _on_thread; memory only large ones
+        big = 0 if self.emulator.backend.blocking else PARALLEL_MIN
         done = 0
         while True:
             # Only while an I/O thread may be answering do the ring's tail and pending count
@@ -150,7 +155,8 @@ class Device:
                 cdb = cmd.cdb
                 if cmd.unknown_op:
                     answers.append((cmd, -1, None))
-                elif pool is not None and cmd.length >= PARALLEL_MIN and self._waits(cdb):
+                elif pool is not None and cmd.length >= big and self._on_thread(cdb):
+                    c.threaded += 1
                     fut = pool.submit(self._work, cmd)
                     futures.add(fut)
                     fut.add_done_callback(futures.discard)
@@ -164,21 +170,23 @@ class Device:
                 else:
                     answer(answers)
 
-    def _waits(self, cdb: bytes) -> bool:
-        """Whether a large command goes to an I/O thread: reads, which may wait for the
-        medium and whose data the kernel copies out in the doorbell write (so a thread's
-        doorbell overlaps the next read), and writes that must reach the medium (write
-        cache off, FUA, WRITE AND VERIFY). A write-back write lands in the page cache after
-        the kernel already copied its data in at submission: on a thread it gains nothing
-        and pays the hand-offs (1 MiB writes at qd8 in the guest: 175 MiB/s on threads,
-        248 inline)."""
+    def _on_thread(self, cdb: bytes) -> bool:
+        """Whether a command goes to an I/O thread (asked for every command when the backend
+        may block, only for large ones when it is memory):
+        - reads: they may wait for the medium, and the kernel copies a read's data out in
+          the doorbell write, so a thread's doorbell overlaps the next read;
+        - writes that must reach the medium (write cache off, FUA, WRITE AND VERIFY);
+        - flushes, discards and verifies, on a backend that may block.
+        A write-back write lands in the page cache after the kernel already copied its data
+        in at submission: on a thread it gains nothing and pays the hand-offs (1 MiB writes
+        at qd8 in the guest: 175 MiB/s on threads, 248 inline)."""
         opc = cdb[0] if cdb else -1
         if opc in READS:
             return True
         if opc in WRITES:
             return (not self.emulator.unit.write_cache or opc in WRITE_VERIFY
                     or (opc != op.WRITE_6 and cdb[1] & 0x08 != 0))
-        return False
+        return opc in MEDIUM_OPS and self.emulator.backend.blocking
 
     def _answer(self, answers) -> None:
         """Write (command, opcode, response) answers into the ring, count them and ring the

@@ -6,7 +6,9 @@ for m in sd_mod sg loop configfs target_core_mod target_core_file target_core_ib
     modprobe "$m" || echo "prepare-guest: cannot load $m" >&2
 done
 mountpoint -q /sys/kernel/config || mount -t configfs none /sys/kernel/config
-# /tmp in the guest is an overlay; give tests a real tmpfs for images and loop devices.
-mountpoint -q /tmp || mount -t tmpfs -o size=1500M tmpfs /tmp
+# /tmp in the guest is virtme's overlay of the host's /tmp (a mountpoint already, so the
+# check used to be mountpoint -q and never mounted anything); give tests and benchmarks a
+# real tmpfs for images and loop devices: lioctl's handler answers files in memory inline.
+[[ $(stat -f -c %T /tmp) == tmpfs ]] || mount -t tmpfs -o size=1500M tmpfs /tmp
 mkdir -p /run/lock /run/dbus /var/run /etc/target   # /etc is a throwaway overlay here
 ip link set lo up 2>/dev/null || true

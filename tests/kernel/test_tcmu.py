@@ -141,6 +141,33 @@ def test_user_backstore_behind_loopback(lioctl, tmp_path):
     ok(lioctl("/backstores/fileio", "delete", "ref"))
 
 
+def test_a_block_device_is_served_from_io_threads_a_tmpfs_file_inline(lioctl, tmp_path):
+    """One handler serves every device, so a backend that may wait for its medium must not
+    stall the event loop: on a block device every read and the flush run on I/O threads,
+    while a file on tmpfs (memory) is answered inline; write-back writes stay inline."""
+    disk = tmp_path / "disk.img"
+    with open(disk, "wb") as f:
+        f.truncate(16 * MiB)
+    loopdev = sh("losetup", "-f", "--show", str(disk)).stdout.strip()
+    try:
+        ok(lioctl("/backstores/user", "create", "ondisk", "16M", loopdev))
+        ok(lioctl("/backstores/user", "create", "inmem", "16M", tmp_path / "mem.img"))
+        luns = [loopback_lun(lioctl, f"/backstores/user/{n}") for n in ("ondisk", "inmem")]
+        for _, dev in luns:
+            fio(dev, "--rw=randrw", "--bs=4k", "--size=8M", "--iodepth=8", "--verify=crc32c", "--do_verify=1")
+        sh("sg_sync", luns[0][1])                                   # SYNCHRONIZE CACHE
+        st = {d["name"]: d for d in status(lioctl)["devices"]}
+        assert st["ondisk"]["reads"] > 0 and st["ondisk"]["writes"] > 0
+        assert st["ondisk"]["threaded"] >= st["ondisk"]["reads"] + 1, st["ondisk"]
+        assert st["inmem"]["reads"] > 0 and st["inmem"]["threaded"] == 0, st["inmem"]
+        for wwn, _ in luns:
+            ok(lioctl("/loopback", "delete", wwn))
+        ok(lioctl("/backstores/user", "delete", "ondisk"))
+        ok(lioctl("/backstores/user", "delete", "inmem"))
+    finally:
+        sh("losetup", "-d", loopdev)
+
+
 def test_export_user_over_iscsi(lioctl, tmp_path):
     img = tmp_path / "iu.img"
     r = ok(lioctl("export", "--user", img, "--lun-size", "32M", "--json"))

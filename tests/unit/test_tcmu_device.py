@@ -84,3 +84,30 @@ def test_write_back_writes_stay_inline_while_reads_and_sync_writes_go_to_threads
         got = k.reap()
         assert set(got) == {fua, rd} and got[rd]["data"] == data and got[fua]["status"] == 0
         assert (dev.counters.writes, dev.counters.reads) == (2, 1)
+
+
+class DiskBackend(RamBackend):
+    blocking = True         # as a file on a disk: its I/O may wait for the medium
+
+
+def test_a_backend_that_may_block_never_stalls_the_event_loop_on_it():
+    import threading
+    gate = threading.Event()
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        pool.submit(gate.wait)
+        r, w = os.pipe()
+        k, dev = sim_device(DiskBackend(8 << 20), w, pool, write_cache=True)
+        data = os.urandom(4096)
+        wb = k.queue(struct.pack(">BBIBHB", 0x2A, 0, 8, 0, 8, 0), data_out=data)     # write-back
+        rd = k.queue(struct.pack(">BBIBHB", 0x28, 0, 8, 0, 8, 0), data_in=4096)     # 4 KiB read
+        sync = k.queue(struct.pack(">BBIBHB", 0x35, 0, 0, 0, 0, 0))                 # SYNCHRONIZE CACHE
+        tur = k.queue(bytes(6))                                                     # TEST UNIT READY
+        assert dev.drain() == 4
+        assert dev.counters.threaded == 2
+        # answered on the event loop: the write-back write and TEST UNIT READY; the read
+        # and the flush wait for the blocked thread
+        assert set(k.reap()) == {wb, tur}
+        gate.set()
+        dev.quiesce()
+        got = k.reap()
+        assert set(got) == {rd, sync} and got[rd]["data"] == data and got[sync]["status"] == 0

@@ -12,6 +12,10 @@ class Backend:
     thin: bool = True           # discard() is supported and the range then reads back zeros
     nonrotational: bool = False
     read_only: bool = False
+    # its I/O may wait for a disk or the network: the daemon then runs reads, synchronous
+    # writes, flushes and discards on I/O threads so one slow medium never stalls the event
+    # loop (which serves every device); memory answers inline
+    blocking: bool = True
 
     @classmethod
     def open(cls, config: str, size: int) -> "Backend":

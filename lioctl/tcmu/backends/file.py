@@ -13,17 +13,31 @@ from lioctl.tcmu.config import split_options
 
 FALLOC_FL_KEEP_SIZE = 0x01
 FALLOC_FL_PUNCH_HOLE = 0x02
+MEMORY_FILESYSTEMS = {0x01021994, 0x858458F6}     # tmpfs, ramfs (statfs f_type)
 _libc = None
 
 
-def fallocate(fd: int, mode: int, offset: int, length: int) -> None:
+def libc():
     global _libc
     if _libc is None:
         _libc = ctypes.CDLL(None, use_errno=True)
         _libc.fallocate.argtypes = (ctypes.c_int, ctypes.c_int, ctypes.c_longlong, ctypes.c_longlong)
-    if _libc.fallocate(fd, mode, offset, length) != 0:
+        _libc.fstatfs.argtypes = (ctypes.c_int, ctypes.c_void_p)
+    return _libc
+
+
+def fallocate(fd: int, mode: int, offset: int, length: int) -> None:
+    if libc().fallocate(fd, mode, offset, length) != 0:
         e = ctypes.get_errno()
         raise OSError(e, os.strerror(e))
+
+
+def in_memory(fd: int) -> bool:
+    """Whether a regular file lives on tmpfs or ramfs, where I/O never waits for a medium."""
+    buf = ctypes.create_string_buffer(256)      # struct statfs; f_type is its first word
+    if libc().fstatfs(fd, buf) != 0:
+        return False
+    return ctypes.c_long.from_buffer(buf).value in MEMORY_FILESYSTEMS
 
 
 class FileBackend(Backend):
@@ -34,6 +48,7 @@ class FileBackend(Backend):
         self.dfd = os.open(path, flags | os.O_DIRECT) if direct else self.fd
         st = os.fstat(self.fd)
         self.is_block = stat.S_ISBLK(st.st_mode)
+        self.blocking = direct or self.is_block or not in_memory(self.fd)
         have = os.lseek(self.fd, 0, os.SEEK_END) if self.is_block else st.st_size
         if self.is_block and size > have:
             self.close()

@@ -9,6 +9,7 @@ from lioctl.tcmu.backends.base import Backend
 
 class RamBackend(Backend):
     nonrotational = True
+    blocking = False
 
     def __init__(self, size: int):
         self.size = size
