@@ -59,6 +59,10 @@ def main() -> int:
     except BaseException:
         with open(f"{tb.DIR}/null-handler.log") as f:     # why the handler did not serve
             sys.stderr.write(f.read()[-3000:])
+        # what the kernel and the handler saw (a LUN once never showed up as a disk)
+        for cmd in (["dmesg"], ["lsscsi", "-g"], tb.LIOCTL + ["tcmu", "status", "--json"]):
+            p = subprocess.run(cmd, capture_output=True, text=True)
+            sys.stderr.write(f"== {' '.join(cmd)}\n{(p.stdout + p.stderr)[-4000:]}\n")
         raise
     finally:
         tb.cfs.clear()
