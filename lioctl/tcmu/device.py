@@ -161,6 +161,9 @@ class Device:
                     futures.add(fut)
                     fut.add_done_callback(futures.discard)
                 else:
+                    if futures and cdb and cdb[0] == op.COMPARE_AND_WRITE:
+                        # atomic against every write: let the threads' writes land first
+                        self.quiesce()
                     answers.append((cmd, cdb[0] if cdb else -1, execute(cdb, cmd.iovecs, cmd.length)))
             done += n
             if answers:

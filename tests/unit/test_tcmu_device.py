@@ -111,3 +111,45 @@ def test_a_backend_that_may_block_never_stalls_the_event_loop_on_it():
         dev.quiesce()
         got = k.reap()
         assert set(got) == {rd, sync} and got[rd]["data"] == data and got[sync]["status"] == 0
+
+
+def test_compare_and_write_waits_for_the_writes_on_threads():
+    """A write-through write on a disk runs on a thread; a COMPARE AND WRITE queued after it
+    must compare against that write's data, not race it (VMware's ATS locks rely on this)."""
+    import threading
+    entered, gate, caw_read = threading.Event(), threading.Event(), threading.Event()
+
+    class SlowDisk(DiskBackend):
+        def writev(self, bufs, offset, sync=False):
+            if not gate.is_set():
+                entered.set()
+                gate.wait()
+            super().writev(bufs, offset, sync)
+
+        def readv(self, bufs, offset):
+            caw_read.set()
+            return super().readv(bufs, offset)
+
+    def opener():   # opens the gate once COMPARE AND WRITE reads, or after 1 s if it waits
+        entered.wait(5)
+        caw_read.wait(1)
+        gate.set()
+
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        r, w = os.pipe()
+        k, dev = sim_device(SlowDisk(8 << 20), w, pool, write_cache=False, max_sectors=128)
+        old, new = os.urandom(512), os.urandom(512)
+        wr = k.queue(struct.pack(">BBIBHB", 0x2A, 0, 0, 0, 1, 0), data_out=old)
+        caw = k.queue(struct.pack(">BBQ3xBBB", 0x89, 0, 0, 1, 0, 0), data_out=old + new)
+        t = threading.Thread(target=opener)
+        t.start()
+        assert dev.drain() == 2
+        dev.quiesce()
+        t.join()
+        got = k.reap()
+        assert got[wr]["status"] == 0
+        assert got[caw]["status"] == 0, got[caw]["sense"][:14].hex()     # not MISCOMPARE
+        rd = k.queue(struct.pack(">BBIBHB", 0x28, 0, 0, 0, 1, 0), data_in=512)
+        dev.drain()
+        dev.quiesce()
+        assert k.reap()[rd]["data"] == new
