@@ -2,7 +2,7 @@
 through tcm_loop with LIOCTL_TCMU_IO_THREADS=4 (the default), 2, 1 and 0 (everything on the
 event loop), alternating, twice, in one guest boot. The backstore has write-back caching (the
 default), whose writes are answered on the event loop whatever the count: the write job shows
-what idle threads cost (nothing, measured), the read job what they buy (the kernel copies a
+what idle threads cost, the read job what they buy (the kernel copies a
 read's data out in the doorbell write, which a thread overlaps with the next read).
 
     bash tests/kernel/boot.sh bash -c 'bash tests/kernel/prepare-guest.sh; /opt/lioctl-venv/bin/python bench/tcmu_threads.py'
