@@ -1,6 +1,6 @@
 """How many I/O threads lioctl's TCMU handler should use: 1 MiB sequential read and write at qd8
 through tcm_loop with LIOCTL_TCMU_IO_THREADS=4 (the default), 2, 1 and 0 (everything on the
-event loop), alternating, twice, in one guest boot. The backstore has write-back caching (the
+event loop) (BENCH_THREADS=16,4 for others), alternating, twice, in one guest boot. The backstore has write-back caching (the
 default), whose writes are answered on the event loop whatever the count: the write job shows
 what idle threads cost, the read job what they buy (the kernel copies a
 read's data out in the doorbell write, which a thread overlaps with the next read).
@@ -21,6 +21,7 @@ import cfs  # noqa: E402
 import tcmu_bench as tb  # noqa: E402
 from lioctl.tcmu import daemon  # noqa: E402
 
+COUNTS = [int(t) for t in os.environ.get("BENCH_THREADS", "4,2,1,0").split(",")]
 JOBS = (("1M read qd8", ["--rw=read", "--bs=1M", "--iodepth=8"]),
         ("1M write qd8", ["--rw=write", "--bs=1M", "--iodepth=8"]))
 
@@ -44,7 +45,7 @@ def main() -> None:
                     "--size=256M"], capture_output=True, check=True)
     try:
         for _ in range(2):
-            for threads in (4, 2, 1, 0):
+            for threads in COUNTS:
                 pid = restart(threads)
                 for name, args in JOBS:
                     r = tb.run_job(dev, args, pid)

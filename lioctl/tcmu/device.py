@@ -85,7 +85,8 @@ class Device:
         self.fd = -1
         self.map = None
         self.backend = None
-        self.pool = None                    # set by the daemon: its I/O threads
+        self.pool = None                    # set by the daemon: its I/O threads for memory
+        self.disk_pool = None               # and for backends that may block
         self.futures: set = set()
         self.lock = threading.Lock()        # the ring's tail and the doorbell: one writer at a time
 
@@ -131,9 +132,12 @@ class Device:
         queue-depth-1 job's latency, so the opcode is read once and calls are few."""
         ring, execute, c = self.ring, self.emulator.execute, self.counters
         take, answer = ring.take, self._answer
-        pool, lock, futures = self.pool, self.lock, self.futures
+        lock, futures = self.lock, self.futures
         # a backend that may block sends every command through _on_thread; memory only large ones
-        big = 0 if self.emulator.backend.blocking else PARALLEL_MIN
+        if self.emulator.backend.blocking:
+            pool, big = self.disk_pool, 0
+        else:
+            pool, big = self.pool, PARALLEL_MIN
         done = 0
         while True:
             # Only while an I/O thread may be answering do the ring's tail and pending count

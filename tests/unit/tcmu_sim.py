@@ -174,7 +174,7 @@ def sim_device(backend, doorbell_fd: int, pool=None, ring_size: int = 16384, dat
     from lioctl.tcmu.scsi.emulator import Emulator, Unit
     k = SimKernel(ring_size=ring_size, data_blocks=data_blocks)
     dev = Device.__new__(Device)
-    dev.ring, dev.pool, dev.lock = R.Ring(k.buf), pool, threading.Lock()
+    dev.ring, dev.pool, dev.disk_pool, dev.lock = R.Ring(k.buf), pool, pool, threading.Lock()
     dev.emulator = Emulator(Unit(num_blocks=backend.size // 512, **unit), backend)
     dev.counters, dev.futures, dev.map, dev.fd = Counters(), set(), None, doorbell_fd
     return k, dev
