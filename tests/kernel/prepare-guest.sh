@@ -12,8 +12,10 @@ mountpoint -q /sys/kernel/config || mount -t configfs none /sys/kernel/config
 # A checkout that itself lives in the host's /tmp is mounted back where it was.
 if [[ $(stat -f -c %T /tmp) != tmpfs ]]; then
     here=$PWD
-    mkdir -p /run/lioctl-host-tmp
-    mount --rbind /tmp /run/lioctl-host-tmp
+    if [[ $here == /tmp/* ]]; then
+        mkdir -p /run/lioctl-host-tmp
+        mount --rbind /tmp /run/lioctl-host-tmp
+    fi
     mount -t tmpfs -o size=1500M tmpfs /tmp
     if [[ $here == /tmp/* ]]; then
         mkdir -p "$here"

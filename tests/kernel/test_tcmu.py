@@ -153,7 +153,7 @@ def test_a_block_device_is_served_from_io_threads_a_tmpfs_file_inline(lioctl, tm
         ok(lioctl("/backstores/user", "create", "ondisk", "16M", loopdev))
         ok(lioctl("/backstores/user", "create", "inmem", "16M", tmp_path / "mem.img"))
         luns = [loopback_lun(lioctl, f"/backstores/user/{n}") for n in ("ondisk", "inmem")]
-        sh("udevadm", "settle", check=False)    # the kernel's and udev's probes read large blocks
+        sh("udevadm", "settle", check=False)
         before = {d["name"]: d for d in status(lioctl)["devices"]}
         for _, dev in luns:
             fio(dev, "--rw=randrw", "--bs=4k", "--size=8M", "--iodepth=8", "--verify=crc32c", "--do_verify=1")
@@ -162,8 +162,9 @@ def test_a_block_device_is_served_from_io_threads_a_tmpfs_file_inline(lioctl, tm
               for d in status(lioctl)["devices"]}
         assert st["ondisk"]["reads"] > 0 and st["ondisk"]["writes"] > 0
         assert st["ondisk"]["threaded"] >= st["ondisk"]["reads"] + 1, st["ondisk"]
-        # on memory only commands of 128 KiB or more go to threads: none of fio's 4 KiB ones
-        assert st["inmem"]["reads"] > 0 and st["inmem"]["threaded"] == 0, st["inmem"]
+        # on memory only commands of 128 KiB or more go to threads: none of fio's 4 KiB ones,
+        # but udev re-probes a disk closed after writing, with readahead, at any time
+        assert st["inmem"]["reads"] > 0 and st["inmem"]["threaded"] * 100 < st["inmem"]["reads"], st["inmem"]
         for wwn, _ in luns:
             ok(lioctl("/loopback", "delete", wwn))
         ok(lioctl("/backstores/user", "delete", "ondisk"))
