@@ -135,11 +135,8 @@ class Daemon:
                     what = self.fds.get(fd)
                     if what is None:
                         continue
-                    if what.__class__ is Device:    # the per-command path: drain inline
-                        try:
-                            what.drain()
-                        except Exception as e:
-                            self._failed(what, e)
+                    if what.__class__ is Device:
+                        self._service(what)
                     elif what == "netlink":
                         self._netlink()
                     elif what == "status":
@@ -228,16 +225,12 @@ class Daemon:
     def _service(self, dev: Device) -> None:
         try:
             dev.drain()
-        except Exception as e:
-            self._failed(dev, e)
-
-    def _failed(self, dev: Device, e: Exception) -> None:
-        if isinstance(e, OSError):
+        except OSError as e:
             if e.errno in (errno.EIO, errno.ENODEV, errno.ENXIO):   # device gone under us
                 self.detach(dev.minor)
             else:
                 log.error("%s: %s", dev.key, e)
-        else:       # RingError or a bug: the ring needs a reset, the daemon lives
+        except Exception as e:      # RingError or a bug: the ring needs a reset, the daemon lives
             log.error("%s: %s; resetting its ring", dev.key, e)
             self._reset(dev)
 

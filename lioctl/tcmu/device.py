@@ -17,7 +17,7 @@ from lioctl.tcmu.backends import open_backend
 from lioctl.tcmu.config import key_of, parse_uio_name
 from lioctl.tcmu.ring import Ring
 from lioctl.tcmu.scsi import opcodes as op
-from lioctl.tcmu.scsi.emulator import Emulator, Unit
+from lioctl.tcmu.scsi.emulator import Emulator, Unit, synchronous_write
 from lioctl.tcmu.scsi.sense import CHECK_CONDITION
 from lioctl.tree.snapshot import StorageObject
 
@@ -28,7 +28,6 @@ PARALLEL_MIN = 128 * 1024   # smaller commands cost less inline than a thread ha
 READS = {op.READ_6, op.READ_10, op.READ_12, op.READ_16}
 WRITES = {op.WRITE_6, op.WRITE_10, op.WRITE_12, op.WRITE_16,
           op.WRITE_VERIFY_10, op.WRITE_VERIFY_12, op.WRITE_VERIFY_16}
-WRITE_VERIFY = {op.WRITE_VERIFY_10, op.WRITE_VERIFY_12, op.WRITE_VERIFY_16}
 MEDIUM_OPS = {op.SYNCHRONIZE_CACHE_10, op.SYNCHRONIZE_CACHE_16, op.UNMAP, op.WRITE_SAME_10,
               op.WRITE_SAME_16, op.VERIFY_10, op.VERIFY_12, op.VERIFY_16}
 log = logging.getLogger("lioctl.tcmu")
@@ -191,8 +190,7 @@ class Device:
         if opc in READS:
             return True
         if opc in WRITES:
-            return (not self.emulator.unit.write_cache or opc in WRITE_VERIFY
-                    or (opc != op.WRITE_6 and cdb[1] & 0x08 != 0))
+            return bool(synchronous_write(self.emulator.unit, cdb))
         return opc in MEDIUM_OPS and self.emulator.backend.blocking
 
     def _answer(self, answers) -> None:

@@ -52,9 +52,7 @@ _CDB_LEN_BY_OP = bytes(0 if c == 0x7F else _CDB_LEN[c >> 5] for c in range(256))
 
 
 def cdb_length(opcode: int, cdb7: int = 0) -> int:
-    if opcode == 0x7F:
-        return cdb7 + 8
-    return _CDB_LEN[opcode >> 5]
+    return _CDB_LEN_BY_OP[opcode] or cdb7 + 8
 
 
 class RingError(Exception):

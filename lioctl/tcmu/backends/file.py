@@ -63,7 +63,7 @@ class FileBackend(Backend):
         return cls(path, size, direct="direct" in options)
 
     def readv(self, bufs, offset):
-        total = len(bufs[0]) if len(bufs) == 1 else sum(map(len, bufs))
+        total = _total(bufs)
         try:
             got = os.preadv(self.dfd, bufs, offset)
         except OSError as e:
@@ -79,7 +79,7 @@ class FileBackend(Backend):
         return got
 
     def writev(self, bufs, offset, sync=False):
-        total = len(bufs[0]) if len(bufs) == 1 else sum(map(len, bufs))
+        total = _total(bufs)
         flags = os.RWF_DSYNC if sync else 0
         try:
             done = os.pwritev(self.dfd, bufs, offset, flags)
@@ -121,6 +121,10 @@ class FileBackend(Backend):
                 os.close(fd)
             except OSError:
                 pass
+
+
+def _total(bufs) -> int:
+    return len(bufs[0]) if len(bufs) == 1 else sum(map(len, bufs))
 
 
 def _skip(bufs, n: int) -> list:

@@ -266,7 +266,7 @@ class Emulator:
         want = n * unit.block_size
         if want == 0 or length == 0:
             return GOOD
-        sync = not unit.write_cache or (cdb[1] & 0x08 and cdb[0] != op.WRITE_6) or cdb[0] in _WRITE_VERIFY
+        sync = synchronous_write(unit, cdb)
         try:
             self.backend.writev(iovecs if want >= length else limit(iovecs, want), lba * unit.block_size, sync)
         except OSError as e:
@@ -398,6 +398,12 @@ class Emulator:
 
 
 _WRITE_VERIFY = frozenset((op.WRITE_VERIFY_10, op.WRITE_VERIFY_12, op.WRITE_VERIFY_16))
+
+
+def synchronous_write(unit: Unit, cdb) -> bool:
+    """Whether a WRITE or WRITE AND VERIFY must be durable when answered: no write cache,
+    FUA (not in WRITE 6), or a verify."""
+    return not unit.write_cache or (cdb[1] & 0x08 and cdb[0] != op.WRITE_6) or cdb[0] in _WRITE_VERIFY
 # (LBA, transfer length) of the 10/12/16-byte reads and writes, by opcode
 _RW_LBA_LEN = {c: _LBA_LEN[c >> 5] for c in (
     op.READ_10, op.READ_12, op.READ_16, op.WRITE_10, op.WRITE_12, op.WRITE_16,
