@@ -152,6 +152,19 @@ def median_run(rs: list[dict]) -> dict:
     return dict(rs[(len(rs) - 1) // 2], rounds=[round(r["iops"], 1) for r in rs])
 
 
+def restart_handler(env: dict[str, str], tree: str | None = None) -> int:
+    """Stop lioctl's handler and start it again with `env` added to its environment, from the
+    checkout `tree` if given; returns its pid."""
+    subprocess.run(LIOCTL + ["tcmu", "stop"], check=True, capture_output=True)
+    env = dict(os.environ, **env)
+    if tree:
+        env["PYTHONPATH"] = tree
+    # `python -m` puts the working directory first on sys.path: start it in the tree wanted
+    subprocess.run(LIOCTL + ["tcmu", "start"], check=True, env=env, capture_output=True, cwd=tree or None)
+    from lioctl.tcmu import daemon
+    return daemon.running_pid()
+
+
 def backend_lioctl(img: str):
     lioctl("/backstores/user", "create", "b_lioctl", SIZE, img)
     from lioctl.tcmu import daemon

@@ -17,7 +17,6 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import tcmu_bench as tb  # noqa: E402
-from lioctl.tcmu import daemon  # noqa: E402
 
 DELAY_MS = int(os.environ.get("DELAY_MS", "5"))
 THREADS = [int(t) for t in os.environ.get("BENCH_THREADS", "4,16").split(",")]
@@ -41,14 +40,9 @@ def slow_disk(name: str) -> str:
 
 
 def restart(threads: int, tree: str | None) -> int:
-    subprocess.run(tb.LIOCTL + ["tcmu", "stop"], check=True, capture_output=True)
     # the disk pool's size (checkouts before it existed used the one pool for everything)
-    env = dict(os.environ, LIOCTL_TCMU_DISK_THREADS=str(threads), LIOCTL_TCMU_IO_THREADS=str(threads))
-    if tree:
-        env["PYTHONPATH"] = tree
-    # `python -m` puts the working directory first on sys.path: start it in the tree wanted
-    subprocess.run(tb.LIOCTL + ["tcmu", "start"], check=True, env=env, capture_output=True, cwd=tree or None)
-    return daemon.running_pid()
+    return tb.restart_handler({"LIOCTL_TCMU_DISK_THREADS": str(threads), "LIOCTL_TCMU_IO_THREADS": str(threads)},
+                              tree)
 
 
 def main() -> int:

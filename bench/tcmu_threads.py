@@ -19,7 +19,6 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:0] = [HERE, os.path.join(HERE, "..", "tests", "kernel")]
 import cfs  # noqa: E402
 import tcmu_bench as tb  # noqa: E402
-from lioctl.tcmu import daemon  # noqa: E402
 
 COUNTS = [int(t) for t in os.environ.get("BENCH_THREADS", "4,2,1,0").split(",")]
 JOBS = (("1M read qd8", ["--rw=read", "--bs=1M", "--iodepth=8"]),
@@ -27,10 +26,7 @@ JOBS = (("1M read qd8", ["--rw=read", "--bs=1M", "--iodepth=8"]),
 
 
 def restart(threads: int) -> int:
-    subprocess.run(tb.LIOCTL + ["tcmu", "stop"], check=True, capture_output=True)
-    env = dict(os.environ, LIOCTL_TCMU_IO_THREADS=str(threads))
-    subprocess.run(tb.LIOCTL + ["tcmu", "start"], check=True, env=env, capture_output=True)
-    return daemon.running_pid()
+    return tb.restart_handler({"LIOCTL_TCMU_IO_THREADS": str(threads)})
 
 
 def main() -> None:
