@@ -34,6 +34,22 @@ class AlreadyRunning(Exception):
     pass
 
 
+class BadSetting(Exception):
+    pass
+
+
+def thread_count(var: str, default: int) -> int:
+    """An I/O thread count from the environment (0: answer everything on the event loop)."""
+    value = os.environ.get(var, str(default))
+    try:
+        n = int(value)
+    except ValueError:
+        n = -1
+    if n < 0:
+        raise BadSetting(f"{var}={value!r} is not a thread count (0 or more)")
+    return n
+
+
 def take_lock() -> int:
     """The one-handler-per-host lock; the file holds the owner's pid."""
     os.makedirs(RUN_DIR, mode=0o755, exist_ok=True)
@@ -84,8 +100,8 @@ class Daemon:
         # with more (1 MiB reads at qd8 in the guest: 186 MiB/s on 4, 170 on 16), while a disk
         # is kept busy only with as many threads as commands in flight (4 KiB random reads at
         # qd32 on a 5 ms disk: 306 IOPS on 4 threads, 1173 on 16)
-        threads = int(os.environ.get("LIOCTL_TCMU_IO_THREADS", "4"))
-        disk_threads = int(os.environ.get("LIOCTL_TCMU_DISK_THREADS", "16"))
+        threads = thread_count("LIOCTL_TCMU_IO_THREADS", 4)
+        disk_threads = thread_count("LIOCTL_TCMU_DISK_THREADS", 16)
         self.pool = concurrent.futures.ThreadPoolExecutor(threads, "tcmu-io") if threads > 0 else None
         self.disk_pool = (concurrent.futures.ThreadPoolExecutor(disk_threads, "tcmu-disk")
                           if disk_threads > 0 else None)
@@ -324,6 +340,9 @@ def main(argv: list[str] | None = None) -> int:
     except AlreadyRunning as e:
         print(f"lioctl tcmu: a handler is already running (pid {e.args[0]})", file=sys.stderr)
         return 1
+    except BadSetting as e:
+        print(f"lioctl tcmu: {e}", file=sys.stderr)
+        return 2
     except OSError as e:
         print(f"lioctl tcmu: {e}", file=sys.stderr)
         return 1

@@ -24,3 +24,12 @@ def test_status_and_stop_without_root_say_why(tmp_path, monkeypatch, capsys):
         assert err == ["lioctl: the TCMU handler (pid 4242) tells its status to root only"]
         assert cli.main(["tcmu", "stop"]) == 1
         assert capsys.readouterr().err.strip() == "lioctl: the TCMU handler must run as root"
+
+
+def test_a_bad_thread_count_is_one_line_and_exit_2(monkeypatch, capsys):
+    for var, value in (("LIOCTL_TCMU_DISK_THREADS", "sixteen"), ("LIOCTL_TCMU_IO_THREADS", "-1")):
+        monkeypatch.setenv(var, value)
+        assert daemon.main([]) == 2
+        err = capsys.readouterr().err
+        assert err == f"lioctl tcmu: {var}={value!r} is not a thread count (0 or more)\n"
+        monkeypatch.delenv(var)
