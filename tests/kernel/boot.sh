@@ -10,5 +10,11 @@ VENV=${LIOCTL_VENV:-/opt/lioctl-venv}
 export PATH="$VENV/bin:$PATH"
 # QEMU reopens /proc/self/fd/1 and 2 with O_TRUNC: through a pipe, a log file keeps what came before.
 set -o pipefail
+# virtme-ng does not pass the caller's environment to the guest: hand on lioctl's and the
+# benchmarks' own variables (a second checkout's venv above all) explicitly.
+pass=(env "LIOCTL_VENV=$VENV")
+while IFS='=' read -r name _; do
+    [[ $name =~ ^(LIOCTL_|BENCH_) && $name != LIOCTL_VENV ]] && pass+=("$name=${!name}")
+done < <(env)
 "$VENV/bin/vng" --run "$K" --disable-kvm --memory "$MEM" --cpus 2 \
-    --rwdir "$PWD" --exec "$(printf '%q ' "$@")" < /dev/null 2>&1 | cat
+    --rwdir "$PWD" --exec "$(printf '%q ' "${pass[@]}" "$@")" < /dev/null 2>&1 | cat
