@@ -71,6 +71,8 @@ def _status(args) -> int:
     running = st is not None
     pid = daemon.running_pid()
     if not running and pid is not None and os.geteuid() != 0:
+        if pid < 0:     # its runtime directory is root's: whether it runs is root's to know
+            raise LioError("the TCMU handler tells its status to root only")
         raise LioError(f"the TCMU handler (pid {pid}) tells its status to root only")
     st = st or {"pid": pid, "devices": [], "failed": []}
     st["running"] = running

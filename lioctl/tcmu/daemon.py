@@ -19,11 +19,13 @@ import subprocess
 import sys
 import time
 
+from lioctl import rundir
 from lioctl.tcmu import config as tcmu_config
 from lioctl.tcmu import netlink
 from lioctl.tcmu.device import Device, scan
 
-RUN_DIR = os.environ.get("LIOCTL_TCMU_RUN_DIR", "/run/lioctl")
+# lioctl's private runtime directory (root only, never a link): see lioctl/rundir.py
+RUN_DIR = os.environ.get("LIOCTL_TCMU_RUN_DIR", rundir.RUN_DIR)
 LOCK = f"{RUN_DIR}/tcmu.lock"
 SOCKET = f"{RUN_DIR}/tcmu.sock"
 LOG = f"{RUN_DIR}/tcmu.log"
@@ -50,10 +52,20 @@ def thread_count(var: str, default: int) -> int:
     return n
 
 
+def open_run_file(path: str, flags: int) -> int:
+    """Open one of the handler's files in the private runtime directory, never through a link."""
+    try:
+        return rundir.open_private(os.path.basename(path), flags, directory=os.path.dirname(path))
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise rundir.UnsafeRunDir(f"{path} is a symbolic link (planted there?); not following it, remove it")
+        raise
+
+
 def take_lock() -> int:
-    """The one-handler-per-host lock; the file holds the owner's pid."""
-    os.makedirs(RUN_DIR, mode=0o755, exist_ok=True)
-    fd = os.open(LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    """The one-handler-per-host lock; the file holds the owner's pid. It lives in the private
+    runtime directory and a link planted in its place is refused (root would follow it)."""
+    fd = open_run_file(LOCK, os.O_RDWR | os.O_CREAT)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -67,9 +79,15 @@ def take_lock() -> int:
 def running_pid() -> int | None:
     """The pid of the running handler, or None (nobody holds the lock)."""
     try:
-        fd = os.open(LOCK, os.O_RDONLY | os.O_CLOEXEC)
+        fd = os.open(LOCK, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except FileNotFoundError:
         return None
+    except PermissionError:
+        return -1       # the private directory is root's: a handler may run, its pid is hidden
+    except OSError as e:
+        if e.errno == errno.ELOOP:      # a planted link: no handler locks through it
+            return None
+        raise
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
@@ -115,6 +133,7 @@ class Daemon:
             return netlink.Events()
 
     def _listen(self) -> socket.socket:
+        rundir.private_dir(os.path.dirname(SOCKET))
         try:
             os.unlink(SOCKET)   # stale: we hold the lock, so its owner is gone
         except FileNotFoundError:

@@ -8,8 +8,24 @@ import subprocess
 import sys
 import time
 
+import lioctl
 from lioctl.errors import LioError
 from lioctl.tcmu import daemon
+
+# The handler runs as root on initiators' input: it must import only the standard library and
+# this lioctl, never a module planted in the caller's working directory or named by the
+# caller's PYTHON* variables. `python -I` adds neither the working directory (nor a script's)
+# nor PYTHONPATH nor the user's site-packages; the directory holding the lioctl that is
+# running goes right after the standard library, so the same checkout serves (a venv's
+# editable install or a tree on PYTHONPATH alike) and cannot shadow a standard module.
+_BOOT = ("import site, sys; "
+         "sites = set(site.getsitepackages()); "
+         "sys.path.insert(next((i for i, p in enumerate(sys.path) if p in sites), len(sys.path)), sys.argv[1]); "
+         "from lioctl.tcmu.daemon import main; "
+         "sys.exit(main(sys.argv[2:]))")
+# what the handler reads from its environment; everything else is left behind
+_KEEP_ENV = ("LIOCTL_TCMU_", "LIOCTL_RUN_DIR")
+_SAFE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
 def served(status: dict | None) -> set[str]:
@@ -25,14 +41,11 @@ def ensure_serving(keys: list[str], timeout: float = 120.0) -> dict:
     want = set(keys)
     proc = None
     if daemon.running_pid() is None:
-        os.makedirs(daemon.RUN_DIR, exist_ok=True)
-        log = open(daemon.LOG, "ab")
+        log = open_log()
         try:
-            proc = subprocess.Popen([sys.executable, "-m", "lioctl.tcmu.daemon", "--idle-exit"],
-                                    stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                                    start_new_session=True, close_fds=True)
+            proc = spawn(["--idle-exit"], log)
         finally:
-            log.close()
+            os.close(log)
     deadline = time.monotonic() + timeout
     delay = 0.02
     while True:
@@ -52,9 +65,38 @@ def ensure_serving(keys: list[str], timeout: float = 120.0) -> dict:
         delay = min(delay * 2, 0.25)
 
 
+def handler_argv(args: list[str]) -> list[str]:
+    package_root = os.path.dirname(os.path.dirname(os.path.abspath(lioctl.__file__)))
+    return [sys.executable, "-I", "-c", _BOOT, package_root, *args]
+
+
+def handler_env(environ=None) -> dict[str, str]:
+    """PATH (for modprobe) and the handler's own knobs only."""
+    environ = os.environ if environ is None else environ
+    env = {k: v for k, v in environ.items() if k.startswith(_KEEP_ENV)}
+    env["PATH"] = _SAFE_PATH
+    return env
+
+
+def spawn(args: list[str], log_fd: int) -> subprocess.Popen:
+    """Start the handler detached, in /, with a scrubbed environment and only stdio open."""
+    return subprocess.Popen(handler_argv(args), cwd="/", env=handler_env(), stdin=subprocess.DEVNULL,
+                            stdout=log_fd, stderr=log_fd, start_new_session=True, close_fds=True)
+
+
+def open_log() -> int:
+    """The handler's log in lioctl's private runtime directory, appended to; a link planted in
+    its place is refused, not followed."""
+    try:
+        return daemon.open_run_file(daemon.LOG, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    except OSError as e:
+        raise LioError(f"cannot open the TCMU handler's log {daemon.LOG}: {e.strerror or e}")
+
+
 def _last_log_line() -> str:
     try:
-        with open(daemon.LOG, "rb") as f:
+        fd = os.open(daemon.LOG, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        with open(fd, "rb") as f:
             f.seek(max(0, os.fstat(f.fileno()).st_size - 4096))
             lines = [ln for ln in f.read().decode("utf-8", "replace").splitlines() if ln.strip()]
         return lines[-1] if lines else "no log"
