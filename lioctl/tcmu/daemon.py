@@ -23,6 +23,7 @@ from lioctl import rundir
 from lioctl.tcmu import config as tcmu_config
 from lioctl.tcmu import netlink
 from lioctl.tcmu.device import Device, scan
+from lioctl.tcmu.ring import RingError
 
 # lioctl's private runtime directory (root only, never a link): see lioctl/rundir.py
 RUN_DIR = os.environ.get("LIOCTL_TCMU_RUN_DIR", rundir.RUN_DIR)
@@ -265,9 +266,18 @@ class Daemon:
                 self.detach(dev.minor)
             else:
                 log.error("%s: %s", dev.key, e)
-        except Exception as e:      # RingError or a bug: the ring needs a reset, the daemon lives
+        except RingError as e:      # corrupt ring: this device is failed, the others served on
+            self.fail(dev, f"corrupt command ring: {e}")
+        except Exception as e:      # a bug: the ring needs a reset, the daemon lives
             log.error("%s: %s; resetting its ring", dev.key, e)
             self._reset(dev)
+
+    def fail(self, dev: Device, why: str) -> None:
+        """Stop serving one device (its commands time out in the kernel) and say why in the
+        log and the status; a rescan (SIGHUP, `lioctl tcmu start`) tries it again."""
+        log.error("%s: %s; no longer served", dev.key, why)
+        self.detach(dev.minor)
+        self.failed[dev.key] = why
 
     def _reset(self, dev: Device) -> None:
         minor, name = dev.minor, dev.uio_name

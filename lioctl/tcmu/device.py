@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from lioctl import configfs
 from lioctl.tcmu.backends import open_backend
 from lioctl.tcmu.config import key_of, parse_uio_name
-from lioctl.tcmu.ring import Ring
+from lioctl.tcmu.ring import Ring, RingError
 from lioctl.tcmu.scsi import opcodes as op
 from lioctl.tcmu.scsi.emulator import Emulator, Unit, synchronous_write
 from lioctl.tcmu.scsi.sense import CHECK_CONDITION
@@ -87,6 +87,7 @@ class Device:
         self.pool = None                    # set by the daemon: its I/O threads for memory
         self.disk_pool = None               # and for backends that may block
         self.futures: set = set()
+        self.broken: RingError | None = None  # an I/O thread found the ring corrupt
         self.lock = threading.Lock()        # the ring's tail and the doorbell: one writer at a time
 
     @property
@@ -138,6 +139,8 @@ class Device:
         else:
             pool, big = self.pool, PARALLEL_MIN
         done = 0
+        if self.broken is not None:
+            raise self.broken
         while True:
             # Only while an I/O thread may be answering do the ring's tail and pending count
             # need the lock (a future leaves the set after its thread let go of the lock).
@@ -226,6 +229,8 @@ class Device:
                 self._answer([(cmd, cmd.opcode, r)])
             except OSError:
                 pass    # the device went away; the event loop notices on its next read
+            except RingError as e:
+                self.broken = e     # the event loop fails the device on its next doorbell
 
     def quiesce(self) -> None:
         """Wait until the I/O threads have answered their commands (before closing or resetting)."""

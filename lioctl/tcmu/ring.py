@@ -91,6 +91,9 @@ class Ring:
             raise RingError(f"mailbox describes a ring outside the mapping "
                             f"(off {self.cmdr_off}, size {self.cmdr_size}, map {len(self.mv)})")
         self.read_len = bool(self.flags & CAP_READ_LEN)
+        # iovecs may only point here: a corrupt one into the mailbox or ring would have a
+        # read's data overwrite entries (and a walk over them never end)
+        self.data_off = self.cmdr_off + self.cmdr_size
         # everything between tail and our read position has been taken but not yet answered
         self.next = self.tail
         self.pending = 0
@@ -112,7 +115,9 @@ class Ring:
 
         The per-command path: a command with one iovec (every 4 KiB I/O) is parsed inline from
         one unpack of its header and first iovec. A malformed entry raises RingError and the
-        device is reset, so the position is only stored when the whole batch parsed."""
+        device fails, so the position is only stored when the whole batch parsed. The walk
+        is bounded by the distance to cmd_head: an entry that would step over it (a head off an
+        entry boundary) is corrupt, not a reason to go round the ring again."""
         mv = self.mv
         head = U32.unpack_from(mv, MB_CMD_HEAD)[0]
         nxt = self.next
@@ -123,21 +128,24 @@ class Ring:
             raise RingError(f"cmd_head {head} is outside the ring or misaligned")
         base = self.cmdr_off
         end = len(mv)
+        data = self.data_off
         last = end - ENTRY_IOV0.size     # an entry this far in can be read with its first iovec
         out = []
         taken = 0
-        while nxt != head:
+        left = (head - nxt) % size       # bytes of entries between our position and cmd_head
+        while left:
             off = base + nxt
             if off > last:
                 raise RingError(f"ring entry at {nxt} runs past the mapping")
             len_op, cmd_id, iov_cnt, cdb_off, b, n = ENTRY_IOV0.unpack_from(mv, off)
             length = len_op & ~OP_MASK
-            if length == 0 or length > size - nxt:
-                raise RingError(f"ring entry at {nxt} has length {length}")
+            if length == 0 or length > left or length > size - nxt:
+                raise RingError(f"ring entry at {nxt} has length {length} ({left} bytes to cmd_head {head})")
+            left -= length
             op = len_op & OP_MASK
             if op == OP_CMD:
                 taken += 1
-                if iov_cnt == 1 and length >= IOV_OFF + 16 and b + n <= end and cdb_off + 7 < end:
+                if iov_cnt == 1 and length >= ENTRY_MIN and data <= b and b + n <= end and cdb_off + 7 < end:
                     cl = _CDB_LEN_BY_OP[mv[cdb_off]] or mv[cdb_off + 7] + 8
                     # copied, not viewed: answers overwrite entries (and CDBs) out of order
                     out.append(_new(Command, (cmd_id, mv[cdb_off:cdb_off + cl].tobytes(), [mv[b:b + n]], n, False)))
@@ -154,14 +162,18 @@ class Ring:
         return out
 
     def _parse(self, off: int, cmd_id: int, length: int, iov_cnt: int, cdb_off: int) -> Command:
+        """A command the inline path did not take: several iovecs, or something corrupt (iovecs
+        past the entry or outside the data area, a CDB outside the mapping) which fails the
+        device rather than have its data land in the ring."""
         mv = self.mv
-        if IOV_OFF + iov_cnt * IOV.size > length:
-            return Command(cmd_id, b"", [], 0, unknown_op=False)  # answered as a bad CDB
+        if length < ENTRY_MIN or IOV_OFF + iov_cnt * IOV.size > length:
+            raise RingError(f"ring entry {cmd_id} has {iov_cnt} iovecs in {length} bytes")
         size = len(mv)
+        data = self.data_off
         if iov_cnt == 1:
             b, n = IOV.unpack_from(mv, off + IOV_OFF)
-            if b + n > size:
-                return Command(cmd_id, b"", [], 0)
+            if b < data or b + n > size:
+                raise RingError(f"ring entry {cmd_id} has an iovec outside the data area ({b:#x}+{n:#x})")
             iovecs = [mv[b:b + n]]
             total = n
         else:
@@ -172,11 +184,11 @@ class Ring:
             flat = st.unpack_from(mv, off + IOV_OFF) if iov_cnt else ()
             bases, lens = flat[0::2], flat[1::2]
             total = sum(lens)
-            if iov_cnt and max(b + n for b, n in zip(bases, lens)) > size:
-                return Command(cmd_id, b"", [], 0)
+            if iov_cnt and (min(bases) < data or max(b + n for b, n in zip(bases, lens)) > size):
+                raise RingError(f"ring entry {cmd_id} has an iovec outside the data area")
             iovecs = [mv[b:b + n] for b, n in zip(bases, lens)]
         if cdb_off >= size:
-            return Command(cmd_id, b"", iovecs, total)
+            raise RingError(f"ring entry {cmd_id} has its CDB outside the mapping ({cdb_off:#x})")
         opcode = mv[cdb_off]
         n = cdb_length(opcode, mv[cdb_off + 7] if cdb_off + 7 < size else 0)
         # copied, not viewed: answers overwrite entries (and CDBs inside them) out of order
@@ -185,20 +197,32 @@ class Ring:
     def complete(self, cmd_id: int, status: int, sense: bytes = b"", read_len: int | None = None,
                  unknown_op: bool = False) -> None:
         """Write one answer into the slot at cmd_tail (past any PAD/TMR) and advance the tail.
-        The doorbell is the caller's: one write per batch."""
+        The doorbell is the caller's: one write per batch. Every slot stepped over lies
+        between cmd_tail and what take() walked: anything else (a zero length, a tail off an
+        entry boundary) is a corrupt ring, not a loop."""
         if self.pending <= 0:
             raise RingError("more answers than commands taken")
         mv = self.mv
         base = self.cmdr_off
         size = self.cmdr_size
         tail = U32.unpack_from(mv, MB_CMD_TAIL)[0]
+        nxt = self.next
+        if tail >= size or tail & 7:
+            raise RingError(f"cmd_tail {tail} is outside the ring or misaligned")
+        left = (nxt - tail) % size          # bytes of taken entries from the tail on
         while True:
             off = base + tail
             len_op = U32.unpack_from(mv, off)[0]
+            length = len_op & ~OP_MASK
+            if length == 0 or length > left:
+                raise RingError(f"ring entry at tail {tail} has length {length} ({left} bytes taken)")
             op = len_op & OP_MASK
             if op != OP_PAD and op != OP_TMR:
+                if length < (ENTRY_MIN if sense else SENSE_OFF):    # or the answer spills over
+                    raise RingError(f"ring entry at tail {tail} is {length} bytes, too short to answer")
                 break
-            tail = (tail + (len_op & ~OP_MASK)) % size
+            left -= length
+            tail = (tail + length) % size
         uflags = UFLAG_UNKNOWN_OP if unknown_op else 0
         if read_len is not None and self.read_len:
             uflags |= UFLAG_READ_LEN
@@ -207,13 +231,17 @@ class Ring:
             s = sense[:SENSE_SIZE]
             mv[off + SENSE_OFF:off + SENSE_OFF + len(s)] = s
         self.pending -= 1
-        tail = (tail + (len_op & ~OP_MASK)) % size
+        tail = (tail + length) % size
+        left -= length
         # skip trailing PAD/TMR so the tail never rests before an entry nobody will answer
-        nxt = self.next
-        while tail != nxt:
+        while left:
             len_op = U32.unpack_from(mv, base + tail)[0]
             op = len_op & OP_MASK
             if op != OP_PAD and op != OP_TMR:
                 break
-            tail = (tail + (len_op & ~OP_MASK)) % size
+            length = len_op & ~OP_MASK
+            if length == 0 or length > left:
+                raise RingError(f"ring entry at tail {tail} has length {length} ({left} bytes taken)")
+            left -= length
+            tail = (tail + length) % size
         U32.pack_into(mv, MB_CMD_TAIL, tail)

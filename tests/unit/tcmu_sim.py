@@ -176,5 +176,5 @@ def sim_device(backend, doorbell_fd: int, pool=None, ring_size: int = 16384, dat
     dev = Device.__new__(Device)
     dev.ring, dev.pool, dev.disk_pool, dev.lock = R.Ring(k.buf), pool, pool, threading.Lock()
     dev.emulator = Emulator(Unit(num_blocks=backend.size // 512, **unit), backend)
-    dev.counters, dev.futures, dev.map, dev.fd = Counters(), set(), None, doorbell_fd
+    dev.counters, dev.futures, dev.map, dev.fd, dev.broken = Counters(), set(), None, doorbell_fd, None
     return k, dev

@@ -136,16 +136,31 @@ def test_malformed_entry_is_a_ring_error_not_a_crash():
         r.take()
 
 
-def test_entry_with_iovec_outside_the_mapping_still_gets_answered():
+@pytest.mark.parametrize("where", ["past the mapping", "into the ring", "into the mailbox", "cdb past the mapping",
+                                   "second iovec into the ring", "iovecs past the entry"])
+def test_an_entry_pointing_outside_the_data_area_is_a_ring_error(where):
+    """The kernel never writes these; a read's data must not land in the ring or mailbox."""
     k = SimKernel()
     r = R.Ring(k.buf)
-    cid = k.queue(bytes([0x28] + [0] * 9), data_in=4096)
+    k.queue(bytes([0x28] + [0] * 9), data_in=8192 if where.startswith("second") else 4096, scatter=True)
     off = 128
-    struct.pack_into("<QQ", k.buf, off + 48, len(k.buf) - 10, 4096)
-    (c,) = r.take()
-    assert c.cdb == b"" and c.iovecs == []
-    r.complete(c.cmd_id, 2)
-    assert k.reap()[cid]["status"] == 2
+    iov_cnt = struct.unpack_from("<I", k.buf, off + 8)[0]
+    if where == "past the mapping":
+        struct.pack_into("<QQ", k.buf, off + 48, len(k.buf) - 10, 4096)
+    elif where == "into the ring":
+        struct.pack_into("<QQ", k.buf, off + 48, 128, 4096)
+    elif where == "into the mailbox":
+        struct.pack_into("<QQ", k.buf, off + 48, 0, 64)
+    elif where == "cdb past the mapping":
+        struct.pack_into("<Q", k.buf, off + 24, len(k.buf) + 1)
+        struct.pack_into("<I", k.buf, off + 8, 2)          # through the slow path too
+    elif where == "second iovec into the ring":
+        assert iov_cnt == 2
+        struct.pack_into("<QQ", k.buf, off + 64, 200, 4096)
+    else:
+        struct.pack_into("<I", k.buf, off + 8, 1000)
+    with pytest.raises(R.RingError):
+        r.take()
 
 
 def test_more_answers_than_commands_is_refused():

@@ -1,0 +1,86 @@
+"""A corrupt ring fails its own device only: the handler logs one line, stops serving that
+device and keeps serving the others (one event loop serves them all, so a walk that never
+ends would hang every LUN and grow without bound)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import struct
+
+import pytest
+
+from lioctl.tcmu import daemon as D
+from lioctl.tcmu import ring as R
+from lioctl.tcmu.backends.ram import RamBackend
+from tcmu_sim import sim_device
+
+READ_8 = struct.pack(">BBIBHB", 0x28, 0, 0, 0, 8, 0)
+
+
+@pytest.fixture
+def handler(monkeypatch):
+    monkeypatch.setenv("LIOCTL_TCMU_IO_THREADS", "0")
+    monkeypatch.setenv("LIOCTL_TCMU_DISK_THREADS", "0")
+    d = D.Daemon()
+    devs = []
+    for minor in (0, 1):
+        r, w = os.pipe()
+        k, dev = sim_device(RamBackend(1 << 20), w)
+        dev.minor, dev.hba, dev.name, dev.backend = minor, "user_1", f"d{minor}", dev.emulator.backend
+        dev.unit, dev.subtype, dev.config, dev.started = dev.emulator.unit, "lioctl_ram", f"d{minor}", 0
+        d.devices[minor] = dev
+        d.watch(dev.fd, dev, edge=True)
+        devs.append((k, dev, r))
+    yield d, devs
+    for _, dev, r in devs:
+        os.close(r)
+        if dev.fd >= 0:
+            os.close(dev.fd)
+    d.ep.close()
+
+
+@pytest.fixture
+def bounded():
+    """A hang becomes a test failure rather than a stuck test run."""
+    def expire(*_):
+        raise TimeoutError("the ring walk did not end")
+    old = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, 5)
+    yield
+    signal.setitimer(signal.ITIMER_REAL, 0)
+    signal.signal(signal.SIGALRM, old)
+
+
+def corrupt(k, how: str) -> None:
+    first = k.queue(READ_8, data_in=4096)
+    size = struct.unpack_from("<I", k.buf, 128)[0] & ~7
+    k.queue(READ_8, data_in=4096)
+    if how == "head inside an entry":
+        struct.pack_into("<I", k.buf, R.MB_CMD_HEAD, size + 8)
+    elif how == "iovec into the ring":
+        struct.pack_into("<Q", k.buf, 128 + 48, 128)     # a read's data over the entries
+    elif how == "tail inside an entry":
+        struct.pack_into("<I", k.buf, R.MB_CMD_TAIL, 16)  # reads as a PAD of length 0
+    else:
+        raise AssertionError(how)
+    return first
+
+
+@pytest.mark.parametrize("how", ["head inside an entry", "iovec into the ring", "tail inside an entry"])
+def test_a_corrupt_ring_fails_that_device_and_the_other_is_served(handler, bounded, how, caplog):
+    d, ((k0, dev0, _), (k1, dev1, _)) = handler
+    corrupt(k0, how)
+    with caplog.at_level(logging.ERROR, "lioctl.tcmu"):
+        d._service(dev0)
+    assert 0 not in d.devices and dev0.fd == -1
+    assert d.failed["user_1/d0"].startswith("corrupt command ring: ")
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1 and errors[0].startswith("user_1/d0: corrupt command ring") \
+        and errors[0].endswith("; no longer served")
+    assert [f["device"] for f in d.status()["failed"]] == ["user_1/d0"]
+    # the other device goes on
+    cid = k1.queue(READ_8, data_in=4096)
+    d._service(dev1)
+    assert k1.reap()[cid]["status"] == 0 and 1 in d.devices
