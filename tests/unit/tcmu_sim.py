@@ -144,10 +144,11 @@ class SimKernel:
 class Harness:
     """Simulated kernel + ring + emulation over a backend: one call per SCSI command."""
 
-    def __init__(self, backend=None, size: int = 8 << 20, block_size: int = 512, **unit):
+    def __init__(self, backend=None, size: int = 8 << 20, block_size: int = 512,
+                 kernel_flags: int = R.CAP_OOOC | R.CAP_READ_LEN, **unit):
         from lioctl.tcmu.backends.ram import RamBackend
         from lioctl.tcmu.scsi.emulator import Emulator, Unit
-        self.kernel = SimKernel(ring_size=16384, data_blocks=1024)
+        self.kernel = SimKernel(ring_size=16384, data_blocks=1024, flags=kernel_flags)
         self.ring = R.Ring(self.kernel.buf)
         self.backend = backend or RamBackend(size)
         self.unit = Unit(block_size=block_size, num_blocks=self.backend.size // block_size,

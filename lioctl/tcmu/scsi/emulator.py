@@ -43,10 +43,13 @@ class Response:
 
 
 GOOD = Response()
+# The largest buffer one command may make the handler allocate, whatever its CDB asks for:
+# VERIFY, WRITE SAME and COMPARE AND WRITE work through the medium in pieces this size.
+CHUNK = 1 << 20
 # (LBA, transfer length) by CDB group: 10-byte (1, 2), 16-byte (4), 12-byte (5)
 _S10, _S16, _S12 = struct.Struct(">xxIxH"), struct.Struct(">xxQI"), struct.Struct(">xxII")
 _LBA_LEN = {1: _S10, 2: _S10, 4: _S16, 5: _S12}
-ZERO_CHUNK = bytes(1 << 20)
+ZERO_CHUNK = bytes(CHUNK)
 
 
 def _be(b: bytes) -> int:
@@ -70,6 +73,39 @@ def gather(iovecs, n: int) -> bytes:
     return b"".join(bytes(v) for v in limit(iovecs, n))
 
 
+def piece(iovecs, start: int, n: int) -> bytes:
+    """Bytes start..start+n of a scatter list (a bounded window, for chunked compares)."""
+    out = []
+    for v in iovecs:
+        k = len(v)
+        if start >= k:
+            start -= k
+            continue
+        part = v[start:start + n]
+        out.append(part)
+        n -= len(part)
+        start = 0
+        if n <= 0:
+            break
+    return b"".join(out)
+
+
+def zero(iovecs, skip: int = 0) -> None:
+    """Zero the buffers from byte `skip` on: data-area blocks are reused across commands and
+    devices unzeroed, and the kernel returns a data-in buffer whole unless told a shorter
+    length (and a read_len of 0 it ignores), so what a command does not fill must be cleared."""
+    for v in iovecs:
+        k = len(v)
+        if skip >= k:
+            skip -= k
+            continue
+        while skip < k:
+            m = min(k - skip, CHUNK)
+            v[skip:skip + m] = ZERO_CHUNK[:m]
+            skip += m
+        skip = 0
+
+
 def scatter(iovecs, data: bytes, zero_rest: bool = True) -> int:
     """Copy data into the buffers; returns the bytes placed."""
     pos = 0
@@ -80,7 +116,7 @@ def scatter(iovecs, data: bytes, zero_rest: bool = True) -> int:
             v[:n] = mv[pos:pos + n]
             pos += n
         if zero_rest and n < len(v):
-            v[max(n, 0):] = bytes(len(v) - max(n, 0))
+            zero([v], max(n, 0))
     return pos
 
 
@@ -174,12 +210,14 @@ class Emulator:
 
     # commands
     def good(self, cdb, iovecs, length) -> Response:
+        if length:
+            zero(iovecs)
         return GOOD
 
     def send_diagnostic(self, cdb, iovecs, length) -> Response:
         if not cdb[1] & 0x04 and (cdb[1] >> 5):   # only the default self-test is offered
             raise illegal()
-        return GOOD
+        return self.good(cdb, iovecs, length)
 
     def request_sense(self, cdb, iovecs, length) -> Response:
         if cdb[1] & 0x01:    # descriptor format
@@ -215,7 +253,7 @@ class Emulator:
         modes.select(self.unit, cdb, gather(iovecs, plen))
         if before and not self.unit.write_cache:
             self.backend.flush()      # turning the cache off: what it held must reach the medium
-        return GOOD
+        return self.good(cdb, iovecs, length)
 
     @staticmethod
     def _lba_len(cdb) -> tuple[int, int]:
@@ -235,11 +273,19 @@ class Emulator:
         if lba + n > unit.num_blocks:
             raise CheckCondition(S.ILLEGAL_REQUEST, S.LBA_OUT_OF_RANGE)
         want = n * unit.block_size
+        answer = GOOD
         if want >= length:
             want = length
             bufs = iovecs
         else:
+            # a data-in buffer longer than the transfer (underflow): the kernel's own backstores
+            # return GOOD with the residual; here the tail is zeroed (it holds another command's
+            # data) and read_len tells the kernel where the data ends
             bufs = limit(iovecs, want)
+            zero(iovecs, want)
+            if want == 0:
+                return GOOD
+            answer = Response(read_len=want)
         if want == 0:
             return GOOD
         try:
@@ -247,14 +293,8 @@ class Emulator:
         except OSError:
             raise CheckCondition(S.MEDIUM_ERROR, S.UNRECOVERED_READ_ERROR)
         if got < want:       # past the end of a short backing file: zeros, like a sparse one
-            skip = got
-            for v in bufs:
-                if skip >= len(v):
-                    skip -= len(v)
-                    continue
-                v[skip:] = bytes(len(v) - skip)
-                skip = 0
-        return GOOD
+            zero(bufs, got)
+        return answer
 
     def write(self, cdb, iovecs, length) -> Response:
         lba, n = self._lba_len(cdb)
@@ -264,11 +304,15 @@ class Emulator:
         if unit.read_only:
             raise CheckCondition(S.DATA_PROTECT, S.WRITE_PROTECTED)
         want = n * unit.block_size
-        if want == 0 or length == 0:
+        if want != length:
+            # more or less data-out than the CDB's transfer length: the kernel's own backstores
+            # refuse it and write nothing (target_cmd_size_check), with this sense
+            raise CheckCondition(S.ILLEGAL_REQUEST, S.INVALID_FIELD_IN_COMMAND_IU)
+        if want == 0:
             return GOOD
         sync = synchronous_write(unit, cdb)
         try:
-            self.backend.writev(iovecs if want >= length else limit(iovecs, want), lba * unit.block_size, sync)
+            self.backend.writev(iovecs, lba * unit.block_size, sync)
         except OSError as e:
             raise self._write_error(e)
         return GOOD
@@ -278,21 +322,26 @@ class Emulator:
         self._range(lba, n)
         bytchk = (cdb[1] >> 1) & 0x3
         if bytchk == 0 or n == 0:
-            return GOOD
+            return self.good(cdb, iovecs, length)
         bs = self.unit.block_size
-        if bytchk == 1:
-            expect = gather(iovecs, n * bs)
-        elif bytchk == 3:
-            expect = gather(iovecs, bs) * n
-        else:
+        if bytchk == 2:
             raise illegal()
-        if len(expect) < n * bs:
+        if length < (n * bs if bytchk == 1 else bs):
             raise CheckCondition(S.ILLEGAL_REQUEST, S.PARAMETER_LIST_LENGTH_ERROR)
-        have = self._read_blocks(lba, n)
-        if have != expect:
-            first = next(i for i in range(len(have)) if have[i] != expect[i])
-            raise CheckCondition(S.MISCOMPARE, S.MISCOMPARE_DURING_VERIFY, info=first)
-        return GOOD
+        # compared a piece at a time: BYTCHK=3 sends one block for the whole range, so the
+        # range (up to the LUN's size) must never be built in memory
+        per = max(1, CHUNK // bs)
+        pattern = gather(iovecs, bs) * min(n, per) if bytchk == 3 else b""
+        done = 0
+        while done < n:
+            k = min(per, n - done)
+            have = self._read_blocks(lba + done, k)
+            expect = pattern[:k * bs] if bytchk == 3 else piece(iovecs, done * bs, k * bs)
+            if have != expect:
+                first = next(i for i in range(len(have)) if have[i] != expect[i])
+                raise CheckCondition(S.MISCOMPARE, S.MISCOMPARE_DURING_VERIFY, info=done * bs + first)
+            done += k
+        return self.good(cdb, iovecs, length)
 
     def synchronize_cache(self, cdb, iovecs, length) -> Response:
         if cdb[0] == op.SYNCHRONIZE_CACHE_10:
@@ -304,7 +353,7 @@ class Emulator:
             self.backend.flush()
         except OSError as e:
             raise self._write_error(e)
-        return GOOD
+        return self.good(cdb, iovecs, length)
 
     def write_same(self, cdb, iovecs, length) -> Response:
         if cdb[0] == op.WRITE_SAME_10:
@@ -333,7 +382,7 @@ class Emulator:
                 self.backend.discard(offset, total)
             except OSError as e:
                 raise self._write_error(e)
-            return GOOD
+            return self.good(cdb, iovecs, length)
         per = max(1, min(n, (1 << 20) // bs))
         chunk = ZERO_CHUNK[:per * bs] if not any(block) else block * per
         sync = not self.unit.write_cache
@@ -342,7 +391,7 @@ class Emulator:
             self._write_bufs([memoryview(chunk)[:k]], offset, sync)
             offset += k
             total -= k
-        return GOOD
+        return self.good(cdb, iovecs, length)
 
     def unmap(self, cdb, iovecs, length) -> Response:
         if not self.unit.thin:
@@ -350,7 +399,7 @@ class Emulator:
         self._writable()
         plen = _be(cdb[7:9])
         if plen == 0:
-            return GOOD
+            return self.good(cdb, iovecs, length)
         if plen < 8 or plen > length:
             raise CheckCondition(S.ILLEGAL_REQUEST, S.PARAMETER_LIST_LENGTH_ERROR)
         data = gather(iovecs, plen)
@@ -374,12 +423,12 @@ class Emulator:
                 self.backend.discard(lba * bs, n * bs)
             except OSError as e:
                 raise self._write_error(e)
-        return GOOD
+        return self.good(cdb, iovecs, length)
 
     def compare_and_write(self, cdb, iovecs, length) -> Response:
         lba, n = _be(cdb[2:10]), cdb[13]
         if n == 0:
-            return GOOD
+            return self.good(cdb, iovecs, length)
         if 2 * n > max(self.unit.max_sectors, 2):
             raise illegal()
         self._range(lba, n)
@@ -394,7 +443,7 @@ class Emulator:
             first = next(i for i in range(len(have)) if have[i] != expect[i])
             raise CheckCondition(S.MISCOMPARE, S.MISCOMPARE_DURING_VERIFY, info=first)
         self._write_bufs([memoryview(new)], lba * bs, not self.unit.write_cache)
-        return GOOD
+        return self.good(cdb, iovecs, length)
 
 
 _WRITE_VERIFY = frozenset((op.WRITE_VERIFY_10, op.WRITE_VERIFY_12, op.WRITE_VERIFY_16))

@@ -87,13 +87,18 @@ def _designators(unit) -> bytes:
     out = bytearray()
     if unit.serial:
         out += bytes((0x01, 0x03, 0x00, 0x10)) + naa_designator(unit.serial)
-    ident = _pad(unit.vendor, 8) + f"{unit.product.strip()}:{unit.serial}".encode("ascii", "replace") + b"\0"
+    # T10 vendor ID: vendor, "product:serial", NUL. Its length is one byte: a long unit serial
+    # (configfs takes up to 253 characters) is cut so the designator stays within 255 bytes
+    # and ends in its NUL (the kernel's spc_emulate_evpd_83 would wrap the length instead)
+    ident = (_pad(unit.vendor, 8) + f"{unit.product.strip()}:{unit.serial}".encode("ascii", "replace"))[:254] + b"\0"
     out += bytes((0x02, 0x01, 0x00, len(ident))) + ident
     return bytes(out)
 
 
 def _block_limits(unit) -> bytes:
     body = bytearray(0x3C)
+    body[0] = 0x01                                    # WSNZ: a zero-length WRITE SAME is refused,
+                                                      # as by the kernel's backstores (sbc_setup_write_same)
     body[1] = 0x01                                    # max COMPARE AND WRITE length: 1 block
     struct.pack_into(">H", body, 2, 1)                # optimal transfer length granularity
     struct.pack_into(">I", body, 4, unit.max_sectors)  # maximum transfer length
