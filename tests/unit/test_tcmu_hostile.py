@@ -7,7 +7,8 @@ The kernel's answers were taken in the guest (Debian 6.1, fileio behind tcm_loop
 WRITE(10) of 8 blocks with 512 bytes of data-out, or of 1 block with 1024 bytes, is CHECK
 CONDITION ILLEGAL REQUEST 0x0E/0x03 and writes nothing; a READ(10) of 1 block into an 8 KiB
 buffer is GOOD with a residual; TEST UNIT READY with a 4 KiB data-in buffer returns no data;
-Block Limits has WSNZ=1 and WRITE SAME(10) of 0 blocks is ILLEGAL REQUEST 0x24/0x00."""
+Block Limits has WSNZ=1 and WRITE SAME(10) of 0 blocks is ILLEGAL REQUEST 0x24/0x00; VPD 0x83
+with a 247-character serial has a T10 designator whose one-byte length wrapped (0x04)."""
 
 from __future__ import annotations
 
@@ -76,7 +77,7 @@ def test_a_write_with_the_wrong_data_out_length_is_refused_and_writes_nothing(bl
 
 def test_vpd_83_with_the_longest_unit_serial_configfs_takes():
     h = Harness()
-    h.unit.serial = "0123456789abcdef" * 15 + "0123456789abc"        # 253 characters
+    h.unit.serial = "0123456789abcdef" * 15 + "0123456789abcd"       # 254, configfs's most
     h.unit.product = "p" * 16
     r = h.run(bytes([0x12, 1, 0x83, 0x04, 0x00, 0]), data_in=1024)
     assert r["status"] == 0, r

@@ -88,8 +88,10 @@ def _designators(unit) -> bytes:
     if unit.serial:
         out += bytes((0x01, 0x03, 0x00, 0x10)) + naa_designator(unit.serial)
     # T10 vendor ID: vendor, "product:serial", NUL. Its length is one byte: a long unit serial
-    # (configfs takes up to 253 characters) is cut so the designator stays within 255 bytes
-    # and ends in its NUL (the kernel's spc_emulate_evpd_83 would wrap the length instead)
+    # (configfs takes up to 254 characters) is cut so the designator stays within 255 bytes
+    # and ends in its NUL. The kernel's spc_emulate_evpd_83 writes it whole and lets the
+    # length byte wrap (6.1 in the guest: a 247-character serial gave length 0x04, so an
+    # initiator walking the page lands mid-string); a valid, shortened designator is better.
     ident = (_pad(unit.vendor, 8) + f"{unit.product.strip()}:{unit.serial}".encode("ascii", "replace"))[:254] + b"\0"
     out += bytes((0x02, 0x01, 0x00, len(ident))) + ident
     return bytes(out)
