@@ -131,8 +131,10 @@ class SimKernel:
             status, read_len = struct.unpack_from("<BxxxI", self.buf, off + 8)
             sense = bytes(self.buf[off + 16:off + 16 + 96])
             n = cmd["data_in"]
-            if uflags & R.UFLAG_READ_LEN:
+            if uflags & R.UFLAG_READ_LEN and read_len:      # a read_len of 0 is ignored
                 n = min(n, read_len)
+            elif status == 2:       # CHECK CONDITION without read_len: no data goes back
+                n = 0
             data = b"".join(bytes(self.buf[b:b + k]) for b, k in cmd["iovs"])[:n]
             out[cmd_id] = {"status": status, "sense": sense, "data": data, "uflags": uflags,
                            "read_len": read_len if uflags & R.UFLAG_READ_LEN else None}

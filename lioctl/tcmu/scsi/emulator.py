@@ -50,6 +50,7 @@ CHUNK = 1 << 20
 _S10, _S16, _S12 = struct.Struct(">xxIxH"), struct.Struct(">xxQI"), struct.Struct(">xxII")
 _LBA_LEN = {1: _S10, 2: _S10, 4: _S16, 5: _S12}
 ZERO_CHUNK = bytes(CHUNK)
+_ZEROS = memoryview(ZERO_CHUNK)          # sliced without a copy
 
 
 def _be(b: bytes) -> int:
@@ -101,7 +102,7 @@ def zero(iovecs, skip: int = 0) -> None:
             continue
         while skip < k:
             m = min(k - skip, CHUNK)
-            v[skip:skip + m] = ZERO_CHUNK[:m]
+            v[skip:skip + m] = _ZEROS[:m]
             skip += m
         skip = 0
 
@@ -273,28 +274,22 @@ class Emulator:
         if lba + n > unit.num_blocks:
             raise CheckCondition(S.ILLEGAL_REQUEST, S.LBA_OUT_OF_RANGE)
         want = n * unit.block_size
-        answer = GOOD
-        if want >= length:
-            want = length
-            bufs = iovecs
-        else:
-            # a data-in buffer longer than the transfer (underflow): the kernel's own backstores
-            # return GOOD with the residual; here the tail is zeroed (it holds another command's
-            # data) and read_len tells the kernel where the data ends
-            bufs = limit(iovecs, want)
-            zero(iovecs, want)
-            if want == 0:
-                return GOOD
-            answer = Response(read_len=want)
+        if want != length:
+            # a data-in buffer longer than the transfer (its tail holds another command's data)
+            # or shorter: the kernel's fileio (6.1, through tcm_loop) refuses both, with these
+            # senses, and sends no data; so does the handler (CHECK CONDITION copies nothing)
+            if want < length:
+                raise CheckCondition(S.NOT_READY, S.LOGICAL_UNIT_COMMUNICATION_FAILURE)
+            raise illegal()
         if want == 0:
             return GOOD
         try:
-            got = self.backend.readv(bufs, lba * unit.block_size)
+            got = self.backend.readv(iovecs, lba * unit.block_size)
         except OSError:
             raise CheckCondition(S.MEDIUM_ERROR, S.UNRECOVERED_READ_ERROR)
         if got < want:       # past the end of a short backing file: zeros, like a sparse one
-            zero(bufs, got)
-        return answer
+            zero(iovecs, got)
+        return GOOD
 
     def write(self, cdb, iovecs, length) -> Response:
         lba, n = self._lba_len(cdb)
