@@ -21,6 +21,7 @@ import textwrap
 
 import pytest
 
+from lioctl.tcmu import ring as R
 from tcmu_sim import Harness
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -59,9 +60,10 @@ def test_a_read_into_a_shorter_buffer_is_refused_like_fileio():
 def test_a_command_without_data_in_returns_zeros_in_a_data_in_buffer(cdb):
     """Seen in the guest: TEST UNIT READY with a 4 KiB data-in buffer through a user backstore
     returned the previous WRITE's bytes."""
-    h = Harness()
-    r = h.run(cdb, data_in=4096)
-    assert r["status"] == 0 and r["data"] == bytes(4096)
+    for flags in (R.CAP_OOOC | R.CAP_READ_LEN, R.CAP_OOOC):      # with or without read_len
+        h = Harness(kernel_flags=flags)
+        r = h.run(cdb, data_in=4096)
+        assert r["status"] == 0 and r["data"] == bytes(4096)
 
 
 @pytest.mark.parametrize("blocks,data_out", [(8, 512), (1, 1024), (8, 1), (0, 512), (1, 0)])
