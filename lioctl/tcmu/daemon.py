@@ -221,7 +221,8 @@ class Daemon:
                 del self.failed[key]
         for minor, name in present:
             if minor not in self.devices:
-                self.attach(minor, name, restart)
+                # a device failed earlier (a corrupt ring, say) comes back with a reset ring
+                self.attach(minor, name, restart or tcmu_config.key_of(name) in self.failed)
 
     def attach(self, minor: int, name: str, restart: bool) -> None:
         if tcmu_config.key_of(name) is None:

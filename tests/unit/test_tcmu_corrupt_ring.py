@@ -84,3 +84,26 @@ def test_a_corrupt_ring_fails_that_device_and_the_other_is_served(handler, bound
     cid = k1.queue(READ_8, data_in=4096)
     d._service(dev1)
     assert k1.reap()[cid]["status"] == 0 and 1 in d.devices
+
+
+def test_a_rescan_claims_a_failed_device_again_with_a_reset_ring(handler, monkeypatch):
+    """SIGHUP's rescan: a device failed for a corrupt ring must not resume from its stale tail."""
+    d, ((k0, dev0, _), _) = handler
+    corrupt(k0, "head inside an entry")
+    d._service(dev0)
+    assert "user_1/d0" in d.failed
+    opened = []
+
+    class Reopened:
+        def __init__(self, minor, name):
+            self.minor, self.key, self.fd = minor, "user_1/d0", -1
+            self.subtype = self.config = "x"
+
+        def open(self, restart):
+            opened.append(restart)
+            raise OSError(5, "stop here")
+
+    monkeypatch.setattr(D, "Device", Reopened)
+    monkeypatch.setattr(D, "scan", lambda: [(0, "tcm-user/1/d0/lioctl_ram/d0"), (1, "tcm-user/1/d1/lioctl_ram/d1")])
+    d.rescan(restart=False)
+    assert opened == [True]
