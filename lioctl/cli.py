@@ -89,7 +89,7 @@ Options:
   --dry-run       print the configfs operations as a sh script; change nothing
   --force         delete objects in use (their users go first)
   -y, --yes       do not ask for confirmation
-  --show-secrets  show CHAP passwords in listings
+  --show-secrets  show CHAP passwords in listings and --dry-run scripts
   --keep-going    batch mode: continue after a failed line
   --debug         show tracebacks on errors
   --wait SECONDS  how long a write waits for the write lock (default 60; 0: fail at once)

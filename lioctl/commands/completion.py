@@ -20,7 +20,8 @@ FILES = "__files__"
 VERB_OPTIONS = {
     "export": {"-p": "address", "--portal": "address", "--iqn": None, "--name": None,
                "--lun-size": None, "--readonly": None, "--acl": "initiator", "--chap": None,
-               "--mutual-chap": None, "--exist-ok": None, "--user": None},
+               "--mutual-chap": None, "--exist-ok": None, "--user": None,
+               "--chap-file": "file", "--mutual-chap-file": "file"},
     "unexport": {},
     "save": {}, "restore": {"--prune": None, "--clear": None}, "diff": {"--prune": None}, "clear": {},
     "sessions": {}, "completion": {}, "shell": {},
@@ -81,6 +82,8 @@ def verb_candidates(verb: str, words: list[str], word: str, sess: _Session):
         if kind == "address":
             from lioctl.tree.targets import local_addresses
             yield from (a for a in sorted(local_addresses() | {"0.0.0.0"}) if a.startswith(word))
+        elif kind == "file":
+            yield FILES
         elif kind == "initiator":
             from lioctl.complete import seen_initiators
             yield from (i for i in seen_initiators(sess.snap()) if i.startswith(word))
