@@ -16,6 +16,8 @@ from __future__ import annotations
 import fcntl
 import os
 import re
+import signal
+import threading
 import time
 from contextlib import ExitStack, contextmanager
 
@@ -145,20 +147,59 @@ def holders(fd: int) -> list[tuple[int, str]]:
     return found
 
 
+class _Timeout(Exception):
+    pass
+
+
+def _raise_timeout(signum, frame):
+    raise _Timeout
+
+
+def _blocking_flock(fd: int, seconds: float) -> bool:
+    """flock(LOCK_EX) that blocks in the kernel, interrupted by SIGALRM after `seconds`.
+
+    Blocking matters: targetcli waits for its lock in a blocking flock, and the kernel hands a
+    released lock to a blocked waiter before a poller's next try, so a lioctl that polled
+    starved behind a queue of targetcli runs (seen: 600 s with 20 targetcli waiting)."""
+    acquired = False
+    old_handler = signal.signal(signal.SIGALRM, _raise_timeout)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, seconds)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        acquired = True
+        signal.setitimer(signal.ITIMER_REAL, 0)
+    except _Timeout:
+        pass  # also when the alarm fired just after the lock was taken: `acquired` says which
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old_handler)
+    return acquired
+
+
 def _flock(fd: int, name: str, deadline: float, wait: float) -> None:
-    delay = 0.005
-    while True:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return
-        except BlockingIOError:
-            if time.monotonic() >= deadline:
-                who = holders(fd)
-                by = ("held by " + ", ".join(f"pid {p} ({c})" for p, c in who)) if who else "busy"
-                waited = "did not wait (--wait 0)" if wait == 0 else f"waited {wait:g}s"
-                raise LockBusy(f"{name} is {by}; {waited} (see --wait)") from None
-            time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
-            delay = min(delay * 2, 0.1)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return
+    except BlockingIOError:
+        pass
+    remaining = deadline - time.monotonic()
+    if remaining > 0:
+        if threading.current_thread() is threading.main_thread():
+            if _blocking_flock(fd, remaining):
+                return
+        else:  # signals reach only the main thread: poll (a thread never happens in the CLI)
+            delay = 0.005
+            while time.monotonic() < deadline:
+                time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    return
+                except BlockingIOError:
+                    delay = min(delay * 2, 0.1)
+    who = holders(fd)
+    by = ("held by " + ", ".join(f"pid {p} ({c})" for p, c in who)) if who else "busy"
+    waited = "did not wait (--wait 0)" if wait == 0 else f"waited {wait:g}s"
+    raise LockBusy(f"{name} is {by}; {waited} (see --wait)")
 
 
 @contextmanager

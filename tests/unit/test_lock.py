@@ -148,3 +148,30 @@ def test_wait_and_exit_75_are_documented_and_completed():
     assert candidates("lioctl --wait ") == []
     assert "sessions" in candidates("lioctl --wait 5 sess")
     assert "--wait" in cli.HELP_TEXT and "75" in cli.HELP_TEXT
+
+
+def test_wait_outside_the_main_thread_polls_and_is_bounded(locks):
+    """SIGALRM only reaches the main thread; elsewhere the wait polls, still bounded."""
+    import threading
+    own, _ = locks
+    holder = hold(own)
+    caught = []
+
+    def take():
+        try:
+            with lock.write_lock(0.3):
+                pass
+        except lock.LockBusy as e:
+            caught.append(e)
+    try:
+        t = threading.Thread(target=take)
+        t.start()
+        t.join(10)
+        assert caught and "waited 0.3s" in str(caught[0])
+    finally:
+        holder.kill()
+        holder.wait()
+    t = threading.Thread(target=take)
+    t.start()
+    t.join(10)
+    assert len(caught) == 1  # free now: taken without error
