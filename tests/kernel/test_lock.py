@@ -117,7 +117,7 @@ def dbus(tmp_path, monkeypatch):
 WRITERS = 20
 
 
-def test_concurrent_targetcli_and_lioctl_writers_lose_nothing(lioctl, dbus):
+def test_concurrent_targetcli_and_lioctl_writers_lose_nothing(lioctl, dbus, tmp_path):
     """20 targetcli and 20 lioctl processes started together, each making its own objects
     (targetcli: a ramdisk; lioctl: a ramdisk, a target and its LUN, one lock per line): every
     object ends complete, each storage object in its own HBA, and rtslib reads them all."""
@@ -125,9 +125,12 @@ def test_concurrent_targetcli_and_lioctl_writers_lose_nothing(lioctl, dbus):
     procs = []
     t0 = time.monotonic()
     for i in range(WRITERS):
+        # a home each: targetcli loads its prefs pickle before taking its lock, and one run
+        # saving it while another loads it fails that one (EOFError), lock or no lock
         procs.append(("targetcli", i, subprocess.Popen(
             ["targetcli", "/backstores/ramdisk", "create", f"tcli{i}", "1M"],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)))
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            env=dict(env, TARGETCLI_HOME=str(tmp_path / f"targetcli-home-{i}")))))
         batch = (f"/backstores/ramdisk create lio{i} 1M\n"
                  f"/iscsi create iqn.2003-01.org.example:lio{i}\n"
                  f"/iscsi/iqn.2003-01.org.example:lio{i}/tpg1/luns create /backstores/ramdisk/lio{i}\n")
