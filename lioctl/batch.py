@@ -29,6 +29,8 @@ def run_line(tokens: list[str], opts, cwd: str) -> tuple[int, str]:
 
 def run_batch(opts, stream=None) -> int:
     from lioctl.grammar import split
+    # standard input is the batch: `set auth password=-` must not read it
+    opts.batch = stream is None or stream is sys.stdin
     stream = stream or sys.stdin
     cwd = "/"
     failed = 0

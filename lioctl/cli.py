@@ -34,9 +34,13 @@ GLOBAL_FLAGS = {
     "--no-color": "no_color", "--script": "script",
 }
 
+# global options that take a value (lioctl/commands/completion.py skips them and their value)
+GLOBAL_VALUE_OPTIONS = {"--wait": "wait"}
+
 
 class Options(argparse.Namespace):
     json = debug = dry_run = force = yes = show_secrets = keep_going = no_color = script = False
+    wait = None  # --wait SECONDS: how long a write waits for the lock (lioctl/lock.py)
 
 
 def split_globals(argv: list[str]) -> tuple[Options, list[str]]:
@@ -50,6 +54,12 @@ def split_globals(argv: list[str]) -> tuple[Options, list[str]]:
             break
         if a in GLOBAL_FLAGS:
             setattr(opts, GLOBAL_FLAGS[a], True)
+        elif a == "--wait" or a.startswith("--wait="):
+            from lioctl.lock import parse_wait
+            value = a[len("--wait="):] if "=" in a else next(it, None)
+            if value is None:
+                raise UsageError("--wait wants a number of seconds")
+            opts.wait = parse_wait(value, "--wait")
         else:
             rest.append(a)
     return opts, rest
@@ -79,13 +89,14 @@ Options:
   --dry-run       print the configfs operations as a sh script; change nothing
   --force         delete objects in use (their users go first)
   -y, --yes       do not ask for confirmation
-  --show-secrets  show CHAP passwords in listings
+  --show-secrets  show CHAP passwords in listings and --dry-run scripts
   --keep-going    batch mode: continue after a failed line
   --debug         show tracebacks on errors
+  --wait SECONDS  how long a write waits for the write lock (default 60; 0: fail at once)
   --version       print the version
   -h, --help      this help; `lioctl VERB --help`, `lioctl PATH help` for more
 
-Exit status: 0 success, 1 operation failed, 2 usage error.
+Exit status: 0 success, 1 operation failed, 2 usage error, 75 write lock busy.
 """
 
 
@@ -125,10 +136,14 @@ def run_verb(verb: str, argv: list[str], opts: Options) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    opts, rest = split_globals(argv)
-    if opts.no_color:
-        os.environ["NO_COLOR"] = "1"
+    opts = Options()
     try:
+        opts, rest = split_globals(argv)
+        if opts.no_color:
+            os.environ["NO_COLOR"] = "1"
+        if opts.wait is not None:
+            from lioctl import lock
+            lock.set_wait(opts.wait)
         if rest[:1] in (["--version"], ["-V"]):
             print(f"lioctl {__version__}")
             return 0

@@ -136,11 +136,16 @@ class Candidates:
                 return
             if "=" in word:
                 key, _, val = word.partition("=")
+                if key.endswith("_file") and key[:-5] in names:  # password_file=FILE (lioctl/secrets.py)
+                    for p, meta in self.files(val):
+                        yield f"{key}={p}", meta
+                    return
                 for v in allowed_values(key):
                     if v.startswith(val):
                         yield f"{key}={v}", "value"
                 return
-            for n in names:
+            secret_files = [k + "_file" for k in ("password", "password_mutual") if k in names]
+            for n in names + secret_files:
                 if n.startswith(word):
                     yield n + "=", given[0]
             return

@@ -30,6 +30,10 @@ def split_path(tokens: list[str]) -> tuple[str | None, str, list[str]]:
 
 def run_tokens(tokens: list[str], opts, cwd: str = "/") -> int:
     path, cmd, args = split_path(tokens)
+    if cmd == "set" and args[:1] in (["auth"], ["discovery_auth"]):
+        # secrets from stdin, a prompt or a file: read now, never with the write lock held
+        from lioctl.secrets import resolve_auth_values
+        args = args[:1] + resolve_auth_values(args[1:], bool(getattr(opts, "batch", False)))
     if cmd in _write_verbs() and not opts.dry_run and os.geteuid() == 0 and configfs.is_mounted():
         # Likely a write and nothing to set up first: lock, then read the tree once (a large
         # configuration takes seconds to read under emulation; reading it twice was most of a
@@ -92,7 +96,7 @@ def apply(result: Result, opts) -> int:
         show(result, opts)
         return 0
     if opts.dry_run:
-        sys.stdout.write(script.render(result.plan))
+        sys.stdout.write(script.render(result.plan, show_secrets=bool(getattr(opts, "show_secrets", False))))
         return 0
     executor.execute(result.plan)
     if result.after:

@@ -20,7 +20,7 @@ def configure(p):
 
 def run(args) -> int:
     if args.dry_run:
-        sys.stdout.write(script.render(diff.plan_clear(snapshot.read()), "clear"))
+        sys.stdout.write(script.render(diff.plan_clear(snapshot.read()), "clear", args.show_secrets))
         return 0
     snap = snapshot.read()
     n_t = sum(1 for _ in snap.targets())

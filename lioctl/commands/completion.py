@@ -20,7 +20,8 @@ FILES = "__files__"
 VERB_OPTIONS = {
     "export": {"-p": "address", "--portal": "address", "--iqn": None, "--name": None,
                "--lun-size": None, "--readonly": None, "--acl": "initiator", "--chap": None,
-               "--mutual-chap": None, "--exist-ok": None, "--user": None},
+               "--mutual-chap": None, "--exist-ok": None, "--user": None,
+               "--chap-file": "file", "--mutual-chap-file": "file"},
     "unexport": {},
     "save": {}, "restore": {"--prune": None, "--clear": None}, "diff": {"--prune": None}, "clear": {},
     "sessions": {}, "completion": {}, "shell": {},
@@ -81,13 +82,16 @@ def verb_candidates(verb: str, words: list[str], word: str, sess: _Session):
         if kind == "address":
             from lioctl.tree.targets import local_addresses
             yield from (a for a in sorted(local_addresses() | {"0.0.0.0"}) if a.startswith(word))
+        elif kind == "file":
+            yield FILES
         elif kind == "initiator":
             from lioctl.complete import seen_initiators
             yield from (i for i in seen_initiators(sess.snap()) if i.startswith(word))
         return
     if word.startswith("-"):
-        from lioctl.cli import GLOBAL_FLAGS
-        yield from (o for o in sorted(set(opts) | set(GLOBAL_FLAGS) | {"--help"}) if o.startswith(word))
+        from lioctl.cli import GLOBAL_FLAGS, GLOBAL_VALUE_OPTIONS
+        yield from (o for o in sorted(set(opts) | set(GLOBAL_FLAGS) | set(GLOBAL_VALUE_OPTIONS) | {"--help"})
+                    if o.startswith(word))
         return
     positional = [w for w in words if not w.startswith("-") and not (words.index(w) > 0 and
                                                                        words[words.index(w) - 1] in opts
@@ -110,26 +114,43 @@ def verb_candidates(verb: str, words: list[str], word: str, sess: _Session):
         yield FILES
 
 
+def _without_globals(words: list[str]) -> list[str]:
+    """The words with global flags and global options' values (--wait 5) left out."""
+    from lioctl.cli import GLOBAL_FLAGS, GLOBAL_VALUE_OPTIONS
+    out, skip = [], False
+    for w in words:
+        if skip:
+            skip = False
+        elif w in GLOBAL_VALUE_OPTIONS:
+            skip = True
+        elif w not in GLOBAL_FLAGS and not w.startswith(tuple(o + "=" for o in GLOBAL_VALUE_OPTIONS)):
+            out.append(w)
+    return out
+
+
 def candidates(line: str) -> list[str]:
-    from lioctl.cli import GLOBAL_FLAGS, ROOT_COMMANDS, VERBS
+    from lioctl.cli import GLOBAL_FLAGS, GLOBAL_VALUE_OPTIONS, ROOT_COMMANDS, VERBS
     from lioctl.complete import Candidates, tolerant_split
     words, word = tolerant_split(line)
     if words and os.path.basename(words[0]) in ("lioctl", "lioctl.py") or words[:1] == ["python3"]:
         words = words[1:]
     if words[:2] == ["-m", "lioctl"]:
         words = words[2:]
-    words = [w for w in words if w not in GLOBAL_FLAGS]
+    if words and words[-1] in GLOBAL_VALUE_OPTIONS:
+        return []  # --wait SECONDS: a number, nothing to offer
+    words = _without_globals(words)
+    globals_ = set(GLOBAL_FLAGS) | set(GLOBAL_VALUE_OPTIONS)
     sess = _Session()
     if not words:
         if word.startswith("-"):
-            return [f for f in sorted(set(GLOBAL_FLAGS) | {"--help", "--version"}) if f.startswith(word)]
+            return [f for f in sorted(globals_ | {"--help", "--version"}) if f.startswith(word)]
         if word.startswith(("/", ".")):
             return list(Candidates(sess).paths(word))
         return [c for c in sorted(set(VERBS) | set(ROOT_COMMANDS) | {"/"}) if c.startswith(word)]
     if words[0] in VERBS:
         return list(dict.fromkeys(verb_candidates(words[0], words[1:], word, sess)))
     if word.startswith("-"):
-        return [f for f in sorted(GLOBAL_FLAGS) if f.startswith(word)]
+        return [f for f in sorted(globals_) if f.startswith(word)]
     if words[0] in ROOT_COMMANDS:
         words = ["/"] + words
     out = []

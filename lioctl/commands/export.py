@@ -33,21 +33,37 @@ def configure(p):
     p.add_argument("--readonly", action="store_true", help="export read-only")
     p.add_argument("--acl", action="append", default=[], metavar="INITIATOR_IQN",
                    help="allow only this initiator (repeatable); turns demo mode off")
-    p.add_argument("--chap", metavar="USER:SECRET", help="CHAP credentials the initiators must give")
-    p.add_argument("--mutual-chap", metavar="USER:SECRET", help="credentials the target gives back")
+    p.add_argument("--chap", metavar="USER[:SECRET]",
+                   help="CHAP credentials the initiators must give; USER alone asks for the secret "
+                        "on the terminal (USER:SECRET works but shows it to every user through ps)")
+    p.add_argument("--chap-file", metavar="FILE",
+                   help="read USER:SECRET from the first line of FILE (mode 0600; - for stdin); "
+                        "LIOCTL_CHAP=USER:SECRET in the environment does the same")
+    p.add_argument("--mutual-chap", metavar="USER[:SECRET]", help="credentials the target gives back")
+    p.add_argument("--mutual-chap-file", metavar="FILE",
+                   help="as --chap-file, for --mutual-chap (or LIOCTL_MUTUAL_CHAP=USER:SECRET)")
     p.add_argument("--exist-ok", action="store_true", help="exporting an exported device is a no-op")
+    p.epilog = ("example: lioctl export /srv/disk.img --acl iqn.1994-05.com.example:client1 "
+                "--chap-file /root/alice.chap (a 0600 file holding alice:SECRET)")
     p.add_argument("--user", action="store_true",
                    help="serve it through a TCMU user backstore and lioctl's bundled handler "
                         "(started when needed) instead of the kernel's fileio/iblock")
 
 
-def _creds(text: str | None, opt: str) -> tuple[str, str] | None:
-    if text is None:
-        return None
-    user, sep, secret = text.partition(":")
-    if not sep or not user or not secret:
-        raise UsageError(f"{opt} wants USER:SECRET, got {text!r}")
-    return user, secret
+def credentials(args) -> tuple[tuple[str, str] | None, tuple[str, str] | None]:
+    """(chap, mutual) from the options, files, environment or a prompt; resolved once per
+    command (build runs again under the lock and must not ask twice)."""
+    if getattr(args, "resolved_creds", None) is None:
+        from lioctl.secrets import resolve_creds
+
+        def need_acl():
+            if not args.acl:
+                raise UsageError("--chap and --mutual-chap need at least one --acl INITIATOR_IQN")
+        chap = resolve_creds(args.chap, getattr(args, "chap_file", None), "LIOCTL_CHAP", "--chap", need_acl)
+        mutual = resolve_creds(args.mutual_chap, getattr(args, "mutual_chap_file", None),
+                               "LIOCTL_MUTUAL_CHAP", "--mutual-chap", need_acl)
+        args.resolved_creds = (chap, mutual)
+    return args.resolved_creds
 
 
 def default_iqn(device: str) -> str:
@@ -109,8 +125,7 @@ def build(args, snap) -> tuple[Plan, dict]:
             raise LioError(f"portal {pname} is given twice")
         tg.check_portal_address(ip)
         parsed.append((ip, port, pname))
-    chap = _creds(args.chap, "--chap")
-    mutual = _creds(args.mutual_chap, "--mutual-chap")
+    chap, mutual = credentials(args)
     if (chap or mutual) and not args.acl:
         raise UsageError("--chap and --mutual-chap need at least one --acl INITIATOR_IQN")
     if mutual and not chap:
@@ -212,7 +227,7 @@ def run(args) -> int:
     if args.dry_run:
         snap = snapshot.read()
         plan, info = build(args, snap)
-        sys.stdout.write(script.render(plan, f"export {args.device}"))
+        sys.stdout.write(script.render(plan, f"export {args.device}", args.show_secrets))
         return 0
     if already_exported(args, snapshot.read()):
         return 0

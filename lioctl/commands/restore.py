@@ -4,13 +4,11 @@ are left alone (no LUN re-created, no session dropped); --prune removes what the
 
 from __future__ import annotations
 
-import shlex
 import sys
-from dataclasses import dataclass
 
 from lioctl import configfs, render
 from lioctl.lock import write_lock
-from lioctl.plan import Plan, Write, executor, script
+from lioctl.plan import executor, script
 from lioctl.saveconfig import diff, load, store
 from lioctl.tree import snapshot
 
@@ -40,38 +38,6 @@ def compute(args, loaded=None):
     return diff.plan_restore(snap, desired, prune=args.prune), unknown
 
 
-@dataclass(frozen=True)
-class _SecretFromEnv(Write):
-    """In a printed script a CHAP secret is read from an environment variable (value holds its
-    name), so the script runs but never shows the secret unless --show-secrets."""
-    optional: bool = False
-
-    def sh(self):
-        q = shlex.quote(self.path)
-        line = f"printf '%s' \"${{{self.value}:?set {self.value} or print with --show-secrets}}\" > {q}"
-        return f"[ ! -e {q} ] || {line}" if self.optional else line
-
-
-def script_text(plan: Plan, comment: str, show_secrets: bool) -> str:
-    if show_secrets:
-        return script.render(plan, comment)
-    masked = Plan()
-    names = []
-    for op in plan:
-        if isinstance(op, Write) and op.secret:
-            names.append(f"LIOCTL_SECRET_{len(names) + 1}")
-            op = _SecretFromEnv(op.path, names[-1], secret=True,
-                                optional=isinstance(op, diff.OptionalWrite))
-        masked.add(op)
-    text = script.render(masked, comment)
-    if names:
-        head, _, rest = text.partition("set -e\n")
-        note = "".join(f"# {n}: the CHAP secret written to "
-                       f"{op.path}\n" for n, op in zip(names, (o for o in masked if isinstance(o, _SecretFromEnv))))
-        text = head + note + "set -e\n" + rest
-    return text
-
-
 def progress_printer():
     if not sys.stderr.isatty():
         return None
@@ -98,7 +64,7 @@ def run(args) -> int:
         ch, unknown = compute(args)
         load.report_unknown(unknown)
         if args.script:
-            sys.stdout.write(script_text(ch.plan, f"restore {args.file}", args.show_secrets))
+            sys.stdout.write(script.render(ch.plan, f"restore {args.file}", args.show_secrets))
         elif args.json:
             render.print_json({"changes": ch.lines, "operations": len(ch.plan)})
         else:

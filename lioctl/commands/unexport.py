@@ -64,7 +64,7 @@ def run(args) -> int:
     from lioctl.plan import executor, script
     if args.dry_run:
         plan, info = build(snapshot.read(), args.what)
-        sys.stdout.write(script.render(plan, f"unexport {args.what}"))
+        sys.stdout.write(script.render(plan, f"unexport {args.what}", args.show_secrets))
         return 0
     configfs.ensure_ready()
     with write_lock():

@@ -157,9 +157,9 @@ def run_shell(opts) -> int:
     from prompt_toolkit import PromptSession
     from prompt_toolkit.auto_suggest import AutoSuggestFromHistory
     from prompt_toolkit.enums import EditingMode
-    from prompt_toolkit.history import FileHistory
     from prompt_toolkit.styles import Style
 
+    from lioctl.secrets import secret_safe_history
     from lioctl.shell.completer import ShellCompleter
     from lioctl.shell.keys import bindings
     from lioctl.shell.lexer import CommandLexer
@@ -175,7 +175,7 @@ def run_shell(opts) -> int:
         "value": "ansigreen", "string": "ansigreen", "bottom-toolbar": "reverse",
     }) if not os.environ.get("NO_COLOR") else Style.from_dict({})
     session = PromptSession(
-        history=FileHistory(HISTORY), auto_suggest=AutoSuggestFromHistory(),
+        history=secret_safe_history(HISTORY), auto_suggest=AutoSuggestFromHistory(),
         completer=ShellCompleter(sh), complete_while_typing=False, lexer=CommandLexer(),
         key_bindings=bindings(), bottom_toolbar=lambda: toolbar_text(sh), style=style,
         editing_mode=EditingMode.VI if sh.prefs.get("editing_mode") == "vi" else EditingMode.EMACS,

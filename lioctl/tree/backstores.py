@@ -6,11 +6,9 @@ rtslib read what lioctl makes and the other way round.
 
 from __future__ import annotations
 
-import fcntl
 import os
 import re
 import stat
-from contextlib import contextmanager
 
 from lioctl import configfs, wwn as wwnmod
 from lioctl.errors import LioError
@@ -20,16 +18,6 @@ from lioctl.tree.snapshot import HBA_OF_PLUGIN, Snapshot, StorageObject
 from lioctl.units import parse_size
 
 PLUGINS = ("block", "fileio", "pscsi", "ramdisk", "user")
-RTSLIB_LOCK = "/var/run/rtslib_backstore.lock"
-
-
-@contextmanager
-def hba_index_lock():
-    """rtslib allocates HBA indexes under this lock; take it too so neither picks the same one."""
-    os.makedirs(os.path.dirname(RTSLIB_LOCK), exist_ok=True)
-    with open(RTSLIB_LOCK, "a+") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        yield
 
 
 def free_hba(plugin: str, taken: set[str] = frozenset()) -> str:

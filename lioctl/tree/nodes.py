@@ -152,7 +152,11 @@ class Node:
 
     @writes
     def ui_set(self, group: str, **values: str):
-        """Set NAME=VALUE pairs in configuration GROUP."""
+        """Set NAME=VALUE pairs in configuration GROUP.
+
+        CHAP secrets stay out of argv with password=- (standard input, or asked on a terminal)
+        or password_file=FILE (same for password_mutual), e.g.
+        set auth userid=alice password_file=/root/alice.chap"""
         gs = self.groups()
         if group not in gs:
             raise UsageError(f"{self.path}: no group {group!r} here"
