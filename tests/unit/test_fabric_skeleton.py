@@ -157,3 +157,37 @@ def test_struct_member_parser_handles_comments_arrays_and_pointers():
 def test_render_refuses_unknown_placeholders():
     with pytest.raises(fs.LioError, match="unknown placeholder @NOPE@"):
         fs.render("a @NAME@ b @NOPE@", {"NAME": "x"}, "t.in")
+
+
+def test_fuzz_names_are_refused_in_one_line_or_render_cleanly(capsys):
+    """Seeded and bounded: any text is either refused naming it, or a C identifier whose
+    rendered sources hold no placeholder and no other symbol prefix."""
+    from hypothesis import HealthCheck, given, settings, strategies as st
+    from lioctl.errors import UsageError
+    seen = {"refused": 0, "rendered": 0}
+    ident = st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,34}", fullmatch=True)
+
+    @settings(max_examples=200, deadline=None, derandomize=True,
+              suppress_health_check=[HealthCheck.too_slow])
+    @given(st.one_of(ident, st.text(max_size=40)), st.sampled_from(sorted(fs.PROTOCOLS)))
+    def check(name, proto):
+        try:
+            fs.check_name(name, KVER)
+        except UsageError as e:
+            seen["refused"] += 1
+            assert "\n" not in str(e) and repr(name) in str(e)
+            return
+        assert re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,30}", name)
+        files = fs.render_files(name, fs.PROTOCOLS[proto], KVER, "6.1")
+        seen["rendered"] += 1
+        for fname, text in files.items():
+            assert not re.search(r"@[A-Z_0-9]+@", text), fname
+            if fname.endswith(".c"):
+                defs = re.findall(r"^(?:static )?[a-z].*?\b(\w+)\(", text, re.M)
+                assert all(d.startswith(name + "_") for d in defs if not d.startswith(
+                    ("module_", "MODULE_", "CONFIGFS_ATTR"))), (fname, defs)
+
+    check()
+    with capsys.disabled():
+        print(f"\nfabric-skeleton name fuzz: {seen['refused']} refused, {seen['rendered']} rendered")
+    assert seen["refused"] and seen["rendered"]
