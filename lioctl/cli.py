@@ -22,6 +22,7 @@ VERBS = {
     "clear": ("lioctl.commands.clear", "remove the whole target configuration"),
     "sessions": ("lioctl.commands.sessions", "list logged-in initiator sessions"),
     "tcmu": ("lioctl.commands.tcmu", "run, inspect or stop lioctl's TCMU handler (user backstores)"),
+    "fabric-skeleton": ("lioctl.commands.fabric_skeleton", "write the source of a new LIO fabric module (Kbuild, C, README)"),
     "completion": ("lioctl.commands.completion", "print the bash, zsh or fish completion script"),
     "shell": ("lioctl.shell.session", "start the interactive shell"),
 }

@@ -26,6 +26,8 @@ VERB_OPTIONS = {
     "save": {}, "restore": {"--prune": None, "--clear": None}, "diff": {"--prune": None}, "clear": {},
     "sessions": {}, "completion": {}, "shell": {},
     "tcmu": {"--idle-exit": None, "--timeout": None},
+    "fabric-skeleton": {"--proto": "protocol", "-o": "dir", "--output": "dir",
+                        "-k": "kernel", "--kernel-release": "kernel"},
 }
 VERB_WORDS = {"sessions": ["list", "detail"], "tcmu": ["run", "start", "status", "stop"],
               "completion": list(SHELLS)}
@@ -87,6 +89,14 @@ def verb_candidates(verb: str, words: list[str], word: str, sess: _Session):
         elif kind == "initiator":
             from lioctl.complete import seen_initiators
             yield from (i for i in seen_initiators(sess.snap()) if i.startswith(word))
+        elif kind == "protocol":
+            from lioctl.commands.fabric_skeleton import PROTOCOLS
+            yield from (p.name for p in PROTOCOLS.values() if p.name.lower().startswith(word.lower()))
+        elif kind == "kernel":  # kernels whose headers are installed
+            yield from sorted(k for k in os.listdir("/lib/modules") if k.startswith(word)
+                              and os.path.isdir(f"/lib/modules/{k}/build"))
+        elif kind == "dir":
+            yield FILES
         return
     if word.startswith("-"):
         from lioctl.cli import GLOBAL_FLAGS, GLOBAL_VALUE_OPTIONS

@@ -116,4 +116,17 @@ def loaded_fabrics() -> list[str]:
     for n, s in KNOWN.items():
         if s.module and configfs.module_loaded(s.module):
             names.add(n)
-    return sorted(names)
+    return sorted(names | unknown_fabric_modules())
+
+
+def unknown_fabric_modules() -> set[str]:
+    """Loaded modules using target-core that are neither a known fabric nor a backstore: fabrics
+    built outside the kernel (by lioctl fabric-skeleton, say), taken to register a fabric named
+    like their module, so they are listed before their configfs directory exists."""
+    try:
+        holders = os.listdir("/sys/module/target_core_mod/holders")
+    except OSError:
+        return set()
+    known = {s.module for s in KNOWN.values()} | set(configfs.FABRIC_MODULES.values())
+    return {m for m in holders if m not in known and not m.startswith("target_core_")
+            and m not in ("core", "version", "dbroot")}

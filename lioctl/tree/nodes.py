@@ -493,7 +493,7 @@ class FabricNode(Node):
         msg = f"Created target {w}."
         if "tpgts" in spec.features:
             msg += " Created TPG 1."
-        if "nps" in spec.features and self.ctx.pref("auto_add_default_portal", True):
+        if "nps" in spec.features and spec.known and self.ctx.pref("auto_add_default_portal", True):
             msg += " Default portal 0.0.0.0:3260."
         return Result(plan=plan, message=msg, data={"wwn": w})
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import shlex
 
 from lioctl import configfs, wwn as wwnmod
 from lioctl.errors import LioError
-from lioctl.plan import Modprobe, Plan
+from lioctl.plan import Modprobe, Plan, Write
 from lioctl.tree.fabrics import FabricSpec, spec_for
 from lioctl.tree.snapshot import TPG, Lun, MappedLun, NodeACL, Snapshot, StorageObject, Target
 
@@ -70,12 +71,26 @@ def plan_tpg_at(spec: FabricSpec, tpath: str, tag: int, *, default_portal: bool 
     plan.mkdir(path)
     if "nexus" in spec.features:
         plan.write(f"{path}/nexus", nexus or wwnmod.generate("naa"), undoable=False)
-    if "nps" in spec.features and default_portal:
+    # the default portal is iSCSI's; a fabric lioctl does not know has an np group whether or
+    # not it implements portals (the kernel refuses them with ENOSYS when it does not)
+    if "nps" in spec.features and default_portal and spec.known:
         plan.mkdir(f"{path}/np/0.0.0.0:3260")
-    if enable and ("tpgts" in spec.features and spec.name in ("iscsi",) or not spec.known
-                   and os.path.exists(f"{tpath}/tpgt_1/enable")):
+    if enable and "tpgts" in spec.features and spec.name in ("iscsi",):
         plan.write(f"{path}/enable", "1", undoable=False)
+    elif enable and not spec.known:
+        plan.add(WriteIfOffered(f"{path}/enable", "1", undoable=False))
     return plan
+
+
+class WriteIfOffered(Write):
+    """Whether a fabric lioctl does not know gives its TPGs an enable switch shows only once
+    the TPG directory exists (the kernel adds it when the fabric implements enabling)."""
+
+    def apply(self):
+        return super().apply() if os.path.exists(self.path) else None
+
+    def sh(self):
+        return f"[ ! -e {shlex.quote(self.path)} ] || {super().sh()}"
 
 
 def check_lun_index(index) -> int:

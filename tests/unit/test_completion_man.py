@@ -48,6 +48,9 @@ def test_bash_completes_verbs_options_and_paths():
     assert bash_complete("lioctl tcmu ") == ["run", "start", "status", "stop"]
     assert bash_complete("lioctl tcmu run --id") == ["--idle-exit"]
     assert "--user" in bash_complete("lioctl export --u")
+    assert bash_complete("lioctl fabric-skeleton tcm_x --proto ") == ["iSCSI", "FCP", "SAS", "SRP", "SBP"]
+    assert bash_complete("lioctl fabric-skeleton tcm_x --proto s") == ["SAS", "SRP", "SBP"]
+    assert {"--proto", "--kernel-release", "--output", "--force"} <= set(bash_complete("lioctl fabric-skeleton x --"))
 
 
 def test_bash_falls_back_to_files_where_a_command_takes_one(tmp_path):
