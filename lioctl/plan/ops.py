@@ -113,6 +113,10 @@ class Unlink(Op):
 
     def apply(self):
         target = os.readlink(self.path)
+        if self.path.startswith(configfs.ROOT + "/") and not os.path.isabs(target):
+            # configfs shows a link relative to its directory but resolves a new link's target
+            # from the current one: re-made from what readlink said, it fails with ENOENT
+            target = os.path.normpath(os.path.join(os.path.dirname(self.path), target))
         values = capture(os.path.dirname(self.path), recursive=False) if self.keep else ()
         os.unlink(self.path)
         return Relink(self.path, target, values) if values else Symlink(self.path, target)
