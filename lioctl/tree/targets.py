@@ -133,12 +133,15 @@ def plan_mapped_lun_at(acl_path: str, index: int, tpg_lun_path: str, write_prote
     return plan
 
 
-def plan_delete_lun(lun: Lun) -> Plan:
-    """Remove a LUN and every mapped LUN pointing at it (targetcli does the same)."""
+def plan_delete_lun(lun: Lun, removed: set[str] = frozenset()) -> Plan:
+    """Remove a LUN and every mapped LUN pointing at it (targetcli does the same), except those
+    in `removed`: directories the caller's plan removes already (unlinking twice fails)."""
     plan = Plan()
     for acl in lun.tpg.acls.values():
+        if acl.path in removed:
+            continue
         for ml in acl.mapped_luns.values():
-            if ml.tpg_lun == lun.index:
+            if ml.tpg_lun == lun.index and ml.path not in removed:
                 plan.extend(plan_delete_mapped_lun(ml))
     if lun.alias:
         plan.unlink(f"{lun.path}/{lun.alias}")     # keeps the LUN's ALUA settings
