@@ -6,6 +6,7 @@ one kind run together."""
 from __future__ import annotations
 
 import os
+import signal
 
 import pytest
 
@@ -219,3 +220,31 @@ def test_captured_settings_are_written_back_in_order_and_only_where_they_differ(
     # equal values left alone; implicit ALUA before the state; enable last
     assert written == [("attrib/alua_access_type", "3"), ("attrib/alua_access_state", "2"),
                        ("attrib/authentication", "1"), ("enable", "1")]
+
+
+@dataclass(frozen=True)
+class _InterruptedUndo(ops_mod.Op):
+    """An inverse during which the user presses Ctrl-C again."""
+
+    def apply(self):
+        os.kill(os.getpid(), signal.SIGINT)
+        return None
+
+
+@dataclass(frozen=True)
+class _MadeThenCtrlC(ops_mod.Op):
+    def apply(self):
+        return _InterruptedUndo(self.path)
+
+
+def test_a_second_ctrl_c_does_not_abandon_the_rollback(capsys):
+    log = []
+    plan = Plan()
+    plan.add(_Made("/a", log=log))
+    plan.add(_MadeThenCtrlC("/b"))
+    plan.add(_Raise("/c", exc=KeyboardInterrupt()))
+    with pytest.raises(KeyboardInterrupt):
+        executor.execute(plan)
+    assert log == []                    # /a undone after the second Ctrl-C
+    assert "finishing the rollback first" in capsys.readouterr().err
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
