@@ -72,9 +72,9 @@ def build(lioctl, tmp_path, loopdev):
 
 
 def tree() -> dict[str, str]:
-    """cfs.tree(), less the kernel's per-HBA device counter in a fileio object's info (a
-    re-made object in a surviving HBA gets the next number; it is no setting of anyone's)."""
-    return {k: re.sub(r"TCM FILEIO ID: \d+", "TCM FILEIO ID: N", v) if k.endswith("/info") else v
+    """cfs.tree(), less the kernel's per-HBA device counter in a fileio or ramdisk object's info
+    (a re-made object in a surviving HBA gets the next number; it is no setting of anyone's)."""
+    return {k: re.sub(r"(TCM FILEIO ID|RamDisk ID): \d+", r"\1: N", v) if k.endswith("/info") else v
             for k, v in cfs.tree().items()}
 
 
@@ -169,4 +169,48 @@ def test_a_fault_at_any_step_of_restore_prune_puts_everything_back(lioctl, tmp_p
     assert any(p.startswith("core/iblock") for p in paths) and any(I3 in p for p in paths)
     fault_every_step(lioctl, ["restore", "--prune", saved], len(plan), lambda n: paths[n - 1])
     ok(lioctl("restore", "--prune", saved))
+    ok(lioctl("clear", "--yes"))
+
+
+def test_ctrl_c_or_any_exception_midway_through_delete_rolls_back(lioctl, tmp_path, loopdev, monkeypatch):
+    """Not only an OSError: Ctrl-C (exit 130) and a ValueError (a bug, a NUL in a name) at the
+    removal of the second ACL, after the first is gone and the TPG disabled, undo everything."""
+    from lioctl.plan import ops
+    build(lioctl, tmp_path, loopdev)
+    before = tree()
+    real = ops.Rmdir.apply
+    for exc, rc in ((KeyboardInterrupt, 130), (ValueError, 1)):
+        def fails_at_the_second_acl(self, exc=exc):
+            if self.path.endswith(f"/acls/{I2}"):
+                raise exc("stopped here")
+            return real(self)
+        monkeypatch.setattr(ops.Rmdir, "apply", fails_at_the_second_acl)
+        r = lioctl("/iscsi", "delete", T)
+        monkeypatch.undo()
+        assert r.returncode == rc, r.stderr
+        assert "lioctl: rollback:" not in r.stderr, r.stderr
+        assert rc == 130 or f"cannot remove iscsi/{T}/tpgt_1/acls/{I2}: stopped here" in r.stderr
+        diff = differences(before, tree())
+        assert not diff, f"after {exc.__name__}:\n" + "\n".join(diff[:20])
+    ok(lioctl("clear", "--yes"))
+
+
+def test_a_ramdisk_is_removed_last_and_one_re_made_empty_is_named(lioctl, tmp_path):
+    """A ramdisk's data cannot come back: its removal is planned after the fileio's, and when a
+    later step fails the rollback re-makes it with its settings but says its data is lost."""
+    from lioctl.saveconfig import diff
+    from lioctl.tree import snapshot
+    ok(lioctl(input=f"/backstores/ramdisk create r1 4M\n/backstores/fileio create f1 {tmp_path / 'f1.img'} 4M\n"
+                    "/backstores/ramdisk/r1 set attribute is_nonrot=1\n"))
+    before = tree()
+    plan = diff.plan_clear(snapshot.read())
+    paths = _plan_paths(plan)
+    assert [p.split("/")[1] for p in paths] == ["fileio_0", "fileio_0", "rd_mcp_0", "rd_mcp_0"], paths
+    r = lioctl("clear", "--yes", env={"LIOCTL_FAULT_AT": str(len(plan))})
+    assert r.returncode == 1
+    lines = [ln for ln in r.stderr.splitlines() if ln.startswith("lioctl: rollback:")]
+    assert lines == ["lioctl: rollback: core/rd_mcp_0/r1: re-created empty: "
+                     "a ramdisk's data cannot be brought back"], r.stderr
+    assert "rollback could not undo: core/rd_mcp_0/r1" in r.stderr
+    assert not differences(before, tree())
     ok(lioctl("clear", "--yes"))
