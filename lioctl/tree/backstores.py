@@ -351,6 +351,8 @@ class RemoveStorageObject(Rmdir):
 
 @dataclass(frozen=True)
 class RecreateStorageObject(Op):
+    """The inverse of RemoveStorageObject: made again in its HBA, then its settings set back."""
+
     plugin: str = field(default="", kw_only=True)
     made: dict = field(default_factory=dict, kw_only=True, repr=False, compare=False)
     values: tuple = field(default=(), kw_only=True, repr=False, compare=False)
