@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import shlex
 from dataclasses import dataclass, field
 
@@ -49,9 +50,15 @@ class Mkdir(Op):
 
 @dataclass(frozen=True)
 class Rmdir(Op):
+    # Read the directory's settings (its own and its default groups') before removing it, so
+    # that the inverse re-creates the object as it was and not an empty one. Off only where the
+    # planner knows there is nothing to keep (a LUN's directory: its settings go with its link).
+    keep: bool = field(default=True, kw_only=True, compare=False)
+
     def apply(self):
+        values = capture(self.path) if self.keep else ()
         os.rmdir(self.path)
-        return Mkdir(self.path)
+        return Recreate(self.path, values) if values else Mkdir(self.path)
 
     def sh(self):
         return f"rmdir {_q(self.path)}"
@@ -100,10 +107,19 @@ class Symlink(Op):
 
 @dataclass(frozen=True)
 class Unlink(Op):
+    # A LUN's or mapped LUN's settings (write_protect, ALUA membership) only exist while its
+    # link does: read them from the link's directory before unlinking, set them after relinking.
+    keep: bool = field(default=True, kw_only=True, compare=False)
+
     def apply(self):
         target = os.readlink(self.path)
+        if self.path.startswith(configfs.ROOT + "/") and not os.path.isabs(target):
+            # configfs shows a link relative to its directory but resolves a new link's target
+            # from the current one: re-made from what readlink said, it fails with ENOENT
+            target = os.path.normpath(os.path.join(os.path.dirname(self.path), target))
+        values = capture(os.path.dirname(self.path), recursive=False) if self.keep else ()
         os.unlink(self.path)
-        return Symlink(self.path, target)
+        return Relink(self.path, target, values) if values else Symlink(self.path, target)
 
     def sh(self):
         return f"rm {_q(self.path)}"
@@ -161,6 +177,138 @@ class ServeUser(Op):
         return f"have lioctl's TCMU handler serve {self.path}"
 
 
+class Incomplete(Exception):
+    """An inverse re-made its object but could not set some of its values back: each entry is
+    (file, reason). The object exists; those values differ from before the plan ran."""
+
+    def __init__(self, failures: list[tuple[str, str]]):
+        super().__init__("; ".join(f"{path}: {reason}" for path, reason in failures))
+        self.failures = failures
+
+
+# Files whose shown value is not what one writes to set it: words for an index, or a
+# description around a name. Anything else is written back as read.
+_WORDS = {"alua_access_type": ("None", "Implicit", "Explicit", "Implicit and Explicit"),
+          "alua_access_status": ("None", "Altered by Explicit STPG", "Altered by Implicit ALUA")}
+_SKIP_GROUPS = {"statistics", "fabric_statistics"}
+_WRITABLE_BY_LAYOUT: dict[tuple[str, ...], frozenset[str]] = {}
+
+
+def _writable_form(name: str, shown: str) -> str | None:
+    if name in _WORDS:
+        return str(_WORDS[name].index(shown)) if shown in _WORDS[name] else None
+    if name == "alua_tg_pt_gp":
+        m = re.search(r"TG Port Alias:\s*(\S+)", shown)
+        return m.group(1) if m else None
+    if name == "vpd_unit_serial":
+        return shown.partition(":")[2].strip() or None
+    return shown
+
+
+def capture(path: str, recursive: bool = True) -> tuple[tuple[str, str], ...]:
+    """(file, value to write) for every readable and writable attribute of a configfs directory
+    and, recursive, of the default groups below it (statistics left out: read-only). Values,
+    CHAP secrets included, stay in memory and are never printed."""
+    out: list[tuple[str, str]] = []
+    try:
+        dfd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        return ()
+    try:
+        with os.scandir(dfd) as it:
+            entries = sorted(it, key=lambda e: e.name)
+        files = tuple(e.name for e in entries if e.is_file(follow_symlinks=False))
+        writable = _WRITABLE_BY_LAYOUT.get(files)
+        if writable is None:
+            writable = frozenset(e.name for e in entries if e.is_file(follow_symlinks=False)
+                                 and e.stat(follow_symlinks=False).st_mode & 0o600 == 0o600)
+            _WRITABLE_BY_LAYOUT[files] = writable
+        for name in files:
+            if name in writable:
+                shown = configfs.read(name, None, dfd)
+                value = None if shown is None else _writable_form(name, shown)
+                if value is not None:
+                    out.append((f"{path}/{name}", value))
+        subdirs = [e.name for e in entries if recursive and e.is_dir(follow_symlinks=False)
+                   and e.name not in _SKIP_GROUPS]
+    finally:
+        os.close(dfd)
+    for name in subdirs:
+        out[:0] = capture(f"{path}/{name}")   # groups before the directory's own files
+    return tuple(out)
+
+
+def _restore_order(item: tuple[str, str]) -> int:
+    """An ALUA state change needs implicit ALUA allowed first; enable goes last, once the rest
+    is set (a TPG serving with half its settings would be worse than one not serving)."""
+    name = os.path.basename(item[0])
+    if name == "tg_pt_gp_id":
+        return 0
+    if name == "alua_access_type":
+        return 1 if item[1] in ("1", "3") else 3
+    if name == "alua_access_state":
+        return 2
+    if name == "enable":
+        return 5
+    return 4
+
+
+def restore(values) -> list[tuple[str, str]]:
+    """Write back each value the object does not show already; return (file, reason) for each
+    that could not be set, after trying them all."""
+    failures = []
+    for path, value in sorted(values, key=_restore_order):
+        shown = configfs.read(path)
+        if shown is not None and _writable_form(os.path.basename(path), shown) == value:
+            continue
+        try:
+            configfs.write(path, value)
+        except OSError as exc:
+            failures.append((path, "not set back: " + ERRNO_REASONS.get(exc.errno, exc.strerror or str(exc))))
+    return failures
+
+
+@dataclass(frozen=True)
+class Recreate(Op):
+    """The inverse of removing a directory: make it again, then set what it held."""
+
+    values: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+
+    def apply(self):
+        os.mkdir(self.path)
+        failures = restore(self.values)
+        if failures:
+            raise Incomplete(failures)
+        return Rmdir(self.path)
+
+    def sh(self):
+        return f"mkdir {_q(self.path)}"
+
+    def describe(self):
+        return f"re-create {self.path}"
+
+
+@dataclass(frozen=True)
+class Relink(Op):
+    """The inverse of unlinking a LUN or mapped LUN: link again, then set what the link carried."""
+
+    target: str = ""
+    values: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+
+    def apply(self):
+        os.symlink(self.target, self.path)
+        failures = restore(self.values)
+        if failures:
+            raise Incomplete(failures)
+        return Unlink(self.path)
+
+    def sh(self):
+        return f"ln -s {_q(self.target)} {_q(self.path)}"
+
+    def describe(self):
+        return f"link {self.path} -> {self.target}"
+
+
 @dataclass
 class Plan:
     """An ordered list of operations plus what to tell the user it does."""
@@ -179,14 +327,14 @@ class Plan:
     def _index(self, op: Op) -> None:
         if type(op) is Mkdir:
             self.made.add(op.path)
-        elif type(op) is Rmdir:
+        elif isinstance(op, Rmdir):
             self.removed.add(op.path)
 
     def mkdir(self, path: str) -> None:
         self.add(Mkdir(path))
 
-    def rmdir(self, path: str, *, concurrent: bool = False) -> None:
-        self.add(Rmdir(path, concurrent=concurrent))
+    def rmdir(self, path: str, *, concurrent: bool = False, keep: bool = True) -> None:
+        self.add(Rmdir(path, concurrent=concurrent, keep=keep))
 
     def write(self, path: str, value, *, secret: bool = False, undoable: bool = True) -> None:
         self.add(Write(path, str(value), secret=secret, undoable=undoable))
@@ -194,8 +342,8 @@ class Plan:
     def symlink(self, path: str, target: str, *, concurrent: bool = False) -> None:
         self.add(Symlink(path, target, concurrent=concurrent))
 
-    def unlink(self, path: str, *, concurrent: bool = False) -> None:
-        self.add(Unlink(path, concurrent=concurrent))
+    def unlink(self, path: str, *, concurrent: bool = False, keep: bool = True) -> None:
+        self.add(Unlink(path, concurrent=concurrent, keep=keep))
 
     def extend(self, other: "Plan") -> None:
         self.ops.extend(other.ops)

@@ -128,7 +128,7 @@ def plan_restore(snap: Snapshot, desired: dict, prune: bool = False) -> Change:
         if key in replaced or (key not in want_sos and prune):
             luns_left = [lun for lun in so.luns if lun.path not in ch.plan.removed]
             for lun in luns_left:
-                ch.plan.extend(tg.plan_delete_lun(lun))
+                ch.plan.extend(tg.plan_delete_lun(lun, ch.plan.removed))
                 ch.add("-", f"LUN {lun.tree_path}", "its storage object goes")
             gone_sos.append(so)
             if key not in replaced:
@@ -421,7 +421,7 @@ def _prune_target(ch: Change, t: Target, w: dict, prune: bool, replaced):
         want_luns = {lw["index"] for lw in tw.get("luns", [])}
         for idx, lun in tpg.luns.items():
             if idx not in want_luns:
-                ch.plan.extend(tg.plan_delete_lun(lun))
+                ch.plan.extend(tg.plan_delete_lun(lun, ch.plan.removed))
                 ch.add("-", f"{lun.tree_path}")
         want_portals = set()
         for pw in tw.get("portals", []):

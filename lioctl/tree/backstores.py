@@ -9,11 +9,13 @@ from __future__ import annotations
 import os
 import re
 import stat
+from dataclasses import dataclass, field
 
 from lioctl import configfs, wwn as wwnmod
 from lioctl.errors import LioError
 from lioctl.names import check_object_name
 from lioctl.plan import CreateFile, Modprobe, Plan, ServeUser
+from lioctl.plan.ops import Incomplete, Op, Rmdir, capture, restore
 from lioctl.tree.snapshot import HBA_OF_PLUGIN, Snapshot, StorageObject
 from lioctl.units import parse_size
 
@@ -290,22 +292,102 @@ def plan_remove_object(snap: Snapshot, so: StorageObject) -> Plan:
     return plan_remove_objects(snap, [so])
 
 
+# Removals whose inverse cannot bring everything back: a ramdisk's data lives only in the
+# kernel, a TCMU device's in its handler. Planned after every other removal, so that a later
+# failure can only come from another of these few steps.
+LOSSY_PLUGINS = ("ramdisk", "user")
+
+
 def plan_remove_objects(snap: Snapshot, sos: list[StorageObject]) -> Plan:
     """The objects themselves (their ALUA groups, then each HBA left empty); LUNs are the
     caller's business. (Removing an object takes ~15 ms in the emulated guest, but the kernel
     serializes those removals: running them concurrently gained nothing.)"""
     plan = Plan()
-    for so in sos:
-        for tg in so.alua_tpgs:
-            if tg != "default_tg_pt_gp":
-                plan.rmdir(f"{so.path}/alua/{tg}")
-    for so in sos:
-        plan.rmdir(so.path)
     going = {id(so) for so in sos}
-    hbas = {so.hba: os.path.dirname(so.path) for so in sos}
-    for so in snap.storage_objects.values():
-        if id(so) not in going:
-            hbas.pop(so.hba, None)
-    for path in hbas.values():
-        plan.rmdir(path)
+    kept_hbas = {so.hba for so in snap.storage_objects.values() if id(so) not in going}
+    for lossy in (False, True):
+        batch = [so for so in sos if (so.plugin in LOSSY_PLUGINS) == lossy]
+        for so in batch:
+            for tg in so.alua_tpgs:
+                if tg != "default_tg_pt_gp":
+                    plan.rmdir(f"{so.path}/alua/{tg}")
+        for so in batch:
+            plan.add(RemoveStorageObject(so.path, plugin=so.plugin))
+        hbas = {so.hba: os.path.dirname(so.path) for so in batch if so.hba not in kept_hbas}
+        for path in hbas.values():
+            plan.rmdir(path)
     return plan
+
+
+@dataclass(frozen=True)
+class RemoveStorageObject(Rmdir):
+    """Removing a storage object keeps what re-making it takes: how it was made (backing file or
+    device, size, from the kernel's info) and every setting (attributes, WWN, default ALUA group)."""
+
+    plugin: str = field(default="", kw_only=True)
+
+    def apply(self):
+        from lioctl.saveconfig.dump import dump_storage_object
+        so = StorageObject(self.plugin, os.path.basename(os.path.dirname(self.path)),
+                           os.path.basename(self.path), self.path)
+        made = dump_storage_object(so)
+        values = tuple((f, v) for f, v in capture(self.path)
+                       if os.path.basename(f) not in ("enable", "udev_path"))
+        os.rmdir(self.path)
+        return RecreateStorageObject(self.path, plugin=self.plugin, made=made, values=values)
+
+
+@dataclass(frozen=True)
+class RecreateStorageObject(Op):
+    """The inverse of RemoveStorageObject: made again in its HBA, then its settings set back."""
+
+    plugin: str = field(default="", kw_only=True)
+    made: dict = field(default_factory=dict, kw_only=True, repr=False, compare=False)
+    values: tuple = field(default=(), kw_only=True, repr=False, compare=False)
+
+    def apply(self):
+        from lioctl.plan import executor
+        executor.execute(plan_recreate(self.made, os.path.basename(os.path.dirname(self.path))),
+                         fault_hook=False)
+        failures = restore(self.values)
+        if self.plugin == "ramdisk" and not self.made.get("nullio"):
+            failures.append((self.path, "re-created empty: a ramdisk's data cannot be brought back"))
+        if failures:
+            raise Incomplete(failures)
+        return RemoveStorageObject(self.path, plugin=self.plugin)
+
+    def sh(self):
+        return f"# re-create {_short(self.path)}"
+
+    def describe(self):
+        return f"re-create {self.path}"
+
+
+def _short(path: str) -> str:
+    return path[len(configfs.ROOT) + 1:] if path.startswith(configfs.ROOT + "/") else path
+
+
+def plan_recreate(made: dict, hba: str) -> Plan:
+    """A removed storage object made again in its own HBA, as dump_storage_object described it;
+    its settings are the caller's (restore of the captured values)."""
+    empty = Snapshot()      # the object is gone: no name or device clash to check
+    name, plugin, wwn = made["name"], made["plugin"], made.get("wwn") or None
+    if plugin == "fileio":
+        return plan_fileio(empty, name, made["dev"], made.get("size") or None,
+                           bool(made.get("write_back")), wwn=wwn, model_alias=False, hba=hba,
+                           create_missing=False)
+    if plugin == "block":
+        return plan_block(empty, name, made["dev"], bool(made.get("readonly")), wwn=wwn,
+                          model_alias=False, hba=hba)
+    if plugin == "ramdisk":
+        return plan_ramdisk(empty, name, made["size"], bool(made.get("nullio")), wwn=wwn,
+                            model_alias=False, hba=hba)
+    if plugin == "pscsi":
+        if not made.get("dev"):
+            raise LioError(f"pscsi/{name}: its SCSI device is not known; cannot re-create it")
+        return plan_pscsi(empty, name, made["dev"], hba=hba)
+    subtype, _, rest = (made.get("config") or "").partition("/")
+    return plan_user(empty, name, made["size"], rest, subtype, wwn=wwn,
+                     hw_max_sectors=made.get("hw_max_sectors"), model_alias=False, hba=hba,
+                     validate=False, write_back=None, attributes=made.get("attributes"),
+                     create_missing=False)

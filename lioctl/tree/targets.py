@@ -148,24 +148,27 @@ def plan_mapped_lun_at(acl_path: str, index: int, tpg_lun_path: str, write_prote
     return plan
 
 
-def plan_delete_lun(lun: Lun) -> Plan:
-    """Remove a LUN and every mapped LUN pointing at it (targetcli does the same)."""
+def plan_delete_lun(lun: Lun, removed: set[str] = frozenset()) -> Plan:
+    """Remove a LUN and every mapped LUN pointing at it (targetcli does the same), except those
+    in `removed`: directories the caller's plan removes already (unlinking twice fails)."""
     plan = Plan()
     for acl in lun.tpg.acls.values():
+        if acl.path in removed:
+            continue
         for ml in acl.mapped_luns.values():
-            if ml.tpg_lun == lun.index:
+            if ml.tpg_lun == lun.index and ml.path not in removed:
                 plan.extend(plan_delete_mapped_lun(ml))
     if lun.alias:
-        plan.unlink(f"{lun.path}/{lun.alias}")
-    plan.rmdir(lun.path)
+        plan.unlink(f"{lun.path}/{lun.alias}")     # keeps the LUN's ALUA settings
+    plan.rmdir(lun.path, keep=False)
     return plan
 
 
 def plan_delete_mapped_lun(ml: MappedLun) -> Plan:
     plan = Plan()
     if ml.alias:
-        plan.unlink(f"{ml.path}/{ml.alias}")
-    plan.rmdir(ml.path)
+        plan.unlink(f"{ml.path}/{ml.alias}")       # keeps write_protect, set again after relinking
+    plan.rmdir(ml.path, keep=False)
     return plan
 
 
@@ -276,11 +279,13 @@ def plan_delete_tpg(tpg: TPG) -> Plan:
 def plan_delete_tpgs(tpgs: list[TPG]) -> Plan:
     """TPGs and everything in them. Unlinking a LUN and removing a TPG each wait out an RCU
     grace period in the kernel, so those steps are grouped across all the TPGs and marked
-    concurrent (deleting 32 targets: 256 LUN links went from 9 s to about 1 s in the guest)."""
+    concurrent (deleting 32 targets: 256 LUN links went from 9 s to about 1 s in the guest).
+    Every removal keeps the settings of what it removes (see Rmdir.keep), and disabling is
+    undone last, so a failure anywhere puts the TPGs back as they were."""
     plan = Plan()
     for tpg in tpgs:
         if os.path.exists(f"{tpg.path}/enable") and tpg.enabled and tpg.target.fabric.name == "iscsi":
-            plan.write(f"{tpg.path}/enable", "0", undoable=False)
+            plan.write(f"{tpg.path}/enable", "0")    # undone last of all: enabled once whole
         for acl in tpg.acls.values():
             plan.extend(plan_delete_acl(acl))
     for tpg in tpgs:
@@ -289,7 +294,7 @@ def plan_delete_tpgs(tpgs: list[TPG]) -> Plan:
                 plan.unlink(f"{lun.path}/{lun.alias}", concurrent=True)
     for tpg in tpgs:
         for lun in tpg.luns.values():
-            plan.rmdir(lun.path)
+            plan.rmdir(lun.path, keep=False)
         for portal in tpg.portals.values():
             plan.rmdir(portal.path)
     for tpg in tpgs:

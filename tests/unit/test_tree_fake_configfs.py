@@ -166,7 +166,7 @@ def test_backstore_in_use_refused_naming_the_user_then_forced(root):
     forced = node("/backstores/fileio", force=True).ui_delete("d1").plan
     paths = [(type(op).__name__, op.path.split("/target/", 1)[1]) for op in forced]
     # mapped LUNs, then the LUN, then the object and its HBA
-    assert paths[-2:] == [("Rmdir", "core/fileio_0/d1"), ("Rmdir", "core/fileio_0")]
+    assert paths[-2:] == [("RemoveStorageObject", "core/fileio_0/d1"), ("Rmdir", "core/fileio_0")]
     assert paths.index(("Rmdir", f"iscsi/{IQN}/tpgt_1/lun/lun_0")) > \
         paths.index(("Rmdir", f"iscsi/{IQN}/tpgt_1/acls/{C1}/lun_0"))
 
