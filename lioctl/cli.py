@@ -7,6 +7,7 @@ import argparse
 import importlib
 import os
 import sys
+import textwrap
 import traceback
 
 from lioctl import __version__
@@ -24,6 +25,49 @@ VERBS = {
     "tcmu": ("lioctl.commands.tcmu", "run, inspect or stop lioctl's TCMU handler (user backstores)"),
     "completion": ("lioctl.commands.completion", "print the bash, zsh or fish completion script"),
     "shell": ("lioctl.shell.session", "start the interactive shell"),
+}
+# `lioctl VERB --help` ends with these (a verb module's own EXAMPLES, if it has one, wins)
+VERB_EXAMPLES = {
+    "export": """examples:
+  lioctl export /srv/disk.img                     # fileio backstore, demo mode, 0.0.0.0:3260
+  lioctl export /dev/sdb -p 192.0.2.10 --acl iqn.1994-05.com.example:client1
+  lioctl export /srv/new.img --lun-size 10G --dry-run   # the configfs operations, as sh
+""",
+    "unexport": """examples:
+  lioctl unexport /srv/disk.img
+  lioctl unexport iqn.2003-01.org.linux-iscsi.host:disk
+""",
+    "save": """examples:
+  lioctl save                      # to the default file
+  lioctl save /root/lio-backup.json
+  lioctl save - | less             # print it
+""",
+    "restore": """examples:
+  lioctl restore                   # from the default file, changing only what differs
+  lioctl restore /root/lio-backup.json --dry-run
+  lioctl restore --clear /root/lio-backup.json   # start from empty, as targetcli does
+""",
+    "diff": """examples:
+  lioctl diff                      # what restore of the default file would change
+  lioctl diff /root/lio-backup.json --json
+""",
+    "clear": """examples:
+  lioctl clear --dry-run           # what would be removed, as sh
+  lioctl clear --yes
+""",
+    "sessions": """examples:
+  lioctl sessions
+  lioctl sessions detail --json
+""",
+    "tcmu": """examples:
+  lioctl tcmu status
+  lioctl tcmu start user_1/disk1
+  lioctl tcmu stop --timeout 10
+""",
+    "completion": """examples:
+  lioctl completion bash > /etc/bash_completion.d/lioctl
+  source <(lioctl completion bash)
+""",
 }
 # commands of the root node usable without a path: `lioctl ls`, `lioctl version`...
 ROOT_COMMANDS = ("ls", "info", "get", "set", "status", "help", "version", "pwd")
@@ -117,7 +161,10 @@ class VerbParser(argparse.ArgumentParser):
 def run_verb(verb: str, argv: list[str], opts: Options) -> int:
     module, helptext = VERBS[verb]
     mod = importlib.import_module(module)
-    parser = VerbParser(prog=f"lioctl {verb}", description=getattr(mod, "HELP", helptext))
+    description = textwrap.fill(getattr(mod, "HELP", helptext), 88)
+    parser = VerbParser(prog=f"lioctl {verb}", description=description,
+                        epilog=getattr(mod, "EXAMPLES", None) or VERB_EXAMPLES.get(verb),
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
     mod.configure(parser)
     args = parser.parse_args(argv, namespace=opts)
     return mod.run(args) or 0

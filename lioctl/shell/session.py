@@ -16,6 +16,29 @@ from lioctl.tree.nodes import Context, Root, resolve
 
 HISTORY = os.path.join(os.path.expanduser("~"), ".lioctl", "history")
 
+HELP = ("start the interactive shell (what `lioctl` alone starts on a terminal); with standard "
+        "input from a file or pipe, run its lines as a batch instead")
+EXAMPLES = """\
+examples:
+  lioctl shell
+  /> cd /backstores/fileio
+  /backstores/fileio> create disk1 /srv/disk1.img 1G
+  /backstores/fileio> saveconfig
+  /backstores/fileio> exit
+  lioctl shell < setup.txt        # the lines of setup.txt, as a batch
+"""
+
+
+def configure(parser) -> None:
+    """`lioctl shell` takes no arguments of its own; global options apply."""
+
+
+def run(args) -> int:
+    if not sys.stdin.isatty():
+        from lioctl.batch import run_batch
+        return run_batch(args)
+    return run_shell(args)
+
 
 def short_path(path: str, width: int = 40) -> str:
     """Keep the prompt readable for deep IQN paths: elide the middle of long components."""
