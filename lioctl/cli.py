@@ -69,6 +69,8 @@ VERB_EXAMPLES = {
   source <(lioctl completion bash)
 """,
 }
+# targetcli's names for save/restore/clear (lioctl/shell/targetcli_forms.py), at any path
+TARGETCLI_FORMS = ("saveconfig", "restoreconfig", "clearconfig")
 # commands of the root node usable without a path: `lioctl ls`, `lioctl version`...
 ROOT_COMMANDS = ("ls", "info", "get", "set", "status", "help", "version", "pwd")
 
@@ -193,6 +195,10 @@ def main(argv: list[str] | None = None) -> int:
             return complete_main(rest[1:])
         if rest[0] in VERBS:
             return run_verb(rest[0], rest[1:], opts)
+        if rest[0] in TARGETCLI_FORMS or rest[1:2] and rest[1] in TARGETCLI_FORMS:
+            from lioctl.shell import targetcli_forms
+            if targetcli_forms.form_of(rest):
+                return targetcli_forms.run(rest, opts)
         if rest[0].startswith(("/", ".")) or rest[0] in ROOT_COMMANDS:
             from lioctl.dispatch import run_tokens
             return run_tokens(rest, opts)

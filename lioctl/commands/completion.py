@@ -111,7 +111,7 @@ def verb_candidates(verb: str, words: list[str], word: str, sess: _Session):
 
 
 def candidates(line: str) -> list[str]:
-    from lioctl.cli import GLOBAL_FLAGS, ROOT_COMMANDS, VERBS
+    from lioctl.cli import GLOBAL_FLAGS, ROOT_COMMANDS, TARGETCLI_FORMS, VERBS
     from lioctl.complete import Candidates, tolerant_split
     words, word = tolerant_split(line)
     if words and os.path.basename(words[0]) in ("lioctl", "lioctl.py") or words[:1] == ["python3"]:
@@ -125,7 +125,8 @@ def candidates(line: str) -> list[str]:
             return [f for f in sorted(set(GLOBAL_FLAGS) | {"--help", "--version"}) if f.startswith(word)]
         if word.startswith(("/", ".")):
             return list(Candidates(sess).paths(word))
-        return [c for c in sorted(set(VERBS) | set(ROOT_COMMANDS) | {"/"}) if c.startswith(word)]
+        return [c for c in sorted(set(VERBS) | set(ROOT_COMMANDS) | set(TARGETCLI_FORMS) | {"/"})
+                if c.startswith(word)]
     if words[0] in VERBS:
         return list(dict.fromkeys(verb_candidates(words[0], words[1:], word, sess)))
     if word.startswith("-"):
