@@ -28,8 +28,16 @@ def split_path(tokens: list[str]) -> tuple[str | None, str, list[str]]:
     return path, rest[0], rest[1:]
 
 
+HELP_FLAGS = ("--help", "-h")
+
+
 def run_tokens(tokens: list[str], opts, cwd: str = "/") -> int:
     path, cmd, args = split_path(tokens)
+    if cmd in HELP_FLAGS or any(a in HELP_FLAGS for a in args):
+        # `PATH --help`, `PATH COMMAND ... --help ...`: that help, and nothing run or locked
+        node = _node(make_context(opts), path, cwd)
+        show(node.ui_help(None if cmd in HELP_FLAGS else cmd), opts)
+        return 0
     if cmd in _write_verbs() and not opts.dry_run and os.geteuid() == 0 and configfs.is_mounted():
         # Likely a write and nothing to set up first: lock, then read the tree once (a large
         # configuration takes seconds to read under emulation; reading it twice was most of a

@@ -129,6 +129,13 @@ def candidates(line: str) -> list[str]:
                 if c.startswith(word)]
     if words[0] in VERBS:
         return list(dict.fromkeys(verb_candidates(words[0], words[1:], word, sess)))
+    if words == ["help"]:  # help VERB | PATH [COMMAND] | a command of /
+        if word.startswith(("/", ".")):
+            return list(Candidates(sess).paths(word))
+        return [c for c in sorted(set(VERBS) | set(ROOT_COMMANDS) | set(TARGETCLI_FORMS) | {"/"})
+                if c.startswith(word)]
+    if words[:1] == ["help"] and len(words) == 2 and words[1].startswith(("/", ".")):
+        words = [words[1], "help"]
     if word.startswith("-"):
         return [f for f in sorted(GLOBAL_FLAGS) if f.startswith(word)]
     if words[0] in ROOT_COMMANDS:

@@ -161,9 +161,9 @@ class ShellSession:
         try:
             if self.builtin(tokens):
                 return 0
-            if tokens[0] == "help" and len(tokens) == 2 and tokens[1] in targetcli_forms.FORMS:
-                print(targetcli_forms.help_text(tokens[1]), end="")
-                return 0
+            if tokens[0] == "help" and len(tokens) == 2 and (
+                    tokens[1] in targetcli_forms.FORMS or tokens[1] in cli.VERBS):
+                return cli.run_help(tokens[1:], self.opts)
             if targetcli_forms.form_of(tokens):
                 return targetcli_forms.run(tokens, self.opts)
             if tokens[0] in cli.VERBS and tokens[0] != "shell":

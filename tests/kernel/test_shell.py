@@ -135,6 +135,11 @@ def test_targetcli_save_restore_clear_and_auto_save_on_exit(tmp_path):
     path other than the root, and the save targetcli does when its shell exits."""
     saved, default = tmp_path / "saved.json", tmp_path / "default-saveconfig.json"
     sh = spawn_shell(tmp_path, "shell")
+    # help in the shell: a verb's --help does not end the shell, --help runs nothing
+    run(sh, "save --help", "usage: lioctl save")
+    run(sh, "help clearconfig", "clearconfig confirm=true")
+    run(sh, "/backstores/ramdisk create fs1 1M --help", "Examples:")
+    assert not any(cfs.ROOT.glob("core/rd_mcp_*/fs1"))
     run(sh, "/backstores/ramdisk create fs1 1M", "Created ramdisk fs1")
     run(sh, f"/iscsi create {IQN}", "Created target")
     run(sh, "cd /iscsi", "")
