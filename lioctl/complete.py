@@ -127,6 +127,20 @@ class Candidates:
             return
         yield from self.args(node, cmd, fn, rest[1:], word)
 
+    def global_prefs(self, cmd: str, word: str):
+        """lioctl's preferences (`set global NAME=VALUE`, `get global NAME`)."""
+        from lioctl import prefs
+        key, eq, val = word.partition("=")
+        if eq and cmd == "set":
+            default = prefs.DEFAULTS.get(key)
+            values = ("true", "false") if isinstance(default, bool) else \
+                ("emacs", "vi") if key == "editing_mode" else ()
+            yield from ((f"{key}={v}", "value") for v in values if v.startswith(val))
+            return
+        for k in sorted(prefs.DEFAULTS):
+            if k.startswith(word):
+                yield (k + "=" if cmd == "set" else k), "preference"
+
     def form_args(self, form: str, given: list[str], word: str):
         key, eq, val = word.partition("=")
         if eq:
@@ -149,9 +163,12 @@ class Candidates:
         if cmd in ("get", "set"):
             groups = node.groups()
             if not given:
-                for g in groups:
+                for g in [*groups, "global"]:
                     if g.startswith(word):
                         yield g, "group"
+                return
+            if given[0] == "global":
+                yield from self.global_prefs(cmd, word)
                 return
             gdir = groups.get(given[0])
             if not gdir:

@@ -33,6 +33,11 @@ HELP_FLAGS = ("--help", "-h")
 
 def run_tokens(tokens: list[str], opts, cwd: str = "/") -> int:
     path, cmd, args = split_path(tokens)
+    if cmd in ("set", "get") and args[:1] == ["global"]:
+        # lioctl's own preferences (~/.lioctl/prefs.json), at any path as in targetcli
+        from lioctl.shell.session import ShellSession
+        ShellSession(opts).global_prefs(cmd, args[1:])
+        return 0
     if cmd in HELP_FLAGS or any(a in HELP_FLAGS for a in args):
         # `PATH --help`, `PATH COMMAND ... --help ...`: that help, and nothing run or locked
         node = _node(make_context(opts), path, cwd)

@@ -125,10 +125,15 @@ class ShellSession:
 
     def global_prefs(self, cmd: str, args: list[str]) -> bool:
         if cmd == "get":
-            for k in args or sorted(prefs.DEFAULTS):
+            for k in args:
                 if k not in prefs.DEFAULTS:
-                    raise LioError(f"no global preference {k!r}")
-                print(f"{k}={self.prefs.get(k)}")
+                    raise LioError(f"no global preference {k!r} (known: {', '.join(sorted(prefs.DEFAULTS))})")
+            values = {k: self.prefs.get(k) for k in args or sorted(prefs.DEFAULTS)}
+            if getattr(self.opts, "json", False):
+                from lioctl import render
+                render.print_json(values)
+            else:
+                print("".join(f"{k}={v}\n" for k, v in values.items()), end="")
             return True
         if not args:
             raise UsageError("set global NAME=VALUE...")
@@ -149,6 +154,9 @@ class ShellSession:
             else:
                 self.prefs[k] = v
         prefs.save(self.prefs)
+        for a in args:
+            k = a.partition("=")[0]
+            print(f"Parameter {k} is now {self.prefs[k]!r}.")
         return True
 
     def execute(self, line: str) -> int:

@@ -166,7 +166,7 @@ def test_targetcli_save_restore_clear_and_auto_save_on_exit(tmp_path):
     # the preference turns it off, and is kept for the next session
     default.unlink()
     sh = spawn_shell(tmp_path)
-    run(sh, "set global auto_save_on_exit=false", "")
+    run(sh, "set global auto_save_on_exit=false", "Parameter auto_save_on_exit is now False.")
     run(sh, "get global auto_save_on_exit", "auto_save_on_exit=False")
     sh.sendline("exit")
     sh.expect(pexpect.EOF)

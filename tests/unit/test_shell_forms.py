@@ -101,3 +101,30 @@ def test_forms_complete_on_the_command_line(tmp_path):
     assert complete("lioctl /iscsi clearconfig confirm=t") == ["confirm=true"]
     assert "clear_existing=" in complete("lioctl restoreconfig ")
     assert "__files__" in complete("lioctl restoreconfig /tm")
+
+
+def test_set_global_on_the_command_line_and_in_batches_is_kept(tmp_path):
+    """targetcli's `set global auto_save_on_exit=false` works outside the shell too, and the
+    value is kept in ~/.lioctl/prefs.json for the next shell."""
+    import json
+    import os
+    import subprocess
+    import sys
+    env = dict(os.environ, HOME=str(tmp_path), NO_COLOR="1")
+
+    def lioctl(*args, input=None):
+        return subprocess.run([sys.executable, "-m", "lioctl", *args], capture_output=True,
+                              text=True, env=env, input=input)
+    r = lioctl("set", "global", "auto_save_on_exit=false")
+    assert r.returncode == 0 and "auto_save_on_exit" in r.stdout, r.stderr
+    stored = json.loads((tmp_path / ".lioctl/prefs.json").read_text())
+    assert stored["auto_save_on_exit"] is False
+    r = lioctl("/iscsi", "get", "global", "auto_save_on_exit", "--json")
+    assert r.returncode == 0 and json.loads(r.stdout) == {"auto_save_on_exit": False}, r.stderr
+    r = lioctl(input="set global auto_save_on_exit=true\n")
+    assert r.returncode == 0, r.stderr
+    assert json.loads((tmp_path / ".lioctl/prefs.json").read_text())["auto_save_on_exit"] is True
+    r = lioctl("set", "global", "auto_save_on_exit=perhaps")
+    assert r.returncode == 1 and r.stderr.count("\n") == 1 and "not a boolean" in r.stderr
+    complete = lioctl("__complete", "bash", "lioctl set global auto_save_on_exit=f").stdout.split()
+    assert complete == ["auto_save_on_exit=false"]
