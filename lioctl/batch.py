@@ -12,6 +12,7 @@ from lioctl.errors import LioError, UsageError
 def run_line(tokens: list[str], opts, cwd: str) -> tuple[int, str]:
     """Run one parsed line; return (exit status, new cwd)."""
     from lioctl import cli, dispatch
+    from lioctl.shell import targetcli_forms
     from lioctl.tree.nodes import resolve
     if tokens[0] == "cd":
         if len(tokens) > 2:
@@ -22,6 +23,8 @@ def run_line(tokens: list[str], opts, cwd: str) -> tuple[int, str]:
         return 0, resolve(start, target).path
     if tokens[0] in ("exit", "quit"):
         raise EOFError
+    if targetcli_forms.form_of(tokens):
+        return targetcli_forms.run(tokens, opts), cwd
     if tokens[0] in cli.VERBS and tokens[0] not in ("shell",):
         return cli.run_verb(tokens[0], tokens[1:], opts), cwd
     return dispatch.run_tokens(tokens, opts, cwd), cwd

@@ -7,6 +7,7 @@ import argparse
 import importlib
 import os
 import sys
+import textwrap
 import traceback
 
 from lioctl import __version__
@@ -26,6 +27,51 @@ VERBS = {
     "completion": ("lioctl.commands.completion", "print the bash, zsh or fish completion script"),
     "shell": ("lioctl.shell.session", "start the interactive shell"),
 }
+# `lioctl VERB --help` ends with these (a verb module's own EXAMPLES, if it has one, wins)
+VERB_EXAMPLES = {
+    "export": """examples:
+  lioctl export /srv/disk.img                     # fileio backstore, demo mode, 0.0.0.0:3260
+  lioctl export /dev/sdb -p 192.0.2.10 --acl iqn.1994-05.com.example:client1
+  lioctl export /srv/new.img --lun-size 10G --dry-run   # the configfs operations, as sh
+""",
+    "unexport": """examples:
+  lioctl unexport /srv/disk.img
+  lioctl unexport iqn.2003-01.org.linux-iscsi.host:disk
+""",
+    "save": """examples:
+  lioctl save                      # to the default file
+  lioctl save /root/lio-backup.json
+  lioctl save - | less             # print it
+""",
+    "restore": """examples:
+  lioctl restore                   # from the default file, changing only what differs
+  lioctl restore /root/lio-backup.json --dry-run
+  lioctl restore --clear /root/lio-backup.json   # start from empty, as targetcli does
+""",
+    "diff": """examples:
+  lioctl diff                      # what restore of the default file would change
+  lioctl diff /root/lio-backup.json --json
+""",
+    "clear": """examples:
+  lioctl clear --dry-run           # what would be removed, as sh
+  lioctl clear --yes
+""",
+    "sessions": """examples:
+  lioctl sessions
+  lioctl sessions detail --json
+""",
+    "tcmu": """examples:
+  lioctl tcmu status
+  lioctl tcmu start user_1/disk1
+  lioctl tcmu stop --timeout 10
+""",
+    "completion": """examples:
+  lioctl completion bash > /etc/bash_completion.d/lioctl
+  source <(lioctl completion bash)
+""",
+}
+# targetcli's names for save/restore/clear (lioctl/shell/targetcli_forms.py), at any path
+TARGETCLI_FORMS = ("saveconfig", "restoreconfig", "clearconfig")
 # commands of the root node usable without a path: `lioctl ls`, `lioctl version`...
 ROOT_COMMANDS = ("ls", "info", "get", "set", "status", "help", "version", "pwd")
 
@@ -92,10 +138,22 @@ Options:
   -y, --yes       do not ask for confirmation
   --show-secrets  show CHAP passwords in listings and --dry-run scripts
   --keep-going    batch mode: continue after a failed line
+  --script        with restore --dry-run: print the plan as a sh script
+  --no-color      plain output even on a terminal (as NO_COLOR=1 does)
   --debug         show tracebacks on errors
   --wait SECONDS  how long a write waits for the write lock (default 60; 0: fail at once)
-  --version       print the version
-  -h, --help      this help; `lioctl VERB --help`, `lioctl PATH help` for more
+  -V, --version   print the version
+  -h, --help      this help; `lioctl help VERB`, `lioctl help PATH [COMMAND]` for more
+                  (or VERB --help, PATH COMMAND --help)
+
+Examples:
+  lioctl export /srv/disk.img
+  lioctl ls
+  lioctl /backstores/fileio create disk1 /srv/disk1.img 10G
+  lioctl /iscsi create iqn.2003-01.org.example:t1
+  lioctl --dry-run /iscsi/iqn.2003-01.org.example:t1/tpg1/luns create /backstores/fileio/disk1
+  lioctl help /backstores/fileio create
+  lioctl saveconfig               # as targetcli's; also restoreconfig, clearconfig confirm=true
 
 Exit status: 0 success, 1 operation failed, 2 usage error, 75 write lock busy.
 """
@@ -129,15 +187,68 @@ class VerbParser(argparse.ArgumentParser):
 def run_verb(verb: str, argv: list[str], opts: Options) -> int:
     module, helptext = VERBS[verb]
     mod = importlib.import_module(module)
-    parser = VerbParser(prog=f"lioctl {verb}", description=getattr(mod, "HELP", helptext))
+    description = textwrap.fill(getattr(mod, "HELP", helptext), 88)
+    parser = VerbParser(prog=f"lioctl {verb}", description=description,
+                        epilog=getattr(mod, "EXAMPLES", None) or VERB_EXAMPLES.get(verb),
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
     mod.configure(parser)
-    args = parser.parse_args(argv, namespace=opts)
+    try:
+        args = parser.parse_args(argv, namespace=opts)
+    except SystemExit as e:  # --help printed; in the shell or a batch this must not exit
+        return e.code if isinstance(e.code, int) else 0
     return mod.run(args) or 0
+
+
+def run_help(words: list[str], opts) -> int:
+    """`lioctl help [VERB | saveconfig... | [PATH] [COMMAND]]`."""
+    if not words:
+        print_help()
+        return 0
+    if len(words) == 1 and words[0] in VERBS:
+        return run_verb(words[0], ["--help"], opts)
+    if len(words) == 1 and words[0] in TARGETCLI_FORMS:
+        from lioctl.shell import targetcli_forms
+        print(targetcli_forms.help_text(words[0]), end="")
+        return 0
+    if len(words) > 2 or len(words) == 2 and not words[0].startswith(("/", ".")):
+        raise UsageError("help takes VERB, or PATH [COMMAND], or a command of / "
+                         "(e.g. lioctl help export, lioctl help /backstores/fileio create)")
+    from lioctl.dispatch import run_tokens
+    if words[0].startswith(("/", ".")):
+        return run_tokens([words[0], "help", *words[1:]], opts)
+    return run_tokens(["/", "help", words[0]], opts)
+
+
+def _degrade_output_encoding() -> None:
+    """Under a Latin-1 or ASCII locale, help and names must print, never crash: characters the
+    terminal cannot show become ASCII look-alikes (… as ...) or '?'."""
+    import codecs
+    try:
+        codecs.lookup_error("lioctl-ascii")
+    except LookupError:
+        codecs.register_error("lioctl-ascii", _ascii_fallback)
+    for stream in (sys.stdout, sys.stderr):
+        enc = getattr(stream, "encoding", None)
+        if enc and codecs.lookup(enc).name != "utf-8" and hasattr(stream, "reconfigure"):
+            try:
+                stream.reconfigure(errors="lioctl-ascii")
+            except (ValueError, OSError):
+                pass
+
+
+_LOOKALIKES = {"\u2026": "...", "\u2013": "-", "\u2014": "--", "\u2018": "'", "\u2019": "'",
+               "\u201c": '"', "\u201d": '"', "\u2192": "->", "\u2500": "-", "\u2502": "|"}
+
+
+def _ascii_fallback(err: UnicodeError):
+    bad = err.object[err.start:err.end]
+    return "".join(_LOOKALIKES.get(c, "?") for c in bad), err.end
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     opts = Options()
+    _degrade_output_encoding()
     try:
         opts, rest = split_globals(argv)
         if opts.no_color:
@@ -162,6 +273,12 @@ def main(argv: list[str] | None = None) -> int:
             return complete_main(rest[1:])
         if rest[0] in VERBS:
             return run_verb(rest[0], rest[1:], opts)
+        if rest[0] == "help":
+            return run_help(rest[1:], opts)
+        if rest[0] in TARGETCLI_FORMS or rest[1:2] and rest[1] in TARGETCLI_FORMS:
+            from lioctl.shell import targetcli_forms
+            if targetcli_forms.form_of(rest):
+                return targetcli_forms.run(rest, opts)
         if rest[0].startswith(("/", ".")) or rest[0] in ROOT_COMMANDS:
             from lioctl.dispatch import run_tokens
             return run_tokens(rest, opts)

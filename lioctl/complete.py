@@ -11,7 +11,12 @@ import shlex
 from lioctl.tree.nodes import Node, resolve
 from lioctl.tree.params import allowed_values
 
-BUILTINS = ["cd", "pwd", "exit", "bookmarks", "ls", "help"]
+BUILTINS = ["cd", "pwd", "exit", "bookmarks", "ls", "help",
+            "saveconfig", "restoreconfig", "clearconfig"]
+# targetcli's save/restore/clear forms (lioctl/shell/targetcli_forms.py): their KEY= words
+FORM_KEYS = {"saveconfig": ["savefile="],
+             "restoreconfig": ["savefile=", "clear_existing=", "target=", "storage_object="],
+             "clearconfig": ["confirm="]}
 BOOL_PARAMS = {"write_back", "sparse", "nullio", "readonly", "add_mapped_luns", "write_protect",
                "boolean"}
 
@@ -93,6 +98,11 @@ class Candidates:
                     if b.startswith(word):
                         yield b, "bookmark"
             return
+        if first.startswith(("/", ".")) and words[1:2] and words[1] in FORM_KEYS:
+            words, first = words[1:], words[1]
+        if first in FORM_KEYS:
+            yield from self.form_args(first, words[1:], word)
+            return
         here = self._node("")
         relative = (here is not None and first not in here.command_names() and first not in BUILTINS
                     and first not in cli.VERBS and self._node(first) is not None)
@@ -117,13 +127,48 @@ class Candidates:
             return
         yield from self.args(node, cmd, fn, rest[1:], word)
 
+    def global_prefs(self, cmd: str, word: str):
+        """lioctl's preferences (`set global NAME=VALUE`, `get global NAME`)."""
+        from lioctl import prefs
+        key, eq, val = word.partition("=")
+        if eq and cmd == "set":
+            default = prefs.DEFAULTS.get(key)
+            values = ("true", "false") if isinstance(default, bool) else \
+                ("emacs", "vi") if key == "editing_mode" else ()
+            yield from ((f"{key}={v}", "value") for v in values if v.startswith(val))
+            return
+        for k in sorted(prefs.DEFAULTS):
+            if k.startswith(word):
+                yield (k + "=" if cmd == "set" else k), "preference"
+
+    def form_args(self, form: str, given: list[str], word: str):
+        key, eq, val = word.partition("=")
+        if eq:
+            if key in ("clear_existing", "confirm"):
+                yield from ((f"{key}={v}", "value") for v in ("true", "false") if v.startswith(val))
+            elif key == "storage_object":
+                names = sorted({so.name for so in self.session.snap().storage_objects.values()})
+                yield from ((f"{key}={n}", "backstore") for n in names if n.startswith(val))
+            elif key == "savefile":
+                yield from ((f"{key}={p}", m) for p, m in self.files(val))
+            return
+        used = {g.split("=", 1)[0] + "=" for g in given if "=" in g}
+        for k in FORM_KEYS[form]:
+            if k.startswith(word) and k not in used:
+                yield k, "parameter"
+        if form != "clearconfig" and not given:
+            yield from self.files(word)
+
     def args(self, node: Node, cmd: str, fn, given: list[str], word: str):
         if cmd in ("get", "set"):
             groups = node.groups()
             if not given:
-                for g in groups:
+                for g in [*groups, "global"]:
                     if g.startswith(word):
                         yield g, "group"
+                return
+            if given[0] == "global":
+                yield from self.global_prefs(cmd, word)
                 return
             gdir = groups.get(given[0])
             if not gdir:

@@ -28,8 +28,21 @@ def split_path(tokens: list[str]) -> tuple[str | None, str, list[str]]:
     return path, rest[0], rest[1:]
 
 
+HELP_FLAGS = ("--help", "-h")
+
+
 def run_tokens(tokens: list[str], opts, cwd: str = "/") -> int:
     path, cmd, args = split_path(tokens)
+    if cmd in ("set", "get") and args[:1] == ["global"]:
+        # lioctl's own preferences (~/.lioctl/prefs.json), at any path as in targetcli
+        from lioctl.shell.session import ShellSession
+        ShellSession(opts).global_prefs(cmd, args[1:])
+        return 0
+    if cmd in HELP_FLAGS or any(a in HELP_FLAGS for a in args):
+        # `PATH --help`, `PATH COMMAND ... --help ...`: that help, and nothing run or locked
+        node = _node(make_context(opts), path, cwd)
+        show(node.ui_help(None if cmd in HELP_FLAGS else cmd), opts)
+        return 0
     if cmd == "set" and args[:1] in (["auth"], ["discovery_auth"]):
         # secrets from stdin, a prompt or a file: read now, never with the write lock held
         from lioctl.secrets import resolve_auth_values

@@ -13,6 +13,7 @@ DEFAULTS = {
     "editing_mode": "emacs",
     "backup_count": 10,
     "color": True,
+    "auto_save_on_exit": True,  # targetcli's name and default: the shell saves when it exits
 }
 
 

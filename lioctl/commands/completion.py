@@ -139,7 +139,7 @@ def _without_globals(words: list[str]) -> list[str]:
 
 
 def candidates(line: str) -> list[str]:
-    from lioctl.cli import GLOBAL_FLAGS, GLOBAL_VALUE_OPTIONS, ROOT_COMMANDS, VERBS
+    from lioctl.cli import GLOBAL_FLAGS, GLOBAL_VALUE_OPTIONS, ROOT_COMMANDS, TARGETCLI_FORMS, VERBS
     from lioctl.complete import Candidates, tolerant_split
     words, word = tolerant_split(line)
     if words and os.path.basename(words[0]) in ("lioctl", "lioctl.py") or words[:1] == ["python3"]:
@@ -156,9 +156,17 @@ def candidates(line: str) -> list[str]:
             return [f for f in sorted(globals_ | {"--help", "--version"}) if f.startswith(word)]
         if word.startswith(("/", ".")):
             return list(Candidates(sess).paths(word))
-        return [c for c in sorted(set(VERBS) | set(ROOT_COMMANDS) | {"/"}) if c.startswith(word)]
+        return [c for c in sorted(set(VERBS) | set(ROOT_COMMANDS) | set(TARGETCLI_FORMS) | {"/"})
+                if c.startswith(word)]
     if words[0] in VERBS:
         return list(dict.fromkeys(verb_candidates(words[0], words[1:], word, sess)))
+    if words == ["help"]:  # help VERB | PATH [COMMAND] | a command of /
+        if word.startswith(("/", ".")):
+            return list(Candidates(sess).paths(word))
+        return [c for c in sorted(set(VERBS) | set(ROOT_COMMANDS) | set(TARGETCLI_FORMS) | {"/"})
+                if c.startswith(word)]
+    if words[:1] == ["help"] and len(words) == 2 and words[1].startswith(("/", ".")):
+        words = [words[1], "help"]
     if word.startswith("-"):
         return [f for f in sorted(globals_) if f.startswith(word)]
     if words[0] in ROOT_COMMANDS:

@@ -13,7 +13,8 @@ import shutil
 
 from lioctl.errors import LioError
 
-DEFAULT = "/etc/target/saveconfig.json"
+# the default file of save, restore and diff (and the shell's saveconfig and auto-save)
+DEFAULT = os.environ.get("LIOCTL_SAVECONFIG") or "/etc/target/saveconfig.json"
 
 
 def render(config: dict) -> str:

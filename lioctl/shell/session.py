@@ -4,6 +4,7 @@ tree is re-read after every command so changes by other processes show at once."
 
 from __future__ import annotations
 
+import copy
 import os
 import sys
 import traceback
@@ -11,10 +12,42 @@ import traceback
 from lioctl import dispatch, prefs
 from lioctl.errors import LioError, UsageError
 from lioctl.grammar import split
+from lioctl.shell import targetcli_forms
 from lioctl.tree import snapshot
 from lioctl.tree.nodes import Context, Root, resolve
 
 HISTORY = os.path.join(os.path.expanduser("~"), ".lioctl", "history")
+
+HELP = ("start the interactive shell (what `lioctl` alone starts on a terminal); with standard "
+        "input from a file or pipe, run its lines as a batch instead")
+EXAMPLES = """\
+examples:
+  lioctl shell
+  /> cd /backstores/fileio
+  /backstores/fileio> create disk1 /srv/disk1.img 1G
+  /backstores/fileio> saveconfig
+  /backstores/fileio> exit
+  lioctl shell < setup.txt        # the lines of setup.txt, as a batch
+"""
+
+SHELL_HELP = """\
+Shell commands (anywhere):
+  cd [PATH|-]   pwd   exit (or Ctrl-D)   bookmarks [show] | add NAME | del NAME | go NAME
+  get global [NAME...]   set global NAME=VALUE...   e.g. set global auto_save_on_exit=false
+  saveconfig [savefile]   restoreconfig [savefile] [clear_existing=true]   clearconfig confirm=true
+  the verbs: export, unexport, save, restore, diff, clear, sessions, tcmu (VERB --help)
+  help COMMAND, or COMMAND --help, shows one command's parameters and examples"""
+
+
+def configure(parser) -> None:
+    """`lioctl shell` takes no arguments of its own; global options apply."""
+
+
+def run(args) -> int:
+    if not sys.stdin.isatty():
+        from lioctl.batch import run_batch
+        return run_batch(args)
+    return run_shell(args)
 
 
 def short_path(path: str, width: int = 40) -> str:
@@ -92,10 +125,15 @@ class ShellSession:
 
     def global_prefs(self, cmd: str, args: list[str]) -> bool:
         if cmd == "get":
-            for k in args or sorted(prefs.DEFAULTS):
+            for k in args:
                 if k not in prefs.DEFAULTS:
-                    raise LioError(f"no global preference {k!r}")
-                print(f"{k}={self.prefs.get(k)}")
+                    raise LioError(f"no global preference {k!r} (known: {', '.join(sorted(prefs.DEFAULTS))})")
+            values = {k: self.prefs.get(k) for k in args or sorted(prefs.DEFAULTS)}
+            if getattr(self.opts, "json", False):
+                from lioctl import render
+                render.print_json(values)
+            else:
+                print("".join(f"{k}={v}\n" for k, v in values.items()), end="")
             return True
         if not args:
             raise UsageError("set global NAME=VALUE...")
@@ -116,6 +154,9 @@ class ShellSession:
             else:
                 self.prefs[k] = v
         prefs.save(self.prefs)
+        for a in args:
+            k = a.partition("=")[0]
+            print(f"Parameter {k} is now {self.prefs[k]!r}.")
         return True
 
     def execute(self, line: str) -> int:
@@ -128,6 +169,11 @@ class ShellSession:
         try:
             if self.builtin(tokens):
                 return 0
+            if tokens[0] == "help" and len(tokens) == 2 and (
+                    tokens[1] in targetcli_forms.FORMS or tokens[1] in cli.VERBS):
+                return cli.run_help(tokens[1:], self.opts)
+            if targetcli_forms.form_of(tokens):
+                return targetcli_forms.run(tokens, self.opts)
             if tokens[0] in cli.VERBS and tokens[0] != "shell":
                 return cli.run_verb(tokens[0], tokens[1:], self.opts)
             here = resolve(self.root(), self.cwd)
@@ -141,13 +187,32 @@ class ShellSession:
             if tokens[0].startswith(("/", ".")) and len(tokens) == 1:
                 self.builtin(["cd", tokens[0]])  # a path alone moves there, as in targetcli
                 return 0
-            return dispatch.run_tokens(tokens, self.opts, self.cwd)
+            rc = dispatch.run_tokens(tokens, self.opts, self.cwd)
+            if tokens == ["help"] and not self.opts.json:
+                print(SHELL_HELP)
+            return rc
         finally:
             self.refresh()
             try:  # the object we stood in may have been deleted by this or another process
                 resolve(self.root(), self.cwd)
             except LioError:
                 self.cwd = "/"
+
+    def save_on_exit(self) -> int:
+        """targetcli saves its whole configuration when its shell exits (auto_save_on_exit,
+        default true), whether or not the session changed anything; so does this shell. save
+        writes nothing when the file already says the same, and keeps a backup otherwise."""
+        from lioctl import cli, configfs
+        if not self.prefs.get("auto_save_on_exit", True):
+            return 0
+        if os.geteuid() != 0 or not configfs.is_mounted():
+            return 0  # nothing this user could have changed; an empty save would lose the file
+        print("auto_save_on_exit is on (set global auto_save_on_exit=false turns it off)")
+        try:
+            return cli.run_verb("save", [], copy.copy(self.opts))
+        except LioError as e:
+            print(f"lioctl: configuration not saved on exit: {e}", file=sys.stderr)
+            return e.exit_code
 
     def prompt_text(self):
         return [("class:prompt", f"{short_path(self.cwd)}> ")]
@@ -202,4 +267,4 @@ def run_shell(opts) -> int:
             if opts.debug:
                 traceback.print_exc()
             print(f"lioctl: internal error: {type(e).__name__}: {e} (rerun with --debug)", file=sys.stderr)
-    return 0
+    return sh.save_on_exit()

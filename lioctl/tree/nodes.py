@@ -110,7 +110,9 @@ class Node:
         return fn
 
     def ui_ls(self, path: str | None = None, depth: str | None = None):
-        """List this node (or PATH) and its children as a tree, DEPTH levels deep."""
+        """List this node (or PATH) and its children as a tree, DEPTH levels deep.
+        Example: ls
+        Example: ls /iscsi 2"""
         node = resolve(self, path) if path else self
         d = None
         if depth is not None:
@@ -123,18 +125,24 @@ class Node:
         return {"path": self.path, "kind": self.kind, "summary": self.summary()[0]}
 
     def ui_info(self):
-        """Show what this object is and its main settings."""
+        """Show what this object is and its main settings.
+        Example: info
+        Example: /backstores/fileio/disk1 info"""
         d = self.info_data()
         text = "\n".join(f"{k}: {_fmt(v)}" for k, v in d.items())
         return Result(data=d, text=text)
 
     def ui_status(self):
-        """One line: this object's state."""
+        """One line: this object's state.
+        Example: status
+        Example: /iscsi/iqn.2003-01.org.example:t1/tpg1 status"""
         text, ok = self.summary()
         return Result(data={"path": self.path, "status": text, "ok": ok}, text=f"{self.path}: {text}")
 
     def ui_get(self, group: str | None = None, *names: str):
-        """Show configuration GROUP values (attribute, parameter, auth...); all groups if none."""
+        """Show configuration GROUP values (attribute, parameter, auth...); all groups if none.
+        Example: get
+        Example: /backstores/fileio/disk1 get attribute block_size emulate_write_cache"""
         gs = self.groups()
         if group is None:
             data = {g: self.group_values(g) for g in gs}
@@ -156,7 +164,10 @@ class Node:
 
         CHAP secrets stay out of argv with password=- (standard input, or asked on a terminal)
         or password_file=FILE (same for password_mutual), e.g.
-        set auth userid=alice password_file=/root/alice.chap"""
+        set auth userid=alice password_file=/root/alice.chap
+
+        Example: /iscsi/iqn.2003-01.org.example:t1/tpg1 set attribute generate_node_acls=1 demo_mode_write_protect=0
+        Example: /backstores/fileio/disk1 set attribute emulate_tpu=1"""
         gs = self.groups()
         if group not in gs:
             raise UsageError(f"{self.path}: no group {group!r} here"
@@ -175,22 +186,55 @@ class Node:
         shown = ", ".join(f"{k}={'********' if k in SECRET_KEYS else v}" for k, v in values.items())
         return Result(plan=plan, message=f"{self.path}: set {group} {shown}")
 
+    def help_target(self, command: str):
+        """The function whose signature and docstring describe COMMAND here."""
+        return self.command(command)
+
     def ui_help(self, command: str | None = None):
-        """Show the commands available here, or one command's usage."""
+        """Show the commands available here, or one command's parameters and examples.
+        Example: help
+        Example: /backstores/fileio help create"""
         if command:
-            fn = self.command(command)
+            fn = self.help_target(command)
             u = usage(command, fn)
-            doc = inspect.getdoc(fn) or ""
-            return Result(data={"command": command, "usage": u, "help": doc}, text=f"{u}\n  {doc}")
-        rows = [(n, (inspect.getdoc(getattr(self, "ui_" + n)) or "").splitlines()[0])
+            doc, examples = split_doc(inspect.getdoc(fn) or "")
+            text = f"{u}\n" + "".join(f"  {ln}\n" for ln in doc.splitlines())
+            if examples:
+                text += "  Examples:\n" + "".join(f"    {e}\n" for e in examples)
+            return Result(data={"command": command, "path": self.path, "usage": u, "help": doc,
+                                "examples": examples}, text=text)
+        rows = [(n, first_sentence(split_doc(inspect.getdoc(self.help_target(n)) or "")[0]))
                 for n in self.command_names()]
-        text = "\n".join(f"  {usage(n, getattr(self, 'ui_' + n)):<58} {d}" for n, d in rows)
+        lines = []
+        for n, d in rows:
+            u = usage(n, self.help_target(n))
+            lines += [f"  {u:<40} {d}"] if len(u) <= 40 else [f"  {u}", f"  {'':<40} {d}"]
+        text = "\n".join(lines)
         return Result(data={"path": self.path, "commands": dict(rows)},
-                      text=f"Commands at {self.path}:\n{text}")
+                      text=f"Commands at {self.path} (help COMMAND, or COMMAND --help, for "
+                           f"its parameters and examples):\n{text}")
 
     def ui_pwd(self):
-        """Print the current path."""
+        """Print the current path.
+        Example: pwd"""
         return Result(data={"path": self.path}, text=self.path)
+
+
+def split_doc(doc: str) -> tuple[str, list[str]]:
+    """A command's docstring: its text, and the commands of its `Example:` lines."""
+    text, examples = [], []
+    for line in doc.splitlines():
+        if line.startswith("Example:"):
+            examples.append(line.removeprefix("Example:").strip())
+        else:
+            text.append(line)
+    return "\n".join(text).strip(), examples
+
+
+def first_sentence(text: str) -> str:
+    flat = " ".join(text.split())
+    end = flat.find(". ")
+    return flat if end < 0 else flat[:end + 1]
 
 
 def usage(name: str, fn) -> str:
@@ -275,14 +319,17 @@ class Root(Node):
         return ("configfs not mounted" if not self.ctx.snap.mounted else ""), None
 
     def ui_version(self):
-        """Show lioctl's and the kernel target's versions."""
+        """Show lioctl's and the kernel target's versions.
+        Example: version"""
         from lioctl import __version__
         kv = configfs.read(configfs.ROOT + "/version", "not loaded")
         return Result(data={"lioctl": __version__, "kernel_target": kv},
                       text=f"lioctl {__version__}\nkernel: {kv}")
 
     def ui_sessions(self, action: str = "list", sid: str | None = None):
-        """List logged-in initiator sessions (ACL and demo-mode): sessions [list|detail] [SID]."""
+        """List logged-in initiator sessions (ACL and demo-mode): sessions [list|detail] [SID].
+        Example: sessions
+        Example: sessions detail"""
         from lioctl.commands.sessions import sessions_result
         if action not in ("list", "detail"):
             raise UsageError(f"sessions: {action!r} is not list or detail")
@@ -308,11 +355,21 @@ class BackstoreKind(Node):
     def summary(self):
         return f"Storage Objects: {len(self.objects())}", None
 
+    def help_target(self, command: str):
+        if command == "create":
+            return self._creator()
+        return super().help_target(command)
+
+    def _creator(self):
+        return {"fileio": self._create_fileio, "block": self._create_block,
+                "ramdisk": self._create_ramdisk, "pscsi": self._create_pscsi,
+                "user": self._create_user}[self.name]
+
     def ui_create(self, *args, **kw):
-        """Create a storage object (see `help create` at each backstore kind)."""
-        fn = {"fileio": self._create_fileio, "block": self._create_block,
-              "ramdisk": self._create_ramdisk, "pscsi": self._create_pscsi,
-              "user": self._create_user}[self.name]
+        """Create a storage object of this kind; `help create` here gives its parameters.
+        Example: /backstores/fileio create disk1 /srv/disk1.img 10G
+        Example: /backstores/ramdisk create rd1 1G"""
+        fn = self._creator()
         try:
             sig = inspect.signature(fn).bind(*args, **kw)
         except TypeError as e:
@@ -325,25 +382,47 @@ class BackstoreKind(Node):
         return bool(self.ctx.pref("export_backstore_name_as_model", True))
 
     def _create_fileio(self, name, file_or_dev, size=None, write_back="true", sparse="true", wwn=None):
+        """Create fileio storage object NAME on FILE_OR_DEV: a file (created sparse with SIZE
+        when missing; SIZE takes K, M, G, T) or a block device. write_back=false for
+        write-through; sparse=false allocates the whole file.
+        Example: /backstores/fileio create disk1 /srv/disk1.img 10G
+        Example: /backstores/fileio create disk2 /srv/disk2.img 1G write_back=false"""
         plan = bs.plan_fileio(self.ctx.snap, name, file_or_dev, size, _b(write_back, "write_back"),
                               _b(sparse, "sparse"), wwn, self._model_alias())
         return Result(plan=plan, message=f"Created fileio {name} with file {file_or_dev}")
 
     def _create_block(self, name, dev, readonly=None, wwn=None):
+        """Create block storage object NAME on block device DEV (read-only devices are
+        detected; readonly=true forces it).
+        Example: /backstores/block create disk1 /dev/sdb
+        Example: /backstores/block create vol1 /dev/vg0/vol1 readonly=true"""
         plan = bs.plan_block(self.ctx.snap, name, dev, None if readonly is None else _b(readonly, "readonly"),
                              wwn, self._model_alias())
         return Result(plan=plan, message=f"Created block storage object {name} using {dev}")
 
     def _create_ramdisk(self, name, size, nullio="false", wwn=None):
+        """Create ramdisk storage object NAME of SIZE in kernel memory (nullio=true: no memory,
+        writes are discarded).
+        Example: /backstores/ramdisk create rd1 1G
+        Example: /backstores/ramdisk create null1 10G nullio=true"""
         plan = bs.plan_ramdisk(self.ctx.snap, name, size, _b(nullio, "nullio"), wwn, self._model_alias())
         return Result(plan=plan, message=f"Created ramdisk {name} with size {size}")
 
     def _create_pscsi(self, name, dev):
+        """Create pscsi (SCSI pass-through) storage object NAME for DEV: a /dev/sdX-style
+        device or its H:C:T:L address.
+        Example: /backstores/pscsi create tape0 /dev/st0
+        Example: /backstores/pscsi create disk3 2:0:0:0"""
         return Result(plan=bs.plan_pscsi(self.ctx.snap, name, dev),
                       message=f"Created pscsi storage object {name} using {dev}")
 
     def _create_user(self, name, size, cfgstring, subtype=None, wwn=None, hw_max_sectors=None,
                      write_back=None):
+        """Create user (TCMU) storage object NAME of SIZE. CFGSTRING is the handler's
+        configuration; subtype picks the handler (lioctl_file by default: CFGSTRING is a file or
+        block device, a missing file is created sparse; lioctl_ram; or a tcmu-runner handler).
+        Example: /backstores/user create disk1 10G /srv/disk1.img
+        Example: /backstores/user create rbd1 10G rbd/pool/image subtype=rbd"""
         plan = bs.plan_user(self.ctx.snap, name, size, cfgstring, subtype, wwn,
                             int(hw_max_sectors) if hw_max_sectors else None, self._model_alias(),
                             write_back=True if write_back is None else _b(write_back, "write_back"))
@@ -351,7 +430,8 @@ class BackstoreKind(Node):
 
     @writes
     def ui_delete(self, name: str):
-        """Delete storage object NAME (refused while a LUN uses it, unless --force)."""
+        """Delete storage object NAME (refused while a LUN uses it, unless --force).
+        Example: /backstores/fileio delete disk1"""
         so = self.ctx.snap.so(self.name, name)
         if so is None:
             raise LioError(f"backstore {self.name}/{name} does not exist")
@@ -406,7 +486,8 @@ class AluaNode(Node):
 
     @writes
     def ui_create(self, name: str, tag: str):
-        """Create ALUA target port group NAME with numeric TAG."""
+        """Create ALUA target port group NAME with numeric TAG.
+        Example: /backstores/fileio/disk1/alua create ao_group 2"""
         from lioctl.names import check_object_name
         check_object_name(name, "ALUA group name")
         if name in self.parent.so.alua_tpgs:
@@ -421,7 +502,8 @@ class AluaNode(Node):
 
     @writes
     def ui_delete(self, name: str):
-        """Delete ALUA target port group NAME."""
+        """Delete ALUA target port group NAME.
+        Example: /backstores/fileio/disk1/alua delete ao_group"""
         if name == "default_tg_pt_gp":
             raise LioError("the default ALUA group cannot be deleted")
         if name not in self.parent.so.alua_tpgs:
@@ -481,7 +563,9 @@ class FabricNode(Node):
 
     @writes
     def ui_create(self, wwn: str | None = None):
-        """Create a target; the WWN is generated when omitted (iSCSI: iqn/naa/eui)."""
+        """Create a target; the WWN is generated when omitted (iSCSI: iqn/naa/eui).
+        Example: /iscsi create iqn.2003-01.org.example:t1
+        Example: /loopback create"""
         spec = self.fabric.spec
         if spec.wwns_from and spec.module and not configfs.module_loaded(spec.module) \
                 and spec.hardware_wwns():
@@ -499,7 +583,8 @@ class FabricNode(Node):
 
     @writes
     def ui_delete(self, wwn: str):
-        """Delete target WWN with its TPGs, LUNs, ACLs and portals."""
+        """Delete target WWN with its TPGs, LUNs, ACLs and portals.
+        Example: /iscsi delete iqn.2003-01.org.example:t1"""
         t = self.child(wwn)
         if t is None:
             raise LioError(f"target {wwn} does not exist in /{self.name}")
@@ -549,7 +634,8 @@ class TargetNode(Node):
 
     @writes
     def ui_create(self, tag: str | None = None):
-        """Create TPG TAG (the next free one when omitted)."""
+        """Create TPG TAG (the next free one when omitted).
+        Example: /iscsi/iqn.2003-01.org.example:t1 create 2"""
         if "tpgts" not in self.spec.features:
             raise LioError(f"{self.target.fabric.name} targets have a single TPG")
         t = int(tag) if tag is not None and str(tag).isdigit() else None
@@ -566,7 +652,8 @@ class TargetNode(Node):
 
     @writes
     def ui_delete(self, tag: str):
-        """Delete TPG TAG with everything in it."""
+        """Delete TPG TAG with everything in it.
+        Example: /iscsi/iqn.2003-01.org.example:t1 delete tpg2"""
         t = int(tag.removeprefix("tpg")) if tag.removeprefix("tpg").isdigit() else None
         if t not in self.target.tpgs:
             raise LioError(f"TPG {tag} does not exist on {self.path}")
@@ -624,7 +711,8 @@ class TPGNode(Node):
 
     @writes
     def ui_enable(self):
-        """Enable this TPG."""
+        """Enable this TPG.
+        Example: /iscsi/iqn.2003-01.org.example:t1/tpg1 enable"""
         if not os.path.exists(self.tpg.path + "/enable"):
             raise LioError(f"{self.path}: this fabric has no TPG enable switch")
         plan = Plan()
@@ -633,7 +721,8 @@ class TPGNode(Node):
 
     @writes
     def ui_disable(self):
-        """Disable this TPG (logged-in sessions are dropped)."""
+        """Disable this TPG (logged-in sessions are dropped).
+        Example: /iscsi/iqn.2003-01.org.example:t1/tpg1 disable"""
         if not os.path.exists(self.tpg.path + "/enable"):
             raise LioError(f"{self.path}: this fabric has no TPG enable switch")
         plan = Plan()
@@ -642,7 +731,9 @@ class TPGNode(Node):
 
     @writes
     def ui_set_nexus(self, wwn: str | None = None):
-        """Set the loopback/vhost nexus initiator WWN (generated when omitted)."""
+        """Set the loopback/vhost nexus initiator WWN (generated when omitted).
+        Example: /vhost/naa.5001405000000abc/tpg1 set_nexus
+        Example: /loopback/naa.5001405000000abd set_nexus naa.5001405000000abe"""
         if not self.tpg.target.fabric.has("nexus"):
             raise LioError(f"{self.path}: this fabric has no nexus")
         from lioctl import wwn as w
@@ -668,7 +759,9 @@ class LunsNode(Node):
     @writes
     def ui_create(self, storage_object: str, lun: str | None = None, add_mapped_luns: str | None = None):
         """Create a LUN for a backstore path (/backstores/fileio/disk1) or a device/file path
-        (a backstore is created for it)."""
+        (a backstore is created for it).
+Example: /iscsi/iqn.2003-01.org.example:t1/tpg1/luns create /backstores/fileio/disk1
+Example: /iscsi/iqn.2003-01.org.example:t1/tpg1/luns create /srv/disk2.img lun=3 add_mapped_luns=false"""
         snap = self.ctx.snap
         plan = Plan()
         so = None
@@ -705,7 +798,8 @@ class LunsNode(Node):
 
     @writes
     def ui_delete(self, lun: str):
-        """Delete LUN (and the mapped LUNs that point at it)."""
+        """Delete LUN (and the mapped LUNs that point at it).
+        Example: /iscsi/iqn.2003-01.org.example:t1/tpg1/luns delete lun0"""
         i = tg.check_lun_index(str(lun).removeprefix("lun"))
         if i not in self.tpg.luns:
             raise LioError(f"LUN {i} does not exist in {self.path}")
@@ -733,7 +827,8 @@ class LunNode(Node):
 
     @writes
     def ui_set_alua(self, group: str):
-        """Put this LUN in ALUA target port group GROUP of its backstore."""
+        """Put this LUN in ALUA target port group GROUP of its backstore.
+        Example: /iscsi/iqn.2003-01.org.example:t1/tpg1/luns/lun0 set_alua ao_group"""
         so = self.lun.storage_object
         if so is None or group not in so.alua_tpgs:
             raise LioError(f"{self.path}: no ALUA group {group!r} on its backstore")
@@ -757,7 +852,9 @@ class PortalsNode(Node):
 
     @writes
     def ui_create(self, ip_address: str = "0.0.0.0", ip_port: str | None = None):
-        """Create a network portal (IPv4, or IPv6 as ::1 or [::1]; port 3260 by default)."""
+        """Create a network portal (IPv4, or IPv6 as ::1 or [::1]; port 3260 by default).
+        Example: /iscsi/iqn.2003-01.org.example:t1/tpg1/portals create 192.0.2.10
+        Example: /iscsi/iqn.2003-01.org.example:t1/tpg1/portals create ::1 3261"""
         text = ip_address
         if ip_port is not None:
             host = f"[{ip_address.strip('[]')}]" if ":" in ip_address.strip("[]") else ip_address
@@ -767,7 +864,8 @@ class PortalsNode(Node):
 
     @writes
     def ui_delete(self, ip_address: str, ip_port: str | None = None):
-        """Delete a network portal."""
+        """Delete a network portal.
+        Example: /iscsi/iqn.2003-01.org.example:t1/tpg1/portals delete 0.0.0.0 3260"""
         text = ip_address
         if ip_port is not None:
             host = f"[{ip_address.strip('[]')}]" if ":" in ip_address.strip("[]") else ip_address
@@ -806,12 +904,14 @@ class PortalNode(Node):
 
     @writes
     def ui_enable_iser(self, boolean: str):
-        """Turn iSER on or off for this portal."""
+        """Turn iSER on or off for this portal.
+        Example: /iscsi/iqn.2003-01.org.example:t1/tpg1/portals/192.0.2.10:3260 enable_iser true"""
         return self._toggle("iser", "iser", boolean)
 
     @writes
     def ui_enable_offload(self, boolean: str):
-        """Turn cxgbit offload on or off for this portal."""
+        """Turn cxgbit offload on or off for this portal.
+        Example: /iscsi/iqn.2003-01.org.example:t1/tpg1/portals/192.0.2.10:3260 enable_offload false"""
         return self._toggle("cxgbit", "offload", boolean)
 
 
@@ -830,7 +930,9 @@ class AclsNode(Node):
 
     @writes
     def ui_create(self, wwn: str, add_mapped_luns: str | None = None, tag: str | None = None):
-        """Create an ACL for initiator WWN, mapping every LUN unless add_mapped_luns=false."""
+        """Create an ACL for initiator WWN, mapping every LUN unless add_mapped_luns=false.
+        Example: /iscsi/iqn.2003-01.org.example:t1/tpg1/acls create iqn.1994-05.com.example:client1
+        Example: /iscsi/iqn.2003-01.org.example:t1/tpg1/acls create iqn.1994-05.com.example:client1 add_mapped_luns=false"""
         amap = self.ctx.pref("auto_add_mapped_luns", True) if add_mapped_luns is None \
             else _b(add_mapped_luns, "add_mapped_luns")
         plan, w = tg.plan_acl(self.tpg, wwn, add_mapped_luns=bool(amap), tag=tag)
@@ -840,7 +942,8 @@ class AclsNode(Node):
 
     @writes
     def ui_delete(self, wwn: str):
-        """Delete the ACL for initiator WWN (its sessions are dropped)."""
+        """Delete the ACL for initiator WWN (its sessions are dropped).
+        Example: /iscsi/iqn.2003-01.org.example:t1/tpg1/acls delete iqn.1994-05.com.example:client1"""
         a = self.child(wwn)
         if a is None:
             raise LioError(f"ACL {wwn} does not exist in {self.path}")
@@ -875,7 +978,9 @@ class AclNode(Node):
 
     @writes
     def ui_create(self, mapped_lun: str, tpg_lun_or_backstore: str, write_protect: str = "false"):
-        """Map TPG LUN (number, lunN, or backstore path) as MAPPED_LUN for this initiator."""
+        """Map TPG LUN (number, lunN, or backstore path) as MAPPED_LUN for this initiator.
+        Example: /iscsi/iqn.2003-01.org.example:t1/tpg1/acls/iqn.1994-05.com.example:client1 create 0 lun0
+        Example: /iscsi/iqn.2003-01.org.example:t1/tpg1/acls/iqn.1994-05.com.example:client1 create 1 /backstores/fileio/disk2 write_protect=true"""
         i = tg.check_lun_index(str(mapped_lun).removeprefix("mapped_lun"))
         if i in self.acl.mapped_luns:
             raise LioError(f"mapped LUN {i} already exists in {self.path}")
@@ -894,7 +999,8 @@ class AclNode(Node):
 
     @writes
     def ui_delete(self, mapped_lun: str):
-        """Delete mapped LUN MAPPED_LUN."""
+        """Delete mapped LUN MAPPED_LUN.
+        Example: /iscsi/iqn.2003-01.org.example:t1/tpg1/acls/iqn.1994-05.com.example:client1 delete 0"""
         i = tg.check_lun_index(str(mapped_lun).removeprefix("mapped_lun"))
         if i not in self.acl.mapped_luns:
             raise LioError(f"mapped LUN {i} does not exist in {self.path}")
@@ -903,7 +1009,8 @@ class AclNode(Node):
 
     @writes
     def ui_set_tag(self, tag: str):
-        """Tag this ACL (ACLs with the same tag share settings in targetcli's model)."""
+        """Tag this ACL (ACLs with the same tag share settings in targetcli's model).
+        Example: /iscsi/iqn.2003-01.org.example:t1/tpg1/acls/iqn.1994-05.com.example:client1 set_tag group1"""
         plan = Plan()
         plan.write(self.acl.path + "/tag", tag)
         return Result(plan=plan, message=f"{self.path}: tag {tag}")
@@ -926,7 +1033,8 @@ class MappedLunNode(Node):
 
     @writes
     def ui_set_write_protect(self, boolean: str):
-        """Make this mapping read-only (true) or read-write (false)."""
+        """Make this mapping read-only (true) or read-write (false).
+        Example: /iscsi/iqn.2003-01.org.example:t1/tpg1/acls/iqn.1994-05.com.example:client1/mapped_lun0 set_write_protect true"""
         plan = Plan()
         plan.write(self.ml.path + "/write_protect", "1" if _b(boolean, "write_protect") else "0")
         return Result(plan=plan, message=f"{self.path}: write_protect {boolean}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -16,13 +17,20 @@ PROMPT = r">(?: |\x1b)"
 IQN = "iqn.2003-01.org.example:shell"
 
 
-@pytest.fixture
-def shell(tmp_path):
-    env = dict(os.environ, HOME=str(tmp_path), NO_COLOR="1", TERM="xterm", PROMPT_TOOLKIT_NO_CPR="1")
-    child = pexpect.spawn(LIOCTL[0], [], env=env, encoding="utf-8", timeout=60,
+def spawn_shell(tmp_path, *args: str):
+    """The shell in a pty; its default save file (auto-save on exit) is a temp file."""
+    env = dict(os.environ, HOME=str(tmp_path), NO_COLOR="1", TERM="xterm", PROMPT_TOOLKIT_NO_CPR="1",
+               LIOCTL_SAVECONFIG=str(tmp_path / "default-saveconfig.json"))
+    child = pexpect.spawn(LIOCTL[0], list(args), env=env, encoding="utf-8", timeout=60,
                           dimensions=(40, 200))
     child.expect("lioctl shell")
     child.expect(PROMPT)
+    return child
+
+
+@pytest.fixture
+def shell(tmp_path):
+    child = spawn_shell(tmp_path)
     yield child
     if child.isalive():
         child.sendline("exit")
@@ -115,3 +123,58 @@ def test_batch_script_reports_line_3(tmp_path):
     assert "line 3:" in r.stderr and "already exists" in r.stderr
     assert any(p.name == "b1" for p in cfs.ROOT.glob("core/rd_mcp_*/*"))
     run_lioctl("/backstores/ramdisk", "delete", "b1")
+
+
+def _names(config: dict) -> tuple[set[str], set[str]]:
+    return ({so["name"] for so in config.get("storage_objects", [])},
+            {t["wwn"] for t in config.get("targets", [])})
+
+
+def test_targetcli_save_restore_clear_and_auto_save_on_exit(tmp_path):
+    """`lioctl shell` (the verb), targetcli's saveconfig / clearconfig / restoreconfig at a
+    path other than the root, and the save targetcli does when its shell exits."""
+    saved, default = tmp_path / "saved.json", tmp_path / "default-saveconfig.json"
+    sh = spawn_shell(tmp_path, "shell")
+    # help in the shell: a verb's --help does not end the shell, --help runs nothing
+    run(sh, "save --help", "usage: lioctl save")
+    run(sh, "help clearconfig", "clearconfig confirm=true")
+    run(sh, "/backstores/ramdisk create fs1 1M --help", "Examples:")
+    assert not any(cfs.ROOT.glob("core/rd_mcp_*/fs1"))
+    run(sh, "/backstores/ramdisk create fs1 1M", "Created ramdisk fs1")
+    run(sh, f"/iscsi create {IQN}", "Created target")
+    run(sh, "cd /iscsi", "")
+    run(sh, f"saveconfig {saved}", f"Configuration saved to {saved}")
+    assert _names(json.loads(saved.read_text())) == ({"fs1"}, {IQN})
+    run(sh, "clearconfig", "confirm=true needs to be set")
+    assert (cfs.ROOT / "iscsi" / IQN).is_dir(), "clearconfig without confirm=true removed things"
+    run(sh, "clearconfig confirm=true", "Removed 1 target(s) and 1 storage object(s).")
+    assert not (cfs.ROOT / "iscsi" / IQN).exists()
+    assert not any(p.name == "fs1" for p in cfs.ROOT.glob("core/rd_mcp_*/*"))
+    run(sh, f"restoreconfig {saved}", f"Restored {saved}")
+    assert (cfs.ROOT / "iscsi" / IQN / "tpgt_1").is_dir()
+    assert any(p.name == "fs1" for p in cfs.ROOT.glob("core/rd_mcp_*/*"))
+    run(sh, f"restoreconfig {saved} clear_existing=true", f"Restored {saved}")
+    assert not default.exists()
+    sh.sendline("exit")
+    sh.expect_exact(f"Configuration saved to {default}")
+    sh.expect(pexpect.EOF)
+    sh.close()
+    assert sh.exitstatus == 0
+    assert _names(json.loads(default.read_text())) == ({"fs1"}, {IQN})
+    assert oct(default.stat().st_mode & 0o777) == "0o600"
+
+    # the preference turns it off, and is kept for the next session
+    default.unlink()
+    sh = spawn_shell(tmp_path)
+    run(sh, "set global auto_save_on_exit=false", "Parameter auto_save_on_exit is now False.")
+    run(sh, "get global auto_save_on_exit", "auto_save_on_exit=False")
+    sh.sendline("exit")
+    sh.expect(pexpect.EOF)
+    assert not default.exists(), "saved on exit with auto_save_on_exit=false"
+    assert json.loads((tmp_path / ".lioctl/prefs.json").read_text())["auto_save_on_exit"] is False
+    sh = spawn_shell(tmp_path)
+    run(sh, "get global auto_save_on_exit", "auto_save_on_exit=False")
+    sh.sendcontrol("d")
+    sh.expect(pexpect.EOF)
+    assert not default.exists()
+    run_lioctl("clear", "--yes")
