@@ -33,6 +33,8 @@ VERB_EXAMPLES = {
   lioctl export /srv/disk.img                     # fileio backstore, demo mode, 0.0.0.0:3260
   lioctl export /dev/sdb -p 192.0.2.10 --acl iqn.1994-05.com.example:client1
   lioctl export /srv/new.img --lun-size 10G --dry-run   # the configfs operations, as sh
+  lioctl export /srv/disk.img --acl iqn.1994-05.com.example:client1 --chap-file /root/alice.chap
+                                                  # a 0600 file holding alice:SECRET
 """,
     "unexport": """examples:
   lioctl unexport /srv/disk.img

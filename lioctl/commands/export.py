@@ -43,8 +43,6 @@ def configure(p):
     p.add_argument("--mutual-chap-file", metavar="FILE",
                    help="as --chap-file, for --mutual-chap (or LIOCTL_MUTUAL_CHAP=USER:SECRET)")
     p.add_argument("--exist-ok", action="store_true", help="exporting an exported device is a no-op")
-    p.epilog = ("example: lioctl export /srv/disk.img --acl iqn.1994-05.com.example:client1 "
-                "--chap-file /root/alice.chap (a 0600 file holding alice:SECRET)")
     p.add_argument("--user", action="store_true",
                    help="serve it through a TCMU user backstore and lioctl's bundled handler "
                         "(started when needed) instead of the kernel's fileio/iblock")

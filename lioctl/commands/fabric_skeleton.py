@@ -26,7 +26,7 @@ HELP = """write the source of a new LIO fabric module for a kernel (Kbuild, Make
 C sources, README), ready to build with make and load with insmod; lioctl then manages
 the new fabric like any other. --force overwrites the generated files of an existing
 DIR, --dry-run writes nothing, --json prints what was written."""
-EXAMPLE = """example:
+EXAMPLE = """examples:
   lioctl fabric-skeleton tcm_demo --proto iSCSI -o /tmp/tcm_demo
   make -C /tmp/tcm_demo && insmod /tmp/tcm_demo/tcm_demo.ko
   lioctl /tcm_demo create iqn.2003-01.org.example:demo
