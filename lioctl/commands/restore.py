@@ -42,6 +42,8 @@ def configure(p):
                    help="restore only this storage object (NAME or PLUGIN/NAME)")
     p.epilog = EPILOG
     p.formatter_class = argparse.RawDescriptionHelpFormatter
+    # `restore FILE --prune target=IQN`: key forms may follow options, as in targetcli
+    p.parse_args = p.parse_intermixed_args
 
 
 SCOPE_KEYS = {"target": "target", "storage_object": "storage_object"}

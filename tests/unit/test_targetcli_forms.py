@@ -1,0 +1,59 @@
+"""Host tests for the pure parts of targetcli's forms (issue #17): restore's scope arguments
+and the selection of a saved configuration's part, completion of the new words."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+from lioctl.commands import completion, restore
+from lioctl.errors import LioError, UsageError
+from lioctl.saveconfig import diff, store
+from lioctl.tree.snapshot import Snapshot
+
+T1, T2 = "iqn.2003-01.org.example:a", "iqn.2003-01.org.example:b"
+FILE = {
+    "storage_objects": [{"plugin": "ramdisk", "name": "r1", "size": 1}, {"plugin": "ramdisk", "name": "r2", "size": 1},
+                        {"plugin": "fileio", "name": "r2", "dev": "/x"}, {"plugin": "ramdisk", "name": "r3", "size": 1}],
+    "targets": [{"wwn": T1, "fabric": "iscsi", "tpgs": [{"tag": 1, "luns": [
+        {"index": 0, "storage_object": "/backstores/ramdisk/r1"}]}]},
+                {"wwn": T2, "fabric": "iscsi", "tpgs": [{"tag": 1, "luns": [
+                    {"index": 0, "storage_object": "/backstores/ramdisk/r3"}]}]}],
+    "fabric_modules": [{"name": "iscsi", "discovery_enable_auth": True}],
+}
+
+
+def args(*argv):
+    p = argparse.ArgumentParser()
+    restore.configure(p)
+    return p.parse_args(list(argv))
+
+
+def test_scope_forms():
+    assert restore.scope_of(args("f.json", "--target", T1)) == {"target": T1}
+    a = args(f"target={T1}", "storage_object=r1")
+    assert restore.scope_of(a) == {"target": T1, "storage_object": "r1"} and a.file == store.DEFAULT
+    assert restore.scope_of(args("f.json")) == {}
+    with pytest.raises(UsageError, match="is not target=IQN"):
+        restore.scope_of(args("f.json", "tgt=x"))
+    with pytest.raises(UsageError, match="given twice"):
+        restore.scope_of(args("f.json", "--target", T1, f"target={T2}"))
+
+
+def test_scope_selects_the_target_its_objects_and_nothing_global():
+    _, part, label = diff.scope(Snapshot(), FILE, target=T1.upper())
+    assert [t["wwn"] for t in part["targets"]] == [T1]
+    assert [s["name"] for s in part["storage_objects"]] == ["r1"]
+    assert part["fabric_modules"] == [] and label == f"target {T1.upper()}"
+    _, part, _ = diff.scope(Snapshot(), FILE, storage_object="fileio/r2")
+    assert part["targets"] == [] and part["storage_objects"] == [FILE["storage_objects"][2]]
+    with pytest.raises(LioError, match="ambiguous"):
+        diff.scope(Snapshot(), FILE, storage_object="r2")
+    with pytest.raises(LioError, match="not in the file"):
+        diff.scope(Snapshot(), FILE, target="iqn.2003-01.org.example:zz")
+
+
+def test_restore_completes_its_scope_words():
+    assert completion.candidates("lioctl restore --st") == ["--storage-object"]
+    assert completion.candidates("lioctl restore f.json st") == ["storage_object="]
