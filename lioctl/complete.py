@@ -13,7 +13,7 @@ from lioctl.tree.params import allowed_values
 
 BUILTINS = ["cd", "pwd", "exit", "bookmarks", "ls", "help"]
 BOOL_PARAMS = {"write_back", "sparse", "nullio", "readonly", "add_mapped_luns", "write_protect",
-               "boolean"}
+               "boolean", "exclusive", "save"}
 
 
 def tolerant_split(text: str) -> tuple[list[str], str]:
@@ -183,7 +183,7 @@ class Candidates:
                     yield so.tree_path, "backstore"
             if word and not word.startswith("/backstores"[: len(word)]):
                 yield from self.files(word)
-        elif param in ("file_or_dev", "file"):
+        elif param in ("file_or_dev", "file") or param == "cfgstring" and node.name == "user:lioctl_file":
             yield from self.files(word)
         elif param == "dev":
             for d in sorted(glob.glob("/dev/sd*") + glob.glob("/dev/loop[0-9]*") + glob.glob("/dev/vd*")

@@ -7,6 +7,7 @@ writes return a Result with a Plan that the CLI runs under the write lock.
 
 from __future__ import annotations
 
+import glob
 import inspect
 import os
 from dataclasses import dataclass, field
@@ -289,7 +290,16 @@ class Backstores(Node):
     kind = "backstores"
 
     def children(self):
-        return [BackstoreKind(self.ctx, self, p) for p in bs.PLUGINS]
+        return [BackstoreKind(self.ctx, self, p) for p in bs.PLUGINS] + \
+            [UserHandlerKind(self.ctx, self, f"user:{h}") for h in user_handlers(self.ctx.snap)]
+
+    def child(self, name: str):
+        found = super().child(name)
+        if found is None and name.startswith("user:"):
+            from lioctl.tcmu import config as tcmu_config
+            if name[5:] in tcmu_config.SUBTYPES + tcmu_config.TCMU_RUNNER_SUBTYPES:
+                return UserHandlerKind(self.ctx, self, name)
+        return found
 
 
 class BackstoreKind(Node):
@@ -325,9 +335,12 @@ class BackstoreKind(Node):
                               _b(sparse, "sparse"), wwn, self._model_alias())
         return Result(plan=plan, message=f"Created fileio {name} with file {file_or_dev}")
 
-    def _create_block(self, name, dev, readonly=None, wwn=None):
+    def _create_block(self, name, dev, readonly=None, wwn=None, exclusive=None):
+        """Block backstore on DEV; exclusive=false shares the device with other openers
+        (Linux 6.17+), e.g. `create b1 /dev/sdb exclusive=false`."""
         plan = bs.plan_block(self.ctx.snap, name, dev, None if readonly is None else _b(readonly, "readonly"),
-                             wwn, self._model_alias())
+                             wwn, self._model_alias(),
+                             exclusive=None if exclusive is None else _b(exclusive, "exclusive"))
         return Result(plan=plan, message=f"Created block storage object {name} using {dev}")
 
     def _create_ramdisk(self, name, size, nullio="false", wwn=None):
@@ -339,20 +352,81 @@ class BackstoreKind(Node):
                       message=f"Created pscsi storage object {name} using {dev}")
 
     def _create_user(self, name, size, cfgstring, subtype=None, wwn=None, hw_max_sectors=None,
-                     write_back=None):
+                     write_back=None, control=None):
+        """User (TCMU) backstore; control= is targetcli's string for the control file, e.g.
+        `create u1 1G /srv/u1.img control=max_data_area_mb=64`."""
         plan = bs.plan_user(self.ctx.snap, name, size, cfgstring, subtype, wwn,
                             int(hw_max_sectors) if hw_max_sectors else None, self._model_alias(),
-                            write_back=True if write_back is None else _b(write_back, "write_back"))
+                            write_back=True if write_back is None else _b(write_back, "write_back"),
+                            control=control)
         return Result(plan=plan, message=f"Created user storage object {name} size {size}")
 
     @writes
     def ui_delete(self, name: str):
         """Delete storage object NAME (refused while a LUN uses it, unless --force)."""
-        so = self.ctx.snap.so(self.name, name)
-        if so is None:
+        so = self.ctx.snap.so(self.name.split(":")[0], name)
+        if so is None or so not in self.objects():
             raise LioError(f"backstore {self.name}/{name} does not exist")
         return Result(plan=bs.plan_delete(self.ctx.snap, so, self.ctx.force),
                       message=f"Deleted storage object {name}.")
+
+
+TCMU_RUNNER_HANDLER_DIRS = ("/usr/lib*/tcmu-runner", "/usr/lib/*/tcmu-runner", "/usr/local/lib*/tcmu-runner")
+
+
+def user_handlers(snap: Snapshot) -> list[str]:
+    """The user:HANDLER nodes targetcli would show (it asks tcmu-runner over D-Bus): lioctl's own
+    subtypes, tcmu-runner's installed handlers, and any subtype a user backstore uses."""
+    from lioctl.tcmu import config as tcmu_config
+    names = set(tcmu_config.SUBTYPES)
+    for d in TCMU_RUNNER_HANDLER_DIRS:
+        for so_file in glob.glob(f"{d}/handler_*.so"):
+            names.add(os.path.basename(so_file)[len("handler_"):-len(".so")])
+    for so in snap.storage_objects.values():
+        if so.plugin == "user" and so.user_config:
+            names.add(so.user_config.split("/", 1)[0])
+    return sorted(names)
+
+
+class UserHandlerKind(BackstoreKind):
+    """/backstores/user:HANDLER, targetcli's view of the user backstores of one TCMU handler."""
+    kind = "backstore-kind"
+
+    @property
+    def handler(self) -> str:
+        return self.name.split(":", 1)[1]
+
+    def objects(self):
+        return [so for so in self.ctx.snap.storage_objects.values()
+                if so.plugin == "user" and (so.user_config or "").split("/", 1)[0] == self.handler]
+
+    @writes
+    def ui_create(self, name: str, size: str, cfgstring: str, wwn: str | None = None,
+                  hw_max_sectors: str | None = None, control: str | None = None,
+                  write_back: str | None = None):
+        """Create a user backstore served by this handler: CFGSTRING is the handler's config,
+        control= targetcli's control-file string, e.g. at /backstores/user:lioctl_file:
+        `create u1 1G /srv/u1.img control=max_data_area_mb=64`."""
+        return self._create_user(name, size, cfgstring, self.handler, wwn, hw_max_sectors,
+                                 write_back, control)
+
+    @writes
+    def ui_changemedium(self, name: str, size: str, cfgstring: str):
+        """Give user backstore NAME another medium (CFGSTRING) and SIZE while it stays exported,
+        as targetcli's changemedium does: the kernel passes the change to the handler serving
+        it (a RECONFIG event). E.g. `changemedium u1 2G /srv/other.img`."""
+        from lioctl.tcmu import config as tcmu_config
+        from lioctl.units import parse_size
+        so = self.ctx.snap.so("user", name)
+        if so is None or so not in self.objects():
+            raise LioError(f"backstore {self.name}/{name} does not exist")
+        size_bytes = parse_size(size)
+        others = [o.user_config for o in self.ctx.snap.storage_objects.values()
+                  if o.plugin == "user" and o is not so]
+        tcmu_config.validate(self.handler, cfgstring, size_bytes, others)
+        plan = bs.plan_change_medium(so, self.handler, cfgstring, size_bytes)
+        return Result(plan=plan, message=f"{self.path}/{name}: medium {cfgstring}, size {size}"
+                      if plan else f"{self.path}/{name} already has that medium and size")
 
 
 class StorageObjectNode(Node):

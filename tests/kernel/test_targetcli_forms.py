@@ -104,3 +104,102 @@ def test_scoped_restore_refuses_to_reach_outside(lioctl, tmp_path):
     one_line_error(lioctl("restore", f, "tgt=x"), 2, "is not target=IQN")
     assert cfs.tree() == before
     ok(lioctl("clear", "--yes"))
+
+
+def _handler_stopped(lioctl):
+    from lioctl.tcmu import daemon
+    pid = daemon.running_pid()
+    if pid and pid > 0:
+        lioctl("tcmu", "stop")
+
+
+def _read_direct(dev: str, offset: int, length: int) -> bytes:
+    import mmap
+    import os
+    buf = mmap.mmap(-1, length)
+    fd = os.open(dev, os.O_RDONLY | os.O_DIRECT)
+    try:
+        os.preadv(fd, [buf], offset)
+    finally:
+        os.close(fd)
+    return bytes(buf)
+
+
+def _disk_by_serial(so_dir) -> str:
+    import os
+    serial = (so_dir / "wwn/vpd_unit_serial").read_text().split(":")[1].strip()
+
+    def find():
+        for d in os.listdir("/sys/block"):
+            try:
+                if serial.encode() in open(f"/sys/block/{d}/device/vpd_pg80", "rb").read() \
+                        and os.path.exists(f"/dev/{d}"):
+                    return f"/dev/{d}"
+            except OSError:
+                continue
+    return initiator.wait_for(find, f"a disk with unit serial {serial}")
+
+
+def test_block_exclusive_parameter(lioctl, tmp_path):
+    import subprocess
+    img = tmp_path / "loop.img"
+    img.write_bytes(bytes(MiB))
+    dev = subprocess.run(["losetup", "-f", "--show", str(img)], capture_output=True, text=True,
+                         check=True).stdout.strip()
+    try:
+        ok(lioctl("/backstores/block", "create", "b1", dev, "exclusive=true"))
+        b1 = next(cfs.ROOT.glob("core/iblock_*/b1"))
+        assert (b1 / "enable").read_text().strip() == "1"
+        ok(lioctl("/backstores/block", "delete", "b1"))
+        r = lioctl("/backstores/block", "create", "b2", dev, "exclusive=false")
+        info = ""
+        if r.returncode == 0:   # Linux 6.17+: the device is opened shared
+            info = next(cfs.ROOT.glob("core/iblock_*/b2")).joinpath("info").read_text()
+            assert "exclusive: 0" in info
+            ok(lioctl("/backstores/block", "delete", "b2"))
+        else:                   # older kernels ignore exclusive=0: refused, rolled back
+            one_line_error(r, 1, "exclusive=false needs Linux 6.17")
+        one_line_error(lioctl("/backstores/block", "create", "b3", dev, "exclusive=maybe"), 1, "exclusive")
+    finally:
+        subprocess.run(["losetup", "-d", dev])
+    assert cfs.snapshot() == []
+
+
+def test_user_handler_paths_control_and_changemedium(lioctl, tmp_path):
+    a, b = tmp_path / "a.img", tmp_path / "b.img"
+    a.write_bytes(b"A" * 8 * MiB)
+    b.write_bytes(b"B" * 16 * MiB)
+    try:
+        kinds = [c["name"] for c in json.loads(ok(lioctl("/backstores", "ls", "--json")).stdout)["children"]]
+        assert {"user:lioctl_file", "user:lioctl_ram"} <= set(kinds)
+        bad = lioctl("/backstores/user:lioctl_file", "create", "u0", "8M", a, "control=max_data_area=1")
+        one_line_error(bad, 1, "is not KEY=VALUE")
+        assert cfs.snapshot() == []
+        ok(lioctl("/backstores/user:lioctl_file", "create", "u1", "8M", a, "control=max_data_area_mb=64"))
+        u1 = next(cfs.ROOT.glob("core/user_*/u1"))
+        info = (u1 / "info").read_text()
+        assert "MaxDataAreaMB: 64" in info and f"lioctl_file/{a}" in info, info
+        tree = json.loads(ok(lioctl("/backstores/user:lioctl_file", "ls", "--json")).stdout)
+        assert [c["name"] for c in tree["children"]] == ["u1"]
+        assert json.loads(ok(lioctl("/backstores/user:lioctl_ram", "ls", "--json")).stdout)["children"] == []
+        wwn = json.loads(ok(lioctl("/loopback", "create", "--json")).stdout)["wwn"]
+        ok(lioctl(f"/loopback/{wwn}/luns", "create", "/backstores/user:lioctl_file/u1"))
+        dev = _disk_by_serial(u1)
+        assert _read_direct(dev, 0, 4096) == b"A" * 4096
+        ok(lioctl("/backstores/user:lioctl_file", "changemedium", "u1", "16M", b))
+        initiator.wait_for(lambda: _read_direct(dev, 0, 4096) == b"B" * 4096, "the new medium")
+        assert (u1 / "attrib/dev_config").read_text().strip() == f"lioctl_file/{b}"
+        assert "Last LBA=32767" in initiator.sh("sg_readcap", dev).stdout
+        # the initiator sees the new size once it rescans; the data past the old end is there
+        with open(f"/sys/block/{dev[5:]}/device/rescan", "w") as f:
+            f.write("1")
+        initiator.wait_for(lambda: open(f"/sys/block/{dev[5:]}/size").read().strip() == str(32768),
+                           "the initiator to see 16 MiB")
+        assert _read_direct(dev, 12 * MiB, 4096) == b"B" * 4096
+        one_line_error(lioctl("/backstores/user:lioctl_file", "changemedium", "nope", "1M", b), 1,
+                       "does not exist")
+        ok(lioctl("/loopback", "delete", wwn))
+        ok(lioctl("/backstores/user:lioctl_file", "delete", "u1"))
+    finally:
+        _handler_stopped(lioctl)
+    assert cfs.snapshot() == []

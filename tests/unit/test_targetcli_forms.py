@@ -57,3 +57,20 @@ def test_scope_selects_the_target_its_objects_and_nothing_global():
 def test_restore_completes_its_scope_words():
     assert completion.candidates("lioctl restore --st") == ["--storage-object"]
     assert completion.candidates("lioctl restore f.json st") == ["storage_object="]
+
+
+def test_control_string_takes_only_keys_the_kernel_knows():
+    from lioctl.tree.backstores import parse_control
+    assert parse_control("max_data_area_mb=64, hw_block_size=4096") == [
+        ("max_data_area_mb", "64"), ("hw_block_size", "4096")]
+    for bad, msg in (("max_data_area=1", "is not KEY=VALUE"), ("dev_size=5", "size arguments"),
+                     ("nl_reply_supported=1", "itself"), ("hw_block_size=x", "positive number"),
+                     ("hw_max_sectors=8,hw_max_sectors=16", "twice"), ("", "is not KEY=VALUE")):
+        with pytest.raises(LioError, match=msg):
+            parse_control(bad)
+
+
+def test_user_handler_paths_and_their_completion():
+    assert "/backstores/user:lioctl_file/" in completion.candidates("lioctl /backstores/user:")
+    assert completion.candidates("lioctl /backstores/user:lioctl_file ch") == ["changemedium"]
+    assert completion.candidates("lioctl /backstores/block create b1 /dev/x exclusive=f") == ["exclusive=false"]
