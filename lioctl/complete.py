@@ -194,6 +194,11 @@ class Candidates:
             for iqn in seen_initiators(snap):
                 if iqn.startswith(word):
                     yield iqn, "initiator"
+        elif param == "wwn_or_tag" and node.kind == "acls":
+            names = {c.name for c in node.children()} | {c.acl.tag for c in node.children() if c.acl.tag}
+            for n in sorted(names):
+                if n.startswith(word):
+                    yield n, "ACL or tag"
         elif param == "ip_address":
             from lioctl.tree.targets import local_addresses
             for a in sorted(local_addresses() | {"0.0.0.0", "::0"}):

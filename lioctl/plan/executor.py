@@ -33,6 +33,18 @@ def _short(path: str) -> str:
 
 
 def execute(plan: Plan, progress: Callable[[int, int], None] | None = None) -> int:
+    """_execute, recorded in the `logfile` preference's log when one is set."""
+    from lioctl import oplog
+    try:
+        n = _execute(plan, progress)
+    except PlanFailed as e:
+        oplog.failed(plan, e)
+        raise
+    oplog.applied(plan)
+    return n
+
+
+def _execute(plan: Plan, progress: Callable[[int, int], None] | None = None) -> int:
     """Run every operation; return how many ran. On failure roll back and raise PlanFailed.
     A run of adjacent ops the planner marked concurrent runs on threads, all of it, before
     any failure in it is handled (so what ran is known and undone)."""

@@ -189,6 +189,19 @@ class Node:
         """Print the current path."""
         return Result(data={"path": self.path}, text=self.path)
 
+    def ui_refresh(self):
+        """Re-read the configuration from configfs, as targetcli's refresh does. lioctl reads it
+        afresh for every command (the shell after every command too), so this only shows what
+        is there now, e.g. after another tool changed it: `refresh`."""
+        from lioctl.tree import snapshot
+        snap = self.ctx.snap = snapshot.read()
+        node = resolve(Root(self.ctx), self.path)
+        counts = {"storage_objects": len(snap.storage_objects),
+                  "targets": sum(1 for _ in snap.targets()), "children": len(node.children())}
+        return Result(data={"path": self.path, **counts},
+                      text=f"{self.path}: re-read configfs: {counts['storage_objects']} storage "
+                           f"object(s), {counts['targets']} target(s); {counts['children']} here")
+
 
 def usage(name: str, fn) -> str:
     parts = [name]
@@ -362,13 +375,18 @@ class BackstoreKind(Node):
         return Result(plan=plan, message=f"Created user storage object {name} size {size}")
 
     @writes
-    def ui_delete(self, name: str):
-        """Delete storage object NAME (refused while a LUN uses it, unless --force)."""
+    def ui_delete(self, name: str, save: str | None = None):
+        """Delete storage object NAME (refused while a LUN uses it, unless --force); save=true
+        also drops it (and the LUNs on it) from the saved configuration, as targetcli's does:
+        `delete disk1 save=true`."""
         so = self.ctx.snap.so(self.name.split(":")[0], name)
         if so is None or so not in self.objects():
             raise LioError(f"backstore {self.name}/{name} does not exist")
-        return Result(plan=bs.plan_delete(self.ctx.snap, so, self.ctx.force),
-                      message=f"Deleted storage object {name}.")
+        result = Result(plan=bs.plan_delete(self.ctx.snap, so, self.ctx.force),
+                        message=f"Deleted storage object {name}.")
+        if save is not None and _b(save, "save"):
+            result.after = lambda: _forget_saved(so, self.ctx)
+        return result
 
 
 TCMU_RUNNER_HANDLER_DIRS = ("/usr/lib*/tcmu-runner", "/usr/lib/*/tcmu-runner", "/usr/local/lib*/tcmu-runner")
@@ -427,6 +445,33 @@ class UserHandlerKind(BackstoreKind):
         plan = bs.plan_change_medium(so, self.handler, cfgstring, size_bytes)
         return Result(plan=plan, message=f"{self.path}/{name}: medium {cfgstring}, size {size}"
                       if plan else f"{self.path}/{name} already has that medium and size")
+
+
+def _forget_saved(so: StorageObject, ctx: Context) -> None:
+    """After `delete NAME save=true`: the saved configuration without that object, the LUNs on
+    it and the mapped LUNs to those; the rest of the file is kept as it is (rtslib drops the
+    whole target that had such a LUN). Backups rotate as with save."""
+    import json
+    import sys
+    from lioctl.saveconfig import store
+    ref = f"/backstores/{so.plugin}/{so.name}"
+    try:
+        with open(store.DEFAULT) as f:
+            config = json.load(f)
+    except FileNotFoundError:
+        print(f"lioctl: note: no {store.DEFAULT} to drop {ref} from", file=sys.stderr)
+        return
+    except (OSError, ValueError) as e:
+        raise LioError(f"{store.DEFAULT}: cannot update it: {e}") from None
+    config["storage_objects"] = [s for s in config.get("storage_objects", [])
+                                 if (s.get("plugin"), s.get("name")) != (so.plugin, so.name)]
+    for t in config.get("targets", []):
+        for tpg in t.get("tpgs", []):
+            gone = {lw.get("index") for lw in tpg.get("luns", []) if lw.get("storage_object") == ref}
+            tpg["luns"] = [lw for lw in tpg.get("luns", []) if lw.get("index") not in gone]
+            for acl in tpg.get("node_acls", []):
+                acl["mapped_luns"] = [m for m in acl.get("mapped_luns", []) if m.get("tpg_lun") not in gone]
+    store.save(config, store.DEFAULT, int(ctx.pref("backup_count", 10)))
 
 
 class StorageObjectNode(Node):
@@ -916,6 +961,15 @@ class AclsNode(Node):
             raise LioError(f"ACL {wwn} does not exist in {self.path}")
         return Result(plan=tg.plan_delete_acl(a.acl), message=f"Deleted Node ACL {a.name}.")
 
+    @writes
+    def ui_untag(self, wwn_or_tag: str):
+        """Remove the tag of the ACL named WWN_OR_TAG, or of every ACL with that tag, as targetcli's
+        untag does; they keep their settings. E.g. `untag db-servers`."""
+        tagged = [a for a in self.tpg.acls.values() if wwn_or_tag in (a.wwn, a.tag)]
+        if not tagged:
+            raise LioError(f"no ACL named or tagged {wwn_or_tag} in {self.path}")
+        return _untag_result(self.path, [a for a in tagged if a.tag])
+
 
 class AclNode(Node):
     kind = "acl"
@@ -977,6 +1031,21 @@ class AclNode(Node):
         plan = Plan()
         plan.write(self.acl.path + "/tag", tag)
         return Result(plan=plan, message=f"{self.path}: tag {tag}")
+
+    @writes
+    def ui_untag(self):
+        """Remove this ACL's tag (targetcli's untag); its settings stay. E.g. `untag`."""
+        return _untag_result(self.path, [self.acl] if self.acl.tag else [])
+
+
+def _untag_result(where: str, acls: list[NodeACL]) -> Result:
+    """The kernel clears a node ACL's tag when "NULL" is written to it (as rtslib does)."""
+    plan = Plan()
+    for a in acls:
+        plan.write(a.path + "/tag", "NULL")
+    names = ", ".join(a.wwn for a in acls)
+    return Result(plan=plan, data={"untagged": [a.wwn for a in acls]},
+                  message=f"{where}: untagged {names}" if acls else f"{where}: no tag to remove")
 
 
 class MappedLunNode(Node):

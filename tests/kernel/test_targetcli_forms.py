@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 import cfs
 import initiator
 
@@ -203,3 +205,99 @@ def test_user_handler_paths_control_and_changemedium(lioctl, tmp_path):
     finally:
         _handler_stopped(lioctl)
     assert cfs.snapshot() == []
+
+
+I1 = "iqn.1994-05.com.example:tag1"
+I2 = "iqn.1994-05.com.example:tag2"
+I3 = "iqn.1994-05.com.example:tag3"
+
+
+def test_untag(lioctl):
+    acls = f"/iscsi/{T1}/tpg1/acls"
+    ok(lioctl(input="\n".join([
+        "/backstores/ramdisk create r1 1M", f"/iscsi create {T1}",
+        f"/iscsi/{T1}/tpg1/luns create /backstores/ramdisk/r1",
+        f"{acls} create {I1} tag=grp", f"{acls} create {I2} tag=grp", f"{acls} create {I3} tag=other",
+    ]) + "\n"))
+    base = cfs.ROOT / "iscsi" / T1 / "tpgt_1/acls"
+    assert (base / I1 / "tag").read_text().strip() == "grp"
+    out = json.loads(ok(lioctl(acls, "untag", "grp", "--json")).stdout)
+    assert out == {"untagged": [I1, I2]}
+    assert [(base / i / "tag").read_text().strip() for i in (I1, I2, I3)] == ["", "", "other"]
+    assert (base / I1 / "lun_0").is_dir(), "untag kept the ACL's settings"
+    ok(lioctl(f"{acls}/{I3}", "untag"))
+    assert (base / I3 / "tag").read_text().strip() == ""
+    one_line_error(lioctl(acls, "untag", "nosuch"), 1, "no ACL named or tagged nosuch")
+    ok(lioctl("clear", "--yes"))
+
+
+def _shell(tmp_path, monkeypatch):
+    from lioctl import cli
+    from lioctl.shell.session import ShellSession
+    monkeypatch.setenv("HOME", str(tmp_path))
+    return ShellSession(cli.Options())
+
+
+def test_prefs_auto_cd_logfile_and_max_backup_files(tmp_path, monkeypatch, capsys):
+    from lioctl import prefs
+    from lioctl.errors import LioError
+    sh = _shell(tmp_path, monkeypatch)
+    log = tmp_path / "ops.log"
+    sh.execute(f"set global auto_cd_after_create=true logfile={log} loglevel=debug max_backup_files=2")
+    assert prefs.load()["backup_count"] == 2 and prefs.load().get("max_backup_files") == 2
+    sh.execute("get global max_backup_files backup_count")
+    assert "max_backup_files=2\nbackup_count=2" in capsys.readouterr().out
+    try:
+        sh.execute("/backstores/ramdisk create r1 1M")
+        assert sh.cwd == "/backstores/ramdisk/r1"
+        sh.execute(f"/iscsi create {T1}")
+        assert sh.cwd == f"/iscsi/{T1}"
+        sh.execute("tpg1/acls create " + I1)
+        assert sh.cwd == f"/iscsi/{T1}/tpg1/acls/{I1}"
+        sh.execute("set auth userid=u1 password=secretpass123")
+        sh.execute("cd /")
+        sh.execute("/backstores/ramdisk create r2 1M")
+        text = log.read_text()
+        assert "create /sys/kernel/config/target/core/rd_mcp_" in text and f"/iscsi/{T1}" in text
+        assert "write '********' to" in text and "secretpass123" not in text
+        assert oct(log.stat().st_mode & 0o777) == "0o600"
+        # backup_count (set as max_backup_files) bounds save's backups
+        saved = tmp_path / "etc" / "saveconfig.json"
+        saved.parent.mkdir()
+        for i in range(4):
+            sh.execute(f"/backstores/ramdisk create x{i} 1M")
+            sh.execute(f"save {saved}")
+        assert len(list((saved.parent / "backup").iterdir())) == 2
+        with pytest.raises(LioError, match="loglevel is one of"):
+            sh.execute("set global loglevel=loud")
+    finally:
+        sh.opts.yes = True
+        sh.execute("clear")
+    assert "remove /sys/kernel/config/target/core/rd_mcp_" in log.read_text()
+
+
+def test_refresh_and_delete_save(lioctl, tmp_path, monkeypatch):
+    from lioctl.saveconfig import store
+    saved = tmp_path / "saveconfig.json"
+    monkeypatch.setattr(store, "DEFAULT", str(saved))
+    ok(lioctl(input="\n".join([
+        "/backstores/ramdisk create r1 1M", "/backstores/ramdisk create r2 1M", f"/iscsi create {T1}",
+        f"/iscsi/{T1}/tpg1/acls create {I1}",
+        f"/iscsi/{T1}/tpg1/luns create /backstores/ramdisk/r1",
+        f"/iscsi/{T1}/tpg1/luns create /backstores/ramdisk/r2",
+    ]) + "\n"))
+    ok(lioctl("save", saved))
+    got = json.loads(ok(lioctl("/backstores/ramdisk", "refresh", "--json")).stdout)
+    assert got == {"path": "/backstores/ramdisk", "storage_objects": 2, "targets": 1, "children": 2}
+    assert "re-read configfs: 2 storage object(s), 1 target(s)" in ok(lioctl("/", "refresh")).stdout
+    ok(lioctl("/backstores/ramdisk", "delete", "r1", "save=true", "--force"))
+    cfg = json.loads(saved.read_text())
+    assert [s["name"] for s in cfg["storage_objects"]] == ["r2"]
+    tpg = cfg["targets"][0]["tpgs"][0]
+    assert [lw["storage_object"] for lw in tpg["luns"]] == ["/backstores/ramdisk/r2"]
+    assert [m["tpg_lun"] for m in tpg["node_acls"][0]["mapped_luns"]] == [1]
+    assert len(list((tmp_path / "backup").iterdir())) == 1
+    # without save= the file is left alone
+    ok(lioctl("/backstores/ramdisk", "delete", "r2", "--force"))
+    assert [s["name"] for s in json.loads(saved.read_text())["storage_objects"]] == ["r2"]
+    ok(lioctl("clear", "--yes"))

@@ -74,3 +74,36 @@ def test_user_handler_paths_and_their_completion():
     assert "/backstores/user:lioctl_file/" in completion.candidates("lioctl /backstores/user:")
     assert completion.candidates("lioctl /backstores/user:lioctl_file ch") == ["changemedium"]
     assert completion.candidates("lioctl /backstores/block create b1 /dev/x exclusive=f") == ["exclusive=false"]
+
+
+def test_max_backup_files_is_backup_count_under_targetcli_name(tmp_path, monkeypatch):
+    import json
+    from lioctl import prefs
+    monkeypatch.setenv("HOME", str(tmp_path))
+    p = prefs.load()
+    assert p["max_backup_files"] == p["backup_count"] == 10 and "max_backup_files" in p
+    p["max_backup_files"] = 3
+    prefs.save(p)
+    stored = json.loads((tmp_path / ".lioctl/prefs.json").read_text())
+    assert stored["backup_count"] == 3 and "max_backup_files" not in stored
+    assert prefs.load().get("max_backup_files") == 3
+    assert prefs.load()["auto_cd_after_create"] is False and prefs.load()["logfile"] == ""
+
+
+def test_oplog_records_changes_never_secrets(tmp_path, monkeypatch):
+    from lioctl import oplog, prefs
+    from lioctl.plan import Plan
+    monkeypatch.setenv("HOME", str(tmp_path))
+    log = tmp_path / "ops.log"
+    plan = Plan()
+    plan.mkdir("/sys/kernel/config/target/iscsi/x")
+    plan.write("/sys/kernel/config/target/iscsi/x/auth/password", "hunter2hunter2", secret=True)
+    oplog.applied(plan)                 # logfile empty: no log at all
+    assert not log.exists()
+    for level in ("info", "debug"):
+        prefs.save({**prefs.load(), "logfile": str(log), "loglevel": level})
+        oplog.applied(plan)
+    text = log.read_text()
+    assert text.count("create /sys/kernel/config/target/iscsi/x") == 2
+    assert text.count("write '********' to") == 1 and "hunter2" not in text
+    assert oct(log.stat().st_mode & 0o777) == "0o600"
