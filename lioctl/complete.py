@@ -117,9 +117,31 @@ class Candidates:
             return
         yield from self.args(node, cmd, fn, rest[1:], word)
 
+    def global_prefs(self, cmd: str, given: list[str], word: str):
+        """The shell's `set global NAME=VALUE` / `get global NAME`: preference names and values."""
+        from lioctl import prefs
+        if "=" in word and cmd == "set":
+            key, _, val = word.partition("=")
+            default = prefs.DEFAULTS.get(key)
+            values = prefs.CHOICES.get(key) or (("true", "false") if isinstance(default, bool) else ())
+            for v in values:
+                if v.startswith(val):
+                    yield f"{key}={v}", "value"
+            return
+        used = {g.split("=", 1)[0] for g in given}
+        for k in sorted(prefs.DEFAULTS):
+            if k.startswith(word) and k not in used:
+                yield (k + "=" if cmd == "set" else k), "preference"
+
     def args(self, node: Node, cmd: str, fn, given: list[str], word: str):
+        in_shell = hasattr(self.session, "global_prefs")
+        if cmd in ("get", "set") and in_shell and given[:1] == ["global"]:
+            yield from self.global_prefs(cmd, given[1:], word)
+            return
         if cmd in ("get", "set"):
             groups = node.groups()
+            if in_shell and not given and "global".startswith(word):
+                yield "global", "preferences"
             if not given:
                 for g in groups:
                     if g.startswith(word):

@@ -107,3 +107,20 @@ def test_oplog_records_changes_never_secrets(tmp_path, monkeypatch):
     assert text.count("create /sys/kernel/config/target/iscsi/x") == 2
     assert text.count("write '********' to") == 1 and "hunter2" not in text
     assert oct(log.stat().st_mode & 0o777) == "0o600"
+
+
+def test_shell_completes_global_preferences(tmp_path, monkeypatch):
+    from lioctl import cli
+    from lioctl.complete import Candidates
+    from lioctl.shell.session import ShellSession
+    monkeypatch.setenv("HOME", str(tmp_path))
+    cands = Candidates(ShellSession(cli.Options()))
+
+    def names(line):
+        from lioctl.complete import tolerant_split
+        return [c for c, _ in cands.candidates(*tolerant_split(line))]
+    assert "global" in names("set ")
+    assert names("set global max_") == ["max_backup_files="]
+    assert names("set global loglevel=d") == ["loglevel=debug"]
+    assert names("set global auto_cd_after_create=") == ["auto_cd_after_create=true", "auto_cd_after_create=false"]
+    assert "logfile" in names("get global ")
