@@ -340,6 +340,16 @@ class BackstoreKind(Node):
         return fn(*sig.args, **sig.kwargs)
     ui_create.writes = True
 
+    def ui_help(self, command: str | None = None):
+        """Show the commands available here, or one command's usage."""
+        fn = getattr(self, f"_create_{self.name}", None)
+        if command != "create" or fn is None:
+            return super().ui_help(command)
+        # create dispatches on the kind: show that kind's own parameters and help
+        u = usage("create", fn)
+        doc = inspect.getdoc(fn) or inspect.getdoc(self.ui_create) or ""
+        return Result(data={"command": "create", "usage": u, "help": doc}, text=f"{u}\n  {doc}")
+
     def _model_alias(self):
         return bool(self.ctx.pref("export_backstore_name_as_model", True))
 

@@ -124,3 +124,13 @@ def test_shell_completes_global_preferences(tmp_path, monkeypatch):
     assert names("set global loglevel=d") == ["loglevel=debug"]
     assert names("set global auto_cd_after_create=") == ["auto_cd_after_create=true", "auto_cd_after_create=false"]
     assert "logfile" in names("get global ")
+
+
+def test_help_create_shows_each_kinds_parameters():
+    from lioctl.tree import nodes
+    root = nodes.Root(nodes.Context(Snapshot()))
+    block = nodes.resolve(root, "/backstores/block").ui_help("create").data
+    assert "exclusive=" in block["usage"] and "exclusive=false" in block["help"]
+    user = nodes.resolve(root, "/backstores/user:lioctl_file").ui_help("changemedium").data
+    assert user["usage"] == "changemedium NAME SIZE CFGSTRING" and "changemedium u1" in user["help"]
+    assert "Re-read the configuration" in nodes.resolve(root, "/").ui_help("refresh").data["help"]
