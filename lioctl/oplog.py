@@ -5,18 +5,17 @@ is empty (the default)."""
 
 from __future__ import annotations
 
-import logging
 import os
 
 from lioctl import prefs
 
-LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING,
-          "error": logging.ERROR}
-_logger: logging.Logger | None = None
+# logging is imported only when a logfile is set: every write runs through here while holding
+# the write lock, and an import costs tenths of a second under emulation
+_logger = None
 _opened: tuple[str, str] | None = None
 
 
-def logger() -> logging.Logger | None:
+def logger():
     """The file logger the preferences ask for, or None; opened once per process and file."""
     global _logger, _opened
     p = prefs.load()
@@ -24,6 +23,7 @@ def logger() -> logging.Logger | None:
     if not logfile:
         return None
     level = str(p.get("loglevel") or "info")
+    import logging
     if _opened != (logfile, level):
         log = logging.getLogger("lioctl.oplog")
         log.propagate = False
@@ -37,18 +37,21 @@ def logger() -> logging.Logger | None:
             return None     # an unwritable log must not stop the change itself
         handler.setFormatter(logging.Formatter("%(asctime)s lioctl[%(process)d] %(levelname)s %(message)s"))
         log.addHandler(handler)
-        log.setLevel(LEVELS.get(level, logging.INFO))
+        log.setLevel(getattr(logging, level.upper(), logging.INFO) if level in prefs.CHOICES["loglevel"]
+                     else logging.INFO)
         _logger, _opened = log, (logfile, level)
     return _logger
 
 
 def applied(plan) -> None:
-    from lioctl.plan import Write
-    log = logger()
-    if log is None or not plan.ops:
+    if not plan.ops:
         return
+    log = logger()
+    if log is None:
+        return
+    from lioctl.plan import Write
     for op in plan:
-        log.log(logging.DEBUG if isinstance(op, Write) else logging.INFO, "%s", op.describe())
+        (log.debug if isinstance(op, Write) else log.info)("%s", op.describe())
     log.info("applied %d operation(s)", len(plan.ops))
 
 

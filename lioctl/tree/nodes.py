@@ -307,6 +307,8 @@ class Backstores(Node):
             [UserHandlerKind(self.ctx, self, f"user:{h}") for h in user_handlers(self.ctx.snap)]
 
     def child(self, name: str):
+        if name in bs.PLUGINS:  # the usual case, without looking for TCMU handlers
+            return BackstoreKind(self.ctx, self, name)
         found = super().child(name)
         if found is None and name.startswith("user:"):
             from lioctl.tcmu import config as tcmu_config

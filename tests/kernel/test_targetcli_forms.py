@@ -85,6 +85,31 @@ def test_scoped_restore_leaves_the_other_target_and_its_session(lioctl, tmp_path
     ok(lioctl("clear", "--yes"))
 
 
+def test_scoped_restore_clear_remakes_only_that_target(lioctl, tmp_path):
+    ok(lioctl(input="\n".join([
+        "/backstores/ramdisk create r1 1M", "/backstores/ramdisk create r2 1M",
+        "/backstores/ramdisk create r3 1M",
+        f"/iscsi create {T1}", f"/iscsi create {T2}",
+        f"/iscsi/{T1}/tpg1/luns create /backstores/ramdisk/r1",
+        f"/iscsi/{T2}/tpg1/luns create /backstores/ramdisk/r2",
+    ]) + "\n"))
+    f = tmp_path / "saved.json"
+    ok(lioctl("save", f))
+    ok(lioctl(input="\n".join([
+        f"/iscsi/{T1}/tpg1/luns create /backstores/ramdisk/r3",
+        f"/iscsi/{T2}/tpg1/luns create /backstores/ramdisk/r3",
+        f"/iscsi/{T1}/tpg1 set attribute default_cmdsn_depth=77",
+    ]) + "\n"))
+    r1_before = next(cfs.ROOT.glob("core/rd_mcp_*/r1"))
+    ok(lioctl("restore", f, "--clear", f"target={T1}"))
+    t1 = cfs.ROOT / "iscsi" / T1 / "tpgt_1"
+    assert sorted(p.name for p in (t1 / "lun").iterdir()) == ["lun_0"]
+    assert _attr(T1, "default_cmdsn_depth") != "77"
+    assert not r1_before.exists() and list(cfs.ROOT.glob("core/rd_mcp_*/r1")), "r1 re-made"
+    assert sorted(p.name for p in (cfs.ROOT / "iscsi" / T2 / "tpgt_1/lun").iterdir()) == ["lun_0", "lun_1"]
+    ok(lioctl("clear", "--yes"))
+
+
 def test_scoped_restore_refuses_to_reach_outside(lioctl, tmp_path):
     """A storage object the target needs re-created while another target uses it: one line,
     nothing changed."""
