@@ -18,7 +18,7 @@ FORM_KEYS = {"saveconfig": ["savefile="],
              "restoreconfig": ["savefile=", "clear_existing=", "target=", "storage_object="],
              "clearconfig": ["confirm="]}
 BOOL_PARAMS = {"write_back", "sparse", "nullio", "readonly", "add_mapped_luns", "write_protect",
-               "boolean"}
+               "boolean", "exclusive", "save"}
 
 
 def tolerant_split(text: str) -> tuple[list[str], str]:
@@ -127,19 +127,22 @@ class Candidates:
             return
         yield from self.args(node, cmd, fn, rest[1:], word)
 
-    def global_prefs(self, cmd: str, word: str):
-        """lioctl's preferences (`set global NAME=VALUE`, `get global NAME`)."""
+    def global_prefs(self, cmd: str, given: list[str], word: str):
+        """The shell's `set global NAME=VALUE` / `get global NAME`: preference names and values."""
         from lioctl import prefs
-        key, eq, val = word.partition("=")
-        if eq and cmd == "set":
+        if "=" in word and cmd == "set":
+            key, _, val = word.partition("=")
             default = prefs.DEFAULTS.get(key)
-            values = ("true", "false") if isinstance(default, bool) else \
-                ("emacs", "vi") if key == "editing_mode" else ()
-            yield from ((f"{key}={v}", "value") for v in values if v.startswith(val))
+            values = prefs.CHOICES.get(key) or (("true", "false") if isinstance(default, bool) else ())
+            for v in values:
+                if v.startswith(val):
+                    yield f"{key}={v}", "value"
             return
+        used = {g.split("=", 1)[0] for g in given}
         for k in sorted(prefs.DEFAULTS):
-            if k.startswith(word):
+            if k.startswith(word) and k not in used:
                 yield (k + "=" if cmd == "set" else k), "preference"
+
 
     def form_args(self, form: str, given: list[str], word: str):
         key, eq, val = word.partition("=")
@@ -160,15 +163,15 @@ class Candidates:
             yield from self.files(word)
 
     def args(self, node: Node, cmd: str, fn, given: list[str], word: str):
+        if cmd in ("get", "set") and given[:1] == ["global"]:  # lioctl's preferences, at any path
+            yield from self.global_prefs(cmd, given[1:], word)
+            return
         if cmd in ("get", "set"):
             groups = node.groups()
             if not given:
                 for g in [*groups, "global"]:
                     if g.startswith(word):
                         yield g, "group"
-                return
-            if given[0] == "global":
-                yield from self.global_prefs(cmd, word)
                 return
             gdir = groups.get(given[0])
             if not gdir:
@@ -233,7 +236,7 @@ class Candidates:
                     yield so.tree_path, "backstore"
             if word and not word.startswith("/backstores"[: len(word)]):
                 yield from self.files(word)
-        elif param in ("file_or_dev", "file"):
+        elif param in ("file_or_dev", "file") or param == "cfgstring" and node.name == "user:lioctl_file":
             yield from self.files(word)
         elif param == "dev":
             for d in sorted(glob.glob("/dev/sd*") + glob.glob("/dev/loop[0-9]*") + glob.glob("/dev/vd*")
@@ -244,6 +247,11 @@ class Candidates:
             for iqn in seen_initiators(snap):
                 if iqn.startswith(word):
                     yield iqn, "initiator"
+        elif param == "wwn_or_tag" and node.kind == "acls":
+            names = {c.name for c in node.children()} | {c.acl.tag for c in node.children() if c.acl.tag}
+            for n in sorted(names):
+                if n.startswith(word):
+                    yield n, "ACL or tag"
         elif param == "ip_address":
             from lioctl.tree.targets import local_addresses
             for a in sorted(local_addresses() | {"0.0.0.0", "::0"}):

@@ -23,7 +23,8 @@ VERB_OPTIONS = {
                "--mutual-chap": None, "--exist-ok": None, "--user": None,
                "--chap-file": "file", "--mutual-chap-file": "file"},
     "unexport": {},
-    "save": {}, "restore": {"--prune": None, "--clear": None}, "diff": {"--prune": None}, "clear": {},
+    "save": {}, "restore": {"--prune": None, "--clear": None, "--target": "target",
+                            "--storage-object": "storage_object"}, "diff": {"--prune": None}, "clear": {},
     "sessions": {}, "completion": {}, "shell": {},
     "tcmu": {"--idle-exit": None, "--timeout": None},
     "fabric-skeleton": {"--proto": "protocol", "-o": "dir", "--output": "dir",
@@ -97,6 +98,8 @@ def verb_candidates(verb: str, words: list[str], word: str, sess: _Session):
                               and os.path.isdir(f"/lib/modules/{k}/build"))
         elif kind == "dir":
             yield FILES
+        else:
+            yield from _scope_values(kind, word, sess)
         return
     if word.startswith("-"):
         from lioctl.cli import GLOBAL_FLAGS, GLOBAL_VALUE_OPTIONS
@@ -120,6 +123,13 @@ def verb_candidates(verb: str, words: list[str], word: str, sess: _Session):
         for t in (iscsi.targets if iscsi else {}):
             if t.startswith(word):
                 yield t
+    if verb == "restore" and ("=" in word or positional):
+        key, eq, val = word.partition("=")
+        if eq and key in ("target", "storage_object"):
+            yield from (f"{key}={v}" for v in _scope_values(key, val, sess))
+        elif not eq:
+            yield from (k for k in ("target=", "storage_object=") if k.startswith(word))
+        return
     if verb in VERB_TAKES_FILE and not positional:
         yield FILES
 
@@ -136,6 +146,17 @@ def _without_globals(words: list[str]) -> list[str]:
         elif w not in GLOBAL_FLAGS and not w.startswith(tuple(o + "=" for o in GLOBAL_VALUE_OPTIONS)):
             out.append(w)
     return out
+
+
+def _scope_values(kind: str, word: str, sess: _Session):
+    """restore's scopes: the running targets' WWNs or storage objects' names (the usual case is
+    restoring one of them back to what the file says)."""
+    snap = sess.snap()
+    if kind == "target":
+        names = (fab.spec.display_wwn(t.wwn) for fab in snap.fabrics.values() for t in fab.targets.values())
+    else:
+        names = (so.name for so in snap.storage_objects.values())
+    yield from sorted(n for n in set(names) if n.startswith(word))
 
 
 def candidates(line: str) -> list[str]:

@@ -4,23 +4,65 @@ are left alone (no LUN re-created, no session dropped); --prune removes what the
 
 from __future__ import annotations
 
+import argparse
 import sys
 
 from lioctl import configfs, render
+from lioctl.errors import UsageError
 from lioctl.lock import write_lock
 from lioctl.plan import executor, script
 from lioctl.saveconfig import diff, load, store
-from lioctl.tree import snapshot
+from lioctl.tree import backstores as bs, snapshot, targets as tg
 
 HELP = "apply a saved configuration, changing only what differs"
+
+
+EPILOG = """examples:
+  lioctl restore /etc/target/saveconfig.json
+  lioctl restore --target iqn.2003-01.org.example:t1 --prune   # only that target
+  lioctl restore saved.json storage_object=disk1               # targetcli's key form"""
 
 
 def configure(p):
     p.add_argument("file", nargs="?", default=store.DEFAULT,
                    help=f"the saved configuration (default {store.DEFAULT})")
+    p.add_argument("scope_keys", nargs="*", metavar="target=IQN|storage_object=NAME",
+                   help="targetcli's restoreconfig forms of --target and --storage-object")
     g = p.add_mutually_exclusive_group()
-    g.add_argument("--prune", action="store_true", help="also remove objects the file lacks")
-    g.add_argument("--clear", action="store_true", help="start from an empty configuration")
+    g.add_argument("--prune", action="store_true",
+                   help="also remove objects the file lacks (only within --target/--storage-object if given)")
+    g.add_argument("--clear", action="store_true",
+                   help="start from an empty configuration (only that target/object if scoped)")
+    p.add_argument("--target", metavar="IQN",
+                   help="restore only this target (its TPGs, LUNs, ACLs, portals and the storage "
+                        "objects its LUNs use); every other object and its sessions are left alone")
+    p.add_argument("--storage-object", metavar="NAME",
+                   help="restore only this storage object (NAME or PLUGIN/NAME)")
+    p.epilog = EPILOG
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
+    # `restore FILE --prune target=IQN`: key forms may follow options, as in targetcli
+    p.parse_args = p.parse_intermixed_args
+
+
+SCOPE_KEYS = {"target": "target", "storage_object": "storage_object"}
+
+
+def scope_of(args) -> dict:
+    """--target/--storage-object, or targetcli's target=IQN storage_object=NAME tokens (which
+    may stand where FILE goes: `restore target=IQN` restores from the default file)."""
+    tokens = list(args.scope_keys)
+    if args.file and "=" in args.file and args.file.split("=", 1)[0] in SCOPE_KEYS:
+        tokens.insert(0, args.file)
+        args.file = store.DEFAULT
+    out = {"target": args.target, "storage_object": args.storage_object}
+    for tok in tokens:
+        key, eq, value = tok.partition("=")
+        if not eq or key not in SCOPE_KEYS or not value:
+            raise UsageError(f"lioctl restore: {tok!r} is not target=IQN or storage_object=NAME")
+        if out[key] not in (None, value):
+            raise UsageError(f"lioctl restore: {key} given twice ({out[key]} and {value})")
+        out[key] = value
+    return {k: v for k, v in out.items() if v}
 
 
 def compute(args, loaded=None):
@@ -28,6 +70,9 @@ def compute(args, loaded=None):
     has it already (the large configuration's file takes seconds to check under emulation)."""
     desired, unknown = loaded or load.read(args.file)
     snap = snapshot.read()
+    scope = args.scope if hasattr(args, "scope") else scope_of(args)
+    if scope:
+        return _compute_scoped(args, snap, desired, scope), unknown
     if args.clear:
         ch = diff.Change(diff.plan_clear(snap))
         ch.lines.append("- everything (--clear)")
@@ -36,6 +81,25 @@ def compute(args, loaded=None):
         ch.lines += [ln for ln in rest.lines]
         return ch, unknown
     return diff.plan_restore(snap, desired, prune=args.prune), unknown
+
+
+def _compute_scoped(args, snap, desired, scope) -> diff.Change:
+    view, part, label = diff.scope(snap, desired, **scope)
+    if args.clear:  # remove what is in scope, then make it as the file has it
+        ch = diff.Change(tg.plan_delete_targets(list(view.targets())))
+        for so in view.storage_objects.values():
+            for lun in so.luns:  # LUNs of other targets: check_within refuses them below
+                if lun.path not in ch.plan.removed:
+                    ch.plan.extend(tg.plan_delete_lun(lun))
+        ch.plan.extend(bs.plan_remove_objects(snap, list(view.storage_objects.values())))
+        ch.lines.append(f"- {label} (--clear)")
+        rest = diff.plan_restore(snapshot.Snapshot(mounted=snap.mounted), part)
+        ch.plan.extend(rest.plan)
+        ch.lines += rest.lines
+    else:
+        ch = diff.plan_restore(view, part, prune=args.prune)
+    diff.check_within(ch, view, label)
+    return ch
 
 
 def progress_printer():
@@ -60,6 +124,7 @@ def _serve_user_backstores() -> None:
 
 
 def run(args) -> int:
+    args.scope = scope_of(args)  # usage errors first; `restore target=IQN` reads the default file
     if args.dry_run:
         ch, unknown = compute(args)
         load.report_unknown(unknown)

@@ -37,6 +37,19 @@ def _short(path: str) -> str:
 
 def execute(plan: Plan, progress: Callable[[int, int], None] | None = None, *,
             fault_hook: bool = True) -> int:
+    """_execute, recorded in the `logfile` preference's log when one is set."""
+    from lioctl import oplog
+    try:
+        n = _execute(plan, progress, fault_hook=fault_hook)
+    except PlanFailed as e:
+        oplog.failed(plan, e)
+        raise
+    oplog.applied(plan)
+    return n
+
+
+def _execute(plan: Plan, progress: Callable[[int, int], None] | None = None, *,
+             fault_hook: bool = True) -> int:
     """Run every operation; return how many ran. On any failure (an OSError, a LioError, any
     other exception, Ctrl-C) roll back what ran and raise: PlanFailed, or the interrupt itself
     once rolled back. A run of adjacent ops the planner marked concurrent runs on threads, all

@@ -463,3 +463,68 @@ def plan_clear(snap: Snapshot) -> Plan:
         if os.path.isdir(da) and configfs.read(da + "/enforce_discovery_auth") == "1":
             plan.write(da + "/enforce_discovery_auth", "0")
     return plan
+
+
+def scope(snap: Snapshot, desired: dict, target: str | None = None,
+          storage_object: str | None = None) -> tuple[Snapshot, dict, str]:
+    """The part of both configurations that `restore target=IQN storage_object=NAME` may touch,
+    as targetcli's restoreconfig scopes it: one target (with its TPGs, LUNs, ACLs and portals,
+    plus the storage objects its LUNs use) and/or one storage object. Everything else is left
+    out of both sides, so it is neither changed nor pruned. Returns (running part, file part,
+    a label naming the scope)."""
+    from dataclasses import replace
+    want_targets, so_keys, labels = [], set(), []
+    file_sos = {(s["plugin"], s["name"]): s for s in desired.get("storage_objects", [])}
+    if target:
+        want_targets = [t for t in desired.get("targets", []) if t["wwn"].lower() == target.lower()]
+        if not want_targets:
+            names = ", ".join(t["wwn"] for t in desired.get("targets", [])) or "none"
+            raise LioError(f"target {target} is not in the file (its targets: {names})")
+        for tw in want_targets:
+            for tpg in tw.get("tpgs", []):
+                for lw in tpg.get("luns", []):
+                    so_keys.add(_so_key(lw["storage_object"]))
+        labels.append(f"target {target}")
+    if storage_object:
+        wanted = storage_object.removeprefix("/backstores/").strip("/")
+        hits = [k for k in file_sos if wanted in (k[1], f"{k[0]}/{k[1]}", f"{k[0].split(':')[0]}/{k[1]}")]
+        if not hits:
+            raise LioError(f"storage object {storage_object} is not in the file")
+        if len(hits) > 1:
+            raise LioError(f"storage object name {storage_object} is ambiguous in the file "
+                           f"({', '.join('/'.join(k) for k in hits)}): give PLUGIN/NAME")
+        so_keys.add(hits[0])
+        labels.append(f"storage object {'/'.join(hits[0])}")
+    part = {"storage_objects": [s for k, s in file_sos.items() if k in so_keys],
+            "targets": want_targets, "fabric_modules": []}
+    view = Snapshot(mounted=snap.mounted,
+                    storage_objects={k: so for k, so in snap.storage_objects.items() if k in so_keys})
+    for tw in want_targets:
+        fab = snap.fabrics.get(tw["fabric"])
+        t = fab.targets.get(spec_for(tw["fabric"]).cfs_wwn(tw["wwn"])) if fab else None
+        if t is not None:
+            kept = view.fabrics.setdefault(fab.name, replace(fab, targets={}))
+            kept.targets[t.wwn] = t
+    return view, part, " and ".join(labels)
+
+
+def check_within(ch: Change, view: Snapshot, label: str) -> None:
+    """A scoped restore must not remove or rewrite anything outside its scope: a storage object
+    it has to re-create while LUNs of other targets use it would take those LUNs along."""
+    from lioctl.plan import Rmdir, Unlink
+    inside = set(ch.plan.made)
+    for so in view.storage_objects.values():
+        inside |= {so.path, os.path.dirname(so.path)}
+    for t in view.targets():
+        inside.add(t.path)
+    for op in ch.plan:
+        if not isinstance(op, (Rmdir, Unlink, Write)):
+            continue
+        p = op.path
+        while p not in inside and p not in ("/", ""):
+            p = os.path.dirname(p)
+        if p not in inside:
+            short = op.path[len(configfs.ROOT) + 1:] if op.path.startswith(configfs.ROOT) else op.path
+            raise LioError(f"restoring only {label} would also change {short}, which is outside it "
+                           "(a storage object it needs must be re-created while other targets use "
+                           "it); restore without a scope, or remove those LUNs first")

@@ -149,8 +149,8 @@ class ShellSession:
                 if not v.isdigit():
                     raise LioError(f"{k} wants a number")
                 self.prefs[k] = int(v)
-            elif k == "editing_mode" and v not in ("emacs", "vi"):
-                raise LioError("editing_mode is emacs or vi")
+            elif k in prefs.CHOICES and v not in prefs.CHOICES[k]:
+                raise LioError(f"{k} is one of {', '.join(prefs.CHOICES[k])}")
             else:
                 self.prefs[k] = v
         prefs.save(self.prefs)
@@ -187,9 +187,12 @@ class ShellSession:
             if tokens[0].startswith(("/", ".")) and len(tokens) == 1:
                 self.builtin(["cd", tokens[0]])  # a path alone moves there, as in targetcli
                 return 0
+            before = self._children_before_create(tokens)
             rc = dispatch.run_tokens(tokens, self.opts, self.cwd)
             if tokens == ["help"] and not self.opts.json:
                 print(SHELL_HELP)
+            if before is not None and rc == 0:
+                self._cd_to_created(*before)
             return rc
         finally:
             self.refresh()
@@ -213,6 +216,22 @@ class ShellSession:
         except LioError as e:
             print(f"lioctl: configuration not saved on exit: {e}", file=sys.stderr)
             return e.exit_code
+
+    def _children_before_create(self, tokens: list[str]):
+        """With the auto_cd_after_create preference (targetcli's), remember what a create's
+        node holds, so the shell can move into the one new child afterwards."""
+        path, cmd, _ = dispatch.split_path(tokens)
+        if cmd != "create" or not self.prefs.get("auto_cd_after_create") or self.opts.dry_run:
+            return None
+        node = resolve(resolve(self.root(), self.cwd), path or ".")
+        return node.path, {c.name for c in node.children()}
+
+    def _cd_to_created(self, path: str, names: set[str]) -> None:
+        self.refresh()
+        node = resolve(self.root(), path)
+        new = [c for c in node.children() if c.name not in names]
+        if len(new) == 1:
+            self.prev_cwd, self.cwd = self.cwd, new[0].path
 
     def prompt_text(self):
         return [("class:prompt", f"{short_path(self.cwd)}> ")]

@@ -6,16 +6,18 @@ rtslib read what lioctl makes and the other way round.
 
 from __future__ import annotations
 
+import errno
 import os
 import re
+import shlex
 import stat
 from dataclasses import dataclass, field
 
 from lioctl import configfs, wwn as wwnmod
 from lioctl.errors import LioError
 from lioctl.names import check_object_name
-from lioctl.plan import CreateFile, Modprobe, Plan, ServeUser
-from lioctl.plan.ops import Incomplete, Op, Rmdir, capture, restore
+from lioctl.plan import CreateFile, Modprobe, Op, Plan, ServeUser, Write
+from lioctl.plan.ops import Incomplete, Rmdir, capture, restore
 from lioctl.tree.snapshot import HBA_OF_PLUGIN, Snapshot, StorageObject
 from lioctl.units import parse_size
 
@@ -143,15 +145,40 @@ def plan_fileio(snap: Snapshot, name: str, file: str, size=None, write_back: boo
     return plan
 
 
+@dataclass(frozen=True)
+class CheckSharedOpen(Op):
+    """exclusive=0 in a block object's control is new in Linux 6.17; older kernels ignore it and
+    open the device exclusively all the same. So, as rtslib does, read back what the kernel made
+    of it (its info shows `exclusive: 0`) before enabling, and fail (rolled back) otherwise."""
+
+    def apply(self):
+        info = configfs.read(self.path + "/info", "") or ""
+        if not re.search(r"\bexclusive:\s*0\b", info):
+            raise LioError("this kernel always opens a block backstore's device exclusively "
+                           "(exclusive=false needs Linux 6.17 or newer)")
+        return None
+
+    def sh(self):
+        q = shlex.quote(self.path + "/info")
+        return (f"grep -q 'exclusive: 0' {q} || "
+                "{ echo 'exclusive=false needs Linux 6.17 or newer' >&2; exit 1; }")
+
+    def describe(self):
+        return f"check that {self.path} opens its device shared"
+
+
 def plan_block(snap: Snapshot, name: str, dev: str, readonly: bool | None = None,
-               wwn: str | None = None, model_alias: bool = True, hba: str | None = None) -> Plan:
+               wwn: str | None = None, model_alias: bool = True, hba: str | None = None,
+               exclusive: bool | None = None) -> Plan:
+    """exclusive: None leaves the kernel's default (the device opened exclusively); False
+    shares it with other openers (Linux 6.17+), so another backstore may use it too."""
     check_new_name(snap, "block", name)
     if not os.path.exists(dev):
         raise LioError(f"block device {dev} does not exist")
     if not _is_block(dev):
         raise LioError(f"{dev} is not a block device")
     used = devices_in_use(snap)
-    if os.path.realpath(dev) in used:
+    if os.path.realpath(dev) in used and exclusive is not False:
         so = used[os.path.realpath(dev)]
         raise LioError(f"device {dev} is already used by backstore {so.plugin}/{so.name}")
     if readonly is None:  # auto-detect, as an admin would expect of a read-only device
@@ -160,6 +187,10 @@ def plan_block(snap: Snapshot, name: str, dev: str, readonly: bool | None = None
     plan, path = _start(snap, "block", name, hba)
     plan.write(f"{path}/control", f"udev_path={dev}", undoable=False)
     plan.write(f"{path}/control", f"readonly={int(bool(readonly))}", undoable=False)
+    if exclusive is not None:
+        plan.write(f"{path}/control", f"exclusive={int(exclusive)}", undoable=False)
+        if not exclusive:
+            plan.add(CheckSharedOpen(path))
     plan.write(f"{path}/udev_path", dev, undoable=False)
     plan.write(f"{path}/enable", "1", undoable=False)
     _common_tail(plan, path, wwn=wwn, model_alias=model_alias)
@@ -219,18 +250,47 @@ def plan_pscsi(snap: Snapshot, name: str, dev: str, hba: str | None = None) -> P
 TCMU_BEFORE_ENABLE = ("max_data_area_mb", "data_pages_per_blk", "cmd_ring_size_mb", "emulate_write_cache",
                       "cmd_time_out", "qfull_time_out")
 TCMU_CONTROL_ATTRS = ("dev_config", "dev_size", "nl_reply_supported")
+# what `control=` may hand to a user backstore's control file (targetcli/rtslib pass it on as
+# is; the kernel silently ignores keys it does not know, so lioctl names the ones it takes)
+TCMU_CONTROL_KEYS = ("max_data_area_mb", "data_pages_per_blk", "cmd_ring_size_mb", "hw_block_size",
+                     "hw_max_sectors")
+
+
+def parse_control(control: str) -> list[tuple[str, str]]:
+    """'max_data_area_mb=64,hw_block_size=4096' -> pairs, each key one the kernel takes."""
+    pairs = []
+    for item in control.split(","):
+        key, eq, value = item.strip().partition("=")
+        if key in ("dev_config", "dev_size"):
+            raise LioError(f"control: {key} comes from the cfgstring and size arguments")
+        if key == "nl_reply_supported":
+            raise LioError("control: lioctl sets nl_reply_supported itself (-1: enable never "
+                           "waits for a handler's reply)")
+        if not eq or key not in TCMU_CONTROL_KEYS:
+            raise LioError(f"control: {item.strip()!r} is not KEY=VALUE with KEY one of "
+                           f"{', '.join(TCMU_CONTROL_KEYS)}")
+        if not value.isdigit() or int(value) == 0:
+            raise LioError(f"control: {key}={value!r} is not a positive number")
+        if key in dict(pairs):
+            raise LioError(f"control: {key} given twice")
+        pairs.append((key, value))
+    return pairs
 
 
 def plan_user(snap: Snapshot, name: str, size, config: str, subtype: str | None = None,
               wwn: str | None = None, hw_max_sectors: int | None = None,
               model_alias: bool = True, hba: str | None = None, validate: bool = True,
               write_back: bool | None = True, attributes: dict | None = None,
-              create_missing: bool = True) -> Plan:
+              create_missing: bool = True, control: str | None = None) -> Plan:
     """TCMU backstore; dev_config is '<subtype>/<config>' and nl_reply_supported=-1 goes in
     before enable so enabling never waits for a netlink reply. A missing lioctl_file backing
     file is created sparse (like fileio). `attributes` (from a saved file) that the kernel
-    only takes before enable are written before it; the rest are the caller's."""
+    only takes before enable are written before it; the rest are the caller's. `control`
+    (targetcli's control=) goes to the control file before enable."""
     check_new_name(snap, "user", name)
+    pairs = parse_control(control) if control else []
+    if hw_max_sectors and "hw_max_sectors" in dict(pairs):
+        raise LioError("hw_max_sectors given both as a parameter and in control=")
     size_bytes = parse_size(size)
     from lioctl.tcmu import config as tcmu_config
     subtype = subtype or tcmu_config.DEFAULT_SUBTYPE
@@ -253,8 +313,12 @@ def plan_user(snap: Snapshot, name: str, size, config: str, subtype: str | None 
         # the kernel's default (128 sectors = 64 KiB) splits every large I/O into 64 KiB
         # commands, each a round trip through the ring; 1 MiB fits the data area many times
         hw_max_sectors = tcmu_config.DEFAULT_HW_MAX_SECTORS
+    if "hw_max_sectors" in dict(pairs):
+        hw_max_sectors = None
     if hw_max_sectors:
         plan.write(f"{path}/control", f"hw_max_sectors={int(hw_max_sectors)}", undoable=False)
+    if pairs:
+        plan.write(f"{path}/control", ",".join(f"{k}={v}" for k, v in pairs), undoable=False)
     plan.write(f"{path}/control", "nl_reply_supported=-1", undoable=False)
     attributes = dict(attributes or {})
     if write_back is not None and "emulate_write_cache" not in attributes:
@@ -391,3 +455,42 @@ def plan_recreate(made: dict, hba: str) -> Plan:
                      hw_max_sectors=made.get("hw_max_sectors"), model_alias=False, hba=hba,
                      validate=False, write_back=None, attributes=made.get("attributes"),
                      create_missing=False)
+
+
+class ReconfigWrite(Write):
+    """A write to a served user backstore's dev_config or dev_size: the kernel hands it to the
+    handler as a RECONFIG event, and refuses it (ESRCH) when no handler listens for them."""
+
+    def apply(self):
+        try:
+            return super().apply()
+        except OSError as e:
+            if e.errno != errno.ESRCH:
+                raise
+            short = self.path[len(configfs.ROOT) + 1:] if self.path.startswith(configfs.ROOT) else self.path
+            raise LioError(f"{short}: no TCMU handler is listening for the change "
+                           "(start tcmu-runner, or lioctl's handler for its subtypes)") from None
+
+
+def plan_change_medium(so: StorageObject, handler: str, cfgstring: str, size: int) -> Plan:
+    """targetcli's changemedium: a new config (medium) and size for a user backstore that stays
+    exported. A missing lioctl_file backing file is made sparse, as at create."""
+    from lioctl.tcmu import config as tcmu_config
+    plan = Plan()
+    new_cfg = f"{handler}/{cfgstring}"
+    changes = []
+    if new_cfg != so.user_config:
+        changes.append(ReconfigWrite(f"{so.path}/attrib/dev_config", new_cfg))
+    if size != so.size:
+        changes.append(ReconfigWrite(f"{so.path}/attrib/dev_size", str(size)))
+    if not changes:
+        return plan
+    if handler == "lioctl_file":
+        path = tcmu_config.split_options(cfgstring)[1]
+        if not os.path.exists(path):
+            plan.add(CreateFile(path, size, True))
+    if handler in tcmu_config.SUBTYPES:
+        plan.add(ServeUser(f"{so.hba}/{so.name}"))   # the handler must be up to hear it
+    for op in changes:
+        plan.add(op)
+    return plan

@@ -7,6 +7,7 @@ writes return a Result with a Plan that the CLI runs under the write lock.
 
 from __future__ import annotations
 
+import glob
 import inspect
 import os
 from dataclasses import dataclass, field
@@ -219,6 +220,19 @@ class Node:
         Example: pwd"""
         return Result(data={"path": self.path}, text=self.path)
 
+    def ui_refresh(self):
+        """Re-read the configuration from configfs, as targetcli's refresh does. lioctl reads it
+        afresh for every command (the shell after every command too), so this only shows what
+        is there now, e.g. after another tool changed it: `refresh`."""
+        from lioctl.tree import snapshot
+        snap = self.ctx.snap = snapshot.read()
+        node = resolve(Root(self.ctx), self.path)
+        counts = {"storage_objects": len(snap.storage_objects),
+                  "targets": sum(1 for _ in snap.targets()), "children": len(node.children())}
+        return Result(data={"path": self.path, **counts},
+                      text=f"{self.path}: re-read configfs: {counts['storage_objects']} storage "
+                           f"object(s), {counts['targets']} target(s); {counts['children']} here")
+
 
 def split_doc(doc: str) -> tuple[str, list[str]]:
     """A command's docstring: its text, and the commands of its `Example:` lines."""
@@ -340,7 +354,18 @@ class Backstores(Node):
     kind = "backstores"
 
     def children(self):
-        return [BackstoreKind(self.ctx, self, p) for p in bs.PLUGINS]
+        return [BackstoreKind(self.ctx, self, p) for p in bs.PLUGINS] + \
+            [UserHandlerKind(self.ctx, self, f"user:{h}") for h in user_handlers(self.ctx.snap)]
+
+    def child(self, name: str):
+        if name in bs.PLUGINS:  # the usual case, without looking for TCMU handlers
+            return BackstoreKind(self.ctx, self, name)
+        found = super().child(name)
+        if found is None and name.startswith("user:"):
+            from lioctl.tcmu import config as tcmu_config
+            if name[5:] in tcmu_config.SUBTYPES + tcmu_config.TCMU_RUNNER_SUBTYPES:
+                return UserHandlerKind(self.ctx, self, name)
+        return found
 
 
 class BackstoreKind(Node):
@@ -378,6 +403,16 @@ class BackstoreKind(Node):
         return fn(*sig.args, **sig.kwargs)
     ui_create.writes = True
 
+    def ui_help(self, command: str | None = None):
+        """Show the commands available here, or one command's usage."""
+        fn = getattr(self, f"_create_{self.name}", None)
+        if command != "create" or fn is None:
+            return super().ui_help(command)
+        # create dispatches on the kind: show that kind's own parameters and help
+        u = usage("create", fn)
+        doc = inspect.getdoc(fn) or inspect.getdoc(self.ui_create) or ""
+        return Result(data={"command": "create", "usage": u, "help": doc}, text=f"{u}\n  {doc}")
+
     def _model_alias(self):
         return bool(self.ctx.pref("export_backstore_name_as_model", True))
 
@@ -391,13 +426,16 @@ class BackstoreKind(Node):
                               _b(sparse, "sparse"), wwn, self._model_alias())
         return Result(plan=plan, message=f"Created fileio {name} with file {file_or_dev}")
 
-    def _create_block(self, name, dev, readonly=None, wwn=None):
+    def _create_block(self, name, dev, readonly=None, wwn=None, exclusive=None):
         """Create block storage object NAME on block device DEV (read-only devices are
-        detected; readonly=true forces it).
+        detected; readonly=true forces it); exclusive=false shares the device with other
+        openers (Linux 6.17+).
         Example: /backstores/block create disk1 /dev/sdb
-        Example: /backstores/block create vol1 /dev/vg0/vol1 readonly=true"""
+        Example: /backstores/block create vol1 /dev/vg0/vol1 readonly=true
+        Example: /backstores/block create b1 /dev/sdb exclusive=false"""
         plan = bs.plan_block(self.ctx.snap, name, dev, None if readonly is None else _b(readonly, "readonly"),
-                             wwn, self._model_alias())
+                             wwn, self._model_alias(),
+                             exclusive=None if exclusive is None else _b(exclusive, "exclusive"))
         return Result(plan=plan, message=f"Created block storage object {name} using {dev}")
 
     def _create_ramdisk(self, name, size, nullio="false", wwn=None):
@@ -417,26 +455,119 @@ class BackstoreKind(Node):
                       message=f"Created pscsi storage object {name} using {dev}")
 
     def _create_user(self, name, size, cfgstring, subtype=None, wwn=None, hw_max_sectors=None,
-                     write_back=None):
+                     write_back=None, control=None):
         """Create user (TCMU) storage object NAME of SIZE. CFGSTRING is the handler's
         configuration; subtype picks the handler (lioctl_file by default: CFGSTRING is a file or
-        block device, a missing file is created sparse; lioctl_ram; or a tcmu-runner handler).
+        block device, a missing file is created sparse; lioctl_ram; or a tcmu-runner handler);
+        control= is targetcli's string for the kernel's control file.
         Example: /backstores/user create disk1 10G /srv/disk1.img
-        Example: /backstores/user create rbd1 10G rbd/pool/image subtype=rbd"""
+        Example: /backstores/user create rbd1 10G rbd/pool/image subtype=rbd
+        Example: /backstores/user create u1 1G /srv/u1.img control=max_data_area_mb=64"""
         plan = bs.plan_user(self.ctx.snap, name, size, cfgstring, subtype, wwn,
                             int(hw_max_sectors) if hw_max_sectors else None, self._model_alias(),
-                            write_back=True if write_back is None else _b(write_back, "write_back"))
+                            write_back=True if write_back is None else _b(write_back, "write_back"),
+                            control=control)
         return Result(plan=plan, message=f"Created user storage object {name} size {size}")
 
     @writes
-    def ui_delete(self, name: str):
-        """Delete storage object NAME (refused while a LUN uses it, unless --force).
-        Example: /backstores/fileio delete disk1"""
-        so = self.ctx.snap.so(self.name, name)
-        if so is None:
+    def ui_delete(self, name: str, save: str | None = None):
+        """Delete storage object NAME (refused while a LUN uses it, unless --force); save=true
+        also drops it (and the LUNs on it) from the saved configuration, as targetcli's does.
+        Example: /backstores/fileio delete disk1
+        Example: /backstores/fileio delete disk1 save=true"""
+        so = self.ctx.snap.so(self.name.split(":")[0], name)
+        if so is None or so not in self.objects():
             raise LioError(f"backstore {self.name}/{name} does not exist")
-        return Result(plan=bs.plan_delete(self.ctx.snap, so, self.ctx.force),
-                      message=f"Deleted storage object {name}.")
+        result = Result(plan=bs.plan_delete(self.ctx.snap, so, self.ctx.force),
+                        message=f"Deleted storage object {name}.")
+        if save is not None and _b(save, "save"):
+            result.after = lambda: _forget_saved(so, self.ctx)
+        return result
+
+
+TCMU_RUNNER_HANDLER_DIRS = ("/usr/lib*/tcmu-runner", "/usr/lib/*/tcmu-runner", "/usr/local/lib*/tcmu-runner")
+
+
+def user_handlers(snap: Snapshot) -> list[str]:
+    """The user:HANDLER nodes targetcli would show (it asks tcmu-runner over D-Bus): lioctl's own
+    subtypes, tcmu-runner's installed handlers, and any subtype a user backstore uses."""
+    from lioctl.tcmu import config as tcmu_config
+    names = set(tcmu_config.SUBTYPES)
+    for d in TCMU_RUNNER_HANDLER_DIRS:
+        for so_file in glob.glob(f"{d}/handler_*.so"):
+            names.add(os.path.basename(so_file)[len("handler_"):-len(".so")])
+    for so in snap.storage_objects.values():
+        if so.plugin == "user" and so.user_config:
+            names.add(so.user_config.split("/", 1)[0])
+    return sorted(names)
+
+
+class UserHandlerKind(BackstoreKind):
+    """/backstores/user:HANDLER, targetcli's view of the user backstores of one TCMU handler."""
+    kind = "backstore-kind"
+
+    @property
+    def handler(self) -> str:
+        return self.name.split(":", 1)[1]
+
+    def objects(self):
+        return [so for so in self.ctx.snap.storage_objects.values()
+                if so.plugin == "user" and (so.user_config or "").split("/", 1)[0] == self.handler]
+
+    @writes
+    def ui_create(self, name: str, size: str, cfgstring: str, wwn: str | None = None,
+                  hw_max_sectors: str | None = None, control: str | None = None,
+                  write_back: str | None = None):
+        """Create a user backstore served by this handler: CFGSTRING is the handler's config,
+        control= targetcli's control-file string, e.g. at /backstores/user:lioctl_file:
+        `create u1 1G /srv/u1.img control=max_data_area_mb=64`."""
+        return self._create_user(name, size, cfgstring, self.handler, wwn, hw_max_sectors,
+                                 write_back, control)
+
+    @writes
+    def ui_changemedium(self, name: str, size: str, cfgstring: str):
+        """Give user backstore NAME another medium (CFGSTRING) and SIZE while it stays exported,
+        as targetcli's changemedium does: the kernel passes the change to the handler serving
+        it (a RECONFIG event). E.g. `changemedium u1 2G /srv/other.img`."""
+        from lioctl.tcmu import config as tcmu_config
+        from lioctl.units import parse_size
+        so = self.ctx.snap.so("user", name)
+        if so is None or so not in self.objects():
+            raise LioError(f"backstore {self.name}/{name} does not exist")
+        size_bytes = parse_size(size)
+        others = [o.user_config for o in self.ctx.snap.storage_objects.values()
+                  if o.plugin == "user" and o is not so]
+        tcmu_config.validate(self.handler, cfgstring, size_bytes, others)
+        plan = bs.plan_change_medium(so, self.handler, cfgstring, size_bytes)
+        return Result(plan=plan, message=f"{self.path}/{name}: medium {cfgstring}, size {size}"
+                      if plan else f"{self.path}/{name} already has that medium and size")
+
+
+def _forget_saved(so: StorageObject, ctx: Context) -> None:
+    """After `delete NAME save=true`: the saved configuration without that object, the LUNs on
+    it and the mapped LUNs to those; the rest of the file is kept as it is (rtslib drops the
+    whole target that had such a LUN). Backups rotate as with save."""
+    import json
+    import sys
+    from lioctl.saveconfig import store
+    ref = f"/backstores/{so.plugin}/{so.name}"
+    try:
+        with open(store.DEFAULT) as f:
+            config = json.load(f)
+    except FileNotFoundError:
+        print(f"lioctl: note: no {store.DEFAULT} to drop {ref} from", file=sys.stderr)
+        return
+    except (OSError, ValueError) as e:
+        raise LioError(f"{store.DEFAULT}: cannot update it: {e}") from None
+    config["storage_objects"] = [s for s in config.get("storage_objects", [])
+                                 if (s.get("plugin"), s.get("name")) != (so.plugin, so.name)]
+    for t in config.get("targets", []):
+        for tpg in t.get("tpgs", []):
+            gone = {lw.get("index") for lw in tpg.get("luns", []) if lw.get("storage_object") == ref}
+            tpg["luns"] = [lw for lw in tpg.get("luns", []) if lw.get("index") not in gone]
+            for acl in tpg.get("node_acls", []):
+                acl["mapped_luns"] = [m for m in acl.get("mapped_luns", []) if m.get("tpg_lun") not in gone]
+    store.save(config, store.DEFAULT, int(ctx.pref("backup_count", 10)))
 
 
 class StorageObjectNode(Node):
@@ -949,6 +1080,15 @@ class AclsNode(Node):
             raise LioError(f"ACL {wwn} does not exist in {self.path}")
         return Result(plan=tg.plan_delete_acl(a.acl), message=f"Deleted Node ACL {a.name}.")
 
+    @writes
+    def ui_untag(self, wwn_or_tag: str):
+        """Remove the tag of the ACL named WWN_OR_TAG, or of every ACL with that tag, as targetcli's
+        untag does; they keep their settings. E.g. `untag db-servers`."""
+        tagged = [a for a in self.tpg.acls.values() if wwn_or_tag in (a.wwn, a.tag)]
+        if not tagged:
+            raise LioError(f"no ACL named or tagged {wwn_or_tag} in {self.path}")
+        return _untag_result(self.path, [a for a in tagged if a.tag])
+
 
 class AclNode(Node):
     kind = "acl"
@@ -1014,6 +1154,21 @@ class AclNode(Node):
         plan = Plan()
         plan.write(self.acl.path + "/tag", tag)
         return Result(plan=plan, message=f"{self.path}: tag {tag}")
+
+    @writes
+    def ui_untag(self):
+        """Remove this ACL's tag (targetcli's untag); its settings stay. E.g. `untag`."""
+        return _untag_result(self.path, [self.acl] if self.acl.tag else [])
+
+
+def _untag_result(where: str, acls: list[NodeACL]) -> Result:
+    """The kernel clears a node ACL's tag when "NULL" is written to it (as rtslib does)."""
+    plan = Plan()
+    for a in acls:
+        plan.write(a.path + "/tag", "NULL")
+    names = ", ".join(a.wwn for a in acls)
+    return Result(plan=plan, data={"untagged": [a.wwn for a in acls]},
+                  message=f"{where}: untagged {names}" if acls else f"{where}: no tag to remove")
 
 
 class MappedLunNode(Node):

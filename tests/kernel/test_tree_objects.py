@@ -83,6 +83,6 @@ def test_help_lists_commands_and_usage(lioctl):
     h = js(lioctl("/backstores/fileio", "help", "--json"))
     assert {"create", "delete", "ls", "get", "set", "info"} <= set(h["commands"])
     u = js(lioctl("/backstores/ramdisk", "help", "delete", "--json"))
-    assert u["usage"] == "delete NAME"
+    assert u["usage"] == "delete NAME [save=…]"   # targetcli's save= (drop it from the saved file)
     v = js(lioctl("version", "--json"))
     assert v["kernel_target"] != "not loaded"
