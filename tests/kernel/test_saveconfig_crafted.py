@@ -43,6 +43,8 @@ CRAFTED = {
     "nul_dev": lambda t: ({"storage_objects": [{"name": "f", "plugin": "fileio", "size": 0,
                                                 "dev": str(t) + "/a\0b"}], "targets": []},
                           "storage_objects[0].dev"),
+    "nul_block_dev": lambda t: ({"storage_objects": [{"name": "b", "plugin": "block", "dev": "/dev/loop\0"}],
+                                 "targets": []}, "storage_objects[0].dev"),
     "hw_max_sectors": lambda t: ({"storage_objects": [{"name": "u", "plugin": "user", "size": 1 << 20,
                                                        "config": "lioctl_ram/a", "hw_max_sectors": "abc"}],
                                   "targets": []}, "storage_objects[0].hw_max_sectors"),
@@ -70,7 +72,7 @@ def test_crafted_file_is_refused_before_anything_changes(lioctl, tmp_path, case)
         lioctl("clear", "--yes")
     assert r.returncode == 1, (r.returncode, r.stderr)
     lines = r.stderr.splitlines()
-    assert len(lines) == 1 and lines[0].startswith(f"lioctl: {where}: "), r.stderr
+    assert len(lines) == 1 and lines[0].startswith(f"lioctl: {where}: ") and "\0" not in r.stderr, repr(r.stderr)
     assert _outside(tmp_path) == []
     assert after == before
 
