@@ -52,10 +52,9 @@ def _err(path: str, msg: str):
 
 def _at(path: str, key) -> str:
     """The JSON path of a key; a key that is not a plain word is shown quoted and escaped."""
-    k = key if isinstance(key, str) and names.SETTING_RE.fullmatch(key) else repr(key)
-    if k is key:
-        return f"{path}.{k}" if path else k
-    return f"{path}[{k}]"
+    if isinstance(key, str) and names.SETTING_RE.fullmatch(key):
+        return f"{path}.{key}" if path else key
+    return f"{path}[{key!r}]"
 
 
 def _type(v, t, path, what):
@@ -229,14 +228,14 @@ def check(data) -> tuple[dict, list[str]]:
                 _err(p + ".dev", f"{dev!r} is not a device path the kernel can take (empty or with ',')")
         if plugin == "fileio":
             if not os.path.exists(dev):
-                _err(p + ".dev", f"backing file {dev!r} does not exist")
+                _err(p + ".dev", f"backing file {dev} does not exist")  # dev has no control characters
         if plugin == "block":
             try:
                 st = os.stat(dev)
             except OSError:
-                _err(p + ".dev", f"block device {dev!r} does not exist")
+                _err(p + ".dev", f"block device {dev} does not exist")
             if not stat.S_ISBLK(st.st_mode):
-                _err(p + ".dev", f"{dev!r} is not a block device")
+                _err(p + ".dev", f"{dev} is not a block device")
         if plugin in ("fileio", "ramdisk", "user"):
             _int_range(so.get("size"), 0, S64 - 1, p + ".size", "size")
             if so["size"] == 0 and plugin != "fileio":
