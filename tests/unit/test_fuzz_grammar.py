@@ -7,21 +7,23 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 import shlex
 import time
 
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from lioctl import dispatch, grammar
+from lioctl import configfs, dispatch, grammar
 from lioctl.cli import Options
 from lioctl.errors import LioError, UsageError
+from lioctl.plan import Mkdir, Rmdir, Symlink, Unlink, Write
 
 import test_tree_fake_configfs
 from test_tree_fake_configfs import C1, IQN, LB
 
 root = test_tree_fake_configfs.root  # the populated fake tree, as a fixture of this module
 
-FUZZ = settings(derandomize=True, deadline=None, database=None, max_examples=600,
+FUZZ = settings(derandomize=True, deadline=None, database=None, max_examples=400,
                 suppress_health_check=list(HealthCheck))
 
 QUOTING = st.sampled_from(["'", '"', "\\", "#", " ", "\t", "\n", "\r", "\0", "=", "a", "/", ".", "$", "`", "é"])
@@ -120,6 +122,7 @@ def mutated_lines(draw) -> str:
 def test_fuzz_dispatch_dry_run(root, capsys, monkeypatch):
     n = {"lines": 0, "ran": 0, "plans": 0, "usage errors": 0, "errors": 0}
     odd_values: list[str] = []
+    outside: list[str] = []
     started = time.monotonic()
     real_apply = dispatch.apply
 
@@ -128,6 +131,9 @@ def test_fuzz_dispatch_dry_run(root, capsys, monkeypatch):
             n["plans"] += 1
             odd_values.extend(f"{op.path} <- {op.value!r}" for op in result.plan
                               if isinstance(getattr(op, "value", None), str) and ("\n" in op.value or "\0" in op.value))
+            outside.extend(op.path for op in result.plan if isinstance(op, (Mkdir, Rmdir, Symlink, Unlink, Write))
+                           and (".." in op.path.split("/")
+                                or not os.path.normpath(op.path).startswith(configfs.ROOT + "/")))
         return real_apply(result, opts)
     monkeypatch.setattr(dispatch, "apply", recording_apply)
 
@@ -157,4 +163,5 @@ def test_fuzz_dispatch_dry_run(root, capsys, monkeypatch):
               f"{n['usage errors']} usage errors, {n['errors']} other errors ({time.monotonic() - started:.1f} s)")
         for v in sorted(set(odd_values))[:5]:
             print(f"  finding: a plan writes a value with a newline or NUL: {v}")
+    assert outside == []  # every configfs change a command plans is under configfs.ROOT
     assert n["lines"] >= 100 and n["plans"] > 0 and n["usage errors"] > 0 and n["errors"] > 0
