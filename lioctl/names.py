@@ -54,10 +54,10 @@ def check_setting_name(name: str, what: str = "setting") -> str:
 
 def check_value(value: str, what: str = "value") -> str:
     """A text that goes into a configfs file as one store."""
-    if re.search(r"[\x00-\x1f\x7f]", value):
+    # isprintable: no ASCII control character, and none of Unicode's line separators (U+2028,
+    # U+0085...), which split a listing of changes, nor lone surrogates, which cannot be encoded
+    if not value.isprintable():
         raise LioError(f"{what} {value!r} must not contain a newline, NUL or other control character")
-    if re.search(r"[\ud800-\udfff]", value):
-        raise LioError(f"{what} {value!r} holds a lone surrogate, which is not text")
     if len(value.encode()) > MAX_VALUE:
         raise LioError(f"{what} {value[:20]!r}... is {len(value.encode())} bytes; at most {MAX_VALUE}")
     return value

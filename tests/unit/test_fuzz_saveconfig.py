@@ -33,6 +33,7 @@ COUNTS: dict[str, dict[str, int]] = {}
 NAMES = st.sampled_from(["r0", "r1", "d1", "disk.a", "x:y@z", "u0"])
 IQNS = st.sampled_from([IQN, "iqn.2003-01.org.example:t2", "IQN.2003-01.ORG.EXAMPLE:T3"])
 INITIATORS = st.sampled_from([C1, "iqn.1994-05.com.example:c9", "naa.5001405000000001"])
+BACKING = os.path.abspath(__file__)
 HOSTILE_TEXT = st.sampled_from([
     "", ".", "..", "../../../../tmp", "../x", "/", "a/b", "-r", "core", "version", "a\nb", "a\rb",
     "\0", "x\0y", "\ud800", "\u2028", "\x1b[31m", "a,b", "a b", "\t", "é", "x" * 300, "[::1]",
@@ -60,11 +61,13 @@ HOSTILE = st.one_of(HOSTILE_TEXT, HOSTILE_NUMBER, st.none(), st.booleans(),
 def documents(draw) -> dict:
     sos = []
     for _ in range(draw(st.integers(0, 3))):
-        plugin = draw(st.sampled_from(["ramdisk", "user"]))
+        plugin = draw(st.sampled_from(["ramdisk", "user", "fileio"]))
         so = {"name": draw(NAMES), "plugin": plugin, "size": draw(st.sampled_from([1 << 20, 8 << 20])),
               "attributes": draw(st.dictionaries(st.sampled_from(["block_size", "emulate_tpu", "max_unmap_lba_count"]),
                                                  st.integers(0, 4096), max_size=2)),
               "wwn": draw(st.sampled_from([None, "1234-abcd", "8f2e3c4d-0000-4000-8000-000000000001"]))}
+        if plugin == "fileio":  # a backing file that exists: this test file (the plan only looks at it)
+            so.update(dev=BACKING, size=draw(st.sampled_from([0, 4096, 1 << 30])), write_back=draw(st.booleans()))
         if plugin == "user":
             so.update(config=draw(st.sampled_from(["lioctl_ram/a", "lioctl_ram/b", "rbd/pool/img"])),
                       hw_max_sectors=draw(st.sampled_from([0, 128, 2048])))

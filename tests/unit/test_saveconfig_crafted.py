@@ -98,6 +98,10 @@ TPG = "targets[0].tpgs[0]"
     (lambda c: c["targets"][0]["tpgs"][0]["node_acls"][0].update(tag="a\nb"),
      TPG + ".node_acls[0].tag", "newline"),
     (lambda c: c["fabric_modules"][0].update(discovery_userid="a\0b"), "fabric_modules[0].discovery_userid", "NUL"),
+    # found by test_fuzz_saveconfig.py: a Unicode line separator split the listing of changes
+    (lambda c: c["fabric_modules"][0].update(discovery_userid="\u2028"), "fabric_modules[0].discovery_userid", "newline"),
+    (lambda c: c["targets"][0]["tpgs"][0]["parameters"].update(TargetAlias="a\x85b"),
+     TPG + ".parameters.TargetAlias", "newline"),
     (lambda c: c["storage_objects"][0].update(wwn="serial\nx"), "storage_objects[0].wwn", "newline"),
     (lambda c: c["targets"][0]["tpgs"][0].update(enable=7), TPG + ".enable", "true/false"),
     (lambda c: c["storage_objects"][0]["alua_tpgs"][0].update(preferred=10 ** 30),
