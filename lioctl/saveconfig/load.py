@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import re
 import stat
 import sys
 
@@ -260,8 +261,8 @@ def check(data) -> tuple[dict, list[str]]:
                 _err(q + ".name", f"duplicate ALUA group {gname}")
             groups.add(gname)
             _int_range(a.get("tg_pt_gp_id", 0), 0, 65535, q + ".tg_pt_gp_id", "tg_pt_gp_id")
-            for k, v in a.items():
-                if k != "name" and v is not None:
+            for k, v in a.items():  # unknown keys are reported, not applied: not checked
+                if k in KNOWN["alua"] and k != "name" and v is not None:
                     _int_range(v, 0, U64, _at(q, k), k)
         alua_groups[(plugin, name)] = groups | {"default_tg_pt_gp"}
     tseen = set()
@@ -318,10 +319,14 @@ def check(data) -> tuple[dict, list[str]]:
                 _type(portal, dict, r, "a portal")
                 _unknown(portal, "portal", r, warnings)
                 ip = _type(portal.get("ip_address"), str, r + ".ip_address", "ip_address")
+                bare = ip[1:-1] if ip.startswith("[") and ip.endswith("]") else ip
                 try:
-                    ipaddress.ip_address(ip[1:-1] if ip.startswith("[") and ip.endswith("]") else ip)
+                    ipaddress.ip_address(bare)
                 except ValueError:
                     _err(r + ".ip_address", f"{ip!r} is not an IP address")
+                # Python takes any text as an IPv6 scope (fe80::1%<newline>): an interface name only
+                if "%" in bare and not re.fullmatch(r"[A-Za-z0-9_.:-]{1,15}", bare.partition("%")[2]):
+                    _err(r + ".ip_address", f"{ip!r} has a scope that is not an interface name")
                 _int_range(portal.get("port"), 1, 65535, r + ".port", "port")
                 for key in ("iser", "offload"):
                     _flag(portal, key, r)

@@ -37,7 +37,7 @@ BACKING = os.path.abspath(__file__)
 HOSTILE_TEXT = st.sampled_from([
     "", ".", "..", "../../../../tmp", "../x", "/", "a/b", "-r", "core", "version", "a\nb", "a\rb",
     "\0", "x\0y", "\ud800", "\u2028", "\x1b[31m", "a,b", "a b", "\t", "é", "x" * 300, "[::1]",
-    "0.0.0.0", "::", "fe80::1%eth0", "fe80::1%../x", "lioctl_ram/a,b", "lioctl_ram/a\nb",
+    "0.0.0.0", "::", "fe80::1%eth0", "fe80::1%../x", "fe80::1%a\nb", "[fe80::1%\0]", "lioctl_ram/a,b", "lioctl_ram/a\nb",
     "lioctl_file/rel", "lioctl_file//dev/null", "nosuch/x", "/backstores/ramdisk/r0",
     "/backstores/../../r0", "default_tg_pt_gp", "NaN", "1e999", "9" * 30,
 ]) | st.text(max_size=8)
