@@ -374,7 +374,7 @@ def check(data) -> tuple[dict, list[str]]:
             _err(p + ".name", f"duplicate fabric module {fm['name']}")
         fseen.add(fm["name"])
         for k, v in fm.items():
-            if k.startswith("discovery_") and k != "discovery_enable_auth" and v is not None:
+            if k in KNOWN["fabric"] and k.startswith("discovery_") and k != "discovery_enable_auth" and v is not None:
                 _secret(v, _at(p, k), k) if "password" in k else _text(v, _at(p, k), k)
         _flag(fm, "discovery_enable_auth", p)
     return data, warnings

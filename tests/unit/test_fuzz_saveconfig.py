@@ -39,7 +39,7 @@ HOSTILE_TEXT = st.sampled_from([
     "\0", "x\0y", "\ud800", "\u2028", "\x1b[31m", "a,b", "a b", "\t", "é", "x" * 300, "[::1]",
     "0.0.0.0", "::", "fe80::1%eth0", "fe80::1%../x", "fe80::1%a\nb", "[fe80::1%\0]", "lioctl_ram/a,b", "lioctl_ram/a\nb",
     "lioctl_file/rel", "lioctl_file//dev/null", "nosuch/x", "/backstores/ramdisk/r0",
-    "/backstores/../../r0", "default_tg_pt_gp", "NaN", "1e999", "9" * 30,
+    "/backstores/../../r0", "default_tg_pt_gp", "discovery_\n", "NaN", "1e999", "9" * 30,
 ]) | st.text(max_size=8)
 HOSTILE_NUMBER = st.sampled_from([0, -1, 1, 65535, 65536, 1 << 32, 1 << 63, 1 << 64, 10 ** 30, -(10 ** 30),
                                   1.5, -0.0, float("inf"), float("-inf"), float("nan")]) | st.integers()

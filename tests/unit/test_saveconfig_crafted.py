@@ -124,13 +124,15 @@ TPG = "targets[0].tpgs[0]"
     (lambda c: c["targets"][0]["tpgs"][0].update({"a\nb": 1}), "", ""),  # only a warning: see below
     # found by test_fuzz_saveconfig.py: an unknown ALUA key's name went raw into the message
     (lambda c: c["storage_objects"][0]["alua_tpgs"][0].update({"a\nb": "x"}), "", ""),
+    (lambda c: c["fabric_modules"][0].update({"discovery_\n": 5}), "", ""),
 ])
 def test_crafted_fields_are_refused_naming_the_json_path(mutate, where, why):
     c = cfg()
     mutate(c)
     if not where:
         _, unknown = load.check(c)
-        assert unknown in ([TPG + "['a\\nb']"], ["storage_objects[0].alua_tpgs[0]['a\\nb']"])
+        assert unknown in ([TPG + "['a\\nb']"], ["storage_objects[0].alua_tpgs[0]['a\\nb']"],
+                           ["fabric_modules[0]['discovery_\\n']"])
         return
     _fail(c, where, why)
 
