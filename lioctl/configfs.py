@@ -82,7 +82,7 @@ def read(path: str, default: str | None = None, dir_fd: int | None = None) -> st
     path is relative to that directory (see read_group)."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC, dir_fd=dir_fd)
-    except OSError:
+    except (OSError, ValueError):  # ValueError: a NUL in the path
         return default
     try:
         data = os.read(fd, 4096)
@@ -112,8 +112,18 @@ def read_group(path: str, names) -> dict[str, str | None]:
         os.close(dfd)
 
 
+def confine(*paths: str) -> None:
+    """The last line of defence under every change lioctl makes: whatever a planner was
+    handed (a crafted saveconfig file, say), nothing is created, removed, linked or written
+    outside ROOT. ROOT is read at each call (the fake-configfs tests move it)."""
+    for path in paths:
+        if ".." in path.split("/") or "\0" in path or not os.path.normpath(path).startswith(ROOT + "/"):
+            raise LioError(f"refusing to change {path!r}: it is not under {ROOT}")
+
+
 def write(path: str, value: str) -> None:
     """One write(2) of exactly `value`: configfs takes each write as a whole store."""
+    confine(path)
     fd = os.open(path, os.O_WRONLY)
     try:
         os.write(fd, value.encode())

@@ -16,7 +16,9 @@ TESTS = {
                           or re.match(r"^naa\.6[0-9a-f]{31}$", w)),
     "eui": lambda w: bool(re.match(r"^eui\.[0-9a-f]{16}$", w)),
     "ib": lambda w: bool(re.match(r"^ib\.[0-9a-f]{32}$", w)),
-    "free": lambda w: bool(w) and "/" not in w and not w.startswith(".") and len(w) <= 223,
+    # a configfs directory name: printable ASCII without spaces (a newline or NUL in it made
+    # multi-line messages and unreadable listings), no '/', no leading '.'
+    "free": lambda w: bool(re.fullmatch(r"[!-~]{1,223}", w)) and "/" not in w and not w.startswith("."),
 }
 
 
@@ -39,7 +41,8 @@ def normalize(wwn_types: tuple[str, ...], wwn: str, what: str = "WWN") -> tuple[
         clean = cleanse(t, wwn)
         if TESTS[t](clean):
             return clean, t
-    raise LioError(f"{what} {wwn!r} is not valid as {' or '.join(wwn_types)}"
+    shown = (t if t != "free" else "a plain name (printable ASCII, no space or '/')" for t in wwn_types)
+    raise LioError(f"{what} {wwn!r} is not valid as {' or '.join(shown)}"
                    + (" (e.g. iqn.2003-01.org.example:name)" if "iqn" in wwn_types else ""))
 
 

@@ -415,3 +415,19 @@ class RemoveFile(Op):
 
     def describe(self):
         return f"remove file {self.path}"
+
+
+def _confined(cls: type[Op]) -> None:
+    """Defence in depth under every planner: the ops that change configfs refuse a path
+    outside it (configfs.confine), whatever a planner was handed; Write is covered by
+    configfs.write. Wrapped here, in one place, rather than in each apply."""
+    unguarded = cls.apply
+
+    def apply(self):
+        configfs.confine(self.path)  # a link's target: the kernel takes only configfs items
+        return unguarded(self)
+    cls.apply = apply
+
+
+for _op in (Mkdir, Rmdir, Symlink, Unlink):
+    _confined(_op)

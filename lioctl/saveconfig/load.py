@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
+import re
 import stat
 import sys
 
-from lioctl import configfs, wwn as wwnmod
+from lioctl import configfs, names, wwn as wwnmod
 from lioctl.errors import LioError
 
 PLUGINS = ("fileio", "block", "ramdisk", "pscsi", "user")
@@ -37,60 +39,168 @@ class ConfigError(LioError):
     pass
 
 
+# Every field below that becomes a configfs path component or a value written to configfs is
+# checked here, before anything is touched; each failure is one line naming the JSON path,
+# with the offending text repr-escaped. The planner (diff.py) relies on what is checked here.
+MAX_DIGITS = 20          # any number a saveconfig holds fits in 64 bits
+U64 = (1 << 64) - 1
+S64 = 1 << 63
+
+
 def _err(path: str, msg: str):
     raise ConfigError(f"{path or 'top level'}: {msg}")
+
+
+def _at(path: str, key) -> str:
+    """The JSON path of a key; a key that is not a plain word is shown quoted and escaped."""
+    if isinstance(key, str) and names.SETTING_RE.fullmatch(key):
+        return f"{path}.{key}" if path else key
+    return f"{path}[{key!r}]"
 
 
 def _type(v, t, path, what):
     if t is int and isinstance(v, bool) or not isinstance(v, t):
         name = {dict: "an object", list: "a list", str: "a string", int: "a number", bool: "true/false"}
-        _err(path, f"{what} must be {name.get(t, t.__name__)}, not {type(v).__name__}")
+        _err(path, f"{what} must be {name.get(t, t.__name__)}, not {_kind(v)}")
     return v
 
 
-def _values(d: dict, path: str, what: str):
-    """attributes/parameters: a flat object of numbers, strings or booleans (what configfs takes)."""
-    _type(d, dict, path, what)
-    for k, v in d.items():
-        if isinstance(v, (dict, list)) or v is None:
-            _err(f"{path}.{k}", f"must be a number, a string or true/false, not {type(v).__name__}")
-        if not k or "/" in k or k.startswith("."):
-            _err(f"{path}.{k}", "is not a valid setting name")
+def _kind(v) -> str:
+    return {type(None): "null", bool: "true/false", int: "a number", float: "a fraction",
+            str: "a string", list: "a list", dict: "an object"}.get(type(v), type(v).__name__)
 
 
-def _wwn(spec, value: str, path: str, what: str):
+def _rule(path: str, fn, *a):
+    """Apply a names/wwn rule; its one-line error is prefixed with the JSON path."""
     try:
-        wwnmod.normalize(spec.wwn_types, value, what)
+        return fn(*a)
     except LioError as e:
         _err(path, str(e))
+
+
+def _text(v, path: str, what: str) -> str:
+    """A string written into a configfs file."""
+    _type(v, str, path, what)
+    return _rule(path, names.check_value, v, what)
+
+
+def _flag(d: dict, key: str, path: str) -> None:
+    if key in d and d[key] is not None and not isinstance(d[key], bool) and d[key] not in (0, 1):
+        _err(_at(path, key), f"{key} must be true/false, not {_shown(d[key])}")
+
+
+def _shown(v) -> str:
+    r = repr(v)
+    return r if len(r) <= 40 else r[:37] + "..."
+
+
+def _values(d, path: str, what: str):
+    """attributes/parameters: a flat object of whole numbers, strings or booleans (what
+    configfs takes); the names are configfs file names."""
+    _type(d, dict, path, what)
+    for k, v in d.items():
+        kp = _at(path, k)
+        _rule(kp, names.check_setting_name, k, what[:-1] if what.endswith("s") else what)
+        if isinstance(v, bool):
+            continue
+        if isinstance(v, int):
+            if not -S64 <= v <= U64:
+                _err(kp, f"{v} is out of range")
+        elif isinstance(v, str):
+            _rule(kp, names.check_value, v, "value")
+        else:
+            _err(kp, f"must be a whole number, a string or true/false, not {_kind(v)}")
+
+
+def _wwn(types, value: str, path: str, what: str) -> str:
+    """The WWN as rtslib normalises it (lower case, type prefix): what the planner names
+    configfs directories after."""
+    return _rule(path, lambda: wwnmod.normalize(types, value, what)[0])
 
 
 def _int_range(v, lo: int, hi: int, path: str, what: str):
     _type(v, int, path, what)
     if not lo <= v <= hi:
         _err(path, f"{what} {v} is out of range ({lo}-{hi})")
+    return v
 
 
 def _unknown(d: dict, kind: str, path: str, warnings: list[str]):
     for k in d:
         if k not in KNOWN[kind]:
-            warnings.append(f"{path}.{k}" if path else k)
+            warnings.append(_at(path, k))
+
+
+def _name(d: dict, key: str, path: str, what: str) -> str:
+    if key not in d:
+        _err(path, f"{key} is missing")
+    _type(d[key], str, _at(path, key), key)
+    return _rule(_at(path, key), names.check_object_name, d[key], what)
+
+
+def _printable_path(path: str) -> str:
+    return path if path.isprintable() else repr(path)
+
+
+def _reject_constant(name: str):
+    raise _BadNumber(f"{name} is not a number lioctl accepts")
+
+
+class _BadNumber(ValueError):
+    pass
 
 
 def read(path: str) -> tuple[dict, list[str]]:
     """Parsed and checked config + the unknown keys found (reported, and kept by save)."""
+    shown = _printable_path(path)
     try:
-        with open(path) as f:
-            text = f.read()
+        with open(path, "rb") as f:
+            raw = f.read()
     except FileNotFoundError:
-        raise LioError(f"{path}: no such file") from None
+        raise LioError(f"{shown}: no such file") from None
     except OSError as e:
-        raise LioError(f"{path}: {e.strerror}") from None
+        raise LioError(f"{shown}: {e.strerror}") from None
     try:
-        data = json.loads(text)
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw.count(b"\n", 0, e.start) + 1
+        raise LioError(f"{shown}: not valid UTF-8 (line {line}, byte {e.start + 1} of the file)") from None
+    return check(parse(text, shown))
+
+
+def parse(text: str, shown: str = "saveconfig"):
+    """json.loads, refusing what Python's json takes but no saveconfig holds: NaN and
+    Infinity (and numbers too large for a float), integers of thousands of digits (slow, and
+    over Python's digit limit), nesting deeper than Python's stack."""
+    def big_int(s: str) -> int:
+        if len(s.lstrip("-")) > MAX_DIGITS:
+            raise _BadNumber(f"an integer of {len(s.lstrip('-'))} digits is too large{_where(text, s)}")
+        return int(s)
+
+    def finite(s: str) -> float:
+        v = float(s)
+        if v in (float("inf"), float("-inf")):
+            raise _BadNumber(f"number {s[:20]!r} is too large{_where(text, s)}")
+        return v
+    try:
+        return json.loads(text, parse_int=big_int, parse_float=finite, parse_constant=_reject_constant)
     except json.JSONDecodeError as e:
-        raise LioError(f"{path}: not valid JSON (line {e.lineno}, column {e.colno}: {e.msg})") from None
-    return check(data)
+        raise LioError(f"{shown}: not valid JSON (line {e.lineno}, column {e.colno}: {e.msg})") from None
+    except _BadNumber as e:
+        raise LioError(f"{shown}: {e}") from None
+    except RecursionError:
+        raise LioError(f"{shown}: nested too deeply to be a saveconfig file") from None
+    except ValueError as e:  # anything else json refuses
+        raise LioError(f"{shown}: not valid JSON ({str(e).splitlines()[0]!r})") from None
+
+
+def _where(text: str, token: str) -> str:
+    at = text.find(token)
+    if at < 0:
+        return ""
+    line = text.count("\n", 0, at) + 1
+    column = at - text.rfind("\n", 0, at)
+    return f" (line {line}, column {column})"
 
 
 def check(data) -> tuple[dict, list[str]]:
@@ -100,58 +210,60 @@ def check(data) -> tuple[dict, list[str]]:
     _unknown(data, "", "", warnings)
     sos = _type(data.get("storage_objects", []), list, "storage_objects", "storage_objects")
     seen = set()
+    user_configs: list[str] = []
     alua_groups: dict[tuple[str, str], set[str]] = {}
     for i, so in enumerate(sos):
         p = f"storage_objects[{i}]"
         _type(so, dict, p, "a storage object")
         _unknown(so, "so", p, warnings)
-        name = _type(so.get("name"), str, p + ".name", "name") if "name" in so else _err(p, "name is missing")
-        if not name or "/" in name or name.startswith(".") or "\n" in name:
-            _err(p + ".name", f"{name!r} is not a valid storage object name")
+        name = _name(so, "name", p, "storage object name")
         plugin = so.get("plugin")
         if plugin not in PLUGINS:
-            _err(p + ".plugin", f"{plugin!r} is not one of {', '.join(PLUGINS)}")
+            _err(p + ".plugin", f"{_shown(plugin)} is not one of {', '.join(PLUGINS)}")
         if (plugin, name) in seen:
             _err(p, f"duplicate storage object {plugin}/{name}")
         seen.add((plugin, name))
         if plugin in ("fileio", "block", "pscsi"):
-            _type(so.get("dev"), str, p + ".dev", "dev")
+            dev = _text(so.get("dev"), p + ".dev", "dev")
+            if not dev or "," in dev:
+                _err(p + ".dev", f"{dev!r} is not a device path the kernel can take (empty or with ',')")
         if plugin == "fileio":
-            dev = so["dev"]
             if not os.path.exists(dev):
-                _err(p + ".dev", f"backing file {dev} does not exist")
-        if plugin in ("block",):
+                _err(p + ".dev", f"backing file {dev} does not exist")  # dev has no control characters
+        if plugin == "block":
             try:
-                st = os.stat(so["dev"])
+                st = os.stat(dev)
             except OSError:
-                _err(p + ".dev", f"block device {so['dev']} does not exist")
+                _err(p + ".dev", f"block device {dev} does not exist")
             if not stat.S_ISBLK(st.st_mode):
-                _err(p + ".dev", f"{so['dev']} is not a block device")
+                _err(p + ".dev", f"{dev} is not a block device")
         if plugin in ("fileio", "ramdisk", "user"):
-            _type(so.get("size"), int, p + ".size", "size")
-            if so["size"] <= 0 and not (plugin == "fileio" and so["size"] == 0):
+            _int_range(so.get("size"), 0, S64 - 1, p + ".size", "size")
+            if so["size"] == 0 and plugin != "fileio":
                 _err(p + ".size", "size must be positive")
-        if plugin == "user":
-            _type(so.get("config"), str, p + ".config", "config")
         for key in ("write_back", "readonly", "nullio", "aio", "exclusive"):
             if key in so and not isinstance(so[key], bool):
-                _err(f"{p}.{key}", f"{key} must be true/false, not {type(so[key]).__name__}")
+                _err(f"{p}.{key}", f"{key} must be true/false, not {_shown(so[key])}")
+        if plugin == "user":
+            _user(so, p, user_configs)
         if so.get("wwn") is not None:
-            _type(so["wwn"], str, p + ".wwn", "wwn")
+            _text(so["wwn"], p + ".wwn", "wwn")
+            if not so["wwn"].isascii() or len(so["wwn"]) >= 254:
+                _err(p + ".wwn", f"unit serial {_shown(so['wwn'])} must be ASCII, at most 253 characters")
         _values(so.get("attributes", {}), p + ".attributes", "attributes")
         groups = set()
         for j, a in enumerate(_type(so.get("alua_tpgs", []), list, p + ".alua_tpgs", "alua_tpgs")):
             q = f"{p}.alua_tpgs[{j}]"
             _type(a, dict, q, "an ALUA group")
             _unknown(a, "alua", q, warnings)
-            _type(a.get("name"), str, q + ".name", "name")
-            if a["name"] in groups:
-                _err(q + ".name", f"duplicate ALUA group {a['name']}")
-            groups.add(a["name"])
+            gname = _name(a, "name", q, "ALUA group name")
+            if gname in groups:
+                _err(q + ".name", f"duplicate ALUA group {gname}")
+            groups.add(gname)
             _int_range(a.get("tg_pt_gp_id", 0), 0, 65535, q + ".tg_pt_gp_id", "tg_pt_gp_id")
-            for k, v in a.items():
-                if k not in ("name",) and v is not None and (isinstance(v, bool) or not isinstance(v, int)):
-                    _err(f"{q}.{k}", f"{k} must be a number, not {type(v).__name__}")
+            for k, v in a.items():  # unknown keys are reported, not applied: not checked
+                if k in KNOWN["alua"] and k != "name" and v is not None:
+                    _int_range(v, 0, U64, _at(q, k), k)
         alua_groups[(plugin, name)] = groups | {"default_tg_pt_gp"}
     tseen = set()
     for i, t in enumerate(_type(data.get("targets", []), list, "targets", "targets")):
@@ -159,14 +271,14 @@ def check(data) -> tuple[dict, list[str]]:
         _type(t, dict, p, "a target")
         _unknown(t, "target", p, warnings)
         _type(t.get("wwn"), str, p + ".wwn", "wwn")
-        _type(t.get("fabric"), str, p + ".fabric", "fabric")
-        spec = _fabric(t["fabric"], p + ".fabric")
-        _wwn(spec, t["wwn"], p + ".wwn", f"{t['fabric']} WWN")
+        fabric = _type(t.get("fabric"), str, p + ".fabric", "fabric")
+        spec = _fabric(fabric, p + ".fabric")
+        t["wwn"] = _wwn(spec.wwn_types, t["wwn"], p + ".wwn", f"{fabric} WWN")
         for key in ("attributes", "parameters"):
             _values(t.get(key, {}), f"{p}.{key}", key)
-        if (t["fabric"], t["wwn"]) in tseen:
-            _err(p, f"duplicate target {t['fabric']}/{t['wwn']}")
-        tseen.add((t["fabric"], t["wwn"]))
+        if (fabric, t["wwn"]) in tseen:
+            _err(p, f"duplicate target {fabric}/{t['wwn']}")
+        tseen.add((fabric, t["wwn"]))
         tags = set()
         for j, tpg in enumerate(_type(t.get("tpgs", []), list, p + ".tpgs", "tpgs")):
             q = f"{p}.tpgs[{j}]"
@@ -178,8 +290,7 @@ def check(data) -> tuple[dict, list[str]]:
             tags.add(tag)
             for key in ("attributes", "parameters"):
                 _values(tpg.get(key, {}), f"{q}.{key}", key)
-            if "enable" in tpg and not isinstance(tpg["enable"], (bool, int)):
-                _err(q + ".enable", f"enable must be true/false, not {type(tpg['enable']).__name__}")
+            _flag(tpg, "enable", q)
             _chap(tpg, q)
             lidx = set()
             for k, lun in enumerate(_type(tpg.get("luns", []), list, q + ".luns", "luns")):
@@ -195,29 +306,45 @@ def check(data) -> tuple[dict, list[str]]:
                 so_path = _type(lun.get("storage_object"), str, r + ".storage_object", "storage_object")
                 parts = so_path.strip("/").split("/")
                 if len(parts) != 3 or parts[0] != "backstores" or (parts[1], parts[2]) not in seen:
-                    _err(r + ".storage_object", f"{so_path} is not a storage object of this file")
+                    _err(r + ".storage_object", f"{so_path!r} is not a storage object of this file")
+                if lun.get("alias") is not None:
+                    _name(lun, "alias", r, "LUN alias")
                 gp = lun.get("alua_tg_pt_gp_name")
                 if gp is not None:
                     _type(gp, str, r + ".alua_tg_pt_gp_name", "alua_tg_pt_gp_name")
                     if gp not in alua_groups[(parts[1], parts[2])]:
-                        _err(r + ".alua_tg_pt_gp_name", f"{so_path} has no ALUA group {gp}")
+                        _err(r + ".alua_tg_pt_gp_name", f"{so_path} has no ALUA group {gp!r}")
             for k, portal in enumerate(_type(tpg.get("portals", []), list, q + ".portals", "portals")):
                 r = f"{q}.portals[{k}]"
                 _type(portal, dict, r, "a portal")
                 _unknown(portal, "portal", r, warnings)
-                _type(portal.get("ip_address"), str, r + ".ip_address", "ip_address")
+                ip = _type(portal.get("ip_address"), str, r + ".ip_address", "ip_address")
+                bare = ip[1:-1] if ip.startswith("[") and ip.endswith("]") else ip
+                try:
+                    ipaddress.ip_address(bare)
+                except ValueError:
+                    _err(r + ".ip_address", f"{ip!r} is not an IP address")
+                # Python takes any text as an IPv6 scope (fe80::1%<newline>): an interface name only
+                if "%" in bare and not re.fullmatch(r"[A-Za-z0-9_.:-]{1,15}", bare.partition("%")[2]):
+                    _err(r + ".ip_address", f"{ip!r} has a scope that is not an interface name")
                 _int_range(portal.get("port"), 1, 65535, r + ".port", "port")
+                for key in ("iser", "offload"):
+                    _flag(portal, key, r)
             acls: set[str] = set()
             for k, acl in enumerate(_type(tpg.get("node_acls", []), list, q + ".node_acls", "node_acls")):
                 r = f"{q}.node_acls[{k}]"
                 _type(acl, dict, r, "an ACL")
                 _unknown(acl, "acl", r, warnings)
                 _type(acl.get("node_wwn"), str, r + ".node_wwn", "node_wwn")
-                if t["fabric"] == "iscsi":
-                    _wwn(spec, acl["node_wwn"], r + ".node_wwn", "initiator name")
+                # an initiator's name: iSCSI's are IQN/NAA/EUI; other fabrics' are their port
+                # names in whatever spelling their ACL directories take
+                types = ("iqn", "naa", "eui") if fabric == "iscsi" else ("free",)
+                acl["node_wwn"] = _wwn(types, acl["node_wwn"], r + ".node_wwn", "initiator name")
                 if acl["node_wwn"] in acls:
                     _err(r + ".node_wwn", f"duplicate ACL {acl['node_wwn']}")
                 acls.add(acl["node_wwn"])
+                if acl.get("tag") is not None:
+                    _text(acl["tag"], r + ".tag", "tag")
                 _values(acl.get("attributes", {}), r + ".attributes", "attributes")
                 _chap(acl, r)
                 midx = set()
@@ -233,19 +360,44 @@ def check(data) -> tuple[dict, list[str]]:
                     tl = _type(ml.get("tpg_lun"), int, s + ".tpg_lun", "tpg_lun")
                     if tl not in lidx:
                         _err(s + ".tpg_lun", f"LUN {tl} is not in this TPG")
+                    _flag(ml, "write_protect", s)
+                    if ml.get("alias") is not None:
+                        _name(ml, "alias", s, "mapped LUN alias")
+    fseen = set()
     for i, fm in enumerate(_type(data.get("fabric_modules", []), list, "fabric_modules", "fabric_modules")):
-        _type(fm, dict, f"fabric_modules[{i}]", "a fabric module")
-        _unknown(fm, "fabric", f"fabric_modules[{i}]", warnings)
-        _type(fm.get("name"), str, f"fabric_modules[{i}].name", "name")
-        _fabric(fm["name"], f"fabric_modules[{i}].name")
+        p = f"fabric_modules[{i}]"
+        _type(fm, dict, p, "a fabric module")
+        _unknown(fm, "fabric", p, warnings)
+        _type(fm.get("name"), str, p + ".name", "name")
+        _fabric(fm["name"], p + ".name")
+        if fm["name"] in fseen:
+            _err(p + ".name", f"duplicate fabric module {fm['name']}")
+        fseen.add(fm["name"])
         for k, v in fm.items():
-            if k.startswith("discovery_") and k != "discovery_enable_auth" and v is not None:
-                _type(v, str, f"fabric_modules[{i}].{k}", k)
+            if k in KNOWN["fabric"] and k.startswith("discovery_") and k != "discovery_enable_auth" and v is not None:
+                _secret(v, _at(p, k), k) if "password" in k else _text(v, _at(p, k), k)
+        _flag(fm, "discovery_enable_auth", p)
     return data, warnings
+
+
+def _user(so: dict, p: str, configs: list[str]) -> None:
+    """The rules `/backstores/user create` applies: the config string goes into the control
+    file, where ',' and a newline start another option."""
+    from lioctl.tcmu import config as tcmu_config
+    cfg = _type(so.get("config"), str, p + ".config", "config")
+    subtype, _, rest = cfg.partition("/")
+    _rule(p + ".config", tcmu_config.validate, subtype, rest, so["size"], configs)
+    configs.append(cfg)
+    hw = so.get("hw_max_sectors")
+    if hw is not None:
+        _int_range(hw, 0, (1 << 32) - 1, p + ".hw_max_sectors", "hw_max_sectors")
+    if so.get("control") is not None:
+        _text(so["control"], p + ".control", "control")
 
 
 def _fabric(name: str, path: str):
     from lioctl.tree.fabrics import KNOWN, spec_for
+    _rule(path, names.check_fabric_name, name, KNOWN)
     if name not in KNOWN and not os.path.isdir(os.path.join(configfs.ROOT, name)):
         _err(path, f"unknown fabric {name!r} (known: {', '.join(sorted(KNOWN))})")
     return spec_for(name)
@@ -254,7 +406,18 @@ def _fabric(name: str, path: str):
 def _chap(d: dict, path: str):
     for key in ("chap_userid", "chap_password", "chap_mutual_userid", "chap_mutual_password"):
         if d.get(key) is not None:
-            _type(d[key], str, f"{path}.{key}", key)
+            _secret(d[key], f"{path}.{key}", key) if "password" in key else _text(d[key], f"{path}.{key}", key)
+            if len(d[key].encode()) > 255:
+                _err(f"{path}.{key}", f"{key} is {len(d[key].encode())} bytes; the kernel takes at most 255")
+
+
+def _secret(v, path: str, what: str) -> None:
+    """As _text, but the error never shows the secret."""
+    _type(v, str, path, what)
+    try:
+        names.check_value(v, what)
+    except LioError:
+        _err(path, f"{what} must be text without a newline, NUL or other control character")
 
 
 def report_unknown(warnings: list[str]) -> None:

@@ -14,6 +14,14 @@ from lioctl.plan import executor
 from lioctl.plan.ops import Mkdir, Plan, Rmdir, Symlink, Unlink
 
 
+@pytest.fixture(autouse=True)
+def ops_work_in_scratch_dirs(monkeypatch):
+    """The ops refuse paths outside configfs (#16; tested in test_saveconfig_crafted.py):
+    here they run over a scratch directory."""
+    from lioctl import configfs
+    monkeypatch.setattr(configfs, "confine", lambda *paths: None)
+
+
 def _tree(tmp_path, n):
     for i in range(n):
         (tmp_path / f"d{i}").mkdir()
