@@ -85,7 +85,7 @@ Options:
   --version       print the version
   -h, --help      this help; `lioctl VERB --help`, `lioctl PATH help` for more
 
-Exit status: 0 success, 1 operation failed, 2 usage error.
+Exit status: 0 success, 1 operation failed, 2 usage error, 3 restore --boot partly restored.
 """
 
 

@@ -22,7 +22,7 @@ VERB_OPTIONS = {
                "--lun-size": None, "--readonly": None, "--acl": "initiator", "--chap": None,
                "--mutual-chap": None, "--exist-ok": None, "--user": None},
     "unexport": {},
-    "save": {}, "restore": {"--prune": None, "--clear": None}, "diff": {"--prune": None}, "clear": {},
+    "save": {}, "restore": {"--prune": None, "--clear": None, "--boot": None}, "diff": {"--prune": None}, "clear": {},
     "sessions": {}, "completion": {}, "shell": {},
     "tcmu": {"--idle-exit": None, "--timeout": None},
 }

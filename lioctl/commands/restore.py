@@ -1,6 +1,7 @@
 """`lioctl restore [FILE]`: apply a saved configuration by difference. Objects already right
 are left alone (no LUN re-created, no session dropped); --prune removes what the file lacks;
---clear starts from empty like targetcli; --dry-run prints the plan (--script: as sh)."""
+--clear starts from empty like targetcli; --dry-run prints the plan (--script: as sh);
+--boot restores what it can and names what it cannot (exit 3), for the boot unit."""
 
 from __future__ import annotations
 
@@ -9,20 +10,36 @@ import sys
 from dataclasses import dataclass
 
 from lioctl import configfs, render
+from lioctl.errors import LioError
 from lioctl.lock import write_lock
 from lioctl.plan import Plan, Write, executor, script
 from lioctl.saveconfig import diff, load, store
 from lioctl.tree import snapshot
 
 HELP = "apply a saved configuration, changing only what differs"
+EPILOG = f"""examples:
+  lioctl restore                    the distribution's file ({store.DEFAULT})
+  lioctl restore /root/lio-backup.json --dry-run
+  lioctl restore --boot             best effort, as lioctl-restore.service does at boot
+
+Without --boot a restore is all-or-nothing: on any failure nothing changes (exit 1).
+With --boot each object the kernel refuses (a portal whose address is not up yet, a device
+it cannot open) is rolled back alone and named on standard error with its reason, what
+depends on it is skipped and named, the rest is restored, and the exit status is 3."""
+PARTIAL = 3  # restore --boot restored some objects, not all (lioctl(8), EXIT STATUS)
 
 
 def configure(p):
+    import argparse
+    p.epilog = EPILOG
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
     p.add_argument("file", nargs="?", default=store.DEFAULT,
                    help=f"the saved configuration (default {store.DEFAULT})")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--prune", action="store_true", help="also remove objects the file lacks")
     g.add_argument("--clear", action="store_true", help="start from an empty configuration")
+    g.add_argument("--boot", action="store_true",
+                   help="best effort: restore every object that can be, name the others (exit 3)")
 
 
 def compute(args, loaded=None):
@@ -106,6 +123,8 @@ def run(args) -> int:
         return 0
     loaded = load.read(args.file)  # every check before any module loads or lock is taken
     configfs.ensure_ready()
+    if args.boot:
+        return _run_boot(args, loaded)
     with write_lock():
         ch, unknown = compute(args, loaded)
         load.report_unknown(unknown)
@@ -117,3 +136,36 @@ def run(args) -> int:
         render.print_text(f"Restored {args.file}: {len(ch.lines)} change(s)" if ch.plan
                           else f"{args.file}: the running configuration already matches")
     return 0
+
+
+def _run_boot(args, loaded) -> int:
+    """The whole file as one plan first (the usual case, and as fast as restore); if that
+    fails, object group by object group (saveconfig/besteffort.py)."""
+    from lioctl.saveconfig import besteffort
+    with write_lock():
+        try:
+            ch, unknown = compute(args, loaded)
+            load.report_unknown(unknown)
+            executor.execute(ch.plan, progress_printer())
+            outcome = besteffort.Outcome(changes=ch.lines)
+        except LioError:
+            outcome = besteffort.restore(loaded[0])
+    try:
+        _serve_user_backstores()
+    except LioError as e:
+        outcome.failed.append(f"TCMU handler for user backstores: {e}")
+    for line in outcome.failed:
+        print(f"lioctl: not restored: {line}", file=sys.stderr)
+    for line in outcome.skipped:
+        print(f"lioctl: skipped: {line}", file=sys.stderr)
+    if args.json:
+        render.print_json({"file": args.file, "changes": outcome.changes, "failed": outcome.failed,
+                           "skipped": outcome.skipped, "partial": outcome.partial})
+    elif outcome.partial:
+        render.print_text(f"Restored {args.file} partly: {len(outcome.changes)} change(s); "
+                          f"{len(outcome.failed)} object(s) not restored, "
+                          f"{len(outcome.skipped)} skipped")
+    else:
+        render.print_text(f"Restored {args.file}: {len(outcome.changes)} change(s)" if outcome.changes
+                          else f"{args.file}: the running configuration already matches")
+    return PARTIAL if outcome.partial else 0
