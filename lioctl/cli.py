@@ -23,6 +23,7 @@ VERBS = {
     "sessions": ("lioctl.commands.sessions", "list logged-in initiator sessions"),
     "tcmu": ("lioctl.commands.tcmu", "run, inspect or stop lioctl's TCMU handler (user backstores)"),
     "completion": ("lioctl.commands.completion", "print the bash, zsh or fish completion script"),
+    "install-units": ("lioctl.commands.install_units", "write the systemd units for this installation"),
     "shell": ("lioctl.shell.session", "start the interactive shell"),
 }
 # commands of the root node usable without a path: `lioctl ls`, `lioctl version`...

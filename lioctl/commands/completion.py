@@ -25,6 +25,7 @@ VERB_OPTIONS = {
     "save": {}, "restore": {"--prune": None, "--clear": None, "--boot": None}, "diff": {"--prune": None}, "clear": {},
     "sessions": {}, "completion": {}, "shell": {},
     "tcmu": {"--idle-exit": None, "--timeout": None},
+    "install-units": {"--dir": None, "--file": None},
 }
 VERB_WORDS = {"sessions": ["list", "detail"], "tcmu": ["run", "start", "status", "stop"],
               "completion": list(SHELLS)}
