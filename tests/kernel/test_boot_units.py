@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import time
@@ -261,3 +262,32 @@ def test_debian_targetcli_restores_every_backstore_kind_lioctl_saved(lioctl, tmp
         assert a_theirs.get("attributes") == a_mine.get("attributes")
     finally:
         lioctl("clear", "--yes")
+
+
+def test_tcmu_handler_notifies_systemd_and_serves_with_only_the_units_capabilities(lioctl, tmp_path):
+    """lioctl-tcmu.service: Type=notify and CapabilityBoundingSet=CAP_DAC_OVERRIDE
+    CAP_DAC_READ_SEARCH CAP_NET_ADMIN. Run as the unit would (setpriv drops the rest of the
+    bounding set at exec), the handler says READY=1 and serves a device made afterwards."""
+    from lioctl.tcmu import daemon
+    notify = tmp_path / "notify"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+        s.bind(str(notify))
+        s.settimeout(60)
+        env = dict(os.environ, NOTIFY_SOCKET=str(notify), JOURNAL_STREAM="8:1")
+        proc = subprocess.Popen(["setpriv", "--bounding-set=-all,+dac_override,+dac_read_search,+net_admin",
+                                 *LIOCTL, "tcmu", "run"], env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        try:
+            assert s.recv(64) == b"READY=1"
+            with open(f"/proc/{proc.pid}/status") as st:
+                bnd = next(int(ln.split()[1], 16) for ln in st if ln.startswith("CapBnd:"))
+            assert bnd == (1 << 1) | (1 << 2) | (1 << 12)      # DAC_OVERRIDE, DAC_READ_SEARCH, NET_ADMIN
+            ok(lioctl("/backstores/user", "create", "cap1", "8M", tmp_path / "cap1.img"))
+            st = daemon.query()
+            assert st["pid"] == proc.pid and [d["name"] for d in st["devices"]] == ["cap1"], st
+            assert st["failed"] == []
+            ok(lioctl("/backstores/user", "delete", "cap1"))
+        finally:
+            lioctl("tcmu", "stop")
+            err = proc.communicate(timeout=60)[1]
+    assert err and not re.search(r"^\d{4}-\d\d-\d\d", err, re.M), err   # journald stamps time itself
