@@ -25,6 +25,7 @@ VERBS = {
     "tcmu": ("lioctl.commands.tcmu", "run, inspect or stop lioctl's TCMU handler (user backstores)"),
     "fabric-skeleton": ("lioctl.commands.fabric_skeleton", "write the source of a new LIO fabric module (Kbuild, C, README)"),
     "completion": ("lioctl.commands.completion", "print the bash, zsh or fish completion script"),
+    "install-units": ("lioctl.commands.install_units", "write the systemd units for this installation"),
     "shell": ("lioctl.shell.session", "start the interactive shell"),
 }
 # `lioctl VERB --help` ends with these (a verb module's own EXAMPLES, if it has one, wins)
@@ -157,7 +158,8 @@ Examples:
   lioctl help /backstores/fileio create
   lioctl saveconfig               # as targetcli's; also restoreconfig, clearconfig confirm=true
 
-Exit status: 0 success, 1 operation failed, 2 usage error, 75 write lock busy.
+Exit status: 0 success, 1 operation failed, 2 usage error, 3 restore --boot partly restored,
+75 write lock busy, 130 interrupted (rolled back).
 """
 
 

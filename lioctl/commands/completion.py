@@ -23,12 +23,13 @@ VERB_OPTIONS = {
                "--mutual-chap": None, "--exist-ok": None, "--user": None,
                "--chap-file": "file", "--mutual-chap-file": "file"},
     "unexport": {},
-    "save": {}, "restore": {"--prune": None, "--clear": None, "--target": "target",
+    "save": {}, "restore": {"--prune": None, "--clear": None, "--boot": None, "--target": "target",
                             "--storage-object": "storage_object"}, "diff": {"--prune": None}, "clear": {},
     "sessions": {}, "completion": {}, "shell": {},
     "tcmu": {"--idle-exit": None, "--timeout": None},
     "fabric-skeleton": {"--proto": "protocol", "-o": "dir", "--output": "dir",
                         "-k": "kernel", "--kernel-release": "kernel"},
+    "install-units": {"--dir": None, "--file": None},
 }
 VERB_WORDS = {"sessions": ["list", "detail"], "tcmu": ["run", "start", "status", "stop"],
               "completion": list(SHELLS)}

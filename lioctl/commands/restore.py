@@ -1,6 +1,7 @@
 """`lioctl restore [FILE]`: apply a saved configuration by difference. Objects already right
 are left alone (no LUN re-created, no session dropped); --prune removes what the file lacks;
---clear starts from empty like targetcli; --dry-run prints the plan (--script: as sh)."""
+--clear starts from empty like targetcli; --dry-run prints the plan (--script: as sh);
+--boot restores what it can and names what it cannot (exit 3), for the boot unit."""
 
 from __future__ import annotations
 
@@ -8,13 +9,23 @@ import argparse
 import sys
 
 from lioctl import configfs, render
-from lioctl.errors import UsageError
+from lioctl.errors import LioError, UsageError
 from lioctl.lock import write_lock
 from lioctl.plan import executor, script
 from lioctl.saveconfig import diff, load, store
 from lioctl.tree import backstores as bs, snapshot, targets as tg
 
 HELP = "apply a saved configuration, changing only what differs"
+EPILOG = f"""examples:
+  lioctl restore                    the distribution's file ({store.DEFAULT})
+  lioctl restore /root/lio-backup.json --dry-run
+  lioctl restore --boot             best effort, as lioctl-restore.service does at boot
+
+Without --boot a restore is all-or-nothing: on any failure nothing changes (exit 1).
+With --boot each object the kernel refuses (a portal whose address is not up yet, a device
+it cannot open) is rolled back alone and named on standard error with its reason, what
+depends on it is skipped and named, the rest is restored, and the exit status is 3."""
+PARTIAL = 3  # restore --boot restored some objects, not all (lioctl(8), EXIT STATUS)
 
 
 EPILOG = """examples:
@@ -24,6 +35,8 @@ EPILOG = """examples:
 
 
 def configure(p):
+    p.epilog = EPILOG
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
     p.add_argument("file", nargs="?", default=store.DEFAULT,
                    help=f"the saved configuration (default {store.DEFAULT})")
     p.add_argument("scope_keys", nargs="*", metavar="target=IQN|storage_object=NAME",
@@ -33,6 +46,8 @@ def configure(p):
                    help="also remove objects the file lacks (only within --target/--storage-object if given)")
     g.add_argument("--clear", action="store_true",
                    help="start from an empty configuration (only that target/object if scoped)")
+    g.add_argument("--boot", action="store_true",
+                   help="best effort: restore every object that can be, name the others (exit 3)")
     p.add_argument("--target", metavar="IQN",
                    help="restore only this target (its TPGs, LUNs, ACLs, portals and the storage "
                         "objects its LUNs use); every other object and its sessions are left alone")
@@ -125,6 +140,8 @@ def _serve_user_backstores() -> None:
 
 def run(args) -> int:
     args.scope = scope_of(args)  # usage errors first; `restore target=IQN` reads the default file
+    if args.boot and args.scope:
+        raise UsageError("lioctl restore: --boot restores the whole file; it takes no target or storage object")
     if args.dry_run:
         ch, unknown = compute(args)
         load.report_unknown(unknown)
@@ -137,6 +154,8 @@ def run(args) -> int:
         return 0
     loaded = load.read(args.file)  # every check before any module loads or lock is taken
     configfs.ensure_ready()
+    if args.boot:
+        return _run_boot(args, loaded)
     with write_lock():
         ch, unknown = compute(args, loaded)
         load.report_unknown(unknown)
@@ -148,3 +167,36 @@ def run(args) -> int:
         render.print_text(f"Restored {args.file}: {len(ch.lines)} change(s)" if ch.plan
                           else f"{args.file}: the running configuration already matches")
     return 0
+
+
+def _run_boot(args, loaded) -> int:
+    """The whole file as one plan first (the usual case, and as fast as restore); if that
+    fails, object group by object group (saveconfig/besteffort.py)."""
+    from lioctl.saveconfig import besteffort
+    with write_lock():
+        try:
+            ch, unknown = compute(args, loaded)
+            load.report_unknown(unknown)
+            executor.execute(ch.plan, progress_printer())
+            outcome = besteffort.Outcome(changes=ch.lines)
+        except LioError:
+            outcome = besteffort.restore(loaded[0])
+    try:
+        _serve_user_backstores()
+    except LioError as e:
+        outcome.failed.append(f"TCMU handler for user backstores: {e}")
+    for line in outcome.failed:
+        print(f"lioctl: not restored: {line}", file=sys.stderr)
+    for line in outcome.skipped:
+        print(f"lioctl: skipped: {line}", file=sys.stderr)
+    if args.json:
+        render.print_json({"file": args.file, "changes": outcome.changes, "failed": outcome.failed,
+                           "skipped": outcome.skipped, "partial": outcome.partial})
+    elif outcome.partial:
+        render.print_text(f"Restored {args.file} partly: {len(outcome.changes)} change(s); "
+                          f"{len(outcome.failed)} object(s) not restored, "
+                          f"{len(outcome.skipped)} skipped")
+    else:
+        render.print_text(f"Restored {args.file}: {len(outcome.changes)} change(s)" if outcome.changes
+                          else f"{args.file}: the running configuration already matches")
+    return PARTIAL if outcome.partial else 0

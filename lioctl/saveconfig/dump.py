@@ -75,9 +75,14 @@ def dump_storage_object(so: StorageObject) -> dict:
         d.update(write_back=so.write_back, wwn=so.wwn, dev=so.udev_path, size=so.size,
                  aio=_parse_info(so, "async") == "1" or "Async: 1" in so.info.get("_raw", ""))
     elif so.plugin == "block":
-        excl = _parse_info(so, "exclusive")
         d.update(write_back=so.write_back, readonly=_parse_info(so, "readonly") == "1",
-                 wwn=so.wwn, dev=so.udev_path, exclusive=True if excl is None else excl == "1")
+                 wwn=so.wwn, dev=so.udev_path)
+        # Only rtslib-fb 2.2.4 and later take `exclusive` (Debian bookworm's 2.1.75 refuses the
+        # whole object for it, dropping its LUNs); exclusive is the default of every version and
+        # all a kernel before 6.17 can do (no `exclusive` in its info), so it is written only
+        # when off, the one case an older rtslib could not reproduce anyway.
+        if _parse_info(so, "exclusive") == "0":
+            d["exclusive"] = False
     elif so.plugin == "ramdisk":
         d.update(wwn=so.wwn, size=so.size)
         if _parse_info(so, "nullio") == "1":

@@ -1,5 +1,5 @@
-"""Writing the saved configuration safely: temp file + fsync + rename, mode 0600, gzip
-backups of the previous version rotated in /etc/target/backup/, nothing written when
+"""Where the saved configuration lives, and writing it safely: temp file + fsync + rename, mode
+0600, gzip backups of the previous version rotated in backup/ beside it, nothing written when
 nothing changed. A kill or a full disk mid-save leaves the previous file intact."""
 
 from __future__ import annotations
@@ -13,8 +13,62 @@ import shutil
 
 from lioctl.errors import LioError
 
-# the default file of save, restore and diff (and the shell's saveconfig and auto-save)
-DEFAULT = os.environ.get("LIOCTL_SAVECONFIG") or "/etc/target/saveconfig.json"
+UPSTREAM_FILE = "/etc/target/saveconfig.json"
+DEBIAN_FILE = "/etc/rtslib-fb-target/saveconfig.json"
+# top-level keys whose entries are configuration objects (an empty file has none)
+OBJECT_KEYS = ("storage_objects", "targets", "fabric_modules")
+
+# where distributions install rtslib-fb (Debian/Ubuntu first, then RHEL/Fedora/SUSE, then pip)
+_RTSLIB_ROOTS = ("usr/lib/python3/dist-packages/rtslib_fb/root.py",
+                 "usr/lib/python3/dist-packages/rtslib/root.py",
+                 "usr/lib/python3*/site-packages/rtslib_fb/root.py",
+                 "usr/lib/python3*/site-packages/rtslib/root.py",
+                 "usr/lib64/python3*/site-packages/rtslib_fb/root.py",
+                 "usr/local/lib/python3*/dist-packages/rtslib_fb/root.py",
+                 "usr/local/lib/python3*/site-packages/rtslib_fb/root.py")
+_SAVE_FILE_LINE = re.compile(r"""^default_save_file\s*=\s*(?:Path\()?["']([^"']+)["']""", re.M)
+
+
+def rtslib_save_file(root: str = "/") -> str | None:
+    """The file the distribution's rtslib-fb saves to and restores from: its root.py names it
+    in default_save_file (Debian patches that line to /etc/rtslib-fb-target; upstream,
+    RHEL and Fedora keep /etc/target). Read as text: importing rtslib costs a second."""
+    import glob
+    for pattern in _RTSLIB_ROOTS:
+        for path in sorted(glob.glob(os.path.join(root, pattern)), reverse=True):
+            try:
+                with open(path) as f:
+                    m = _SAVE_FILE_LINE.search(f.read())
+            except OSError:
+                continue
+            if m and m.group(1).startswith("/"):
+                return m.group(1)
+    return None
+
+
+def _debian_like(root: str) -> bool:
+    try:
+        with open(os.path.join(root, "etc/os-release")) as f:
+            fields = dict(line.rstrip("\n").split("=", 1) for line in f if "=" in line)
+    except OSError:
+        return False
+    ids = (fields.get("ID", "") + " " + fields.get("ID_LIKE", "")).replace('"', "").split()
+    return "debian" in ids or "ubuntu" in ids
+
+
+def default_path(root: str = "/") -> str:
+    """The distribution's saved configuration: the one its rtslib-fb (hence targetcli and
+    targetctl) uses; without rtslib-fb installed, Debian's packaging choice on Debian and
+    Ubuntu, /etc/target/saveconfig.json elsewhere. `root` is for tests."""
+    found = rtslib_save_file(root)
+    if found:
+        return found
+    return DEBIAN_FILE if _debian_like(root) else UPSTREAM_FILE
+
+
+# the default of save, restore and diff on this host (and the shell's saveconfig and
+# auto-save); LIOCTL_SAVECONFIG overrides it, for tests above all
+DEFAULT = os.environ.get("LIOCTL_SAVECONFIG") or default_path()
 
 
 def render(config: dict) -> str:
@@ -126,7 +180,7 @@ def _remove_stale_temps(d: str, name: str) -> None:
             pass
 
 
-def save(config: dict, path: str = DEFAULT, keep: int = 10) -> bool:
+def save(config: dict, path: str, keep: int = 10) -> bool:
     """Return False (and write nothing) when the file already says exactly this."""
     text = render(config)
     if _same(path, text):

@@ -162,6 +162,7 @@ class Daemon:
         self.watch(wake_r.fileno(), "signal")
         self.rescan(restart=True)
         log.info("lioctl TCMU handler %d serving %d device(s)", os.getpid(), len(self.devices))
+        sd_notify("READY=1")
         try:
             while not self.stopping:
                 if self.idle_exit and not self.devices:
@@ -352,11 +353,29 @@ def query(timeout: float = 5.0) -> dict | None:
         s.close()
 
 
+def sd_notify(state: str) -> None:
+    """Tell systemd (Type=notify) we serve: a datagram to $NOTIFY_SOCKET, as sd_notify(3) does."""
+    path = os.environ.get("NOTIFY_SOCKET")
+    if not path or path[0] not in "/@":
+        return
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as s:
+        try:
+            s.sendto(state.encode(), "\0" + path[1:] if path[0] == "@" else path)
+        except OSError as e:
+            log.warning("cannot notify systemd (%s): %s", path, e)
+
+
+def log_format() -> str:
+    """Under journald (JOURNAL_STREAM set) the journal stamps time and pid itself."""
+    if os.environ.get("JOURNAL_STREAM"):
+        return "%(levelname)s %(message)s"
+    return "%(asctime)s lioctl-tcmu[%(process)d] %(levelname)s %(message)s"
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     logging.basicConfig(level=logging.DEBUG if "--debug" in argv else logging.INFO,
-                        format="%(asctime)s lioctl-tcmu[%(process)d] %(levelname)s %(message)s",
-                        stream=sys.stderr)
+                        format=log_format(), stream=sys.stderr)
     try:
         prof = os.environ.get("LIOCTL_TCMU_PROFILE")   # a file for cProfile stats (benchmarks)
         if prof:
