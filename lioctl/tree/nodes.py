@@ -223,7 +223,8 @@ class Node:
     def ui_refresh(self):
         """Re-read the configuration from configfs, as targetcli's refresh does. lioctl reads it
         afresh for every command (the shell after every command too), so this only shows what
-        is there now, e.g. after another tool changed it: `refresh`."""
+        is there now, e.g. after another tool changed it.
+        Example: refresh"""
         from lioctl.tree import snapshot
         snap = self.ctx.snap = snapshot.read()
         node = resolve(Root(self.ctx), self.path)
@@ -381,8 +382,8 @@ class BackstoreKind(Node):
         return f"Storage Objects: {len(self.objects())}", None
 
     def help_target(self, command: str):
-        if command == "create":
-            return self._creator()
+        if command == "create" and type(self).ui_create is BackstoreKind.ui_create:
+            return self._creator()  # create dispatches on the kind: that kind's parameters
         return super().help_target(command)
 
     def _creator(self):
@@ -402,16 +403,6 @@ class BackstoreKind(Node):
             raise UsageError(f"{self.path} create: {msg}; usage: {usage('create', fn)}") from None
         return fn(*sig.args, **sig.kwargs)
     ui_create.writes = True
-
-    def ui_help(self, command: str | None = None):
-        """Show the commands available here, or one command's usage."""
-        fn = getattr(self, f"_create_{self.name}", None)
-        if command != "create" or fn is None:
-            return super().ui_help(command)
-        # create dispatches on the kind: show that kind's own parameters and help
-        u = usage("create", fn)
-        doc = inspect.getdoc(fn) or inspect.getdoc(self.ui_create) or ""
-        return Result(data={"command": "create", "usage": u, "help": doc}, text=f"{u}\n  {doc}")
 
     def _model_alias(self):
         return bool(self.ctx.pref("export_backstore_name_as_model", True))
@@ -519,8 +510,8 @@ class UserHandlerKind(BackstoreKind):
                   hw_max_sectors: str | None = None, control: str | None = None,
                   write_back: str | None = None):
         """Create a user backstore served by this handler: CFGSTRING is the handler's config,
-        control= targetcli's control-file string, e.g. at /backstores/user:lioctl_file:
-        `create u1 1G /srv/u1.img control=max_data_area_mb=64`."""
+        control= targetcli's control-file string.
+        Example: /backstores/user:lioctl_file create u1 1G /srv/u1.img control=max_data_area_mb=64"""
         return self._create_user(name, size, cfgstring, self.handler, wwn, hw_max_sectors,
                                  write_back, control)
 
@@ -528,7 +519,8 @@ class UserHandlerKind(BackstoreKind):
     def ui_changemedium(self, name: str, size: str, cfgstring: str):
         """Give user backstore NAME another medium (CFGSTRING) and SIZE while it stays exported,
         as targetcli's changemedium does: the kernel passes the change to the handler serving
-        it (a RECONFIG event). E.g. `changemedium u1 2G /srv/other.img`."""
+        it (a RECONFIG event).
+        Example: /backstores/user:lioctl_file changemedium u1 2G /srv/other.img"""
         from lioctl.tcmu import config as tcmu_config
         from lioctl.units import parse_size
         so = self.ctx.snap.so("user", name)
@@ -1083,7 +1075,8 @@ class AclsNode(Node):
     @writes
     def ui_untag(self, wwn_or_tag: str):
         """Remove the tag of the ACL named WWN_OR_TAG, or of every ACL with that tag, as targetcli's
-        untag does; they keep their settings. E.g. `untag db-servers`."""
+        untag does; they keep their settings.
+        Example: /iscsi/iqn.2003-01.org.example:t1/tpg1/acls untag db-servers"""
         tagged = [a for a in self.tpg.acls.values() if wwn_or_tag in (a.wwn, a.tag)]
         if not tagged:
             raise LioError(f"no ACL named or tagged {wwn_or_tag} in {self.path}")
@@ -1157,7 +1150,8 @@ class AclNode(Node):
 
     @writes
     def ui_untag(self):
-        """Remove this ACL's tag (targetcli's untag); its settings stay. E.g. `untag`."""
+        """Remove this ACL's tag (targetcli's untag); its settings stay.
+        Example: /iscsi/iqn.2003-01.org.example:t1/tpg1/acls/iqn.1994-05.com.example:c1 untag"""
         return _untag_result(self.path, [self.acl] if self.acl.tag else [])
 
 

@@ -132,5 +132,5 @@ def test_help_create_shows_each_kinds_parameters():
     block = nodes.resolve(root, "/backstores/block").ui_help("create").data
     assert "exclusive=" in block["usage"] and "exclusive=false" in block["help"]
     user = nodes.resolve(root, "/backstores/user:lioctl_file").ui_help("changemedium").data
-    assert user["usage"] == "changemedium NAME SIZE CFGSTRING" and "changemedium u1" in user["help"]
+    assert user["usage"] == "changemedium NAME SIZE CFGSTRING" and any("changemedium u1" in e for e in user["examples"])
     assert "Re-read the configuration" in nodes.resolve(root, "/").ui_help("refresh").data["help"]
