@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import copy
 import importlib
 import os
 import sys
@@ -197,7 +198,9 @@ def run_verb(verb: str, argv: list[str], opts: Options) -> int:
                         formatter_class=argparse.RawDescriptionHelpFormatter)
     mod.configure(parser)
     try:
-        args = parser.parse_args(argv, namespace=opts)
+        # a copy: a batch or the shell hands the same global options to every line, and a verb's
+        # own options (restore --prune, say) must not carry over to the next line's
+        args = parser.parse_args(argv, namespace=copy.copy(opts))
     except SystemExit as e:  # --help printed; in the shell or a batch this must not exit
         return e.code if isinstance(e.code, int) else 0
     return mod.run(args) or 0

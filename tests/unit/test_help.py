@@ -182,3 +182,18 @@ def test_help_completes_verbs_paths_and_commands(tmp_path):
     assert "saveconfig" in complete("lioctl help sa")
     assert complete("lioctl help /backstores/fi") == ["/backstores/fileio/"]
     assert complete("lioctl help /backstores/fileio cr") == ["create"]
+
+
+def test_a_verbs_options_do_not_carry_over_to_the_next_batch_line(monkeypatch):
+    """A batch or the shell hands one Options to every line: `restore a.json --prune` then
+    `restore b.json` pruned twice, and parse_intermixed_args warned on stderr."""
+    import types
+    seen = []
+    mod = types.SimpleNamespace(configure=lambda p: p.add_argument("--prune", action="store_true"),
+                                run=lambda a: seen.append(a.prune))
+    monkeypatch.setitem(cli.VERBS, "fake", ("fake_module", "a verb for this test"))
+    monkeypatch.setattr(cli.importlib, "import_module", lambda name: mod)
+    opts = cli.Options()
+    cli.run_verb("fake", ["--prune"], opts)
+    cli.run_verb("fake", [], opts)
+    assert seen == [True, False]
