@@ -64,13 +64,29 @@ def disk_by_model(model: str) -> str:
 
 
 def disk_by_serial(serial: str) -> str:
-    """tcmu-runner names every LUN 'TCMU device': the unit serial tells them apart."""
+    """tcmu-runner names every LUN 'TCMU device': the unit serial tells them apart. The kernel
+    reads the VPD pages once, at probe: a probe that met a unit attention (another LUN added
+    at the same moment) leaves a disk without vpd_pg80 until it is rescanned, so a disk
+    seen without it for a second is rescanned (once) rather than waited on forever."""
+    first_seen: dict[str, float] = {}
+
     def find():
         for d in os.listdir("/sys/block"):
+            dev = f"/sys/block/{d}/device"
+            if not os.path.exists(dev):
+                continue
             try:
-                if serial.encode() in open(f"/sys/block/{d}/device/vpd_pg80", "rb").read() \
-                        and os.path.exists(f"/dev/{d}"):
+                if serial.encode() in open(f"{dev}/vpd_pg80", "rb").read() and os.path.exists(f"/dev/{d}"):
                     return f"/dev/{d}"
+            except FileNotFoundError:
+                seen = first_seen.setdefault(d, time.monotonic())
+                if seen and time.monotonic() - seen > 1.0:
+                    first_seen[d] = 0.0
+                    try:
+                        with open(f"{dev}/rescan", "w") as f:
+                            f.write("1")
+                    except OSError:
+                        pass
             except OSError:
                 continue
     return wait_for(find, f"a disk with unit serial {serial}")
