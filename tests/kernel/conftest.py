@@ -66,3 +66,13 @@ def run_lioctl(*args, input=None, env=None, check=None, subprocess_=False):
 @pytest.fixture
 def lioctl():
     return run_lioctl
+
+
+@pytest.fixture
+def dbus(tmp_path, monkeypatch):
+    """targetcli (Debian's) needs a system D-Bus in the guest, and each test its own home
+    (concurrent targetcli processes sharing one prefs file race)."""
+    monkeypatch.setenv("TARGETCLI_HOME", str(tmp_path / "targetcli-home"))
+    os.makedirs("/run/dbus", exist_ok=True)
+    if not os.path.exists("/run/dbus/system_bus_socket"):
+        subprocess.run(["dbus-daemon", "--system", "--fork"], check=True)

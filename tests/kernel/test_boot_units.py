@@ -172,14 +172,6 @@ def test_save_refuses_when_configfs_is_not_mounted(lioctl, tmp_path):
 
 # --- Debian's targetcli restores what lioctl saved (issue #17 item 8)
 
-@pytest.fixture
-def dbus(tmp_path, monkeypatch):
-    monkeypatch.setenv("TARGETCLI_HOME", str(tmp_path / "targetcli-home"))
-    os.makedirs("/run/dbus", exist_ok=True)
-    if not os.path.exists("/run/dbus/system_bus_socket"):
-        subprocess.run(["dbus-daemon", "--system", "--fork"], check=True)
-
-
 def _poll(fn, what, timeout=20.0):
     end = time.monotonic() + timeout
     while time.monotonic() < end:

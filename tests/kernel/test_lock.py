@@ -106,14 +106,6 @@ def test_busy_targetcli_lock_exits_75_naming_the_holder_then_waits(lioctl):
     ok(lioctl("/backstores/ramdisk", "delete", "r1"))
 
 
-@pytest.fixture
-def dbus(tmp_path, monkeypatch):
-    monkeypatch.setenv("TARGETCLI_HOME", str(tmp_path / "targetcli-home"))
-    os.makedirs("/run/dbus", exist_ok=True)
-    if not os.path.exists("/run/dbus/system_bus_socket"):
-        subprocess.run(["dbus-daemon", "--system", "--fork"], check=True)
-
-
 WRITERS = 20
 
 

@@ -273,14 +273,6 @@ def test_full_disk_during_save(lioctl, tmp_path):
     ok(lioctl("clear", "--yes"))
 
 
-@pytest.fixture
-def dbus(tmp_path, monkeypatch):
-    monkeypatch.setenv("TARGETCLI_HOME", str(tmp_path / "targetcli-home"))
-    os.makedirs("/run/dbus", exist_ok=True)
-    if not os.path.exists("/run/dbus/system_bus_socket"):
-        subprocess.run(["dbus-daemon", "--system", "--fork"], check=True)
-
-
 def test_targetcli_roundtrip_both_ways(lioctl, tmp_path, dbus):
     build(lioctl, tmp_path)
     theirs = tmp_path / "targetcli.json"
