@@ -7,18 +7,22 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PKGS=(qemu-system-x86 linux-image-amd64 busybox-static kmod udev libudev1 open-iscsi
       sg3-utils fio lsscsi targetcli-fb tcmu-runner dbus python3 python3-venv procps iproute2
-      bash-completion zsh fish groff man-db e2fsprogs util-linux tmux qemu-utils
-      "linux-headers-$(ls /boot/vmlinuz-*-amd64 | sort -V | tail -1 | sed 's,.*/vmlinuz-,,')")
-missing=()
-for p in "${PKGS[@]}"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if (( ${#missing[@]} )); then
+      bash-completion zsh fish groff man-db e2fsprogs util-linux tmux qemu-utils)
+install_missing() {
+    local missing=() p
+    for p in "$@"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+    done
+    (( ${#missing[@]} )) || return 0
     echo "== installing: ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
-    apt-get update -q >/dev/null
+    [[ -n ${APT_UPDATED:-} ]] || { apt-get update -q >/dev/null; APT_UPDATED=1; }
     apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
-fi
+}
+install_missing "${PKGS[@]}"
+# the headers of the kernel the guest boots (fabric-skeleton builds against them): known only
+# once linux-image-amd64 is installed, so a second step on a fresh machine
+install_missing "linux-headers-$(ls /boot/vmlinuz-*-amd64 | sort -V | tail -1 | sed 's,.*/vmlinuz-,,')"
 VENV=${LIOCTL_VENV:-/opt/lioctl-venv}
 PY=/usr/bin/python3
 "$PY" -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "setup: need Python >= 3.11" >&2; exit 1; }
