@@ -22,6 +22,7 @@ import time
 from lioctl import rundir
 from lioctl.tcmu import config as tcmu_config
 from lioctl.tcmu import netlink
+from lioctl.tcmu.aio import CompletionQueue
 from lioctl.tcmu.device import Device, scan
 from lioctl.tcmu.ring import RingError
 
@@ -124,6 +125,8 @@ class Daemon:
         self.pool = concurrent.futures.ThreadPoolExecutor(threads, "tcmu-io") if threads > 0 else None
         self.disk_pool = (concurrent.futures.ThreadPoolExecutor(disk_threads, "tcmu-disk")
                           if disk_threads > 0 else None)
+        # asynchronous backends (RBD) answer through this, not through threads of ours
+        self.completions = CompletionQueue()
 
     # setup
     def _events(self) -> netlink.Events:
@@ -160,6 +163,7 @@ class Daemon:
         self.watch(self.events.fileno(), "netlink")
         self.watch(listener.fileno(), "status")
         self.watch(wake_r.fileno(), "signal")
+        self.watch(self.completions.fd, "completions")
         self.rescan(restart=True)
         log.info("lioctl TCMU handler %d serving %d device(s)", os.getpid(), len(self.devices))
         sd_notify("READY=1")
@@ -174,6 +178,8 @@ class Daemon:
                         continue
                     if what.__class__ is Device:
                         self._service(what)
+                    elif what == "completions":
+                        self._completions()
                     elif what == "netlink":
                         self._netlink()
                     elif what == "status":
@@ -194,6 +200,16 @@ class Daemon:
                 pass
             os.close(lock)
         return 0
+
+    def _completions(self) -> None:
+        """Answers of asynchronous backends: every device that got some rings its doorbell once."""
+        try:
+            self.completions.run()
+        except Exception as e:      # a bug in a completion step: logged, the loop lives
+            log.error("completion: %s", e)
+        for dev in list(self.devices.values()):
+            if dev.broken is not None:
+                self.fail(dev, f"corrupt command ring: {dev.broken}")
 
     def watch(self, fd: int, what, edge: bool = False) -> None:
         self.ep.register(fd, select.EPOLLIN | (select.EPOLLET if edge else 0))
@@ -229,7 +245,7 @@ class Daemon:
         if tcmu_config.key_of(name) is None:
             return      # tcmu-runner's (or anyone else's): never touched
         dev = Device(minor, name)
-        dev.pool, dev.disk_pool = self.pool, self.disk_pool
+        dev.pool, dev.disk_pool, dev.queue = self.pool, self.disk_pool, self.completions
         try:
             dev.open(restart)
         except Exception as e:   # a bad ring or config must not stop the others
@@ -320,18 +336,29 @@ class Daemon:
             except OSError:
                 pass
 
+    def _settle(self, dev: Device, timeout: float = 60.0) -> None:
+        """Let an asynchronous backend's operations end and their answers reach the ring (their
+        own timeout bounds them; this bound is a second one)."""
+        deadline = time.monotonic() + timeout
+        while dev.backend is not None and dev.backend.in_flight() and time.monotonic() < deadline:
+            select.select([self.completions.fd], [], [], 0.1)
+            self.completions.run()
+        self.completions.run()
+
     def shutdown(self) -> None:
         """Clean stop: answer whatever the kernel has queued, then let go of every device."""
         for dev in list(self.devices.values()):
             try:
                 dev.drain()
                 dev.quiesce()
+                self._settle(dev)
             except Exception as e:
                 log.error("%s: %s", dev.key, e)
             self.detach(dev.minor)
         for pool in (self.pool, self.disk_pool):
             if pool is not None:
                 pool.shutdown(wait=True)
+        self.completions.close()
 
 
 def query(timeout: float = 5.0) -> dict | None:
