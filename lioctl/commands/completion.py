@@ -21,7 +21,8 @@ VERB_OPTIONS = {
     "export": {"-p": "address", "--portal": "address", "--iqn": None, "--name": None,
                "--lun-size": None, "--readonly": None, "--acl": "initiator", "--chap": None,
                "--mutual-chap": None, "--exist-ok": None, "--user": None,
-               "--chap-file": "file", "--mutual-chap-file": "file"},
+               "--chap-file": "file", "--mutual-chap-file": "file", "--create": None, "--grow": None,
+               "--conf": "file", "--id": None, "--keyring": "file", "--cluster": None},
     "unexport": {},
     "save": {}, "restore": {"--prune": None, "--clear": None, "--boot": None, "--target": "target",
                             "--storage-object": "storage_object"}, "diff": {"--prune": None}, "clear": {},
@@ -119,11 +120,25 @@ def verb_candidates(verb: str, words: list[str], word: str, sess: _Session):
             if so.plugin == "user" and key.startswith(word) and key not in positional:
                 yield key
         return
+    if verb == "export" and not positional and word.startswith("rbd:"):
+        from lioctl.tcmu import rbd_admin      # the cluster's pools and images, 2 s at most
+        given = {k: words[i + 1] for i, k in enumerate(words[:-1])
+                 if k in ("--conf", "--id", "--keyring", "--cluster")}
+        yield from rbd_admin.complete_names(word, {"conf": given.get("--conf"), "id": given.get("--id"),
+                                                   "keyring": given.get("--keyring"),
+                                                   "cluster": given.get("--cluster")})
+        return
     if verb == "unexport" and not positional:
         iscsi = sess.snap().fabrics.get("iscsi")
         for t in (iscsi.targets if iscsi else {}):
             if t.startswith(word):
                 yield t
+        for so in sess.snap().storage_objects.values():
+            cfg = so.user_config or ""
+            if so.plugin == "user" and cfg.startswith("lioctl_rbd/"):
+                name = "rbd:" + cfg[len("lioctl_rbd/"):].split(";")[0]
+                if name.startswith(word):
+                    yield name
     if verb == "restore" and ("=" in word or positional):
         key, eq, val = word.partition("=")
         if eq and key in ("target", "storage_object"):

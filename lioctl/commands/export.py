@@ -19,11 +19,19 @@ from lioctl.plan import Modprobe, Mount, Plan
 from lioctl.tree import backstores as bs, snapshot, targets as tg
 from lioctl.tree.fabrics import spec_for
 
-HELP = "export a file or block device as an iSCSI target in one step"
+HELP = "export a file, block device or Ceph RBD image as an iSCSI target in one step"
+EXAMPLES = """examples:
+  lioctl export /srv/disk.img
+  lioctl export /dev/sdb -p 192.0.2.10
+  lioctl export rbd:rbd/vol1                       # a Ceph RBD image, through lioctl's handler
+  lioctl export rbd:rbd/vol2 --create --lun-size 10G --id gw --keyring /etc/ceph/ceph.client.gw.keyring
+  lioctl export rbd:rbd/vol1@monday                # a snapshot: read-only
+"""
 
 
 def configure(p):
-    p.add_argument("device", metavar="DEVICE|FILE", help="block device or regular file to export")
+    p.add_argument("device", metavar="DEVICE|FILE|rbd:POOL/IMAGE[@SNAP]",
+                   help="block device, regular file, or Ceph RBD image to export")
     p.add_argument("-p", "--portal", action="append", default=[], metavar="PORTAL",
                    help="IP[:PORT] or [IPv6][:PORT] to listen on (repeatable; default 0.0.0.0:3260)")
     p.add_argument("--iqn", help="target IQN (default iqn.2003-01.org.linux-iscsi.HOST:BASENAME)")
@@ -46,6 +54,13 @@ def configure(p):
     p.add_argument("--user", action="store_true",
                    help="serve it through a TCMU user backstore and lioctl's bundled handler "
                         "(started when needed) instead of the kernel's fileio/iblock")
+    g = p.add_argument_group("Ceph RBD images (rbd:POOL/IMAGE)")
+    g.add_argument("--create", action="store_true", help="create the image (of --lun-size) when missing")
+    g.add_argument("--grow", action="store_true", help="grow the image to --lun-size when it is smaller")
+    g.add_argument("--conf", metavar="PATH", help="ceph.conf (default: $CEPH_CONF, /etc/ceph/CLUSTER.conf)")
+    g.add_argument("--id", dest="ceph_id", metavar="NAME", help="cephx user without 'client.' (default: admin)")
+    g.add_argument("--keyring", metavar="PATH", help="keyring file of that user (a path: never the key)")
+    g.add_argument("--cluster", metavar="NAME", help="cluster name (default: ceph)")
 
 
 def credentials(args) -> tuple[tuple[str, str] | None, tuple[str, str] | None]:
@@ -107,35 +122,39 @@ def find_export(snap, device: str):
     return None, None
 
 
+def rbd_spec(args):
+    """The RbdSpec of an `rbd:` argument (None for a file or device)."""
+    from lioctl.tcmu import rbd_admin, rbdspec
+    if not rbdspec.is_spec(args.device):
+        if args.create or args.grow or args.conf or args.ceph_id or args.keyring or args.cluster:
+            raise UsageError("--create, --grow, --conf, --id, --keyring and --cluster are for rbd:POOL/IMAGE")
+        return None
+    return rbd_admin.spec_from(args.device, {"conf": args.conf, "id": args.ceph_id, "keyring": args.keyring,
+                                             "cluster": args.cluster})
+
+
+def find_rbd_export(snap, spec):
+    """(target, storage object) serving spec's image over iSCSI, if any."""
+    from lioctl.tcmu import rbd_admin
+    for so in rbd_admin.served_by(snap, spec):
+        for lun in so.luns:
+            if lun.tpg.target.fabric.name == "iscsi":
+                return lun.tpg.target, so
+        return None, so
+    return None, None
+
+
 def build(args, snap) -> tuple[Plan, dict]:
+    spec = rbd_spec(args)
+    if spec is not None:
+        return build_rbd(args, snap, spec)
     device = os.path.abspath(args.device)
     if not os.path.exists(device) and args.lun_size:
         kind = "file"  # created sparse with --lun-size, like fileio create
     else:
         kind = check_device(device)
     name = check_object_name(args.name or default_name(device), "backstore name")
-    iqn, _ = wwnmod.normalize(("iqn",), args.iqn or default_iqn(device), "target IQN")
-    portals = args.portal or ["0.0.0.0:3260"]
-    parsed = []
-    for text in portals:
-        ip, port, pname = tg.parse_portal(text)
-        if pname in [p[2] for p in parsed]:
-            raise LioError(f"portal {pname} is given twice")
-        tg.check_portal_address(ip)
-        parsed.append((ip, port, pname))
-    chap, mutual = credentials(args)
-    if (chap or mutual) and not args.acl:
-        raise UsageError("--chap and --mutual-chap need at least one --acl INITIATOR_IQN")
-    if mutual and not chap:
-        raise UsageError("--mutual-chap needs --chap too")
-    acls = []
-    for a in args.acl:
-        w, _ = wwnmod.normalize(("iqn", "naa", "eui"), a, "initiator IQN")
-        if w in acls:
-            raise LioError(f"--acl {w} is given twice")
-        acls.append(w)
-    if "iscsi" in snap.fabrics and iqn in snap.fabrics["iscsi"].targets:
-        raise LioError(f"target {iqn} already exists; choose another with --iqn")
+    iqn, parsed, acls, chap, mutual = checked_common(args, snap, device, name)
 
     plugin = "user" if args.user else "block" if kind == "block" else "fileio"
     # Deterministic serial and LUN link name: the --dry-run script makes exactly this tree.
@@ -161,6 +180,55 @@ def build(args, snap) -> tuple[Plan, dict]:
             pass  # fileio has no read-only mode; the mapped LUN / demo mode is write-protected
     else:
         sub = bs.plan_block(snap, name, device, True if args.readonly else None, wwn=serial)
+    return finish(args, snap, plan, sub, name, iqn, parsed, acls, chap, mutual, plugin, device)
+
+
+def checked_common(args, snap, device: str, name: str):
+    """(iqn, portals, acls, chap, mutual): the target side's inputs, each checked."""
+    iqn, _ = wwnmod.normalize(("iqn",), args.iqn or default_iqn(device), "target IQN")
+    portals = args.portal or ["0.0.0.0:3260"]
+    parsed = []
+    for text in portals:
+        ip, port, pname = tg.parse_portal(text)
+        if pname in [p[2] for p in parsed]:
+            raise LioError(f"portal {pname} is given twice")
+        tg.check_portal_address(ip)
+        parsed.append((ip, port, pname))
+    chap, mutual = credentials(args)
+    if (chap or mutual) and not args.acl:
+        raise UsageError("--chap and --mutual-chap need at least one --acl INITIATOR_IQN")
+    if mutual and not chap:
+        raise UsageError("--mutual-chap needs --chap too")
+    acls = []
+    for a in args.acl:
+        w, _ = wwnmod.normalize(("iqn", "naa", "eui"), a, "initiator IQN")
+        if w in acls:
+            raise LioError(f"--acl {w} is given twice")
+        acls.append(w)
+    if "iscsi" in snap.fabrics and iqn in snap.fabrics["iscsi"].targets:
+        raise LioError(f"target {iqn} already exists; choose another with --iqn")
+    return iqn, parsed, acls, chap, mutual
+
+
+def build_rbd(args, snap, spec) -> tuple[Plan, dict]:
+    """An RBD image through a lioctl_rbd user backstore (lioctl's handler, librbd's aio)."""
+    from lioctl.tcmu import rbd_admin
+    base = spec.image + (f"_{spec.snap}" if spec.snap else "")
+    name = check_object_name(args.name or default_name(base), "backstore name")
+    iqn, parsed, acls, chap, mutual = checked_common(args, snap, base, name)
+    serial = str(uuid.uuid5(uuid.NAMESPACE_URL, f"lioctl:{iqn}:user/{name}"))
+    plan = Plan()
+    plan.add(Mount(configfs.CONFIGFS_MOUNT))
+    plan.add(Modprobe("target_core_mod"))
+    sub = rbd_admin.plan_user_rbd(snap, name, args.lun_size, args.device,
+                                  {"conf": spec.conf, "id": spec.id, "keyring": spec.keyring,
+                                   "cluster": spec.cluster}, create=args.create, grow=args.grow, wwn=serial,
+                                  write_back=not args.readonly)
+    return finish(args, snap, plan, sub, name, iqn, parsed, acls, chap, mutual, "user", args.device)
+
+
+def finish(args, snap, plan, sub, name, iqn, parsed, acls, chap, mutual, plugin, device):
+    """The target, TPG, LUN, portals and ACLs over the backstore sub made."""
     plan.extend(sub)
     so_path = [op.path for op in sub if type(op).__name__ == "Mkdir"][-1]
 
@@ -202,9 +270,13 @@ def build(args, snap) -> tuple[Plan, dict]:
 
 def already_exported(args, snap) -> bool:
     """Refuse a second export of the same device, naming the first; --exist-ok makes it a no-op."""
-    if not os.path.exists(args.device):
+    spec = rbd_spec(args)
+    if spec is not None:
+        target, so = find_rbd_export(snap, spec)
+    elif not os.path.exists(args.device):
         return False
-    target, so = find_export(snap, os.path.abspath(args.device))
+    else:
+        target, so = find_export(snap, os.path.abspath(args.device))
     if so is None:
         return False
     if target is not None and args.exist_ok:

@@ -5,7 +5,8 @@ own so that tcmu-runner (qcow, rbd, glfs, fbo, zbc, file, file_optical, file_zbc
 claims them and lioctl never touches its devices.
 
 lioctl_file's config is `[OPTION;...]PATH` with an absolute PATH; the one option is `direct`
-(O_DIRECT). lioctl_ram's config is any label.
+(O_DIRECT). lioctl_ram's config is any label. lioctl_rbd's is `POOL/IMAGE[@SNAP][;OPTION=VALUE...]`
+(lioctl/tcmu/rbdspec.py).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import stat
 from lioctl.errors import LioError
 
 DEFAULT_SUBTYPE = "lioctl_file"
-SUBTYPES = ("lioctl_file", "lioctl_ram")
+SUBTYPES = ("lioctl_file", "lioctl_ram", "lioctl_rbd")
 TCMU_RUNNER_SUBTYPES = ("qcow", "rbd", "glfs", "fbo", "zbc", "file", "file_optical", "file_zbc")
 MAX_CONFIG = 255
 DEFAULT_HW_MAX_SECTORS = 2048     # 1 MiB commands with 512-byte blocks
@@ -63,6 +64,16 @@ def validate(subtype: str, config: str, size: int, existing: list[str]) -> None:
                        f"the kernel takes at most {MAX_CONFIG}")
     if full in existing:
         raise LioError(f"another user backstore already uses {full}")
+    if subtype == "lioctl_rbd":
+        from lioctl.tcmu import rbdspec
+        try:
+            spec = rbdspec.parse_config(config)
+            for other in existing:
+                if other.startswith("lioctl_rbd/") and rbdspec.parse_config(other[len("lioctl_rbd/"):]).same_image(spec):
+                    raise LioError(f"another user backstore already serves RBD image {spec.pool}/{spec.image}")
+        except rbdspec.SpecError as e:
+            raise LioError(str(e))
+        return
     if subtype != "lioctl_file":
         return
     options, path = split_options(config)

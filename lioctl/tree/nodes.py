@@ -253,6 +253,8 @@ def first_sentence(text: str) -> str:
 
 
 def usage(name: str, fn) -> str:
+    if getattr(fn, "usage", None):     # positionals that may be left out: said by the command
+        return f"{name} {fn.usage}"
     parts = [name]
     for p in inspect.signature(fn).parameters.values():
         if p.kind == p.VAR_POSITIONAL:
@@ -396,6 +398,11 @@ class BackstoreKind(Node):
         Example: /backstores/fileio create disk1 /srv/disk1.img 10G
         Example: /backstores/ramdisk create rd1 1G"""
         fn = self._creator()
+        params = inspect.signature(fn).parameters
+        flags = [a for a in args if isinstance(a, str) and a.startswith("--") and a[2:] in params]
+        if flags:       # `--create` is create=true, as grammar.bind makes it for other commands
+            args = tuple(a for a in args if a not in flags)
+            kw.update({a[2:]: "true" for a in flags})
         try:
             sig = inspect.signature(fn).bind(*args, **kw)
         except TypeError as e:
@@ -445,20 +452,48 @@ class BackstoreKind(Node):
         return Result(plan=bs.plan_pscsi(self.ctx.snap, name, dev),
                       message=f"Created pscsi storage object {name} using {dev}")
 
-    def _create_user(self, name, size, cfgstring, subtype=None, wwn=None, hw_max_sectors=None,
-                     write_back=None, control=None):
+    def _create_user(self, name, size=None, cfgstring=None, subtype=None, wwn=None, hw_max_sectors=None,
+                     write_back=None, control=None, create=None, grow=None, conf=None, id=None,
+                     keyring=None, cluster=None, timeout=None):
         """Create user (TCMU) storage object NAME of SIZE. CFGSTRING is the handler's
         configuration; subtype picks the handler (lioctl_file by default: CFGSTRING is a file or
-        block device, a missing file is created sparse; lioctl_ram; or a tcmu-runner handler);
-        control= is targetcli's string for the kernel's control file.
+        block device, a missing file is created sparse; lioctl_ram; lioctl_rbd; or a tcmu-runner
+        handler); control= is targetcli's string for the kernel's control file.
+        CFGSTRING rbd:POOL/IMAGE[@SNAP] serves a Ceph RBD image (lioctl_rbd): SIZE omitted is
+        the image's; --create makes a missing image of SIZE; --grow makes the image SIZE when
+        bigger; @SNAP is read-only; conf=, id=, keyring= (a path: never a key), cluster= and
+        timeout= (seconds) say how to reach the cluster (default: CEPH_CONF or
+        /etc/ceph/ceph.conf, client.admin).
         Example: /backstores/user create disk1 10G /srv/disk1.img
+        Example: /backstores/user create vol1 rbd:rbd/vol1
+        Example: /backstores/user create vol2 10G rbd:rbd/vol2 --create id=gw keyring=/etc/ceph/ceph.client.gw.keyring
         Example: /backstores/user create rbd1 10G rbd/pool/image subtype=rbd
         Example: /backstores/user create u1 1G /srv/u1.img control=max_data_area_mb=64"""
+        from lioctl.tcmu import rbdspec
+        if cfgstring is None and rbdspec.is_spec(size):
+            size, cfgstring = None, size
+        rbd_opts = {"conf": conf, "id": id, "keyring": keyring, "cluster": cluster, "timeout": timeout}
+        if rbdspec.is_spec(cfgstring) and subtype in (None, rbdspec.SUBTYPE):
+            from lioctl.tcmu import rbd_admin
+            plan = rbd_admin.plan_user_rbd(
+                self.ctx.snap, name, size, cfgstring, rbd_opts, create=bool(create and _b(create, "create")),
+                grow=bool(grow and _b(grow, "grow")), wwn=wwn,
+                hw_max_sectors=int(hw_max_sectors) if hw_max_sectors else None, model_alias=self._model_alias(),
+                write_back=True if write_back is None else _b(write_back, "write_back"), control=control)
+            return Result(plan=plan, message=f"Created user storage object {name} on {cfgstring}")
+        given = [k for k, v in {**rbd_opts, "create": create, "grow": grow}.items() if v is not None]
+        if given:
+            raise LioError(f"{given[0]}= is for rbd:POOL/IMAGE backstores")
+        if size is None or cfgstring is None:
+            raise UsageError("create needs NAME SIZE CFGSTRING (SIZE may be left out for rbd:POOL/IMAGE)")
         plan = bs.plan_user(self.ctx.snap, name, size, cfgstring, subtype, wwn,
                             int(hw_max_sectors) if hw_max_sectors else None, self._model_alias(),
                             write_back=True if write_back is None else _b(write_back, "write_back"),
                             control=control)
         return Result(plan=plan, message=f"Created user storage object {name} size {size}")
+
+    _create_user.usage = ("NAME [SIZE] CFGSTRING [subtype=…] [wwn=…] [hw_max_sectors=…] [write_back=…] "
+                          "[control=…] [--create] [--grow] [conf=…] [id=…] [keyring=…] [cluster=…] [timeout=…]")
 
     @writes
     def ui_delete(self, name: str, save: str | None = None):
@@ -530,6 +565,9 @@ class UserHandlerKind(BackstoreKind):
         others = [o.user_config for o in self.ctx.snap.storage_objects.values()
                   if o.plugin == "user" and o is not so]
         tcmu_config.validate(self.handler, cfgstring, size_bytes, others)
+        if self.handler == "lioctl_rbd" and size_bytes < so.size:
+            raise LioError(f"{self.path}/{name}: an RBD image is grown, never shrunk, under a LUN "
+                           f"({size_bytes} < {so.size} bytes)")
         plan = bs.plan_change_medium(so, self.handler, cfgstring, size_bytes)
         return Result(plan=plan, message=f"{self.path}/{name}: medium {cfgstring}, size {size}"
                       if plan else f"{self.path}/{name} already has that medium and size")

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import os
 import select
-import shutil
-import socket
 import struct
 import subprocess
 from pathlib import Path
@@ -16,6 +14,7 @@ import pytest
 
 from lioctl.tcmu import rbdspec
 from lioctl.tcmu.rbdspec import SpecError, parse_config, parse_spec
+from ceph_cluster import needs_ceph
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -57,26 +56,6 @@ def test_file_and_ram_backends_never_import_ceph():
             "assert 'lioctl.tcmu.librbd' not in sys.modules and 'rbd' not in sys.modules; print('ok')")
     out = subprocess.run([os.sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
     assert out.stdout.strip() == "ok", out.stderr
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-needs_ceph = pytest.mark.skipif(not shutil.which("ceph-mon") or os.geteuid() != 0,
-                                reason="Debian's ceph-mon/ceph-osd (tests/setup.sh) and root")
-
-
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    d = tmp_path_factory.mktemp("ceph") / "c"
-    env = dict(os.environ, MON_PORT=str(_free_port()), MON_PORT_V1=str(_free_port()))
-    subprocess.run(["bash", str(REPO / "tests/kernel/ceph.sh"), "up", str(d)], check=True, env=env,
-                   capture_output=True, timeout=180)
-    yield d
-    subprocess.run(["bash", str(REPO / "tests/kernel/ceph.sh"), "down", str(d)], timeout=120)
 
 
 def rbd(cluster, *args):

@@ -67,6 +67,7 @@ class RbdBackend(Backend):
             _disconnect(self.cluster)
             raise
         self.read_only = spec.read_only
+        self.thin = not spec.read_only      # a snapshot offers no UNMAP (thin provisioning VPD: none)
         self.size = self.image.size()
         self.object_size = self.image.object_size()
         self.compare_and_write_max = CAW_BYTES
