@@ -215,7 +215,8 @@ def build_rbd(args, snap, spec) -> tuple[Plan, dict]:
     from lioctl.tcmu import rbd_admin
     base = spec.image + (f"_{spec.snap}" if spec.snap else "")
     name = check_object_name(args.name or default_name(base), "backstore name")
-    iqn, parsed, acls, chap, mutual = checked_common(args, snap, base, name)
+    # RFC 3722: no '_' in an IQN (LIO takes it, open-iscsi's discovery refuses the target)
+    iqn, parsed, acls, chap, mutual = checked_common(args, snap, base.replace("_", "-"), name)
     serial = str(uuid.uuid5(uuid.NAMESPACE_URL, f"lioctl:{iqn}:user/{name}"))
     plan = Plan()
     plan.add(Mount(configfs.CONFIGFS_MOUNT))

@@ -34,6 +34,14 @@ LOG = f"{RUN_DIR}/tcmu.log"
 log = logging.getLogger("lioctl.tcmu")
 
 
+class Reaper:
+    """The completion fd of a device's backend (backends/base.py: completion_fd, reap)."""
+    __slots__ = ("dev", "fd")
+
+    def __init__(self, dev, fd):
+        self.dev, self.fd = dev, fd
+
+
 class AlreadyRunning(Exception):
     pass
 
@@ -178,6 +186,8 @@ class Daemon:
                         continue
                     if what.__class__ is Device:
                         self._service(what)
+                    elif what.__class__ is Reaper:
+                        self._reap(what.dev)
                     elif what == "completions":
                         self._completions()
                     elif what == "netlink":
@@ -200,6 +210,15 @@ class Daemon:
                 pass
             os.close(lock)
         return 0
+
+    def _reap(self, dev: Device) -> None:
+        """Finished backend operations: their next steps and answers now, one doorbell each."""
+        try:
+            if dev.backend is not None:
+                dev.backend.reap()
+        except Exception as e:
+            log.error("%s: reaping completions: %s", dev.key, e)
+        self._completions()
 
     def _completions(self) -> None:
         """Answers of asynchronous backends: every device that got some rings its doorbell once."""
@@ -263,6 +282,10 @@ class Daemon:
         # edge-triggered: every kernel notification wakes us once, so the doorbell's event
         # count need not be read (one system call less per wake-up)
         self.watch(dev.fd, dev, edge=True)
+        cfd = dev.backend.completion_fd()
+        if cfd is not None:
+            dev.reaper = Reaper(dev, cfd)
+            self.watch(cfd, dev.reaper)
         log.info("serving %s (uio%d, %s/%s, %d bytes)", dev.key, minor, dev.subtype, dev.config,
                  dev.unit.num_blocks * dev.unit.block_size)
         self._service(dev)   # anything queued before we mapped it
@@ -273,6 +296,8 @@ class Daemon:
             return
         self.failed.pop(dev.key, None)
         self.unwatch(dev.fd)
+        if getattr(dev, "reaper", None) is not None:
+            self.unwatch(dev.reaper.fd)
         dev.close()
         log.info("stopped serving %s", dev.key)
 
@@ -311,7 +336,16 @@ class Daemon:
             elif ev.cmd == netlink.RECONFIG_DEVICE and ev.minor in self.devices:
                 dev = self.devices[ev.minor]
                 try:
+                    before = dev.backend
                     dev.reconfigure(ev.dev_size, ev.writecache, ev.dev_cfg)
+                    if dev.backend is not before:       # a new medium: its own completion fd
+                        if getattr(dev, "reaper", None) is not None:
+                            self.unwatch(dev.reaper.fd)
+                            dev.reaper = None
+                        cfd = dev.backend.completion_fd()
+                        if cfd is not None:
+                            dev.reaper = Reaper(dev, cfd)
+                            self.watch(cfd, dev.reaper)
                     log.info("%s reconfigured: %s", dev.key,
                              {k: v for k, v in (("size", ev.dev_size), ("write_cache", ev.writecache),
                                                 ("config", ev.dev_cfg)) if v is not None})
@@ -341,7 +375,9 @@ class Daemon:
         own timeout bounds them; this bound is a second one)."""
         deadline = time.monotonic() + timeout
         while dev.backend is not None and dev.backend.in_flight() and time.monotonic() < deadline:
-            select.select([self.completions.fd], [], [], 0.1)
+            fds = [self.completions.fd] + ([dev.backend.completion_fd()] if dev.backend.completion_fd() else [])
+            select.select(fds, [], [], 0.1)
+            dev.backend.reap()
             self.completions.run()
         self.completions.run()
 

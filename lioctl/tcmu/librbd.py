@@ -1,5 +1,11 @@
 """librados and librbd's C API through ctypes, for the handler's RBD backend.
 
+Completions are not Python callbacks on librbd's threads: the image's event notification
+(rbd_set_image_notification) bumps an eventfd the handler's loop watches, and the loop reaps
+finished operations in batches (rbd_poll_io_events). A ctypes callback on a librbd thread
+costs a Python thread state and a GIL hand-off per operation: on the host, 4 KiB reads at
+QD32 ran at 8.4k/s (38 us of CPU each) with callbacks and 36.7k/s (18 us) polled.
+
 Why not python3-rbd here: its 16.2 Image has aio_read/aio_write/aio_flush/aio_discard/
 aio_write_zeroes but neither compare_and_write nor writesame nor update_watch, and it hands
 out no rbd_image_t for ctypes to call those on. A second handle on the same image (opened
@@ -70,8 +76,11 @@ def _load():
             (rbd, "rbd_get_size"): (I, [P, ctypes.POINTER(U64)]),
             (rbd, "rbd_stat"): (I, [P, P, ctypes.c_size_t]),
             (rbd, "rbd_resize"): (I, [P, U64]),
-            (rbd, "rbd_aio_create_completion"): (I, [P, _CALLBACK, PP]),
+            (rbd, "rbd_aio_create_completion"): (I, [P, P, PP]),   # callback: NULL or a _CALLBACK
             (rbd, "rbd_aio_get_return_value"): (ctypes.c_ssize_t, [P]),
+            (rbd, "rbd_aio_get_arg"): (P, [P]),
+            (rbd, "rbd_set_image_notification"): (I, [P, I, I]),
+            (rbd, "rbd_poll_io_events"): (I, [P, P, I]),
             (rbd, "rbd_aio_release"): (None, [P]),
             (rbd, "rbd_aio_readv"): (I, [P, P, I, U64, P]),
             (rbd, "rbd_aio_writev"): (I, [P, P, I, U64, P]),
@@ -135,9 +144,13 @@ class Cluster:
             self.handle = ctypes.c_void_p()
 
 
+EVENT_TYPE_EVENTFD = 2
+
+
 class Image:
-    """An open image; `aio_*` calls start one operation and call done(ret, extra) once, from a
-    librbd thread, with ret >= 0 or -errno (extra: the mismatch offset of a compare)."""
+    """An open image; `aio_*` calls start one operation whose done(ret, extra) is called once,
+    by reap() (on whichever thread calls it: the event loop when `fileno()` is readable), with
+    ret >= 0 or -errno (extra: the mismatch offset of a compare)."""
 
     def __init__(self, cluster: Cluster, pool: str, name: str, snap: str | None, read_only: bool):
         _, self.rbd = _load()
@@ -152,9 +165,17 @@ class Image:
             raise CephError(-r, f"{what}: {os.strerror(-r)}")
         self.pending: dict[int, tuple] = {}     # token -> (done, keep-alive objects, mismatch)
         self.tokens = itertools.count(1)        # next() is atomic under the GIL
-        self.idle = threading.Condition()
         self.watch_handle = None
-        self._callback = _CALLBACK(self._complete)   # one for every completion, kept alive
+        self.reaping = threading.Lock()
+        self.efd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        self.comps = (ctypes.c_void_p * 128)()
+        r = self.rbd.rbd_set_image_notification(self.handle, self.efd, EVENT_TYPE_EVENTFD)
+        if r < 0:
+            self.rbd.rbd_close(self.handle)
+            cluster.rados.rados_ioctx_destroy(self.io)
+            os.close(self.efd)
+            raise CephError(-r, f"rbd_set_image_notification: {os.strerror(-r)}")
+        self._callback = _CALLBACK(self._called_back)     # kept alive as long as the image
 
     # geometry
     def size(self) -> int:
@@ -171,10 +192,10 @@ class Image:
         check(self.rbd.rbd_resize(self.handle, size), "rbd_resize")
 
     # asynchronous I/O
-    def _start(self, done, keep, mismatch=None) -> tuple[ctypes.c_void_p, int]:
+    def _start(self, done, keep, mismatch=None, callback=None) -> tuple[ctypes.c_void_p, int]:
         token = next(self.tokens)
         comp = ctypes.c_void_p()
-        check(self.rbd.rbd_aio_create_completion(ctypes.c_void_p(token), self._callback, ctypes.byref(comp)),
+        check(self.rbd.rbd_aio_create_completion(ctypes.c_void_p(token), callback, ctypes.byref(comp)),
               "rbd_aio_create_completion")
         self.pending[token] = (done, keep, mismatch)
         return comp, token
@@ -185,16 +206,42 @@ class Image:
             self.rbd.rbd_aio_release(comp)
             raise CephError(-r, os.strerror(-r))
 
-    def _complete(self, comp, arg) -> None:
-        """On a librbd thread: the result goes to the operation's done()."""
+    def _called_back(self, comp, token) -> None:
+        """On a librbd thread: an operation whose completion librbd 16.2 does not put on the
+        event notification (compare-and-write: measured, its aio never reached
+        rbd_poll_io_events), so it comes as a callback."""
         ret = self.rbd.rbd_aio_get_return_value(comp)
         self.rbd.rbd_aio_release(comp)
-        done, _, mismatch = self.pending.pop(arg, (None, None, None))
+        done, _, mismatch = self.pending.pop(token, (None, None, None))
         if done is not None:
             done(ret, mismatch.value if mismatch is not None and ret == -errno.EILSEQ else None)
-        if not self.pending:
-            with self.idle:
-                self.idle.notify_all()
+
+    def fileno(self) -> int:
+        """Readable when operations have finished: then reap()."""
+        return self.efd
+
+    def reap(self) -> int:
+        """Call done() of every finished operation; returns how many. One thread at a time."""
+        rbd, comps, pending = self.rbd, self.comps, self.pending
+        n = 0
+        with self.reaping:
+            try:
+                os.eventfd_read(self.efd)
+            except BlockingIOError:
+                pass
+            while True:
+                got = rbd.rbd_poll_io_events(self.handle, comps, len(comps))
+                if got <= 0:
+                    return n
+                for i in range(got):
+                    comp = comps[i]
+                    token = rbd.rbd_aio_get_arg(comp)
+                    ret = rbd.rbd_aio_get_return_value(comp)
+                    rbd.rbd_aio_release(comp)
+                    done, _, mismatch = pending.pop(token, (None, None, None))
+                    if done is not None:
+                        done(ret, mismatch.value if mismatch is not None and ret == -errno.EILSEQ else None)
+                n += got
 
     def aio_readv(self, bufs, offset: int, done) -> None:
         iov = _iovecs(bufs)
@@ -230,7 +277,7 @@ class Image:
         mismatch = ctypes.c_uint64()
         cmp_buf = ctypes.create_string_buffer(compare, len(compare))
         buf = ctypes.create_string_buffer(data, len(data))
-        comp, token = self._start(done, (cmp_buf, buf), mismatch)
+        comp, token = self._start(done, (cmp_buf, buf), mismatch, self._callback)
         self._submitted(self.rbd.rbd_aio_compare_and_write(self.handle, offset, len(data), cmp_buf, buf, comp,
                                                            ctypes.byref(mismatch), 0), comp, token)
 
@@ -246,8 +293,17 @@ class Image:
         return len(self.pending)
 
     def wait_idle(self, timeout: float | None = None) -> bool:
-        with self.idle:
-            return self.idle.wait_for(lambda: not self.pending, timeout)
+        """Reap until nothing is in flight (or timeout)."""
+        import select
+        import time
+        end = None if timeout is None else time.monotonic() + timeout
+        while self.pending:
+            left = 0.1 if end is None else min(0.1, end - time.monotonic())
+            if left <= 0:
+                return False
+            select.select([self.efd], [], [], left)
+            self.reap()
+        return True
 
     def close(self) -> None:
         """Waits for the operations in flight: librbd writes into their buffers until then."""
@@ -260,6 +316,7 @@ class Image:
         self.rbd.rbd_close(self.handle)
         self.cluster.rados.rados_ioctx_destroy(self.io)
         self.handle = ctypes.c_void_p()
+        os.close(self.efd)
 
 
 def _iovecs(bufs) -> ctypes.Array:

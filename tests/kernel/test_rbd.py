@@ -37,6 +37,13 @@ def rbd_backstore(lioctl, ceph, name, image, size="64M", extra=""):
     return f"/backstores/user/{name}"
 
 
+def sg_node(dev: str) -> str:
+    """/dev/sgN of a disk: SCSI commands that bypass the block layer's own checks (a read-only
+    disk refuses to open for writing; a failed read shows only EIO)."""
+    (name,) = os.listdir(f"/sys/block/{os.path.basename(dev)}/device/scsi_generic")
+    return f"/dev/{name}"
+
+
 def teardown(lioctl, wwn, name):
     ok(lioctl("/loopback", "delete", wwn))
     ok(lioctl("/backstores/user", "delete", name))
@@ -145,8 +152,9 @@ def test_a_snapshot_is_served_read_only(lioctl, ceph, image):
     ceph.rbd("snap", "create", f"rbd/{image}@s1")
     bs = rbd_backstore(lioctl, ceph, "r5", f"{image}@s1")
     wwn, dev = loopback_lun(lioctl, bs)
-    p = sg("sg_dd", "if=/dev/zero", f"of={dev}", "bs=512", "count=1", "oflag=direct", check=False)
-    assert p.returncode != 0 and "protect" in (p.stdout + p.stderr).lower()
+    assert open(f"/sys/block/{os.path.basename(dev)}/ro").read().strip() == "1"    # MODE SENSE's WP
+    p = sg("sg_dd", "if=/dev/zero", f"of={sg_node(dev)}", "bs=512", "count=1", "-v", check=False)
+    assert p.returncode != 0 and "data protect" in (p.stdout + p.stderr).lower(), p.stdout + p.stderr
     assert len(pread(dev, 0, 4096)) == 4096
     teardown(lioctl, wwn, "r5")
 
@@ -178,8 +186,8 @@ def test_a_stopped_osd_fails_rbd_commands_in_bounded_time_and_never_stalls_a_ram
     os.kill(osd, signal.SIGSTOP)
     try:
         t = time.monotonic()
-        stuck = subprocess.Popen(["sg_dd", f"if={dev}", "of=/dev/null", "bs=512", "count=8", "skip=2048",
-                                  "iflag=direct"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        stuck = subprocess.Popen(["sg_dd", f"if={sg_node(dev)}", "of=/dev/null", "bs=512", "count=8", "skip=2048",
+                                  "-v"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         for i in range(20):                       # the RAM LUN answers meanwhile
             data = os.urandom(4096)
             pwrite(ram, i * 4096, data)
@@ -188,7 +196,7 @@ def test_a_stopped_osd_fails_rbd_commands_in_bounded_time_and_never_stalls_a_ram
         out, err = stuck.communicate(timeout=60)
         failed_after = time.monotonic() - t
         assert stuck.returncode != 0 and "not ready" in (out + err).lower(), out + err
-        assert ram_done < failed_after and failed_after < 30
+        assert ram_done < failed_after < 30, (ram_done, failed_after)
         st = [d for d in status(lioctl)["devices"] if d["name"] == "r7"][0]
         assert st["cluster_reachable"] is False and st["timeouts"] >= 1
     finally:
@@ -293,3 +301,20 @@ def test_tcmu_runners_rbd_handler_serves_its_image_alongside(lioctl, ceph, image
         os.killpg(runner.pid, signal.SIGTERM)
         runner.wait(timeout=60)
         ceph.rbd("rm", f"rbd/{image}_runner", check=False)
+
+
+def test_missing_python3_rbd_is_a_one_line_error_and_nothing_is_made(lioctl, ceph, image, monkeypatch):
+    import sys
+
+    import cfs
+    from lioctl.tcmu import rbd_admin
+    monkeypatch.setattr(rbd_admin, "_modules", None)
+    monkeypatch.setattr(rbd_admin, "DIST_PACKAGES", ("/nonexistent",))
+    monkeypatch.setitem(sys.modules, "rados", None)
+    monkeypatch.setitem(sys.modules, "rbd", None)
+    p = lioctl("/backstores/user", "create", "r11", f"rbd:rbd/{image}", env={"CEPH_CONF": str(ceph.conf)})
+    assert p.returncode == 1 and p.stderr.count("\n") == 1
+    assert "python3-rbd python3-rados" in p.stderr and "Traceback" not in p.stderr
+    assert cfs.snapshot() == []
+    ok(lioctl("/backstores/user", "create", "ram11", "8M", "x", "subtype=lioctl_ram"))   # RAM still works
+    ok(lioctl("/backstores/user", "delete", "ram11"))

@@ -145,3 +145,17 @@ def test_the_venv_finds_the_distributions_modules_without_system_site_packages()
     assert p.returncode == 0, p.stderr
     path, on_path = p.stdout.split()
     assert path.startswith("/usr/lib/python3/dist-packages/") and on_path == "False"
+
+
+@needs_ceph
+def test_completion_with_the_monitor_stopped_returns_within_its_bound(cluster):
+    import signal
+    mon = int((cluster / "run" / "mon.a.pid").read_text())
+    os.kill(mon, signal.SIGSTOP)
+    try:
+        t = time.monotonic()
+        p = lioctl("__complete", "bash", "lioctl export rbd:", "rbd:", env=env_of(cluster))
+        took = time.monotonic() - t
+    finally:
+        os.kill(mon, signal.SIGCONT)
+    assert p.returncode == 0 and p.stdout.strip() == "" and took < 6, (took, p.stderr)

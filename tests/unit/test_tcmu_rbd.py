@@ -93,7 +93,9 @@ def serve(k, dev, q, ids):
     dev.drain()
     got = k.reap()
     while not set(ids) <= set(got):
-        assert select.select([q.fd], [], [], 10)[0], f"no completion for {set(ids) - set(got)}"
+        fds = [q.fd, dev.backend.completion_fd()]
+        assert select.select(fds, [], [], 10)[0], f"no completion for {set(ids) - set(got)}"
+        dev.backend.reap()
         q.run()
         got.update(k.reap())
     return got
@@ -149,3 +151,15 @@ def test_rbd_resize_outside_reaches_the_lun_as_a_unit_attention(rdev, cluster):
     got = k.reap() if dev.drain() else {}
     got.update(k.reap())
     assert got[r]["sense"][2] == 0x06 and got[r]["sense"][12:14] == b"\x2a\x09"
+
+
+@needs_ceph
+def test_rbd_growing_the_lun_from_lioctl_grows_the_image(rdev, cluster):
+    """What `changemedium` with a bigger size sends: a RECONFIG dev_size event."""
+    k, dev, b, q, name = rdev
+    dev.reconfigure(dev_size=48 << 20)
+    assert b.current_size() == 48 << 20 and dev.unit.num_blocks * 512 == 48 << 20
+    assert b"48 MiB" in rbd(cluster, "info", f"rbd/{name}").stdout
+    r = k.queue(rw(0x28, 0, 8), data_in=4096)
+    dev.drain()
+    assert k.reap()[r]["sense"][12:14] == b"\x2a\x09"      # CAPACITY DATA HAS CHANGED

@@ -17,7 +17,12 @@ READ, WRITE (FUA: the device chains aio_flush), SYNCHRONIZE CACHE, UNMAP, WRITE 
 COMPARE AND WRITE then keep any number of commands in flight with no thread per command;
 anything else (VERIFY, MODE SELECT's flush) still uses the synchronous calls, on an I/O
 thread when `blocking`. Optional operations a backend lacks (`None` below) fall back to the
-synchronous path. `in_flight()` is what the status shows."""
+synchronous path. `in_flight()` is what the status shows.
+
+A backend may deliver its completions when asked rather than from its own threads:
+`completion_fd()` then returns a file descriptor that becomes readable when operations have
+finished, and the event loop calls `reap()`, which calls their done() right there (librbd's
+event notification: no Python on the library's threads at all)."""
 
 from __future__ import annotations
 
@@ -79,6 +84,13 @@ class Backend:
     aio_compare_and_write = None  # (offset, compare: bytes, data: bytes, done): atomic
 
     def in_flight(self) -> int:
+        return 0
+
+    def completion_fd(self) -> int | None:
+        return None
+
+    def reap(self) -> int:
+        """Call done() of the operations that have finished; returns how many."""
         return 0
 
     def changed(self, notify) -> None:

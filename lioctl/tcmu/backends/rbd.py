@@ -131,14 +131,20 @@ class RbdBackend(Backend):
     def in_flight(self) -> int:
         return self.image.in_flight()
 
+    def completion_fd(self) -> int:
+        return self.image.fileno()
+
+    def reap(self) -> int:
+        return self.image.reap()
+
     def changed(self, notify):
         self.image.watch(notify)
 
     def current_size(self) -> int:
         return self.image.size()
 
-    # the synchronous form (VERIFY, MODE SELECT's flush): on an I/O thread, waiting for the
-    # completion right there (never through the event loop, which may be the caller)
+    # the synchronous form (VERIFY, MODE SELECT's flush): on an I/O thread, reaping right there
+    # until its operation is done (whoever reaps it, this thread or the event loop, sets ev)
     def _wait(self, start, *args) -> int:
         ev = threading.Event()
         out = []
@@ -147,7 +153,8 @@ class RbdBackend(Backend):
             out.append(ret)
             ev.set()
         start(*args, done)
-        ev.wait()
+        while not ev.wait(0.005):
+            self.image.reap()
         if out[0] < 0:
             raise OSError(-out[0], f"rbd {self.spec.name}: {errno.errorcode.get(-out[0], out[0])}")
         return out[0]
