@@ -20,9 +20,10 @@ from lioctl.tcmu.scsi.sense import CheckCondition, illegal
 READS = (op.READ_6, op.READ_10, op.READ_12, op.READ_16)
 WRITES = (op.WRITE_6, op.WRITE_10, op.WRITE_12, op.WRITE_16,
           op.WRITE_VERIFY_10, op.WRITE_VERIFY_12, op.WRITE_VERIFY_16)
-# a cluster that does not answer within the backend's operation timeout
+# a cluster that does not answer within the backend's operation timeout (Ceph's EBLOCKLISTED
+# is ESHUTDOWN)
 UNREACHABLE = frozenset((errno.ETIMEDOUT, errno.ESHUTDOWN, errno.ECONNREFUSED, errno.ENOTCONN,
-                         errno.EHOSTUNREACH, 108))
+                         errno.EHOSTUNREACH))
 
 
 def failure(ret: int, writing: bool) -> Response:
@@ -176,7 +177,7 @@ class AsyncCommands:
         lba, n, unmap, block = emu.write_same_args(cdb, iovecs)
         bs = emu.unit.block_size
         offset, total = lba * bs, n * bs
-        done = self._then(self._flushed_if_sync, not emu.unit.write_cache, finish)
+        done = self._then(self._written, not emu.unit.write_cache, finish)
         b = emu.backend
         if not any(block):
             if unmap and emu.unit.thin:
@@ -186,9 +187,6 @@ class AsyncCommands:
         else:
             b.aio_write_same(offset, total, bytes(block), done)
         return None
-
-    def _flushed_if_sync(self, sync, finish, ret, extra):
-        self._written(sync, finish, ret, extra)
 
     # COMPARE AND WRITE: one atomic backend operation (librbd: an OSD-side compare-extent and
     # write, atomic against every client of the image, not only this handler)
