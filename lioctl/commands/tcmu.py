@@ -30,10 +30,10 @@ def configure(p):
     sub.required = True
     r = sub.add_parser("run", help="serve user backstores in the foreground (for systemd)")
     r.add_argument("--idle-exit", action="store_true", help="exit when no device is left to serve")
-    sub.add_parser("status", help="devices served, queue depth and counters")
     st = sub.add_parser("start", help="start the handler in the background unless it runs, and wait "
                                       "until it serves the user backstores (default: all of lioctl's)")
     st.add_argument("devices", nargs="*", metavar="user_N/NAME", help="wait for these devices")
+    sub.add_parser("status", help="devices served, queue depth and counters")
     s = sub.add_parser("stop", help="stop the handler (it answers what is queued first)")
     s.add_argument("--timeout", type=float, default=30.0, help="seconds to wait (default 30)")
 

@@ -7,6 +7,7 @@ import concurrent.futures
 import logging
 import mmap
 import os
+import re
 import stat
 import threading
 import time
@@ -19,7 +20,6 @@ from lioctl.tcmu.ring import Ring, RingError
 from lioctl.tcmu.scsi import opcodes as op
 from lioctl.tcmu.scsi.emulator import Emulator, Unit, synchronous_write
 from lioctl.tcmu.scsi.sense import CHECK_CONDITION
-from lioctl.tree.snapshot import StorageObject
 
 CORE = "/sys/kernel/config/target/core"
 UIO_CLASS = "/sys/class/uio"
@@ -100,7 +100,8 @@ class Device:
         flight with BUSY so initiators retry), map it, then unblock."""
         size = _int(f"{self.cfs}/attrib/dev_size", 0)
         if size <= 0:       # kernels without attrib/dev_size: the Size in info
-            size = StorageObject("user", self.hba, self.name, self.cfs).size
+            m = re.search(r"\bSize:\s*(\d+)", _read(f"{self.cfs}/info"))
+            size = int(m.group(1)) if m else 0
         self.backend = open_backend(self.subtype, self.config, size)
         self.unit = unit_from_configfs(self.cfs, self.name, size)
         self.unit.thin = self.backend.thin
