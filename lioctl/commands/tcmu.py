@@ -55,18 +55,18 @@ def _require_root() -> None:
 
 def _run(args) -> int:
     _require_root()
-    from lioctl.tcmu import daemon
+    from lioctl.tcmu import daemon  # start-up: the handler loads only for the action that needs it
     argv = (["--idle-exit"] if args.idle_exit else []) + (["--debug"] if args.debug else [])
     return daemon.main(argv)
 
 
 def unserved(served: set[str]) -> list[str]:
-    from lioctl.tcmu.device import lioctl_devices
+    from lioctl.tcmu.device import lioctl_devices  # start-up: as above
     return [k for k in lioctl_devices() if k not in served]
 
 
 def _status(args) -> int:
-    from lioctl.tcmu import daemon, launcher
+    from lioctl.tcmu import daemon, launcher  # start-up: as above
     st = daemon.query()
     running = st is not None
     pid = daemon.running_pid()
@@ -108,7 +108,7 @@ def _status(args) -> int:
 
 
 def _start(args) -> int:
-    from lioctl.tcmu import launcher
+    from lioctl.tcmu import launcher  # start-up: as above
     _require_root()
     keys = args.devices or unserved(set())
     if not keys:
@@ -120,7 +120,7 @@ def _start(args) -> int:
 
 
 def _stop(args) -> int:
-    from lioctl.tcmu import daemon
+    from lioctl.tcmu import daemon  # start-up: as above
     _require_root()
     pid = daemon.running_pid()
     if pid is None:

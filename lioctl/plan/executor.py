@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Callable
 
-from lioctl import configfs
+from lioctl import configfs, oplog
 from lioctl.errors import LioError
 from lioctl.plan.ops import ERRNO_REASONS, Incomplete, Mkdir, Op, Plan, Write
 
@@ -40,7 +40,6 @@ def _short(path: str) -> str:
 def execute(plan: Plan, progress: Callable[[int, int], None] | None = None, *,
             fault_hook: bool = True) -> int:
     """_execute, recorded in the `logfile` preference's log when one is set."""
-    from lioctl import oplog
     try:
         n = _execute(plan, progress, fault_hook=fault_hook)
     except PlanFailed as e:

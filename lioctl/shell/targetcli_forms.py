@@ -8,6 +8,7 @@ import copy
 
 from lioctl.errors import UsageError
 from lioctl.grammar import KEY_RE
+from lioctl.units import parse_bool
 from lioctl.verbs import run_verb, verb_parser
 
 FORMS = {
@@ -65,7 +66,6 @@ def _savefile(form: str, positional: list[str], keys: dict[str, str]) -> list[st
 
 def to_verb(tokens: list[str]) -> tuple[str, list[str], dict]:
     """(verb, its argv, global options to set) for one targetcli form."""
-    from lioctl.units import parse_bool
     form, args = tokens[0], tokens[1:]
     verb = FORMS[form][0]
     positional, keys = _split(form, args)
