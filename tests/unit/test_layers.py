@@ -220,3 +220,23 @@ def test_grammar_and_the_plan_import_only_below_them():
     bad += violations(g, ["lioctl.plan"], lambda m: within(m, ["lioctl.plan", "lioctl.configfs", "lioctl.errors",
                                                                "lioctl.oplog", "lioctl.prefs"]))
     assert not bad, "an import upwards:\n" + "\n".join(bad)
+
+
+def test_runtime_dependencies_are_what_lioctl_imports():
+    """rtslib-fb, configshell-fb and pyroute2 were runtime dependencies lioctl never imported
+    (and they install a targetctl that can shadow the distribution's)."""
+    import sys
+    import tomllib
+    with open(os.path.join(ROOT, "pyproject.toml"), "rb") as f:
+        deps = tomllib.load(f)["project"]["dependencies"]
+    declared = {d.split(">")[0].split("<")[0].split("=")[0].strip().lower().replace("-", "_") for d in deps}
+    imported = set()
+    for path in module_names().values():
+        with open(path, encoding="utf-8") as f:
+            for node in ast.walk(ast.parse(f.read(), path)):
+                if isinstance(node, ast.Import):
+                    imported |= {a.name.split(".")[0] for a in node.names}
+                elif isinstance(node, ast.ImportFrom) and not node.level:
+                    imported.add(node.module.split(".")[0])
+    third_party = {m for m in imported if m not in sys.stdlib_module_names and m != "lioctl"}
+    assert third_party == declared, f"imported {sorted(third_party)}, declared {sorted(declared)}"
