@@ -7,6 +7,7 @@ from lioctl.errors import UsageError
 from lioctl.shell import targetcli_forms
 from lioctl.verbs import TARGETCLI_FORMS, VERBS, print_help, run_verb
 
+
 def run_help(words: list[str], opts) -> int:
     """`lioctl help [VERB | saveconfig... | [PATH] [COMMAND]]`."""
     if not words:

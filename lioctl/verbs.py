@@ -183,7 +183,6 @@ def print_help(file=sys.stdout) -> None:
         file.write(text)
 
 
-
 class VerbParser(argparse.ArgumentParser):
     """argparse with our exit codes: usage errors are one line and exit 2."""
 

@@ -105,7 +105,7 @@ def verb_candidates(verb: str, words: list[str], word: str, sess: _Session):
         elif kind == "initiator":
             yield from (i for i in seen_initiators(sess.snap()) if i.startswith(word))
         elif kind == "protocol":
-            from lioctl.commands.fabric_skeleton import PROTOCOLS  # start-up: only when --proto is completed
+            from lioctl.commands.fabric_skeleton import PROTOCOLS  # loaded by verb_spec: not for other verbs
             yield from (p.name for p in PROTOCOLS.values() if p.name.lower().startswith(word.lower()))
         elif kind == "kernel":  # kernels whose headers are installed
             yield from sorted(k for k in os.listdir("/lib/modules") if k.startswith(word)

@@ -44,6 +44,15 @@ def _int(path: str, default: int) -> int:
         return default
 
 
+def device_size(cfs: str) -> int:
+    """Bytes: attrib/dev_size, or on kernels without it the Size in the device's info."""
+    size = _int(f"{cfs}/attrib/dev_size", 0)
+    if size <= 0:
+        m = re.search(r"\bSize:\s*(\d+)", _read(f"{cfs}/info"))
+        size = int(m.group(1)) if m else 0
+    return size
+
+
 def unit_from_configfs(cfs: str, name: str, size: int) -> Unit:
     bs = _int(f"{cfs}/attrib/hw_block_size", 512)
     serial = _read(f"{cfs}/wwn/vpd_unit_serial").rpartition(":")[2].strip()
@@ -98,10 +107,7 @@ class Device:
         """Claim the device. On restart the ring may hold answered and unanswered entries
         from a dead handler: block the device, reset the ring (the kernel fails what was in
         flight with BUSY so initiators retry), map it, then unblock."""
-        size = _int(f"{self.cfs}/attrib/dev_size", 0)
-        if size <= 0:       # kernels without attrib/dev_size: the Size in info
-            m = re.search(r"\bSize:\s*(\d+)", _read(f"{self.cfs}/info"))
-            size = int(m.group(1)) if m else 0
+        size = device_size(self.cfs)
         self.backend = open_backend(self.subtype, self.config, size)
         self.unit = unit_from_configfs(self.cfs, self.name, size)
         self.unit.thin = self.backend.thin
