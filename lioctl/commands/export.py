@@ -124,7 +124,8 @@ def find_export(snap, device: str):
 
 def rbd_spec(args):
     """The RbdSpec of an `rbd:` argument (None for a file or device)."""
-    from lioctl.tcmu import rbd_admin, rbdspec
+    from lioctl import ceph as rbd_admin
+    from lioctl.tcmu import rbdspec
     if not rbdspec.is_spec(args.device):
         if args.create or args.grow or args.conf or args.ceph_id or args.keyring or args.cluster:
             raise UsageError("--create, --grow, --conf, --id, --keyring and --cluster are for rbd:POOL/IMAGE")
@@ -135,7 +136,7 @@ def rbd_spec(args):
 
 def find_rbd_export(snap, spec):
     """(target, storage object) serving spec's image over iSCSI, if any."""
-    from lioctl.tcmu import rbd_admin
+    from lioctl import ceph as rbd_admin
     for so in rbd_admin.served_by(snap, spec):
         for lun in so.luns:
             if lun.tpg.target.fabric.name == "iscsi":
@@ -174,10 +175,9 @@ def build(args, snap) -> tuple[Plan, dict]:
         sub = bs.plan_user(snap, name, size, device, "lioctl_file", wwn=serial,
                            write_back=not args.readonly)
     elif plugin == "fileio":
+        # fileio has no read-only mode: --readonly write-protects the mapped LUN / demo mode
         sub = bs.plan_fileio(snap, name, device, args.lun_size, write_back=not args.readonly,
                              wwn=serial)
-        if args.readonly:
-            pass  # fileio has no read-only mode; the mapped LUN / demo mode is write-protected
     else:
         sub = bs.plan_block(snap, name, device, True if args.readonly else None, wwn=serial)
     return finish(args, snap, plan, sub, name, iqn, parsed, acls, chap, mutual, plugin, device)
@@ -212,7 +212,7 @@ def checked_common(args, snap, device: str, name: str):
 
 def build_rbd(args, snap, spec) -> tuple[Plan, dict]:
     """An RBD image through a lioctl_rbd user backstore (lioctl's handler, librbd's aio)."""
-    from lioctl.tcmu import rbd_admin
+    from lioctl import ceph as rbd_admin
     base = spec.image + (f"_{spec.snap}" if spec.snap else "")
     name = check_object_name(args.name or default_name(base), "backstore name")
     # RFC 3722: no '_' in an IQN (LIO takes it, open-iscsi's discovery refuses the target)

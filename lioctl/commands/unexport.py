@@ -34,7 +34,7 @@ def build(snap, what: str) -> tuple[Plan, dict]:
     elif what.startswith("iqn.") or what.startswith(("naa.", "eui.")):
         raise LioError(f"target {what} does not exist")
     elif what.startswith("rbd:"):
-        from lioctl.tcmu import rbd_admin
+        from lioctl import ceph as rbd_admin
         sos = rbd_sos = rbd_admin.served_by(snap, rbd_admin.spec_from(what, {}), loose=True)
         if not sos:
             raise LioError(f"{what} is not exported")
@@ -79,7 +79,7 @@ def build(snap, what: str) -> tuple[Plan, dict]:
 
 
 def run(args) -> int:
-    from lioctl.lock import write_lock
+    from lioctl.lock import write_lock  # start-up: completion builds this verb's parser only
     from lioctl.plan import executor, script
     if args.dry_run:
         plan, info = build(snapshot.read(), args.what)
