@@ -195,6 +195,7 @@ def resolve(spec: RbdSpec, size: int | None, create: bool = False, grow: bool = 
 @dataclass(frozen=True)
 class CreateImage(Op):
     """A new RBD image, removed again on rollback (it holds nothing yet)."""
+    in_configfs = False         # path: POOL/IMAGE
     spec: RbdSpec = field(default=None, kw_only=True)
     size: int = field(default=0, kw_only=True)
 
@@ -212,6 +213,7 @@ class CreateImage(Op):
 
 @dataclass(frozen=True)
 class RemoveImage(Op):
+    in_configfs = False
     spec: RbdSpec = field(default=None, kw_only=True)
 
     def apply(self):
@@ -228,6 +230,7 @@ class RemoveImage(Op):
 @dataclass(frozen=True)
 class GrowImage(Op):
     """Grow an image before its LUN is made (not shrunk back on rollback: data stays safe)."""
+    in_configfs = False
     spec: RbdSpec = field(default=None, kw_only=True)
     size: int = field(default=0, kw_only=True)
     before: int = field(default=0, kw_only=True)

@@ -159,3 +159,13 @@ def test_completion_with_the_monitor_stopped_returns_within_its_bound(cluster):
     finally:
         os.kill(mon, signal.SIGCONT)
     assert p.returncode == 0 and p.stdout.strip() == "" and took < 6, (took, p.stderr)
+
+
+def test_image_ops_are_not_configfs_paths():
+    """The executor refuses an op outside configfs unless it says it is none (plan/ops.py)."""
+    from lioctl.ceph import CreateImage, GrowImage, RemoveImage
+    from lioctl.tcmu.rbdspec import RbdSpec
+    spec = RbdSpec("rbd", "v")
+    for op in (CreateImage("rbd/v", spec=spec, size=1), GrowImage("rbd/v", spec=spec, size=2, before=1),
+               RemoveImage("rbd/v", spec=spec)):
+        assert op.configfs_paths() == ()
