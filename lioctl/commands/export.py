@@ -13,10 +13,12 @@ import sys
 import uuid
 
 from lioctl import configfs, render, wwn as wwnmod
+from lioctl.backstores import block, fileio, user
 from lioctl.errors import LioError, UsageError
 from lioctl.names import check_object_name
 from lioctl.plan import Modprobe, Mount, Plan
-from lioctl.tree import backstores as bs, snapshot, targets as tg
+from lioctl.tcmu.backends.file import FileBackend
+from lioctl.tree import snapshot, targets as tg
 from lioctl.tree.fabrics import spec_for
 
 HELP = "export a file or block device as an iSCSI target in one step"
@@ -144,23 +146,18 @@ def build(args, snap) -> tuple[Plan, dict]:
     plan.add(Mount(configfs.CONFIGFS_MOUNT))
     plan.add(Modprobe("target_core_mod"))
     if plugin == "user":
-        if args.lun_size:
-            size = args.lun_size
-        elif kind == "block":
-            size = bs.block_device_size(device)
-        else:
-            size = os.path.getsize(device)
-            if not size:
-                raise LioError(f"file {device} is empty; give --lun-size to use it")
-        sub = bs.plan_user(snap, name, size, device, "lioctl_file", wwn=serial,
+        size = args.lun_size or FileBackend.medium_size(device)
+        if not size:
+            raise LioError(f"file {device} is empty; give --lun-size to use it")
+        sub = user.plan_user(snap, name, size, device, "lioctl_file", wwn=serial,
                            write_back=not args.readonly)
     elif plugin == "fileio":
-        sub = bs.plan_fileio(snap, name, device, args.lun_size, write_back=not args.readonly,
+        sub = fileio.plan_fileio(snap, name, device, args.lun_size, write_back=not args.readonly,
                              wwn=serial)
         if args.readonly:
             pass  # fileio has no read-only mode; the mapped LUN / demo mode is write-protected
     else:
-        sub = bs.plan_block(snap, name, device, True if args.readonly else None, wwn=serial)
+        sub = block.plan_block(snap, name, device, True if args.readonly else None, wwn=serial)
     plan.extend(sub)
     so_path = [op.path for op in sub if type(op).__name__ == "Mkdir"][-1]
 

@@ -9,11 +9,12 @@ import argparse
 import sys
 
 from lioctl import configfs, render
+from lioctl.backstores import common as bsc
 from lioctl.errors import LioError, UsageError
 from lioctl.lock import write_lock
 from lioctl.plan import executor, script
 from lioctl.saveconfig import diff, load, store
-from lioctl.tree import backstores as bs, snapshot, targets as tg
+from lioctl.tree import snapshot, targets as tg
 
 HELP = "apply a saved configuration, changing only what differs"
 EPILOG = f"""examples:
@@ -106,7 +107,7 @@ def _compute_scoped(args, snap, desired, scope) -> diff.Change:
             for lun in so.luns:  # LUNs of other targets: check_within refuses them below
                 if lun.path not in ch.plan.removed:
                     ch.plan.extend(tg.plan_delete_lun(lun))
-        ch.plan.extend(bs.plan_remove_objects(snap, list(view.storage_objects.values())))
+        ch.plan.extend(bsc.plan_remove_objects(snap, list(view.storage_objects.values())))
         ch.lines.append(f"- {label} (--clear)")
         rest = diff.plan_restore(snapshot.Snapshot(mounted=snap.mounted), part)
         ch.plan.extend(rest.plan)

@@ -7,9 +7,10 @@ import os
 import sys
 
 from lioctl import configfs, render
+from lioctl.backstores import common as bsc
 from lioctl.errors import LioError
 from lioctl.plan import Plan
-from lioctl.tree import backstores as bs, snapshot, targets as tg
+from lioctl.tree import snapshot, targets as tg
 
 HELP = "remove a target made by export, and its backstore if unused"
 
@@ -53,7 +54,7 @@ def build(snap, what: str) -> tuple[Plan, dict]:
         if others:
             kept.append(so.tree_path)
             continue
-        plan.extend(bs.plan_remove_object(snap, so))
+        plan.extend(bsc.plan_remove_objects(snap, [so]))
         removed.append(so.tree_path)
     return plan, {"targets": [t.wwn for t in targets], "backstores_removed": removed,
                   "backstores_kept": kept}

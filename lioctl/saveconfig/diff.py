@@ -12,14 +12,12 @@ from dataclasses import dataclass, field
 from lioctl import configfs
 from lioctl.errors import LioError
 from lioctl.plan import Modprobe, Plan, Write
-from lioctl.saveconfig.dump import AUTH, dump_storage_object
-from lioctl.tree import backstores as bs, targets as tg
+from lioctl.backstores import BY_HBA, KINDS, common as bsc
+from lioctl.saveconfig.dump import AUTH, dump_storage_object, rw_group
+from lioctl.tree import targets as tg
 from lioctl.tree.fabrics import spec_for
-from lioctl.tree.snapshot import HBA_OF_PLUGIN, TPG, Snapshot, Target
+from lioctl.tree.snapshot import TPG, Snapshot, Target
 
-# settings that can only be given at creation: a change means re-creating the object
-SO_IDENTITY = {"fileio": ("dev", "size", "write_back"), "block": ("dev", "readonly"),
-               "ramdisk": ("size", "nullio"), "pscsi": ("dev",), "user": ("config", "size")}
 # attributes the kernel derives or refuses to change once set; never written by restore
 SO_SKIP_ATTRS = {"hw_block_size", "hw_max_sectors", "hw_pi_prot_type", "hw_queue_depth"}
 
@@ -102,7 +100,7 @@ def plan_restore(snap: Snapshot, desired: dict, prune: bool = False) -> Change:
         if w is None:
             continue
         cur = dumped[key] = dump_storage_object(so)
-        for k in SO_IDENTITY[so.plugin]:
+        for k in so.kind.identity:     # what only creation sets: a change re-creates it
             if k in w and _norm(k, w[k]) != _norm(k, cur.get(k)):
                 replaced.add(key)
                 ch.add("~", f"storage object {key[0]}/{key[1]}", f"{k} {cur.get(k)} -> {w[k]}: re-created")
@@ -134,7 +132,7 @@ def plan_restore(snap: Snapshot, desired: dict, prune: bool = False) -> Change:
             if key not in replaced:
                 ch.add("-", f"storage object {key[0]}/{key[1]}")
     if gone_sos:
-        ch.plan.extend(bs.plan_remove_objects(snap, gone_sos))
+        ch.plan.extend(bsc.plan_remove_objects(snap, gone_sos))
     # --- storage objects to create or adjust
     taken_hbas: set[str] = set()
     for n, (key, w) in enumerate(want_sos.items()):
@@ -191,36 +189,15 @@ def _norm(k, v):
 
 
 def _create_so(snap: Snapshot, w: dict, taken: set[str]) -> Change:
-    plugin, name = w["plugin"], w["name"]
-    hba = bs.free_hba(plugin, taken)
+    kind = KINDS[w["plugin"]]
+    hba = bsc.free_hba(kind, taken)
     taken.add(hba)
-    empty = Snapshot()  # the object is being (re)created: name checks against the running one are done
-    wwn = w.get("wwn") or None
-    attrs = w.get("attributes", {})
-    if plugin == "fileio":
-        size = w.get("size") or None
-        plan = bs.plan_fileio(empty, name, w["dev"], size, bool(w.get("write_back")), wwn=wwn,
-                              model_alias=False, hba=hba, create_missing=False)
-    elif plugin == "block":
-        plan = bs.plan_block(empty, name, w["dev"], bool(w.get("readonly")), wwn=wwn,
-                             model_alias=False, hba=hba)
-    elif plugin == "ramdisk":
-        plan = bs.plan_ramdisk(empty, name, w["size"], bool(w.get("nullio")), wwn=wwn,
-                               model_alias=False, hba=hba)
-    elif plugin == "pscsi":
-        plan = bs.plan_pscsi(empty, name, w["dev"], hba=hba)
-    else:
-        cfg = w.get("config") or ""
-        subtype, _, rest = cfg.partition("/")
-        plan = bs.plan_user(empty, name, w["size"], rest, subtype, wwn=wwn,
-                            hw_max_sectors=w.get("hw_max_sectors"), model_alias=False, hba=hba,
-                            validate=False, write_back=None, attributes=attrs, create_missing=False)
-    path = f"{configfs.CORE}/{hba}/{name}"
-    ch = Change(plan)
-    skip = SO_SKIP_ATTRS | (set(bs.TCMU_BEFORE_ENABLE) | set(bs.TCMU_CONTROL_ATTRS) if plugin == "user" else set())
+    ch = Change(kind.plan_saved(w, hba))
+    path = f"{configfs.CORE}/{hba}/{w['name']}"
+    skip = SO_SKIP_ATTRS | kind.planned_attributes
     _write_group(ch, "", path + "/attrib",
-                 {k: v for k, v in attrs.items() if k not in skip}, None)
-    _alua(ch, path, w.get("alua_tpgs", []), {}, f"{plugin}/{name}")
+                 {k: v for k, v in w.get("attributes", {}).items() if k not in skip}, None)
+    _alua(ch, path, w.get("alua_tpgs", []), {}, f"{kind.name}/{w['name']}")
     return ch
 
 
@@ -278,9 +255,8 @@ def _so_paths(snap: Snapshot, ch: Change) -> dict[tuple[str, str], str]:
         if type(op).__name__ == "Mkdir" and op.path.startswith(configfs.CORE + "/"):
             rel = op.path[len(configfs.CORE) + 1:].split("/")
             if len(rel) == 2:
-                prefix = rel[0].rpartition("_")[0]
-                plugin = {v: k for k, v in HBA_OF_PLUGIN.items()}.get(prefix)
-                out[(plugin, rel[1])] = op.path
+                kind = BY_HBA.get(rel[0].rpartition("_")[0])
+                out[(kind.name if kind else None, rel[1])] = op.path
     return out
 
 
@@ -309,7 +285,6 @@ def _create_tpg(ch: Change, spec, tpath: str, tw: dict, so_paths):
 
 def _tpg_body(ch: Change, path: str, tw: dict, tpg: TPG | None, so_paths, replaced):
     """Everything inside a TPG, for a new TPG (tpg None) or the differences of an existing one."""
-    from lioctl.saveconfig.dump import rw_group
     label = path[len(configfs.ROOT) + 1:]
     _write_group(ch, f"{label} attribute", path + "/attrib", tw.get("attributes", {}),
                  rw_group(path + "/attrib") if tpg else None)
@@ -435,7 +410,6 @@ def _prune_target(ch: Change, t: Target, w: dict, prune: bool, replaced):
 
 def _target_groups(ch: Change, tpath: str, w: dict, existing: bool | None):
     """Target-wide attrib/ and param/ (e.g. iSCSI's cmd_completion_affinity)."""
-    from lioctl.saveconfig.dump import rw_group
     label = tpath[len(configfs.ROOT) + 1:]
     for key, sub, text in (("attributes", "attrib", False), ("parameters", "param", True)):
         if w.get(key):
@@ -457,7 +431,7 @@ def _update_target(ch: Change, t: Target, w: dict, so_paths, replaced):
 def plan_clear(snap: Snapshot) -> Plan:
     """Everything, children first; a failure midway is rolled back like any plan."""
     plan = tg.plan_delete_targets(list(snap.targets()))
-    plan.extend(bs.plan_remove_objects(snap, list(snap.storage_objects.values())))
+    plan.extend(bsc.plan_remove_objects(snap, list(snap.storage_objects.values())))
     for fab in snap.fabrics.values():
         da = fab.path + "/discovery_auth"
         if os.path.isdir(da) and configfs.read(da + "/enforce_discovery_auth") == "1":

@@ -7,7 +7,6 @@ writes return a Result with a Plan that the CLI runs under the write lock.
 
 from __future__ import annotations
 
-import glob
 import inspect
 import os
 from dataclasses import dataclass, field
@@ -16,12 +15,13 @@ from typing import Any, Callable
 from lioctl import configfs
 from lioctl.errors import LioError, UsageError
 from lioctl.plan import Plan
-from lioctl.tree import backstores as bs, targets as tg
+from lioctl.backstores import KINDS, block, common as bsc, fileio, user as bs_user
+from lioctl.tree import targets as tg
 from lioctl.tree.fabrics import KNOWN, loaded_fabrics
 from lioctl.tree.params import normalize_value
 from lioctl.tree.snapshot import (SECRET_KEYS, TPG, Fabric, Lun, MappedLun, NodeACL, Portal,
-                                  Snapshot, StorageObject, Target, read_group)
-from lioctl.units import human, parse_bool
+                                  Snapshot, StorageObject, Target)
+from lioctl.units import parse_bool
 
 
 @dataclass
@@ -92,7 +92,7 @@ class Node:
         return {}
 
     def group_values(self, group: str) -> dict[str, str]:
-        d = read_group(self.groups()[group])
+        d = configfs.read_group(self.groups()[group])
         if group in ("auth", "discovery_auth") and not self.ctx.show_secrets:
             for k in SECRET_KEYS:
                 if d.get(k):
@@ -355,22 +355,25 @@ class Backstores(Node):
     kind = "backstores"
 
     def children(self):
-        return [BackstoreKind(self.ctx, self, p) for p in bs.PLUGINS] + \
-            [UserHandlerKind(self.ctx, self, f"user:{h}") for h in user_handlers(self.ctx.snap)]
+        return [BackstoreKind(self.ctx, self, k) for k in KINDS] + \
+            [UserHandlerKind(self.ctx, self, f"user:{h}") for h in bs_user.handlers(self.ctx.snap)]
 
     def child(self, name: str):
-        if name in bs.PLUGINS:  # the usual case, without looking for TCMU handlers
+        if name in KINDS:  # the usual case, without looking for TCMU handlers
             return BackstoreKind(self.ctx, self, name)
         found = super().child(name)
-        if found is None and name.startswith("user:"):
-            from lioctl.tcmu import config as tcmu_config
-            if name[5:] in tcmu_config.SUBTYPES + tcmu_config.TCMU_RUNNER_SUBTYPES:
-                return UserHandlerKind(self.ctx, self, name)
+        if found is None and name.startswith("user:") and bs_user.known_handler(name[5:]):
+            return UserHandlerKind(self.ctx, self, name)
         return found
 
 
 class BackstoreKind(Node):
     kind = "backstore-kind"
+
+    @property
+    def backstore(self):
+        """The kind's own code (lioctl/backstores/<kind>.py)."""
+        return KINDS[self.name.split(":")[0]]
 
     def objects(self) -> list[StorageObject]:
         return [so for so in self.ctx.snap.storage_objects.values() if so.plugin == self.name]
@@ -381,84 +384,28 @@ class BackstoreKind(Node):
     def summary(self):
         return f"Storage Objects: {len(self.objects())}", None
 
+    def completion(self, param: str) -> str | None:
+        """What completes a create parameter here ("file", "block device")."""
+        return self.backstore.completion(param)
+
     def help_target(self, command: str):
         if command == "create" and type(self).ui_create is BackstoreKind.ui_create:
-            return self._creator()  # create dispatches on the kind: that kind's parameters
+            return self.backstore.creator(self.ctx)  # that kind's parameters
         return super().help_target(command)
-
-    def _creator(self):
-        return {"fileio": self._create_fileio, "block": self._create_block,
-                "ramdisk": self._create_ramdisk, "pscsi": self._create_pscsi,
-                "user": self._create_user}[self.name]
 
     def ui_create(self, *args, **kw):
         """Create a storage object of this kind; `help create` here gives its parameters.
         Example: /backstores/fileio create disk1 /srv/disk1.img 10G
         Example: /backstores/ramdisk create rd1 1G"""
-        fn = self._creator()
+        fn = self.backstore.creator(self.ctx)
         try:
             sig = inspect.signature(fn).bind(*args, **kw)
         except TypeError as e:
             msg = str(e).replace("got an unexpected keyword argument", "unknown parameter")
             raise UsageError(f"{self.path} create: {msg}; usage: {usage('create', fn)}") from None
-        return fn(*sig.args, **sig.kwargs)
+        plan, message = fn(*sig.args, **sig.kwargs)
+        return Result(plan=plan, message=message)
     ui_create.writes = True
-
-    def _model_alias(self):
-        return bool(self.ctx.pref("export_backstore_name_as_model", True))
-
-    def _create_fileio(self, name, file_or_dev, size=None, write_back="true", sparse="true", wwn=None):
-        """Create fileio storage object NAME on FILE_OR_DEV: a file (created sparse with SIZE
-        when missing; SIZE takes K, M, G, T) or a block device. write_back=false for
-        write-through; sparse=false allocates the whole file.
-        Example: /backstores/fileio create disk1 /srv/disk1.img 10G
-        Example: /backstores/fileio create disk2 /srv/disk2.img 1G write_back=false"""
-        plan = bs.plan_fileio(self.ctx.snap, name, file_or_dev, size, _b(write_back, "write_back"),
-                              _b(sparse, "sparse"), wwn, self._model_alias())
-        return Result(plan=plan, message=f"Created fileio {name} with file {file_or_dev}")
-
-    def _create_block(self, name, dev, readonly=None, wwn=None, exclusive=None):
-        """Create block storage object NAME on block device DEV (read-only devices are
-        detected; readonly=true forces it); exclusive=false shares the device with other
-        openers (Linux 6.17+).
-        Example: /backstores/block create disk1 /dev/sdb
-        Example: /backstores/block create vol1 /dev/vg0/vol1 readonly=true
-        Example: /backstores/block create b1 /dev/sdb exclusive=false"""
-        plan = bs.plan_block(self.ctx.snap, name, dev, None if readonly is None else _b(readonly, "readonly"),
-                             wwn, self._model_alias(),
-                             exclusive=None if exclusive is None else _b(exclusive, "exclusive"))
-        return Result(plan=plan, message=f"Created block storage object {name} using {dev}")
-
-    def _create_ramdisk(self, name, size, nullio="false", wwn=None):
-        """Create ramdisk storage object NAME of SIZE in kernel memory (nullio=true: no memory,
-        writes are discarded).
-        Example: /backstores/ramdisk create rd1 1G
-        Example: /backstores/ramdisk create null1 10G nullio=true"""
-        plan = bs.plan_ramdisk(self.ctx.snap, name, size, _b(nullio, "nullio"), wwn, self._model_alias())
-        return Result(plan=plan, message=f"Created ramdisk {name} with size {size}")
-
-    def _create_pscsi(self, name, dev):
-        """Create pscsi (SCSI pass-through) storage object NAME for DEV: a /dev/sdX-style
-        device or its H:C:T:L address.
-        Example: /backstores/pscsi create tape0 /dev/st0
-        Example: /backstores/pscsi create disk3 2:0:0:0"""
-        return Result(plan=bs.plan_pscsi(self.ctx.snap, name, dev),
-                      message=f"Created pscsi storage object {name} using {dev}")
-
-    def _create_user(self, name, size, cfgstring, subtype=None, wwn=None, hw_max_sectors=None,
-                     write_back=None, control=None):
-        """Create user (TCMU) storage object NAME of SIZE. CFGSTRING is the handler's
-        configuration; subtype picks the handler (lioctl_file by default: CFGSTRING is a file or
-        block device, a missing file is created sparse; lioctl_ram; or a tcmu-runner handler);
-        control= is targetcli's string for the kernel's control file.
-        Example: /backstores/user create disk1 10G /srv/disk1.img
-        Example: /backstores/user create rbd1 10G rbd/pool/image subtype=rbd
-        Example: /backstores/user create u1 1G /srv/u1.img control=max_data_area_mb=64"""
-        plan = bs.plan_user(self.ctx.snap, name, size, cfgstring, subtype, wwn,
-                            int(hw_max_sectors) if hw_max_sectors else None, self._model_alias(),
-                            write_back=True if write_back is None else _b(write_back, "write_back"),
-                            control=control)
-        return Result(plan=plan, message=f"Created user storage object {name} size {size}")
 
     @writes
     def ui_delete(self, name: str, save: str | None = None):
@@ -469,28 +416,11 @@ class BackstoreKind(Node):
         so = self.ctx.snap.so(self.name.split(":")[0], name)
         if so is None or so not in self.objects():
             raise LioError(f"backstore {self.name}/{name} does not exist")
-        result = Result(plan=bs.plan_delete(self.ctx.snap, so, self.ctx.force),
+        result = Result(plan=tg.plan_delete_storage_object(self.ctx.snap, so, self.ctx.force),
                         message=f"Deleted storage object {name}.")
         if save is not None and _b(save, "save"):
             result.after = lambda: _forget_saved(so, self.ctx)
         return result
-
-
-TCMU_RUNNER_HANDLER_DIRS = ("/usr/lib*/tcmu-runner", "/usr/lib/*/tcmu-runner", "/usr/local/lib*/tcmu-runner")
-
-
-def user_handlers(snap: Snapshot) -> list[str]:
-    """The user:HANDLER nodes targetcli would show (it asks tcmu-runner over D-Bus): lioctl's own
-    subtypes, tcmu-runner's installed handlers, and any subtype a user backstore uses."""
-    from lioctl.tcmu import config as tcmu_config
-    names = set(tcmu_config.SUBTYPES)
-    for d in TCMU_RUNNER_HANDLER_DIRS:
-        for so_file in glob.glob(f"{d}/handler_*.so"):
-            names.add(os.path.basename(so_file)[len("handler_"):-len(".so")])
-    for so in snap.storage_objects.values():
-        if so.plugin == "user" and so.user_config:
-            names.add(so.user_config.split("/", 1)[0])
-    return sorted(names)
 
 
 class UserHandlerKind(BackstoreKind):
@@ -503,7 +433,10 @@ class UserHandlerKind(BackstoreKind):
 
     def objects(self):
         return [so for so in self.ctx.snap.storage_objects.values()
-                if so.plugin == "user" and (so.user_config or "").split("/", 1)[0] == self.handler]
+                if so.kind is bs_user.KIND and bs_user.subtype_of(so) == self.handler]
+
+    def completion(self, param: str) -> str | None:
+        return self.backstore.completion(param, self.handler)
 
     @writes
     def ui_create(self, name: str, size: str, cfgstring: str, wwn: str | None = None,
@@ -512,8 +445,9 @@ class UserHandlerKind(BackstoreKind):
         """Create a user backstore served by this handler: CFGSTRING is the handler's config,
         control= targetcli's control-file string.
         Example: /backstores/user:lioctl_file create u1 1G /srv/u1.img control=max_data_area_mb=64"""
-        return self._create_user(name, size, cfgstring, self.handler, wwn, hw_max_sectors,
-                                 write_back, control)
+        plan, message = self.backstore.create(self.ctx, name, size, cfgstring, self.handler, wwn,
+                                              hw_max_sectors, write_back, control)
+        return Result(plan=plan, message=message)
 
     @writes
     def ui_changemedium(self, name: str, size: str, cfgstring: str):
@@ -521,16 +455,10 @@ class UserHandlerKind(BackstoreKind):
         as targetcli's changemedium does: the kernel passes the change to the handler serving
         it (a RECONFIG event).
         Example: /backstores/user:lioctl_file changemedium u1 2G /srv/other.img"""
-        from lioctl.tcmu import config as tcmu_config
-        from lioctl.units import parse_size
-        so = self.ctx.snap.so("user", name)
+        so = self.ctx.snap.so(bs_user.KIND.name, name)
         if so is None or so not in self.objects():
             raise LioError(f"backstore {self.name}/{name} does not exist")
-        size_bytes = parse_size(size)
-        others = [o.user_config for o in self.ctx.snap.storage_objects.values()
-                  if o.plugin == "user" and o is not so]
-        tcmu_config.validate(self.handler, cfgstring, size_bytes, others)
-        plan = bs.plan_change_medium(so, self.handler, cfgstring, size_bytes)
+        plan = bs_user.plan_change_medium(self.ctx.snap, so, self.handler, cfgstring, size)
         return Result(plan=plan, message=f"{self.path}/{name}: medium {cfgstring}, size {size}"
                       if plan else f"{self.path}/{name} already has that medium and size")
 
@@ -574,17 +502,7 @@ class StorageObjectNode(Node):
 
     def summary(self):
         so = self.so
-        parts = []
-        if so.plugin in ("fileio", "block", "pscsi"):
-            parts.append(so.udev_path or "?")
-        if so.plugin == "user":
-            parts.append(so.user_config)
-        parts.append(f"({human(so.size)})" if so.size else "")
-        if so.plugin == "fileio":
-            parts.append("write-back" if so.write_back else "write-thru")
-        if so.plugin == "block" and so.readonly:
-            parts.append("ro")
-        parts.append("activated" if so.luns else "deactivated")
+        parts = so.kind.summary(so) + ["activated" if so.luns else "deactivated"]
         return " ".join(p for p in parts if p), bool(so.enabled)
 
     def groups(self):
@@ -897,19 +815,19 @@ Example: /iscsi/iqn.2003-01.org.example:t1/tpg1/luns create /srv/disk2.img lun=3
                 raise LioError(f"backstore {parts[1]}/{parts[2]} does not exist")
         else:
             path = os.path.abspath(storage_object)
-            used = bs.devices_in_use(snap)
+            used = bsc.devices_in_use(snap)
             if os.path.realpath(path) in used:
                 so = used[os.path.realpath(path)]
             else:
                 name = os.path.basename(path).replace(" ", "_") or "disk"
-                kind = "block" if os.path.exists(path) and bs._is_block(path) else "fileio"
-                if snap.so(kind, name):
-                    raise LioError(f"backstore {kind}/{name} already exists for another path")
-                sub = (bs.plan_block(snap, name, path) if kind == "block"
-                       else bs.plan_fileio(snap, name, path))
+                kind = block.KIND if os.path.exists(path) and bsc.is_block(path) else fileio.KIND
+                if snap.so(kind.name, name):
+                    raise LioError(f"backstore {kind.name}/{name} already exists for another path")
+                sub = (block.plan_block(snap, name, path) if kind is block.KIND
+                       else fileio.plan_fileio(snap, name, path))
                 plan.extend(sub)
                 so_path = [op.path for op in sub if type(op).__name__ == "Mkdir"][-1]
-                so = StorageObject(kind, os.path.basename(os.path.dirname(so_path)), name, so_path)
+                so = StorageObject(kind.name, os.path.basename(os.path.dirname(so_path)), name, so_path)
                 so.__dict__["enabled"] = True
         amap = self.ctx.pref("auto_add_mapped_luns", True) if add_mapped_luns is None \
             else _b(add_mapped_luns, "add_mapped_luns")

@@ -7,6 +7,7 @@ import os
 import shlex
 
 from lioctl import configfs, wwn as wwnmod
+from lioctl.backstores import common as bsc
 from lioctl.errors import LioError
 from lioctl.plan import Modprobe, Plan, Write
 from lioctl.tree.fabrics import FabricSpec, spec_for
@@ -161,6 +162,16 @@ def plan_delete_lun(lun: Lun, removed: set[str] = frozenset()) -> Plan:
     if lun.alias:
         plan.unlink(f"{lun.path}/{lun.alias}")     # keeps the LUN's ALUA settings
     plan.rmdir(lun.path, keep=False)
+    return plan
+
+
+def plan_delete_storage_object(snap: Snapshot, so: StorageObject, force: bool = False) -> Plan:
+    """A storage object; in use it fails naming the user, unless force (then its LUNs go first)."""
+    bsc.check_unused(so, force)
+    plan = Plan()
+    for lun in list(so.luns):
+        plan.extend(plan_delete_lun(lun))
+    plan.extend(bsc.plan_remove_objects(snap, [so]))
     return plan
 
 

@@ -60,7 +60,7 @@ def test_restore_completes_its_scope_words():
 
 
 def test_control_string_takes_only_keys_the_kernel_knows():
-    from lioctl.tree.backstores import parse_control
+    from lioctl.backstores.user import parse_control
     assert parse_control("max_data_area_mb=64, hw_block_size=4096") == [
         ("max_data_area_mb", "64"), ("hw_block_size", "4096")]
     for bad, msg in (("max_data_area=1", "is not KEY=VALUE"), ("dev_size=5", "size arguments"),
