@@ -11,31 +11,6 @@ CONFIGFS_MOUNT = "/sys/kernel/config"
 ROOT = CONFIGFS_MOUNT + "/target"
 CORE = ROOT + "/core"
 
-# configfs directory name -> kernel module providing it
-FABRIC_MODULES = {
-    "iscsi": "iscsi_target_mod",
-    "loopback": "tcm_loop",
-    "vhost": "vhost_scsi",
-    "qla2xxx": "tcm_qla2xxx",
-    "tcm_fc": "tcm_fc",
-    "srpt": "ib_srpt",
-    "sbp": "sbp_target",
-    "efct": "efct",
-    "xen-pvscsi": "xen_scsiback",
-    "ibmvscsis": "ibmvscsis",
-    "usb_gadget": "usb_f_tcm",
-}
-
-# HBA directory prefix -> kernel module
-BACKSTORE_MODULES = {
-    "fileio": "target_core_file",
-    "iblock": "target_core_iblock",
-    "rd_mcp": "target_core_mod",
-    "pscsi": "target_core_pscsi",
-    "user": "target_core_user",
-}
-
-
 def module_loaded(module: str) -> bool:
     return os.path.isdir("/sys/module/" + module)
 

@@ -117,7 +117,7 @@ def build(args, snap) -> tuple[Plan, dict]:
         kind = check_device(device)
     name = check_object_name(args.name or default_name(device), "backstore name")
     iqn, _ = wwnmod.normalize(("iqn",), args.iqn or default_iqn(device), "target IQN")
-    portals = args.portal or ["0.0.0.0:3260"]
+    portals = args.portal or [spec_for("iscsi").default_portal]
     parsed = []
     for text in portals:
         ip, port, pname = tg.parse_portal(text)

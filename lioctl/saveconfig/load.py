@@ -264,8 +264,7 @@ def check(data) -> tuple[dict, list[str]]:
                 typed(acl.get("node_wwn"), str, r + ".node_wwn", "node_wwn")
                 # an initiator's name: iSCSI's are IQN/NAA/EUI; other fabrics' are their port
                 # names in whatever spelling their ACL directories take
-                types = ("iqn", "naa", "eui") if fabric == "iscsi" else ("free",)
-                acl["node_wwn"] = _wwn(types, acl["node_wwn"], r + ".node_wwn", "initiator name")
+                acl["node_wwn"] = _wwn(spec.initiator_wwn_types, acl["node_wwn"], r + ".node_wwn", "initiator name")
                 if acl["node_wwn"] in acls:
                     err(r + ".node_wwn", f"duplicate ACL {acl['node_wwn']}")
                 acls.add(acl["node_wwn"])

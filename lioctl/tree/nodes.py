@@ -321,9 +321,9 @@ class Root(Node):
 
     def children(self):
         out = [Backstores(self.ctx, self, "backstores")]
-        names = set(loaded_fabrics()) | {"iscsi", "loopback", "vhost"}
+        names = set(loaded_fabrics())
         for n, spec in KNOWN.items():
-            if spec.wwns_from and spec.hardware_wwns():
+            if spec.listed or spec.wwns_from and spec.hardware_wwns():
                 names.add(n)
         for n in sorted(names):
             fab = self.ctx.snap.fabrics.get(n) or Fabric(n, f"{configfs.ROOT}/{n}")
@@ -618,8 +618,8 @@ class FabricNode(Node):
         msg = f"Created target {w}."
         if "tpgts" in spec.features:
             msg += " Created TPG 1."
-        if "nps" in spec.features and spec.known and self.ctx.pref("auto_add_default_portal", True):
-            msg += " Default portal 0.0.0.0:3260."
+        if spec.default_portal and self.ctx.pref("auto_add_default_portal", True):
+            msg += f" Default portal {spec.default_portal}."
         return Result(plan=plan, message=msg, data={"wwn": w})
 
     @writes
@@ -733,11 +733,8 @@ class TPGNode(Node):
     def summary(self):
         t = self.tpg
         bits = []
-        if t.target.fabric.name == "iscsi":
-            gen = configfs.read(t.path + "/attrib/generate_node_acls") == "1"
-            auth = configfs.read(t.path + "/attrib/authentication") == "1"
-            bits.append("gen-acls" if gen else "no-gen-acls")
-            bits.append("auth" if auth else "no-auth")
+        for attr, on, off in t.target.fabric.spec.tpg_summary:
+            bits.append(on if configfs.read(f"{t.path}/attrib/{attr}") == "1" else off)
         if t.nexus:
             bits.append(f"nexus {t.nexus}")
         return ", ".join(bits), t.enabled

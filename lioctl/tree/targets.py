@@ -74,9 +74,9 @@ def plan_tpg_at(spec: FabricSpec, tpath: str, tag: int, *, default_portal: bool 
         plan.write(f"{path}/nexus", nexus or wwnmod.generate("naa"), undoable=False)
     # the default portal is iSCSI's; a fabric lioctl does not know has an np group whether or
     # not it implements portals (the kernel refuses them with ENOSYS when it does not)
-    if "nps" in spec.features and default_portal and spec.known:
-        plan.mkdir(f"{path}/np/0.0.0.0:3260")
-    if enable and "tpgts" in spec.features and spec.name in ("iscsi",):
+    if spec.default_portal and default_portal:
+        plan.mkdir(f"{path}/np/{spec.default_portal}")
+    if enable and spec.enable_tpg:
         plan.write(f"{path}/enable", "1", undoable=False)
     elif enable and not spec.known:
         plan.add(WriteIfOffered(f"{path}/enable", "1", undoable=False))
@@ -185,8 +185,7 @@ def plan_delete_mapped_lun(ml: MappedLun) -> Plan:
 
 def plan_acl(tpg: TPG, node_wwn: str, *, add_mapped_luns: bool = True, tag: str | None = None) -> tuple[Plan, str]:
     spec = tpg.target.fabric.spec
-    types = spec.wwn_types if tpg.target.fabric.name != "iscsi" else ("iqn", "naa", "eui")
-    w, _ = wwnmod.normalize(types, node_wwn, "initiator WWN")
+    w, _ = wwnmod.normalize(spec.wwn_types, node_wwn, "initiator WWN")
     w = spec.cfs_wwn(w) if spec.colon_wwn else w
     if w in tpg.acls:
         raise LioError(f"ACL {w} already exists in {tpg.tree_path}")
@@ -295,7 +294,7 @@ def plan_delete_tpgs(tpgs: list[TPG]) -> Plan:
     undone last, so a failure anywhere puts the TPGs back as they were."""
     plan = Plan()
     for tpg in tpgs:
-        if os.path.exists(f"{tpg.path}/enable") and tpg.enabled and tpg.target.fabric.name == "iscsi":
+        if os.path.exists(f"{tpg.path}/enable") and tpg.enabled and tpg.target.fabric.spec.enable_tpg:
             plan.write(f"{tpg.path}/enable", "0")    # undone last of all: enabled once whole
         for acl in tpg.acls.values():
             plan.extend(plan_delete_acl(acl))
