@@ -166,11 +166,9 @@ def start(kind: Kind, name: str, hba: str | None) -> tuple[Plan, str]:
     """The module, the HBA (a free one unless given) and the object's directory."""
     plan = Plan()
     plan.add(Modprobe(kind.module))
-    hba = hba or free_hba(kind)
-    hba_path = f"{configfs.CORE}/{hba}"
-    if not os.path.isdir(hba_path):
-        plan.mkdir(hba_path)
-    path = f"{hba_path}/{name}"
+    path = object_path(hba or free_hba(kind), name)
+    if not os.path.isdir(os.path.dirname(path)):
+        plan.mkdir(os.path.dirname(path))
     plan.mkdir(path)
     return plan, path
 
@@ -185,6 +183,16 @@ def tail(plan: Plan, path: str, *, wwn: str | None, model_alias: bool, serial: b
 
 def model_alias(ctx) -> bool:
     return bool(ctx.pref("export_backstore_name_as_model", True))
+
+
+def check_enabled(so) -> None:
+    """Before a LUN is made on it."""
+    if not so.enabled:
+        raise LioError(f"backstore {so.plugin}/{so.name} is not enabled (not configured)")
+
+
+def object_path(hba: str, name: str) -> str:
+    return f"{configfs.CORE}/{hba}/{name}"
 
 
 def users_of(so) -> list[str]:

@@ -14,6 +14,7 @@ import uuid
 
 from lioctl import configfs, render, wwn as wwnmod
 from lioctl.backstores import block, fileio, user
+from lioctl.backstores.common import free_hba, object_path
 from lioctl.errors import LioError, UsageError
 from lioctl.names import check_object_name
 from lioctl.plan import Modprobe, Mount, Plan
@@ -142,6 +143,8 @@ def build(args, snap) -> tuple[Plan, dict]:
     plugin = "user" if args.user else "block" if kind == "block" else "fileio"
     # Deterministic serial and LUN link name: the --dry-run script makes exactly this tree.
     serial = str(uuid.uuid5(uuid.NAMESPACE_URL, f"lioctl:{iqn}:{plugin}/{name}"))
+    kind = {"user": user.KIND, "block": block.KIND, "fileio": fileio.KIND}[plugin]
+    hba = free_hba(kind)
     plan = Plan()
     plan.add(Mount(configfs.CONFIGFS_MOUNT))
     plan.add(Modprobe("target_core_mod"))
@@ -150,39 +153,28 @@ def build(args, snap) -> tuple[Plan, dict]:
         if not size:
             raise LioError(f"file {device} is empty; give --lun-size to use it")
         sub = user.plan_user(snap, name, size, device, "lioctl_file", wwn=serial,
-                           write_back=not args.readonly)
-    elif plugin == "fileio":
+                             write_back=not args.readonly, hba=hba)
+    elif plugin == "fileio":    # no read-only mode: the mapped LUN / demo mode is write-protected
         sub = fileio.plan_fileio(snap, name, device, args.lun_size, write_back=not args.readonly,
-                             wwn=serial)
-        if args.readonly:
-            pass  # fileio has no read-only mode; the mapped LUN / demo mode is write-protected
+                                 wwn=serial, hba=hba)
     else:
-        sub = block.plan_block(snap, name, device, True if args.readonly else None, wwn=serial)
+        sub = block.plan_block(snap, name, device, True if args.readonly else None, wwn=serial, hba=hba)
     plan.extend(sub)
-    so_path = [op.path for op in sub if type(op).__name__ == "Mkdir"][-1]
 
-    spec = spec_for("iscsi")
-    plan.add(Modprobe(spec.module))
-    if "iscsi" not in snap.fabrics and not os.path.isdir(tg.fabric_path("iscsi")):
-        plan.mkdir(tg.fabric_path("iscsi"))
-    tpath = f"{tg.fabric_path('iscsi')}/{iqn}"
-    tpg = f"{tpath}/tpgt_1"
-    plan.mkdir(tpath)
-    plan.mkdir(tpg)
-    plan.mkdir(f"{tpg}/lun/lun_0")
-    plan.symlink(f"{tpg}/lun/lun_0/{name}", so_path)
+    target, _ = tg.plan_target(snap, "iscsi", iqn, default_portal=False, enable=False)
+    plan.extend(target)
+    tpg = f"{tg.fabric_path('iscsi')}/{iqn}/tpgt_1"
+    lun = tg.tpg_lun_path(tpg, 0)
+    plan.extend(tg.plan_luns_at(tpg, [(0, object_path(hba, name), name)]))
     for _, _, pname in parsed:
-        plan.mkdir(f"{tpg}/np/{pname}")
+        plan.extend(tg.plan_portal_at(tpg, pname))
     if acls:
         plan.write(f"{tpg}/attrib/generate_node_acls", "0")
         plan.write(f"{tpg}/attrib/authentication", "1" if chap else "0")
         for a in acls:
-            apath = f"{tpg}/acls/{a}"
-            plan.mkdir(apath)
-            plan.mkdir(f"{apath}/lun_0")
-            plan.symlink(f"{apath}/lun_0/{name}", f"{tpg}/lun/lun_0")
-            if args.readonly:
-                plan.write(f"{apath}/lun_0/write_protect", "1")
+            sub, apath = tg.plan_acl_at(tpg, a)
+            plan.extend(sub)
+            plan.extend(tg.plan_mapped_lun_at(apath, 0, lun, bool(args.readonly), alias=name))
             if chap:
                 plan.extend(tg.plan_chap(f"{apath}/auth", chap[0], chap[1],
                                          mutual[0] if mutual else None, mutual[1] if mutual else None))

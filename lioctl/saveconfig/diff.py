@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from lioctl import configfs
 from lioctl.errors import LioError
 from lioctl.plan import Modprobe, Plan, Write
-from lioctl.backstores import BY_HBA, KINDS, common as bsc
+from lioctl.backstores import KINDS, common as bsc
 from lioctl.saveconfig.dump import AUTH, dump_storage_object, rw_group
 from lioctl.tree import targets as tg
 from lioctl.tree.fabrics import spec_for
@@ -133,14 +133,15 @@ def plan_restore(snap: Snapshot, desired: dict, prune: bool = False) -> Change:
                 ch.add("-", f"storage object {key[0]}/{key[1]}")
     if gone_sos:
         ch.plan.extend(bsc.plan_remove_objects(snap, gone_sos))
-    # --- storage objects to create or adjust
+    # --- storage objects to create or adjust; where each is (or will be) in configfs
     taken_hbas: set[str] = set()
+    so_paths = {k: so.path for k, so in snap.storage_objects.items()}
     for n, (key, w) in enumerate(want_sos.items()):
         so = snap.storage_objects.get(key)
         if so is None or key in replaced:
             if key not in replaced:
                 ch.add("+", f"storage object {key[0]}/{key[1]}")
-            made = _context(f"storage_objects[{n}]", _create_so, snap, w, taken_hbas)
+            made, so_paths[key] = _context(f"storage_objects[{n}]", _create_so, snap, w, taken_hbas)
             ch.plan.extend(made.plan)
             ch.lines += made.lines
         else:
@@ -153,7 +154,6 @@ def plan_restore(snap: Snapshot, desired: dict, prune: bool = False) -> Change:
                 ch.add("~", f"storage object {key[0]}/{key[1]} wwn", f"{so.wwn} -> {w['wwn']}")
             _alua(ch, so.path, w.get("alua_tpgs", []), {g["name"]: g for g in cur["alua_tpgs"]},
                   f"{key[0]}/{key[1]}", prune)
-    so_paths = _so_paths(snap, ch)
     # --- targets
     for n, (key, w) in enumerate(want_targets.items()):
         fab = snap.fabrics.get(key[0])
@@ -188,17 +188,18 @@ def _norm(k, v):
     return v
 
 
-def _create_so(snap: Snapshot, w: dict, taken: set[str]) -> Change:
+def _create_so(snap: Snapshot, w: dict, taken: set[str]) -> tuple[Change, str]:
+    """The object made as saved, in a free HBA; returns where it will be."""
     kind = KINDS[w["plugin"]]
     hba = bsc.free_hba(kind, taken)
     taken.add(hba)
     ch = Change(kind.plan_saved(w, hba))
-    path = f"{configfs.CORE}/{hba}/{w['name']}"
+    path = bsc.object_path(hba, w["name"])
     skip = SO_SKIP_ATTRS | kind.planned_attributes
     _write_group(ch, "", path + "/attrib",
                  {k: v for k, v in w.get("attributes", {}).items() if k not in skip}, None)
     _alua(ch, path, w.get("alua_tpgs", []), {}, f"{kind.name}/{w['name']}")
-    return ch
+    return ch, path
 
 
 ALUA_ORDER = ("alua_access_status", "alua_write_metadata", "preferred", "nonop_delay_msecs",
@@ -248,27 +249,10 @@ def _alua(ch: Change, so_path: str, want: list[dict], have: dict[str, dict], lab
                 ch.add("-", f"ALUA group {label}/{name}")
 
 
-def _so_paths(snap: Snapshot, ch: Change) -> dict[tuple[str, str], str]:
-    """Where each storage object is (or will be) in configfs, after this plan's changes."""
-    out = {k: so.path for k, so in snap.storage_objects.items()}
-    for op in ch.plan:
-        if type(op).__name__ == "Mkdir" and op.path.startswith(configfs.CORE + "/"):
-            rel = op.path[len(configfs.CORE) + 1:].split("/")
-            if len(rel) == 2:
-                kind = BY_HBA.get(rel[0].rpartition("_")[0])
-                out[(kind.name if kind else None, rel[1])] = op.path
-    return out
-
-
 def _create_target(ch: Change, snap: Snapshot, w: dict, so_paths):
     spec = spec_for(w["fabric"])
-    if spec.module:
-        ch.plan.add(Modprobe(spec.module))
-    if w["fabric"] not in snap.fabrics and not os.path.isdir(tg.fabric_path(w["fabric"])):
-        if tg.fabric_path(w["fabric"]) not in ch.plan.made:
-            ch.plan.mkdir(tg.fabric_path(w["fabric"]))
-    tpath = f"{tg.fabric_path(w['fabric'])}/{spec.cfs_wwn(w['wwn'])}"
-    ch.plan.mkdir(tpath)
+    plan, tpath = tg.plan_target_at(snap, spec, spec.cfs_wwn(w["wwn"]), ch.plan.made)
+    ch.plan.extend(plan)
     _target_groups(ch, tpath, w, None)
     for tw in w.get("tpgs", []):
         _create_tpg(ch, spec, tpath, tw, so_paths)
@@ -310,34 +294,28 @@ def _tpg_body(ch: Change, path: str, tw: dict, tpg: TPG | None, so_paths, replac
             continue
         if lun is not None and lun.path not in ch.plan.removed:
             ch.plan.extend(tg.plan_delete_lun(lun))
-        new_luns.append((f"{path}/lun/lun_{lw['index']}", lw, so_paths[so_key]))
+        new_luns.append(lw)
         ch.add("+", f"{label} LUN {lw['index']}")
-    # a LUN's link waits in the kernel (~17 ms under emulation): the links go concurrently
-    for lpath, _, _ in new_luns:
-        ch.plan.mkdir(lpath)
-    for lpath, lw, so_path in new_luns:
-        ch.plan.symlink(f"{lpath}/{lw.get('alias') or tg._alias()}", so_path, concurrent=True)
-    for lpath, lw, _ in new_luns:
+    ch.plan.extend(tg.plan_luns_at(path, [(lw["index"], so_paths[_so_key(lw["storage_object"])],
+                                           lw.get("alias")) for lw in new_luns], concurrent=True))
+    for lw in new_luns:
         if lw.get("alua_tg_pt_gp_name") and lw["alua_tg_pt_gp_name"] != "default_tg_pt_gp":
-            ch.plan.write(lpath + "/alua_tg_pt_gp", lw["alua_tg_pt_gp_name"], undoable=False)
+            ch.plan.write(tg.tpg_lun_path(path, lw["index"]) + "/alua_tg_pt_gp",
+                          lw["alua_tg_pt_gp_name"], undoable=False)
     have_portals = tpg.portals if tpg else {}
     for pw in tw.get("portals", []):
-        ip = pw["ip_address"].strip("[]")
-        name = f"[{ip}]:{pw['port']}" if ":" in ip else f"{ip}:{pw['port']}"
+        name = tg.portal_name(pw["ip_address"], pw["port"])
         if name in have_portals:
             continue
-        ch.plan.mkdir(f"{path}/np/{name}")
-        if pw.get("iser"):
-            ch.plan.write(f"{path}/np/{name}/iser", "1", undoable=False)
-        if pw.get("offload"):
-            ch.plan.write(f"{path}/np/{name}/cxgbit", "1", undoable=False)
+        ch.plan.extend(tg.plan_portal_at(path, name, iser=bool(pw.get("iser")),
+                                         offload=bool(pw.get("offload"))))
         ch.add("+", f"{label} portal {name}")
     have_acls = tpg.acls if tpg else {}
     for aw in tw.get("node_acls", []):
         acl = have_acls.get(aw["node_wwn"])
         apath = f"{path}/acls/{aw['node_wwn']}"
         if acl is None:
-            ch.plan.mkdir(apath)
+            ch.plan.extend(tg.plan_acl_at(path, aw["node_wwn"], aw.get("tag"))[0])
             ch.add("+", f"{label} ACL {aw['node_wwn']}")
         cur_auth = configfs.read_group(apath + "/auth", [k for _, k in AUTH]) if acl else None
         want_auth = {fname: aw.get("chap_" + key) or "" for key, fname in AUTH
@@ -346,12 +324,12 @@ def _tpg_body(ch: Change, path: str, tw: dict, tpg: TPG | None, so_paths, replac
                      secret_keys={"password", "password_mutual"})
         _write_group(ch, f"{label} ACL {aw['node_wwn']} attribute", apath + "/attrib",
                      aw.get("attributes", {}), rw_group(apath + "/attrib") if acl else None)
-        if aw.get("tag") and (acl is None or acl.tag != aw["tag"]):
+        if aw.get("tag") and acl is not None and acl.tag != aw["tag"]:
             ch.plan.write(apath + "/tag", aw["tag"], undoable=False)
         have_ml = acl.mapped_luns if acl else {}
         for mw in aw.get("mapped_luns", []):
             ml = have_ml.get(mw["index"])
-            relinked = f"{path}/lun/lun_{mw['tpg_lun']}" in ch.plan.made
+            relinked = tg.tpg_lun_path(path, mw["tpg_lun"]) in ch.plan.made
             if ml is not None and ml.tpg_lun == mw["tpg_lun"] and not relinked:
                 if bool(mw.get("write_protect")) != ml.write_protect:
                     ch.plan.write(ml.path + "/write_protect", "1" if mw.get("write_protect") else "0")
@@ -359,7 +337,7 @@ def _tpg_body(ch: Change, path: str, tw: dict, tpg: TPG | None, so_paths, replac
                 continue
             if ml is not None and ml.path not in ch.plan.removed:
                 ch.plan.extend(tg.plan_delete_mapped_lun(ml))
-            ch.plan.extend(tg.plan_mapped_lun_at(apath, mw["index"], f"{path}/lun/lun_{mw['tpg_lun']}",
+            ch.plan.extend(tg.plan_mapped_lun_at(apath, mw["index"], tg.tpg_lun_path(path, mw["tpg_lun"]),
                                                  bool(mw.get("write_protect"))))
             ch.add("+", f"{label} ACL {aw['node_wwn']} mapped LUN {mw['index']}")
     enable = tw.get("enable", True)
@@ -398,10 +376,7 @@ def _prune_target(ch: Change, t: Target, w: dict, prune: bool, replaced):
             if idx not in want_luns:
                 ch.plan.extend(tg.plan_delete_lun(lun, ch.plan.removed))
                 ch.add("-", f"{lun.tree_path}")
-        want_portals = set()
-        for pw in tw.get("portals", []):
-            ip = pw["ip_address"].strip("[]")
-            want_portals.add(f"[{ip}]:{pw['port']}" if ":" in ip else f"{ip}:{pw['port']}")
+        want_portals = {tg.portal_name(pw["ip_address"], pw["port"]) for pw in tw.get("portals", [])}
         for name, p in tpg.portals.items():
             if name not in want_portals:
                 ch.plan.rmdir(p.path)

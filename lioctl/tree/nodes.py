@@ -802,7 +802,6 @@ Example: /iscsi/iqn.2003-01.org.example:t1/tpg1/luns create /backstores/fileio/d
 Example: /iscsi/iqn.2003-01.org.example:t1/tpg1/luns create /srv/disk2.img lun=3 add_mapped_luns=false"""
         snap = self.ctx.snap
         plan = Plan()
-        so = None
         if storage_object.startswith("/backstores/"):
             parts = storage_object.strip("/").split("/")
             if len(parts) != 3:
@@ -812,23 +811,22 @@ Example: /iscsi/iqn.2003-01.org.example:t1/tpg1/luns create /srv/disk2.img lun=3
                 raise LioError(f"backstore {parts[1]}/{parts[2]} does not exist")
         else:
             path = os.path.abspath(storage_object)
-            used = bsc.devices_in_use(snap)
-            if os.path.realpath(path) in used:
-                so = used[os.path.realpath(path)]
-            else:
-                name = os.path.basename(path).replace(" ", "_") or "disk"
-                kind = block.KIND if os.path.exists(path) and bsc.is_block(path) else fileio.KIND
-                if snap.so(kind.name, name):
-                    raise LioError(f"backstore {kind.name}/{name} already exists for another path")
-                sub = (block.plan_block(snap, name, path) if kind is block.KIND
-                       else fileio.plan_fileio(snap, name, path))
-                plan.extend(sub)
-                so_path = [op.path for op in sub if type(op).__name__ == "Mkdir"][-1]
-                so = StorageObject(kind.name, os.path.basename(os.path.dirname(so_path)), name, so_path)
-                so.__dict__["enabled"] = True
+            so = bsc.devices_in_use(snap).get(os.path.realpath(path))
+        if so is not None:
+            bsc.check_enabled(so)
+            so_path = so.path
+        else:       # a new backstore for the file or device, in the next free HBA of its kind
+            name = os.path.basename(path).replace(" ", "_") or "disk"
+            kind = block.KIND if os.path.exists(path) and bsc.is_block(path) else fileio.KIND
+            if snap.so(kind.name, name):
+                raise LioError(f"backstore {kind.name}/{name} already exists for another path")
+            hba = bsc.free_hba(kind)
+            plan.extend(block.plan_block(snap, name, path, hba=hba) if kind is block.KIND
+                        else fileio.plan_fileio(snap, name, path, hba=hba))
+            so_path = bsc.object_path(hba, name)
         amap = self.ctx.pref("auto_add_mapped_luns", True) if add_mapped_luns is None \
             else _b(add_mapped_luns, "add_mapped_luns")
-        sub, idx = tg.plan_lun(self.tpg, so, lun, add_mapped_luns=bool(amap))
+        sub, idx = tg.plan_lun(self.tpg, so_path, lun, add_mapped_luns=bool(amap))
         plan.extend(sub)
         n_acl = len(self.tpg.acls) if amap and self.tpg.target.fabric.has("acls") else 0
         msg = f"Created LUN {idx}." + (f" Created {n_acl} mapped LUN(s)." if n_acl else "")
@@ -893,10 +891,7 @@ class PortalsNode(Node):
         """Create a network portal (IPv4, or IPv6 as ::1 or [::1]; port 3260 by default).
         Example: /iscsi/iqn.2003-01.org.example:t1/tpg1/portals create 192.0.2.10
         Example: /iscsi/iqn.2003-01.org.example:t1/tpg1/portals create ::1 3261"""
-        text = ip_address
-        if ip_port is not None:
-            host = f"[{ip_address.strip('[]')}]" if ":" in ip_address.strip("[]") else ip_address
-            text = f"{host}:{ip_port}"
+        text = ip_address if ip_port is None else tg.portal_name(ip_address, ip_port)
         plan, name = tg.plan_portal(self.tpg, text)
         return Result(plan=plan, message=f"Created network portal {name}.")
 
@@ -904,10 +899,7 @@ class PortalsNode(Node):
     def ui_delete(self, ip_address: str, ip_port: str | None = None):
         """Delete a network portal.
         Example: /iscsi/iqn.2003-01.org.example:t1/tpg1/portals delete 0.0.0.0 3260"""
-        text = ip_address
-        if ip_port is not None:
-            host = f"[{ip_address.strip('[]')}]" if ":" in ip_address.strip("[]") else ip_address
-            text = f"{host}:{ip_port}"
+        text = ip_address if ip_port is None else tg.portal_name(ip_address, ip_port)
         _, _, name = tg.parse_portal(text)
         if name not in self.tpg.portals:
             raise LioError(f"portal {name} does not exist in {self.path}")

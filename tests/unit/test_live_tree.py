@@ -255,7 +255,7 @@ def test_create_planners_against_the_live_tree(live, tmp_path):
     from lioctl.tree import targets as tg
     snap = snapshot.read()
     tpg1 = snap.fabrics["iscsi"].targets[T1].tpgs[1]
-    plan, idx = tg.plan_lun(tpg1, snap.so("fileio", "f2"))
+    plan, idx = tg.plan_lun(tpg1, snap.so("fileio", "f2").path)
     assert idx == 4
     got = ops_of(plan, live)
     assert got[:2] == [("Mkdir", f"iscsi/{T1}/tpgt_1/lun/lun_4"), ("Symlink", got[1][1])]

@@ -134,7 +134,7 @@ def test_set_validates_before_planning(root):
 def test_new_lun_maps_to_every_acl_and_takes_the_first_free_index(root):
     snap = snapshot.read()
     tpg = snap.fabrics["iscsi"].targets[IQN].tpgs[1]
-    plan, idx = tg.plan_lun(tpg, snap.so("fileio", "d2"))
+    plan, idx = tg.plan_lun(tpg, snap.so("fileio", "d2").path)
     assert idx == 1
     kinds = [type(op).__name__ for op in plan]
     assert kinds == ["Mkdir", "Symlink"] + ["Mkdir", "Symlink"] * 2
