@@ -84,7 +84,8 @@ def _write_group(ch: Change, label: str, cfs_dir: str, desired: dict, current: d
                 ch.add("~", f"{label} {k}", f"{cur} -> {_str(v)}")
 
 
-def _so_key(path: str) -> tuple[str, str]:
+def so_key(path: str) -> tuple[str, str]:
+    """/backstores/KIND/NAME (a LUN's storage_object) -> the (kind, name) key of a storage object."""
     parts = path.strip("/").split("/")
     return parts[1], parts[2]
 
@@ -284,9 +285,9 @@ def _tpg_body(ch: Change, path: str, tw: dict, tpg: TPG | None, so_paths, replac
     new_luns = []
     for lw in tw.get("luns", []):
         lun = have_luns.get(lw["index"])
-        so_key = _so_key(lw["storage_object"])
+        key = so_key(lw["storage_object"])
         if lun is not None and lun.storage_object is not None and \
-                (lun.storage_object.plugin, lun.storage_object.name) == so_key and so_key not in replaced:
+                (lun.storage_object.plugin, lun.storage_object.name) == key and key not in replaced:
             gp = lw.get("alua_tg_pt_gp_name")
             if gp and gp != lun.alua_tg_pt_gp:
                 ch.plan.write(lun.path + "/alua_tg_pt_gp", gp, undoable=False)  # reads back as a report
@@ -296,7 +297,7 @@ def _tpg_body(ch: Change, path: str, tw: dict, tpg: TPG | None, so_paths, replac
             ch.plan.extend(tg.plan_delete_lun(lun))
         new_luns.append(lw)
         ch.add("+", f"{label} LUN {lw['index']}")
-    ch.plan.extend(tg.plan_luns_at(path, [(lw["index"], so_paths[_so_key(lw["storage_object"])],
+    ch.plan.extend(tg.plan_luns_at(path, [(lw["index"], so_paths[so_key(lw["storage_object"])],
                                            lw.get("alias")) for lw in new_luns], concurrent=True))
     for lw in new_luns:
         if lw.get("alua_tg_pt_gp_name") and lw["alua_tg_pt_gp_name"] != "default_tg_pt_gp":
@@ -432,7 +433,7 @@ def scope(snap: Snapshot, desired: dict, target: str | None = None,
         for tw in want_targets:
             for tpg in tw.get("tpgs", []):
                 for lw in tpg.get("luns", []):
-                    so_keys.add(_so_key(lw["storage_object"]))
+                    so_keys.add(so_key(lw["storage_object"]))
         labels.append(f"target {target}")
     if storage_object:
         wanted = storage_object.removeprefix("/backstores/").strip("/")
