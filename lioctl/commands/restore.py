@@ -13,7 +13,7 @@ from lioctl.backstores import common as bsc
 from lioctl.errors import LioError, UsageError
 from lioctl.lock import write_lock
 from lioctl.plan import executor, script
-from lioctl.saveconfig import diff, load, store
+from lioctl.saveconfig import load, restore_plan, store
 from lioctl.tree import snapshot, targets as tg
 
 HELP = "apply a saved configuration, changing only what differs"
@@ -90,31 +90,31 @@ def compute(args, loaded=None):
     if scope:
         return _compute_scoped(args, snap, desired, scope), unknown
     if args.clear:
-        ch = diff.Change(diff.plan_clear(snap))
+        ch = restore_plan.Change(restore_plan.plan_clear(snap))
         ch.lines.append("- everything (--clear)")
-        rest = diff.plan_restore(snapshot.Snapshot(mounted=snap.mounted), desired)
+        rest = restore_plan.plan_restore(snapshot.Snapshot(mounted=snap.mounted), desired)
         ch.plan.extend(rest.plan)
         ch.lines += [ln for ln in rest.lines]
         return ch, unknown
-    return diff.plan_restore(snap, desired, prune=args.prune), unknown
+    return restore_plan.plan_restore(snap, desired, prune=args.prune), unknown
 
 
-def _compute_scoped(args, snap, desired, scope) -> diff.Change:
-    view, part, label = diff.scope(snap, desired, **scope)
+def _compute_scoped(args, snap, desired, scope) -> restore_plan.Change:
+    view, part, label = restore_plan.scope(snap, desired, **scope)
     if args.clear:  # remove what is in scope, then make it as the file has it
-        ch = diff.Change(tg.plan_delete_targets(list(view.targets())))
+        ch = restore_plan.Change(tg.plan_delete_targets(list(view.targets())))
         for so in view.storage_objects.values():
             for lun in so.luns:  # LUNs of other targets: check_within refuses them below
                 if lun.path not in ch.plan.removed:
                     ch.plan.extend(tg.plan_delete_lun(lun))
         ch.plan.extend(bsc.plan_remove_objects(snap, list(view.storage_objects.values())))
         ch.lines.append(f"- {label} (--clear)")
-        rest = diff.plan_restore(snapshot.Snapshot(mounted=snap.mounted), part)
+        rest = restore_plan.plan_restore(snapshot.Snapshot(mounted=snap.mounted), part)
         ch.plan.extend(rest.plan)
         ch.lines += rest.lines
     else:
-        ch = diff.plan_restore(view, part, prune=args.prune)
-    diff.check_within(ch, view, label)
+        ch = restore_plan.plan_restore(view, part, prune=args.prune)
+    restore_plan.check_within(ch, view, label)
     return ch
 
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from lioctl.errors import LioError
 from lioctl.plan import executor
-from lioctl.saveconfig import diff
+from lioctl.saveconfig import restore_plan
 from lioctl.tree import snapshot
 from lioctl.tree.fabrics import spec_for
 from lioctl.tree.targets import portal_name
@@ -31,7 +31,7 @@ class Outcome:
 def _attempt(out: Outcome, label: str, sub: dict, record: bool = True) -> bool:
     """Plan `sub` against the running configuration and run it; False (rolled back) if it fails."""
     try:
-        ch = diff.plan_restore(snapshot.read(), sub)
+        ch = restore_plan.plan_restore(snapshot.read(), sub)
         executor.execute(ch.plan)
     except LioError as e:
         if record:
@@ -88,7 +88,7 @@ def _tpg(out: Outcome, t: dict, tw: dict, held: bool, sos_ok: set, only) -> None
     label = f"{t['wwn']} TPG {tw['tag']}"
     luns, bad_luns = [], set()
     for lw in tw.get("luns", []):
-        if diff.so_key(lw["storage_object"]) in sos_ok:
+        if restore_plan.so_key(lw["storage_object"]) in sos_ok:
             luns.append(lw)
         else:
             bad_luns.add(lw["index"])

@@ -38,7 +38,7 @@ KNOWN = {
 
 # Every field below that becomes a configfs path component or a value written to configfs is
 # checked here, before anything is touched; each failure is one line naming the JSON path,
-# with the offending text repr-escaped. The planner (diff.py) relies on what is checked here.
+# with the offending text repr-escaped. The planner (restore_plan.py) relies on what is checked here.
 MAX_DIGITS = 20          # any number a saveconfig holds fits in 64 bits
 
 
@@ -150,159 +150,186 @@ def _where(text: str, token: str) -> str:
 
 
 def check(data) -> tuple[dict, list[str]]:
+    """The checked document (WWNs normalised in place) and the JSON paths of its unknown keys.
+    Each object is checked by its own function below; a storage object's own keys by its kind."""
     warnings: list[str] = []
     if not isinstance(data, dict) or not ({"storage_objects", "targets"} & set(data) or data == {}):
         raise LioError("not a saveconfig file: expected an object with storage_objects and targets")
     _unknown(data, "", "", warnings)
     sos = typed(data.get("storage_objects", []), list, "storage_objects", "storage_objects")
-    seen = set()
-    alua_groups: dict[tuple[str, str], set[str]] = {}
+    alua_groups: dict[tuple[str, str], set[str]] = {}  # each storage object's ALUA group names
     for i, so in enumerate(sos):
-        p = f"storage_objects[{i}]"
-        typed(so, dict, p, "a storage object")
-        _unknown(so, "so", p, warnings)
-        name = _name(so, "name", p, "storage object name")
-        plugin = so.get("plugin")
-        if plugin not in KINDS:
-            err(p + ".plugin", f"{shown(plugin)} is not one of {', '.join(KINDS)}")
-        if (plugin, name) in seen:
-            err(p, f"duplicate storage object {plugin}/{name}")
-        seen.add((plugin, name))
-        KINDS[plugin].check_saved(so, p, [e for e in sos[:i] if e["plugin"] == plugin])
-        for key in ("write_back", "readonly", "nullio", "aio", "exclusive"):
-            if key in so and not isinstance(so[key], bool):
-                err(f"{p}.{key}", f"{key} must be true/false, not {shown(so[key])}")
-        if so.get("wwn") is not None:
-            text(so["wwn"], p + ".wwn", "wwn")
-            if not so["wwn"].isascii() or len(so["wwn"]) >= 254:
-                err(p + ".wwn", f"unit serial {shown(so['wwn'])} must be ASCII, at most 253 characters")
-        _values(so.get("attributes", {}), p + ".attributes", "attributes")
-        groups = set()
-        for j, a in enumerate(typed(so.get("alua_tpgs", []), list, p + ".alua_tpgs", "alua_tpgs")):
-            q = f"{p}.alua_tpgs[{j}]"
-            typed(a, dict, q, "an ALUA group")
-            _unknown(a, "alua", q, warnings)
-            gname = _name(a, "name", q, "ALUA group name")
-            if gname in groups:
-                err(q + ".name", f"duplicate ALUA group {gname}")
-            groups.add(gname)
-            int_range(a.get("tg_pt_gp_id", 0), 0, 65535, q + ".tg_pt_gp_id", "tg_pt_gp_id")
-            for k, v in a.items():  # unknown keys are reported, not applied: not checked
-                if k in KNOWN["alua"] and k != "name" and v is not None:
-                    int_range(v, 0, U64, at(q, k), k)
-        alua_groups[(plugin, name)] = groups | {"default_tg_pt_gp"}
-    tseen = set()
+        _storage_object(so, f"storage_objects[{i}]", sos[:i], alua_groups, warnings)
+    tseen: set[tuple[str, str]] = set()
     for i, t in enumerate(typed(data.get("targets", []), list, "targets", "targets")):
-        p = f"targets[{i}]"
-        typed(t, dict, p, "a target")
-        _unknown(t, "target", p, warnings)
-        typed(t.get("wwn"), str, p + ".wwn", "wwn")
-        fabric = typed(t.get("fabric"), str, p + ".fabric", "fabric")
-        spec = _fabric(fabric, p + ".fabric")
-        t["wwn"] = _wwn(spec.wwn_types, t["wwn"], p + ".wwn", f"{fabric} WWN")
-        for key in ("attributes", "parameters"):
-            _values(t.get(key, {}), f"{p}.{key}", key)
-        if (fabric, t["wwn"]) in tseen:
-            err(p, f"duplicate target {fabric}/{t['wwn']}")
-        tseen.add((fabric, t["wwn"]))
-        tags = set()
-        for j, tpg in enumerate(typed(t.get("tpgs", []), list, p + ".tpgs", "tpgs")):
-            q = f"{p}.tpgs[{j}]"
-            typed(tpg, dict, q, "a TPG")
-            _unknown(tpg, "tpg", q, warnings)
-            tag = typed(tpg.get("tag"), int, q + ".tag", "tag")
-            if tag in tags or not 1 <= tag <= 65535:
-                err(q + ".tag", f"TPG tag {tag} is duplicated or out of range")
-            tags.add(tag)
-            for key in ("attributes", "parameters"):
-                _values(tpg.get(key, {}), f"{q}.{key}", key)
-            _flag(tpg, "enable", q)
-            _chap(tpg, q)
-            lidx = set()
-            for k, lun in enumerate(typed(tpg.get("luns", []), list, q + ".luns", "luns")):
-                r = f"{q}.luns[{k}]"
-                typed(lun, dict, r, "a LUN")
-                _unknown(lun, "lun", r, warnings)
-                idx = typed(lun.get("index"), int, r + ".index", "index")
-                if idx in lidx:
-                    err(r + ".index", f"duplicate LUN index {idx}")
-                if not 0 <= idx <= 65535:
-                    err(r + ".index", f"LUN {idx} is out of range (0-65535)")
-                lidx.add(idx)
-                so_path = typed(lun.get("storage_object"), str, r + ".storage_object", "storage_object")
-                parts = so_path.strip("/").split("/")
-                if len(parts) != 3 or parts[0] != "backstores" or (parts[1], parts[2]) not in seen:
-                    err(r + ".storage_object", f"{so_path!r} is not a storage object of this file")
-                if lun.get("alias") is not None:
-                    _name(lun, "alias", r, "LUN alias")
-                gp = lun.get("alua_tg_pt_gp_name")
-                if gp is not None:
-                    typed(gp, str, r + ".alua_tg_pt_gp_name", "alua_tg_pt_gp_name")
-                    if gp not in alua_groups[(parts[1], parts[2])]:
-                        err(r + ".alua_tg_pt_gp_name", f"{so_path} has no ALUA group {gp!r}")
-            for k, portal in enumerate(typed(tpg.get("portals", []), list, q + ".portals", "portals")):
-                r = f"{q}.portals[{k}]"
-                typed(portal, dict, r, "a portal")
-                _unknown(portal, "portal", r, warnings)
-                ip = typed(portal.get("ip_address"), str, r + ".ip_address", "ip_address")
-                bare = ip[1:-1] if ip.startswith("[") and ip.endswith("]") else ip
-                try:
-                    ipaddress.ip_address(bare)
-                except ValueError:
-                    err(r + ".ip_address", f"{ip!r} is not an IP address")
-                # Python takes any text as an IPv6 scope (fe80::1%<newline>): an interface name only
-                if "%" in bare and not re.fullmatch(r"[A-Za-z0-9_.:-]{1,15}", bare.partition("%")[2]):
-                    err(r + ".ip_address", f"{ip!r} has a scope that is not an interface name")
-                int_range(portal.get("port"), 1, 65535, r + ".port", "port")
-                for key in ("iser", "offload"):
-                    _flag(portal, key, r)
-            acls: set[str] = set()
-            for k, acl in enumerate(typed(tpg.get("node_acls", []), list, q + ".node_acls", "node_acls")):
-                r = f"{q}.node_acls[{k}]"
-                typed(acl, dict, r, "an ACL")
-                _unknown(acl, "acl", r, warnings)
-                typed(acl.get("node_wwn"), str, r + ".node_wwn", "node_wwn")
-                # an initiator's name: iSCSI's are IQN/NAA/EUI; other fabrics' are their port
-                # names in whatever spelling their ACL directories take
-                acl["node_wwn"] = _wwn(spec.initiator_wwn_types, acl["node_wwn"], r + ".node_wwn", "initiator name")
-                if acl["node_wwn"] in acls:
-                    err(r + ".node_wwn", f"duplicate ACL {acl['node_wwn']}")
-                acls.add(acl["node_wwn"])
-                if acl.get("tag") is not None:
-                    text(acl["tag"], r + ".tag", "tag")
-                _values(acl.get("attributes", {}), r + ".attributes", "attributes")
-                _chap(acl, r)
-                midx = set()
-                for m, ml in enumerate(typed(acl.get("mapped_luns", []), list, r + ".mapped_luns", "mapped_luns")):
-                    s = f"{r}.mapped_luns[{m}]"
-                    typed(ml, dict, s, "a mapped LUN")
-                    _unknown(ml, "mapped_lun", s, warnings)
-                    mi = typed(ml.get("index"), int, s + ".index", "index")
-                    int_range(mi, 0, 65535, s + ".index", "mapped LUN")
-                    if mi in midx:
-                        err(s + ".index", f"duplicate mapped LUN {mi}")
-                    midx.add(mi)
-                    tl = typed(ml.get("tpg_lun"), int, s + ".tpg_lun", "tpg_lun")
-                    if tl not in lidx:
-                        err(s + ".tpg_lun", f"LUN {tl} is not in this TPG")
-                    _flag(ml, "write_protect", s)
-                    if ml.get("alias") is not None:
-                        _name(ml, "alias", s, "mapped LUN alias")
-    fseen = set()
+        _target(t, f"targets[{i}]", tseen, alua_groups, warnings)
+    fseen: set[str] = set()
     for i, fm in enumerate(typed(data.get("fabric_modules", []), list, "fabric_modules", "fabric_modules")):
-        p = f"fabric_modules[{i}]"
-        typed(fm, dict, p, "a fabric module")
-        _unknown(fm, "fabric", p, warnings)
-        typed(fm.get("name"), str, p + ".name", "name")
-        _fabric(fm["name"], p + ".name")
-        if fm["name"] in fseen:
-            err(p + ".name", f"duplicate fabric module {fm['name']}")
-        fseen.add(fm["name"])
-        for k, v in fm.items():
-            if k in KNOWN["fabric"] and k.startswith("discovery_") and k != "discovery_enable_auth" and v is not None:
-                _secret(v, at(p, k), k) if "password" in k else text(v, at(p, k), k)
-        _flag(fm, "discovery_enable_auth", p)
+        _fabric_module(fm, f"fabric_modules[{i}]", fseen, warnings)
     return data, warnings
+
+
+def _storage_object(so, p: str, earlier: list[dict], alua_groups: dict, warnings: list[str]) -> None:
+    typed(so, dict, p, "a storage object")
+    _unknown(so, "so", p, warnings)
+    name = _name(so, "name", p, "storage object name")
+    plugin = so.get("plugin")
+    if plugin not in KINDS:
+        err(p + ".plugin", f"{shown(plugin)} is not one of {', '.join(KINDS)}")
+    if (plugin, name) in alua_groups:
+        err(p, f"duplicate storage object {plugin}/{name}")
+    KINDS[plugin].check_saved(so, p, [e for e in earlier if e["plugin"] == plugin])
+    for key in ("write_back", "readonly", "nullio", "aio", "exclusive"):
+        if key in so and not isinstance(so[key], bool):
+            err(f"{p}.{key}", f"{key} must be true/false, not {shown(so[key])}")
+    if so.get("wwn") is not None:
+        text(so["wwn"], p + ".wwn", "wwn")
+        if not so["wwn"].isascii() or len(so["wwn"]) >= 254:
+            err(p + ".wwn", f"unit serial {shown(so['wwn'])} must be ASCII, at most 253 characters")
+    _values(so.get("attributes", {}), p + ".attributes", "attributes")
+    groups = {"default_tg_pt_gp"}
+    for j, a in enumerate(typed(so.get("alua_tpgs", []), list, p + ".alua_tpgs", "alua_tpgs")):
+        groups.add(_alua_group(a, f"{p}.alua_tpgs[{j}]", groups - {"default_tg_pt_gp"}, warnings))
+    alua_groups[(plugin, name)] = groups
+
+
+def _alua_group(a, q: str, groups: set[str], warnings: list[str]) -> str:
+    typed(a, dict, q, "an ALUA group")
+    _unknown(a, "alua", q, warnings)
+    gname = _name(a, "name", q, "ALUA group name")
+    if gname in groups:
+        err(q + ".name", f"duplicate ALUA group {gname}")
+    int_range(a.get("tg_pt_gp_id", 0), 0, 65535, q + ".tg_pt_gp_id", "tg_pt_gp_id")
+    for k, v in a.items():  # unknown keys are reported, not applied: not checked
+        if k in KNOWN["alua"] and k != "name" and v is not None:
+            int_range(v, 0, U64, at(q, k), k)
+    return gname
+
+
+def _target(t, p: str, tseen: set, alua_groups: dict, warnings: list[str]) -> None:
+    typed(t, dict, p, "a target")
+    _unknown(t, "target", p, warnings)
+    typed(t.get("wwn"), str, p + ".wwn", "wwn")
+    fabric = typed(t.get("fabric"), str, p + ".fabric", "fabric")
+    spec = _fabric(fabric, p + ".fabric")
+    t["wwn"] = _wwn(spec.wwn_types, t["wwn"], p + ".wwn", f"{fabric} WWN")
+    for key in ("attributes", "parameters"):
+        _values(t.get(key, {}), f"{p}.{key}", key)
+    if (fabric, t["wwn"]) in tseen:
+        err(p, f"duplicate target {fabric}/{t['wwn']}")
+    tseen.add((fabric, t["wwn"]))
+    tags: set[int] = set()
+    for j, tpg in enumerate(typed(t.get("tpgs", []), list, p + ".tpgs", "tpgs")):
+        _tpg(tpg, f"{p}.tpgs[{j}]", spec, tags, alua_groups, warnings)
+
+
+def _tpg(tpg, q: str, spec, tags: set, alua_groups: dict, warnings: list[str]) -> None:
+    typed(tpg, dict, q, "a TPG")
+    _unknown(tpg, "tpg", q, warnings)
+    tag = typed(tpg.get("tag"), int, q + ".tag", "tag")
+    if tag in tags or not 1 <= tag <= 65535:
+        err(q + ".tag", f"TPG tag {tag} is duplicated or out of range")
+    tags.add(tag)
+    for key in ("attributes", "parameters"):
+        _values(tpg.get(key, {}), f"{q}.{key}", key)
+    _flag(tpg, "enable", q)
+    _chap(tpg, q)
+    lidx: set[int] = set()
+    for k, lun in enumerate(typed(tpg.get("luns", []), list, q + ".luns", "luns")):
+        lidx.add(_lun(lun, f"{q}.luns[{k}]", lidx, alua_groups, warnings))
+    for k, portal in enumerate(typed(tpg.get("portals", []), list, q + ".portals", "portals")):
+        _portal(portal, f"{q}.portals[{k}]", warnings)
+    acls: set[str] = set()
+    for k, acl in enumerate(typed(tpg.get("node_acls", []), list, q + ".node_acls", "node_acls")):
+        acls.add(_acl(acl, f"{q}.node_acls[{k}]", spec, acls, lidx, warnings))
+
+
+def _lun(lun, r: str, lidx: set[int], alua_groups: dict, warnings: list[str]) -> int:
+    typed(lun, dict, r, "a LUN")
+    _unknown(lun, "lun", r, warnings)
+    idx = typed(lun.get("index"), int, r + ".index", "index")
+    if idx in lidx:
+        err(r + ".index", f"duplicate LUN index {idx}")
+    if not 0 <= idx <= 65535:
+        err(r + ".index", f"LUN {idx} is out of range (0-65535)")
+    so_path = typed(lun.get("storage_object"), str, r + ".storage_object", "storage_object")
+    parts = so_path.strip("/").split("/")
+    if len(parts) != 3 or parts[0] != "backstores" or (parts[1], parts[2]) not in alua_groups:
+        err(r + ".storage_object", f"{so_path!r} is not a storage object of this file")
+    if lun.get("alias") is not None:
+        _name(lun, "alias", r, "LUN alias")
+    gp = lun.get("alua_tg_pt_gp_name")
+    if gp is not None:
+        typed(gp, str, r + ".alua_tg_pt_gp_name", "alua_tg_pt_gp_name")
+        if gp not in alua_groups[(parts[1], parts[2])]:
+            err(r + ".alua_tg_pt_gp_name", f"{so_path} has no ALUA group {gp!r}")
+    return idx
+
+
+def _portal(portal, r: str, warnings: list[str]) -> None:
+    typed(portal, dict, r, "a portal")
+    _unknown(portal, "portal", r, warnings)
+    ip = typed(portal.get("ip_address"), str, r + ".ip_address", "ip_address")
+    bare = ip[1:-1] if ip.startswith("[") and ip.endswith("]") else ip
+    try:
+        ipaddress.ip_address(bare)
+    except ValueError:
+        err(r + ".ip_address", f"{ip!r} is not an IP address")
+    # Python takes any text as an IPv6 scope (fe80::1%<newline>): an interface name only
+    if "%" in bare and not re.fullmatch(r"[A-Za-z0-9_.:-]{1,15}", bare.partition("%")[2]):
+        err(r + ".ip_address", f"{ip!r} has a scope that is not an interface name")
+    int_range(portal.get("port"), 1, 65535, r + ".port", "port")
+    for key in ("iser", "offload"):
+        _flag(portal, key, r)
+
+
+def _acl(acl, r: str, spec, acls: set[str], lidx: set[int], warnings: list[str]) -> str:
+    typed(acl, dict, r, "an ACL")
+    _unknown(acl, "acl", r, warnings)
+    typed(acl.get("node_wwn"), str, r + ".node_wwn", "node_wwn")
+    # an initiator's name: iSCSI's are IQN/NAA/EUI; other fabrics' are their port names in
+    # whatever spelling their ACL directories take
+    acl["node_wwn"] = _wwn(spec.initiator_wwn_types, acl["node_wwn"], r + ".node_wwn", "initiator name")
+    if acl["node_wwn"] in acls:
+        err(r + ".node_wwn", f"duplicate ACL {acl['node_wwn']}")
+    if acl.get("tag") is not None:
+        text(acl["tag"], r + ".tag", "tag")
+    _values(acl.get("attributes", {}), r + ".attributes", "attributes")
+    _chap(acl, r)
+    midx: set[int] = set()
+    for m, ml in enumerate(typed(acl.get("mapped_luns", []), list, r + ".mapped_luns", "mapped_luns")):
+        midx.add(_mapped_lun(ml, f"{r}.mapped_luns[{m}]", midx, lidx, warnings))
+    return acl["node_wwn"]
+
+
+def _mapped_lun(ml, s: str, midx: set[int], lidx: set[int], warnings: list[str]) -> int:
+    typed(ml, dict, s, "a mapped LUN")
+    _unknown(ml, "mapped_lun", s, warnings)
+    mi = typed(ml.get("index"), int, s + ".index", "index")
+    int_range(mi, 0, 65535, s + ".index", "mapped LUN")
+    if mi in midx:
+        err(s + ".index", f"duplicate mapped LUN {mi}")
+    tl = typed(ml.get("tpg_lun"), int, s + ".tpg_lun", "tpg_lun")
+    if tl not in lidx:
+        err(s + ".tpg_lun", f"LUN {tl} is not in this TPG")
+    _flag(ml, "write_protect", s)
+    if ml.get("alias") is not None:
+        _name(ml, "alias", s, "mapped LUN alias")
+    return mi
+
+
+def _fabric_module(fm, p: str, fseen: set[str], warnings: list[str]) -> None:
+    typed(fm, dict, p, "a fabric module")
+    _unknown(fm, "fabric", p, warnings)
+    typed(fm.get("name"), str, p + ".name", "name")
+    _fabric(fm["name"], p + ".name")
+    if fm["name"] in fseen:
+        err(p + ".name", f"duplicate fabric module {fm['name']}")
+    fseen.add(fm["name"])
+    for k, v in fm.items():
+        if k in KNOWN["fabric"] and k.startswith("discovery_") and k != "discovery_enable_auth" and v is not None:
+            _secret(v, at(p, k), k) if "password" in k else text(v, at(p, k), k)
+    _flag(fm, "discovery_enable_auth", p)
 
 
 def _fabric(name: str, path: str):

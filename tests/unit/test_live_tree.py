@@ -132,8 +132,8 @@ def test_dump_holds_each_kinds_own_keys(live):
 
 
 def restore_plan(snap, desired, prune=False):
-    from lioctl.saveconfig import diff
-    return diff.plan_restore(snap, desired, prune=prune)
+    from lioctl.saveconfig import restore_plan
+    return restore_plan.plan_restore(snap, desired, prune=prune)
 
 
 @pytest.mark.parametrize("prune", [False, True])
@@ -242,8 +242,8 @@ def test_delete_target_removes_children_first_and_disables_first(live):
 
 
 def test_clear_removes_lossy_objects_last(live):
-    from lioctl.saveconfig import diff
-    got = ops_of(diff.plan_clear(snapshot.read()), live)
+    from lioctl.saveconfig import restore_plan
+    got = ops_of(restore_plan.plan_clear(snapshot.read()), live)
     sos = [p for k, p in got if k == "RemoveStorageObject"]
     assert [p.split("/")[1].rpartition("_")[0] for p in sos] == \
         ["iblock", "fileio", "fileio", "pscsi", "rd_mcp", "rd_mcp", "user", "user"]

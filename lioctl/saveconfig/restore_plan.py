@@ -1,6 +1,9 @@
-"""(running snapshot, desired saveconfig) -> a Plan that changes only what differs, plus one
-`+ / - / ~` line per object or attribute. Objects absent from the file are removed only with
-prune; objects already right are not touched, so their sessions keep running."""
+"""Restore by difference: (running snapshot, desired saveconfig) -> a Plan that changes only what
+differs, plus one `+ / - / ~` line per object or attribute. Objects absent from the file are
+removed only with prune; objects already right are not touched, so their sessions keep running.
+
+It decides what to make, change or remove; the making itself is the shared planners': each
+backstore kind's plan_saved (lioctl/backstores/) and tree/targets.py's plan_*_at."""
 
 from __future__ import annotations
 
