@@ -61,8 +61,7 @@ def plan_block(snap, name: str, dev: str, readonly: bool | None = None,
         if not exclusive:
             plan.add(CheckSharedOpen(path))
     plan.write(f"{path}/udev_path", dev, undoable=False)
-    plan.write(f"{path}/enable", "1", undoable=False)
-    common.tail(plan, path, wwn=wwn, model_alias=model_alias)
+    common.enable(plan, path, wwn=wwn, model_alias=model_alias)
     return plan
 
 

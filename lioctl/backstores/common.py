@@ -173,7 +173,11 @@ def start(kind: Kind, name: str, hba: str | None) -> tuple[Plan, str]:
     return plan, path
 
 
-def tail(plan: Plan, path: str, *, wwn: str | None, model_alias: bool, serial: bool = True) -> None:
+def enable(plan: Plan, path: str, *, wwn: str | None = None, model_alias: bool = False,
+           serial: bool = True) -> None:
+    """Enable the configured object, then give it its unit serial (generated unless given) and
+    the model alias (INQUIRY shows the object's name)."""
+    plan.write(f"{path}/enable", "1", undoable=False)
     if serial:
         plan.write(f"{path}/wwn/vpd_unit_serial", wwn or wwnmod.generate("unit_serial"),
                    undoable=False)

@@ -61,8 +61,7 @@ def plan_fileio(snap, name: str, file: str, size=None, write_back: bool = True,
         plan.write(f"{path}/attrib/emulate_write_cache", "1", undoable=False)
         plan.write(f"{path}/control", "fd_buffered_io=1", undoable=False)
     plan.write(f"{path}/udev_path", file, undoable=False)
-    plan.write(f"{path}/enable", "1", undoable=False)
-    common.tail(plan, path, wwn=wwn, model_alias=model_alias)
+    common.enable(plan, path, wwn=wwn, model_alias=model_alias)
     return plan
 
 

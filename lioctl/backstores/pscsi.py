@@ -41,7 +41,7 @@ def plan_pscsi(snap, name: str, dev: str, hba: str | None = None) -> Plan:
                undoable=False)
     if devpath:
         plan.write(f"{path}/udev_path", devpath, undoable=False)
-    plan.write(f"{path}/enable", "1", undoable=False)
+    common.enable(plan, path, serial=False)      # the device's own serial and model
     return plan
 
 

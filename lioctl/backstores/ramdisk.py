@@ -15,8 +15,7 @@ def plan_ramdisk(snap, name: str, size, nullio: bool = False, wwn: str | None = 
     plan.write(f"{path}/control", f"rd_pages={pages}", undoable=False)
     if nullio:
         plan.write(f"{path}/control", "rd_nullio=1", undoable=False)
-    plan.write(f"{path}/enable", "1", undoable=False)
-    common.tail(plan, path, wwn=wwn, model_alias=model_alias)
+    common.enable(plan, path, wwn=wwn, model_alias=model_alias)
     return plan
 
 

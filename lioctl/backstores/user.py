@@ -105,9 +105,8 @@ def plan_user(snap, name: str, size, config: str, subtype: str | None = None,
     for k in TCMU_BEFORE_ENABLE:
         if k in attributes:
             plan.write(f"{path}/attrib/{k}", str(attributes[k]), undoable=False)
-    plan.write(f"{path}/enable", "1", undoable=False)
     # no emulate_model_alias for TCMU: the handler answers INQUIRY (with the name as model)
-    common.tail(plan, path, wwn=wwn, model_alias=False)
+    common.enable(plan, path, wwn=wwn, model_alias=False)
     if subtype in BACKENDS:
         plan.add(ServeUser("/".join(path.split("/")[-2:])))
     return plan

@@ -37,13 +37,9 @@ def ok(r):
 
 def scsi_debug_disk() -> str:
     for _ in range(100):
-        for d in os.listdir("/sys/block"):
-            try:
-                with open(f"/sys/block/{d}/device/model") as m:
-                    if m.read().strip() == "scsi_debug" and os.path.exists(f"/dev/{d}"):
-                        return f"/dev/{d}"
-            except OSError:
-                continue
+        disk = cfs.scsi_debug_disk()
+        if disk:
+            return disk
         time.sleep(0.1)
     raise SystemExit("no scsi_debug disk")
 

@@ -192,17 +192,8 @@ def devices(tmp_path):
                           check=True).stdout.strip()
     subprocess.run(["modprobe", "scsi_debug", "dev_size_mb=8"], check=True)
 
-    def scsi_debug_disk():
-        for d in os.listdir("/sys/block"):
-            try:
-                with open(f"/sys/block/{d}/device/model") as m:
-                    if m.read().strip() == "scsi_debug" and os.path.exists(f"/dev/{d}"):
-                        return f"/dev/{d}"
-            except OSError:
-                continue
-        return None
     try:
-        yield loop, _poll(scsi_debug_disk, "the scsi_debug disk")
+        yield loop, _poll(cfs.scsi_debug_disk, "the scsi_debug disk")
     finally:
         subprocess.run(["losetup", "-d", loop])
         _poll(lambda: subprocess.run(["rmmod", "scsi_debug"]).returncode == 0, "rmmod scsi_debug")

@@ -10,7 +10,6 @@ tests' business.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 from pathlib import Path
@@ -21,6 +20,7 @@ from lioctl import configfs
 from lioctl.errors import LioError
 from lioctl.plan import Symlink, Write
 from lioctl.tree import snapshot
+from test_export_plan import args_for
 
 DATA = Path(__file__).parent / "data" / "live_configfs.json"
 T1 = "iqn.2003-01.org.example:live1"
@@ -273,28 +273,19 @@ def test_create_planners_against_the_live_tree(live, tmp_path):
         tg.plan_target(snap, "iscsi", T1)
 
 
-def export_args(*argv):
-    from lioctl.commands import export
-    p = argparse.ArgumentParser()
-    export.configure(p)
-    ns = p.parse_args([str(a) for a in argv])
-    ns.dry_run, ns.json = True, False
-    return ns
-
-
 def test_export_beside_the_live_tree(live, tmp_path):
     from lioctl.commands import export
     img = tmp_path / "new.img"
     img.write_bytes(b"\0" * 8192)
     snap = snapshot.read()
-    plan, info = export.build(export_args(img, "--acl", H1), snap)
+    plan, info = export.build(args_for(img, "--acl", H1), snap)
     made = [p for k, p in ops_of(plan, live) if k == "Mkdir"]
     assert made[:2] == ["core/fileio_2", "core/fileio_2/new.img"]       # the next free HBA
     assert info["portals"] == ["0.0.0.0:3260"] and info["acls"] == [H1]
     with pytest.raises(LioError, match="already exists"):
-        export.build(export_args(img, "--iqn", T1), snap)
+        export.build(args_for(img, "--iqn", T1), snap)
     with pytest.raises(LioError, match="already used"):
-        export.build(export_args("/tmp/lioctl-capture/f1.img", "--lun-size", "1M"), snap)
+        export.build(args_for("/tmp/lioctl-capture/f1.img", "--lun-size", "1M"), snap)
 
 
 def test_delete_backstore_in_use_names_its_user(live):

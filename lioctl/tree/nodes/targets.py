@@ -198,21 +198,20 @@ class TPGNode(Node):
     def ui_enable(self):
         """Enable this TPG.
         Example: /iscsi/iqn.2003-01.org.example:t1/tpg1 enable"""
-        if not os.path.exists(self.tpg.path + "/enable"):
-            raise LioError(f"{self.path}: this fabric has no TPG enable switch")
-        plan = Plan()
-        plan.write(self.tpg.path + "/enable", "1")
-        return Result(plan=plan, message=f"{self.path} enabled.")
+        return self._switch("1", "enabled")
 
     @writes
     def ui_disable(self):
         """Disable this TPG (logged-in sessions are dropped).
         Example: /iscsi/iqn.2003-01.org.example:t1/tpg1 disable"""
+        return self._switch("0", "disabled")
+
+    def _switch(self, value: str, done: str) -> Result:
         if not os.path.exists(self.tpg.path + "/enable"):
             raise LioError(f"{self.path}: this fabric has no TPG enable switch")
         plan = Plan()
-        plan.write(self.tpg.path + "/enable", "0")
-        return Result(plan=plan, message=f"{self.path} disabled.")
+        plan.write(self.tpg.path + "/enable", value)
+        return Result(plan=plan, message=f"{self.path} {done}.")
 
     @writes
     def ui_set_nexus(self, wwn: str | None = None):
