@@ -63,6 +63,10 @@ class Kind:
     def size(self, so) -> int:
         return int(so.info.get("Size", 0))
 
+    def backed_by(self, so, real: str) -> bool:
+        """Whether the object serves the file or device at `real` (a realpath)."""
+        return bool(so.udev_path) and os.path.realpath(so.udev_path) == real
+
     def summary(self, so) -> list[str]:
         """The parts of its `ls` line, before activated/deactivated."""
         return [size_text(so)]

@@ -193,6 +193,10 @@ class User(common.Kind):
         backend = BACKENDS.get(handler or "")
         return backend.config_completion if param == "cfgstring" and backend else None
 
+    def backed_by(self, so, real):
+        # lioctl_file's config ends with its path
+        return super().backed_by(so, real) or so.user_config.endswith("/" + real)
+
     def summary(self, so):
         return [so.user_config, common.size_text(so)]
 

@@ -101,8 +101,7 @@ def find_export(snap, device: str):
     """(target, storage object) already exporting this device over iSCSI, if any."""
     real = os.path.realpath(device)
     for so in snap.storage_objects.values():
-        if so.udev_path and os.path.realpath(so.udev_path) == real or \
-                so.plugin == "user" and so.user_config.endswith("/" + real):
+        if so.kind.backed_by(so, real):
             for lun in so.luns:
                 if lun.tpg.target.fabric.name == "iscsi":
                     return lun.tpg.target, so

@@ -29,8 +29,7 @@ def build(snap, what: str) -> tuple[Plan, dict]:
     else:
         real = os.path.realpath(what)
         sos = [so for so in snap.storage_objects.values()
-               if so.udev_path and os.path.realpath(so.udev_path) == real
-               or so.plugin == "user" and so.user_config.endswith("/" + real)]
+               if so.kind.backed_by(so, real)]
         if not sos:
             raise LioError(f"{what} is not exported")
         for so in sos:
