@@ -139,21 +139,20 @@ def build(args, snap) -> tuple[Plan, dict]:
     if "iscsi" in snap.fabrics and iqn in snap.fabrics["iscsi"].targets:
         raise LioError(f"target {iqn} already exists; choose another with --iqn")
 
-    plugin = "user" if args.user else "block" if kind == "block" else "fileio"
+    backstore = user.KIND if args.user else block.KIND if kind == "block" else fileio.KIND
     # Deterministic serial and LUN link name: the --dry-run script makes exactly this tree.
-    serial = str(uuid.uuid5(uuid.NAMESPACE_URL, f"lioctl:{iqn}:{plugin}/{name}"))
-    kind = {"user": user.KIND, "block": block.KIND, "fileio": fileio.KIND}[plugin]
-    hba = free_hba(kind)
+    serial = str(uuid.uuid5(uuid.NAMESPACE_URL, f"lioctl:{iqn}:{backstore.name}/{name}"))
+    hba = free_hba(backstore)
     plan = Plan()
     plan.add(Mount(configfs.CONFIGFS_MOUNT))
     plan.add(Modprobe("target_core_mod"))
-    if plugin == "user":
+    if backstore is user.KIND:
         size = args.lun_size or FileBackend.medium_size(device)
         if not size:
             raise LioError(f"file {device} is empty; give --lun-size to use it")
         sub = user.plan_user(snap, name, size, device, "lioctl_file", wwn=serial,
                              write_back=not args.readonly, hba=hba)
-    elif plugin == "fileio":    # no read-only mode: the mapped LUN / demo mode is write-protected
+    elif backstore is fileio.KIND:    # no read-only mode: the mapped LUN / demo mode is write-protected
         sub = fileio.plan_fileio(snap, name, device, args.lun_size, write_back=not args.readonly,
                                  wwn=serial, hba=hba)
     else:
@@ -182,7 +181,7 @@ def build(args, snap) -> tuple[Plan, dict]:
         plan.write(f"{tpg}/attrib/generate_node_acls", "1")
         plan.write(f"{tpg}/attrib/demo_mode_write_protect", "1" if args.readonly else "0")
     plan.write(f"{tpg}/enable", "1")
-    info = {"target": iqn, "tpg": 1, "lun": 0, "backstore": f"/backstores/{plugin}/{name}",
+    info = {"target": iqn, "tpg": 1, "lun": 0, "backstore": f"/backstores/{backstore.name}/{name}",
             "device": device, "portals": [p[2] for p in parsed], "acls": acls,
             "chap": bool(chap), "mutual_chap": bool(mutual), "readonly": bool(args.readonly)}
     return plan, info
