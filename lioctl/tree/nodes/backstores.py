@@ -11,7 +11,6 @@ from lioctl.errors import LioError, UsageError
 from lioctl.plan import Plan
 from lioctl.tree import targets as tg
 from lioctl.tree.snapshot import StorageObject
-
 from lioctl.tree.nodes.base import Context, Node, Result, _b, usage, writes
 
 

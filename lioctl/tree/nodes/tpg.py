@@ -9,7 +9,6 @@ from lioctl.errors import LioError
 from lioctl.plan import Plan
 from lioctl.tree import targets as tg
 from lioctl.tree.snapshot import TPG, Lun, MappedLun, NodeACL, Portal
-
 from lioctl.tree.nodes.base import Node, Result, _b, writes
 
 
