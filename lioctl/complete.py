@@ -236,6 +236,8 @@ class Candidates:
                     yield so.tree_path, "backstore"
             if word and not word.startswith("/backstores"[: len(word)]):
                 yield from self.files(word)
+        elif callable(what):        # a TCMU subtype's own candidates
+            yield from ((v, m) for v, m in what(word))
         elif param == "file" or what == "file":
             yield from self.files(word)
         elif what == "block device":

@@ -16,7 +16,8 @@ from lioctl.errors import LioError
 from lioctl.plan import CreateFile, Plan, ServeUser, Write
 from lioctl.saveconfig import rules
 from lioctl.tcmu import config as tcmu_config
-from lioctl.tcmu.backends import BACKENDS
+from lioctl.tcmu.backends import BACKENDS, backend
+from lioctl.tcmu.backends.base import Backend
 from lioctl.units import parse_bool, parse_size
 
 # TCMU attributes that only take before enable, or that send a netlink RECONFIG after it
@@ -58,8 +59,8 @@ def subtype_of(so) -> str:
 def _create_missing_file(plan: Plan, subtype: str, config: str, size: int, what: str,
                          create_missing: bool = True) -> None:
     """The backing file a subtype makes when missing (lioctl_file's), sparse, first in the plan."""
-    backend = BACKENDS.get(subtype)
-    path = backend.backing_file(config) if backend else None
+    cls = backend(subtype)
+    path = cls.backing_file(config) if cls else None
     if path and not os.path.exists(path):
         if not create_missing:
             raise LioError(f"backing file {path} of {what} does not exist")
@@ -190,8 +191,11 @@ class User(common.Kind):
         return plan, f"Created user storage object {name} size {size}"
 
     def completion(self, param, handler=None):
-        backend = BACKENDS.get(handler or "")
-        return backend.config_completion if param == "cfgstring" and backend else None
+        cls = backend(handler or "")
+        if param != "cfgstring" or cls is None:
+            return None
+        own = cls.complete_config.__func__ is not Backend.complete_config.__func__
+        return cls.complete_config if own else cls.config_completion
 
     def backed_by(self, so, real):
         # lioctl_file's config ends with its path

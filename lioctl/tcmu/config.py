@@ -10,7 +10,7 @@ lioctl's subtypes, each with its own config rules, are listed in lioctl/tcmu/bac
 from __future__ import annotations
 
 from lioctl.errors import LioError
-from lioctl.tcmu.backends import BACKENDS
+from lioctl.tcmu.backends import BACKENDS, backend
 
 DEFAULT_SUBTYPE = "lioctl_file"
 SUBTYPES = tuple(BACKENDS)
@@ -50,4 +50,4 @@ def validate(subtype: str, config: str, size: int, existing: list[str]) -> None:
     if full in existing:
         raise LioError(f"another user backstore already uses {full}")
     if subtype in BACKENDS:
-        BACKENDS[subtype].check_config(config, size, existing)
+        backend(subtype).check_config(config, size, existing)

@@ -52,6 +52,14 @@ class ProbeBackend(Backend):
         return 1 << 20
 
 
+class ImagesBackend(ProbeBackend):
+    """One that completes CFGSTRING itself."""
+
+    @classmethod
+    def complete_config(cls, word):
+        return [(c, "image") for c in ("pool/a", "pool/b") if c.startswith(word)]
+
+
 @pytest.fixture
 def probe(monkeypatch):
     """lioctl_probe registered the way a new subtype is: one BACKENDS entry."""
@@ -78,6 +86,28 @@ def test_a_new_lioctl_subtype_plugs_in_with_one_registry_entry(probe):
     with pytest.raises(LioError, match=r"storage_objects\[0\].config: lioctl_probe wants"):
         load.check({"storage_objects": [{"plugin": "user", "name": "p1", "size": 1 << 20,
                                          "config": f"{probe}/x"}], "targets": []})
+
+
+def test_a_subtype_completes_its_config_itself_or_by_a_hint(probe, monkeypatch):
+    from lioctl.complete import Candidates
+    monkeypatch.setitem(BACKENDS, "lioctl_images", "test_backstore_kinds:ImagesBackend")  # lazily
+    monkeypatch.setattr(tcmu_config, "SUBTYPES", tuple(BACKENDS))
+
+    class Session:
+        cwd, bookmarks = "/", {}
+
+        def snap(self):
+            return Snapshot()
+
+        def root(self):
+            return Root(Context(Snapshot()))
+    cands = Candidates(Session())
+    node = resolve(Root(Context(Snapshot())), "/backstores/user:lioctl_images")
+    assert list(cands.value_for(node, "cfgstring", "pool/")) == [("pool/a", "image"), ("pool/b", "image")]
+    assert BACKENDS["lioctl_images"] is ImagesBackend       # imported when first asked for
+    node = resolve(Root(Context(Snapshot())), f"/backstores/user:{probe}")
+    assert [m for _, m in cands.value_for(node, "cfgstring", "/")] and \
+        all(m == "file" for _, m in cands.value_for(node, "cfgstring", "/"))
 
 
 def test_a_tcmu_runner_subtype_is_neither_served_nor_checked_by_lioctl():

@@ -27,6 +27,12 @@ class Backend:
         `others`: the dev_config strings of the other user backstores."""
 
     @classmethod
+    def complete_config(cls, word: str) -> list[tuple[str, str]] | None:
+        """Candidates (value, what it is) of its own for a CFGSTRING being typed (pools and
+        images, say), for a subtype that overrides this; the others have config_completion."""
+        return None
+
+    @classmethod
     def backing_file(cls, config: str) -> str | None:
         """A file that create makes (sparse, of the backstore's size) when it is missing."""
         return None
