@@ -83,6 +83,7 @@ class Kind:
     def check_saved(self, saved: dict, path: str, earlier: list[dict]) -> None:
         """One-line errors (naming the JSON path) for what its plan would refuse or the kernel
         misread; `earlier`: the objects of this kind checked before it in the same file."""
+        raise NotImplementedError(self.name)
 
     def plan_saved(self, saved: dict, hba: str) -> Plan:
         """Made again as saved (restore, or the inverse of a removal), in HBA `hba`; its
