@@ -52,6 +52,12 @@ def parse_control(control: str) -> list[tuple[str, str]]:
     return pairs
 
 
+def _serve(keys: list[str]) -> None:
+    """lioctl's TCMU handler started if need be, serving these devices."""
+    from lioctl.tcmu import launcher   # start-up: the handler's modules load only to serve
+    launcher.ensure_serving(keys)
+
+
 def subtype_of(so) -> str:
     return (so.user_config or "").split("/", 1)[0]
 
@@ -109,7 +115,7 @@ def plan_user(snap, name: str, size, config: str, subtype: str | None = None,
     # no emulate_model_alias for TCMU: the handler answers INQUIRY (with the name as model)
     common.enable(plan, path, wwn=wwn, model_alias=False)
     if subtype in BACKENDS:
-        plan.add(ServeUser("/".join(path.split("/")[-2:])))
+        plan.add(ServeUser("/".join(path.split("/")[-2:]), serve=_serve))
     return plan
 
 
@@ -144,7 +150,7 @@ def plan_change_medium(snap, so, handler: str, cfgstring: str, size) -> Plan:
         return plan
     _create_missing_file(plan, handler, cfgstring, size, f"user backstore {so.name}")
     if handler in BACKENDS:
-        plan.add(ServeUser(f"{so.hba}/{so.name}"))   # the handler must be up to hear it
+        plan.add(ServeUser(f"{so.hba}/{so.name}", serve=_serve))   # the handler must be up to hear it
     for op in changes:
         plan.add(op)
     return plan

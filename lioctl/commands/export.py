@@ -152,7 +152,8 @@ def build(args, snap) -> tuple[Plan, dict]:
             raise LioError(f"file {device} is empty; give --lun-size to use it")
         sub = user.plan_user(snap, name, size, device, "lioctl_file", wwn=serial,
                              write_back=not args.readonly, hba=hba)
-    elif backstore is fileio.KIND:    # no read-only mode: the mapped LUN / demo mode is write-protected
+    elif backstore is fileio.KIND:
+        # fileio has no read-only mode: --readonly write-protects the mapped LUN / demo mode
         sub = fileio.plan_fileio(snap, name, device, args.lun_size, write_back=not args.readonly,
                                  wwn=serial, hba=hba)
     else:

@@ -89,7 +89,7 @@ def test_a_new_lioctl_subtype_plugs_in_with_one_registry_entry(probe):
 
 
 def test_a_subtype_completes_its_config_itself_or_by_a_hint(probe, monkeypatch):
-    from lioctl.complete import Candidates
+    from lioctl.completion.candidates import Candidates
     monkeypatch.setitem(BACKENDS, "lioctl_images", "test_backstore_kinds:ImagesBackend")  # lazily
     monkeypatch.setattr(tcmu_config, "SUBTYPES", tuple(BACKENDS))
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from lioctl import configfs
 from lioctl.errors import UsageError
+from lioctl.tree import sessions
 from lioctl.tree.fabrics import KNOWN, loaded_fabrics
 from lioctl.tree.snapshot import Fabric
 from lioctl.tree.nodes.backstores import (AluaNode, BackstoreKind, Backstores, StorageObjectNode,
@@ -54,7 +55,7 @@ class Root(Node):
         """List logged-in initiator sessions (ACL and demo-mode): sessions [list|detail] [SID].
         Example: sessions
         Example: sessions detail"""
-        from lioctl.commands.sessions import sessions_result
         if action not in ("list", "detail"):
             raise UsageError(f"sessions: {action!r} is not list or detail")
-        return sessions_result(self.ctx.snap, detail=action == "detail", sid=sid)
+        found = sessions.collect(self.ctx.snap, action == "detail", sid)
+        return Result(data=found, text=sessions.text(found, action == "detail"))

@@ -8,10 +8,11 @@ import inspect
 from lioctl import configfs
 from lioctl.backstores import KINDS, user as bs_user
 from lioctl.errors import LioError, UsageError
+from lioctl.grammar import usage
 from lioctl.plan import Plan
 from lioctl.tree import targets as tg
 from lioctl.tree.snapshot import StorageObject
-from lioctl.tree.nodes.base import Context, Node, Result, _b, usage, writes
+from lioctl.tree.nodes.base import Context, Node, Result, _b, writes
 
 
 class Backstores(Node):

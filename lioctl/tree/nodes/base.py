@@ -14,6 +14,7 @@ from typing import Any, Callable
 
 from lioctl import configfs
 from lioctl.errors import LioError, UsageError
+from lioctl.grammar import usage
 from lioctl.plan import Plan
 from lioctl.tree import snapshot
 from lioctl.tree.params import normalize_value
@@ -249,20 +250,6 @@ def first_sentence(text: str) -> str:
     flat = " ".join(text.split())
     end = flat.find(". ")
     return flat if end < 0 else flat[:end + 1]
-
-
-def usage(name: str, fn) -> str:
-    parts = [name]
-    for p in inspect.signature(fn).parameters.values():
-        if p.kind == p.VAR_POSITIONAL:
-            parts.append(f"[{p.name.upper()}...]")
-        elif p.kind == p.VAR_KEYWORD:
-            parts.append("NAME=VALUE...")
-        elif p.default is inspect.Parameter.empty:
-            parts.append(p.name.upper())
-        else:
-            parts.append(f"[{p.name}=…]")
-    return " ".join(parts)
 
 
 def _fmt(v) -> str:
