@@ -190,6 +190,10 @@ class User(common.Kind):
         Example: /backstores/user create disk1 10G /srv/disk1.img
         Example: /backstores/user create rbd1 10G rbd/pool/image subtype=rbd
         Example: /backstores/user create u1 1G /srv/u1.img control=max_data_area_mb=64"""
+        if subtype is None and ":" in cfgstring:   # a subtype's own form names the subtype
+            subtype, cfgstring = next(((s, c) for s in BACKENDS
+                                       if (c := backend(s).from_cfgstring(cfgstring)) is not None),
+                                      (None, cfgstring))
         plan = plan_user(ctx.snap, name, size, cfgstring, subtype, wwn,
                          int(hw_max_sectors) if hw_max_sectors else None, common.model_alias(ctx),
                          write_back=True if write_back is None else parse_bool(write_back, "write_back"),

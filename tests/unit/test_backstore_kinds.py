@@ -51,6 +51,10 @@ class ProbeBackend(Backend):
     def medium_size(cls, config):
         return 1 << 20
 
+    @classmethod
+    def from_cfgstring(cls, cfgstring):
+        return cfgstring[len("probe:"):] if cfgstring.startswith("probe:") else None
+
 
 class ImagesBackend(ProbeBackend):
     """One that completes CFGSTRING itself."""
@@ -80,6 +84,8 @@ def test_a_new_lioctl_subtype_plugs_in_with_one_registry_entry(probe):
     assert "hw_max_sectors=2048" in writes                   # lioctl's subtypes' default
     assert any(isinstance(op, ServeUser) for op in plan)    # lioctl's handler serves it
     assert node.completion("cfgstring") == "file"
+    plan = resolve(root, "/backstores/user").ui_create("p2", "1M", "probe:pool/other").plan
+    assert f"dev_config={probe}/pool/other" in [op.value for op in plan if isinstance(op, Write)]
     assert tcmu_config.key_of(f"tcm-user/1/p1/{probe}/pool/image") == "user_1/p1"
     load.check({"storage_objects": [{"plugin": "user", "name": "p1", "size": 1 << 20,
                                       "config": f"{probe}/pool/image"}], "targets": []})

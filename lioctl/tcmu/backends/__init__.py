@@ -3,7 +3,8 @@ by the subtype in dev_config (`lioctl_file/PATH`, `lioctl_ram/NAME`).
 
 Adding a subtype (lioctl_rbd, say) is one module and one line here: a Backend subclass in
 lioctl/tcmu/backends/<name>.py with its I/O (open, readv, writev, flush, discard) and its
-configuration rules (check_config: what create refuses; backing_file: a file create makes when
+configuration rules (from_cfgstring: a CFGSTRING form of its own, such as rbd:POOL/IMAGE;
+check_config: what create refuses; backing_file: a file create makes when
 missing; medium_size: the size of what the config names; config_completion, complete_config
 and config_help: how CFGSTRING completes and is described), then its entry in BACKENDS (as
 "module:Class" when its module is costly to import). Everything else reads

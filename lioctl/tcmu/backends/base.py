@@ -27,6 +27,13 @@ class Backend:
         `others`: the dev_config strings of the other user backstores."""
 
     @classmethod
+    def from_cfgstring(cls, cfgstring: str) -> str | None:
+        """The config (what follows 'SUBTYPE/' in dev_config) for a CFGSTRING in a form of this
+        subtype's own, typed without subtype= (`rbd:POOL/IMAGE`, say: a form with a ':', which
+        no plain config holds); None when it is not one."""
+        return None
+
+    @classmethod
     def complete_config(cls, word: str) -> list[tuple[str, str]] | None:
         """Candidates (value, what it is) of its own for a CFGSTRING being typed (pools and
         images, say), for a subtype that overrides this; the others have config_completion."""
