@@ -1,6 +1,7 @@
 """Start-up cost of one command, a fresh process each round: lioctl beside what a tool built
 on rtslib pays before it does anything (importing rtslib_fb) and targetcli itself.
-Every round is printed, then the median.
+Every round is printed, then the median: wall time, and the CPU time the process used (user
++ system), which a busy machine disturbs far less.
 
     /opt/lioctl-venv/bin/python bench/startup.py              # host: --help, --version, imports
     /opt/lioctl-venv/bin/python bench/startup.py --ls         # guest: also `ls` on both tools
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -35,18 +37,25 @@ def commands(with_ls: bool) -> list[list[str]]:
     return cmds
 
 
-def once(cmd: list[str], tree: str | None = None) -> float:
-    """One run's wall time in ms; a failing command is an error, not a fast figure."""
+def _cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def once(cmd: list[str], tree: str | None = None) -> tuple[float, float]:
+    """One run's wall and CPU time in ms; a failing command is an error, not a fast figure."""
     env = dict(os.environ, PYTHONPATH=tree) if tree else None
-    t0 = time.perf_counter()
+    c0, t0 = _cpu(), time.perf_counter()
     subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True,
                    env=env, cwd="/" if tree else None)
-    return (time.perf_counter() - t0) * 1000
+    return (time.perf_counter() - t0) * 1000, (_cpu() - c0) * 1000
 
 
-def show(label: str, times: list[float]) -> None:
-    print(f"{label}: median {statistics.median(times):.1f} ms; rounds "
-          + " ".join(f"{t:.1f}" for t in times), flush=True)
+def show(label: str, runs: list[tuple[float, float]]) -> None:
+    for i, what in ((0, "wall"), (1, "cpu")):
+        times = [r[i] for r in runs]
+        print(f"{label}: {what} median {statistics.median(times):.1f} ms; rounds "
+              + " ".join(f"{t:.1f}" for t in times), flush=True)
 
 
 def main() -> None:
@@ -59,7 +68,7 @@ def main() -> None:
     if args.against:
         for flag in ("--help", "--version"):
             cmd = [sys.executable, "-c", RUN_CLI, flag]
-            times: dict[str, list[float]] = {HERE: [], args.against: []}
+            times: dict[str, list[tuple[float, float]]] = {HERE: [], args.against: []}
             for _ in range(args.n):
                 for tree in times:
                     times[tree].append(once(cmd, tree))
