@@ -95,6 +95,13 @@ def dump_storage_object(so: StorageObject) -> dict:
         mda = _parse_info(so, "MaxDataAreaMB")
         if mda and mda != "NULL":
             control.append(f"max_data_area_mb={mda}")
+        # rtslib writes `control` before enable and every other attribute after it. A handler
+        # that never answers netlink (lioctl's) needs enable not to wait for a reply: with a
+        # tcmu-runner running (Debian's targetcli starts one over D-Bus) the kernel waits, and
+        # tcmu-runner, which has no such handler, answers ENOENT and fails the enable.
+        nl_reply = (attrs or {}).get("nl_reply_supported")
+        if isinstance(nl_reply, int) and nl_reply <= 0:
+            control.append(f"nl_reply_supported={nl_reply}")
         d.update(wwn=so.wwn, size=so.size,
                  config=None if cfg == "NULL" else cfg,
                  hw_max_sectors=int(_parse_info(so, "HwMaxSectors") or 0), control=",".join(control))

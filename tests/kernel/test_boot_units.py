@@ -210,27 +210,30 @@ def devices(tmp_path):
 
 def test_debian_targetcli_restores_every_backstore_kind_lioctl_saved(lioctl, tmp_path, dbus, devices):
     """Debian bookworm's targetcli (rtslib-fb 2.1.75) dropped the block backstore for the
-    `exclusive` key, and its LUN and mapped LUN with it. Kernel backstores only: a user
-    (lioctl_file) object fails in this targetcli's restoreconfig with ENOENT even though the
-    same rtslib call made directly succeeds; not resolved here."""
+    `exclusive` key, and its LUN and mapped LUN with it; it dropped user backstores of
+    lioctl's handlers with ENOENT (see the test below). Every kind, both of lioctl's user
+    subtypes, a LUN and a mapped LUN for each, compared object by object."""
     loop, sd = devices
     lines = [f"/backstores/fileio create f1 {tmp_path / 'f1.img'} 8M",
              f"/backstores/block create b1 {loop}",
              "/backstores/ramdisk create r1 4M",
              f"/backstores/pscsi create p1 {sd}",
+             f"/backstores/user create u1 8M {tmp_path / 'u1.img'}",
+             "/backstores/user create u2 4M scratch subtype=lioctl_ram",
              f"/iscsi create {T1}",
              f"/iscsi/{T1}/tpg1/portals create 127.0.0.1 3273",
              f"/iscsi/{T1}/tpg1/acls create {I1}"]
-    lines += [f"/iscsi/{T1}/tpg1/luns create {so}" for so in
-              ("/backstores/fileio/f1", "/backstores/block/b1", "/backstores/ramdisk/r1",
-               "/backstores/pscsi/p1")]
+    sos = ("/backstores/fileio/f1", "/backstores/block/b1", "/backstores/ramdisk/r1",
+           "/backstores/pscsi/p1", "/backstores/user/u1", "/backstores/user/u2")
+    lines += [f"/iscsi/{T1}/tpg1/luns create {so}" for so in sos]
     try:
         r = lioctl(input="\n".join(lines) + "\n")
         assert r.returncode == 0, r.stderr
         ours = tmp_path / "ours.json"
         ok(lioctl("save", ours))
         saved = json.loads(ours.read_text())
-        assert len(saved["targets"][0]["tpgs"][0]["node_acls"][0]["mapped_luns"]) == 4
+        assert len(saved["targets"][0]["tpgs"][0]["node_acls"][0]["mapped_luns"]) == len(sos)
+        assert {s["plugin"] for s in saved["storage_objects"]} == {"fileio", "block", "ramdisk", "pscsi", "user"}
         ok(lioctl("clear", "--yes"))
         r = subprocess.run(["targetcli", "restoreconfig", str(ours)], capture_output=True, text=True)
         assert r.returncode == 0 and "rror" not in r.stdout + r.stderr, r.stdout + r.stderr
@@ -254,6 +257,37 @@ def test_debian_targetcli_restores_every_backstore_kind_lioctl_saved(lioctl, tmp
         assert a_theirs.get("attributes") == a_mine.get("attributes")
     finally:
         lioctl("clear", "--yes")
+        lioctl("tcmu", "stop")
+
+
+def test_debian_targetcli_fails_a_user_backstore_whose_enable_waits_for_tcmu_runner(lioctl, tmp_path, dbus):
+    """Why lioctl's saved `control` carries nl_reply_supported=-1: targetcli asks tcmu-runner
+    over D-Bus for its handlers (starting it) before it restores, rtslib enables the object
+    before it writes the attributes, and with a tcmu-runner listening the kernel waits for
+    its answer to the new device; tcmu-runner has no lioctl_file handler and answers ENOENT.
+    The same object without the setting (what targetcli's own saveconfig writes) fails so."""
+    try:
+        ok(lioctl("/backstores/user", "create", "u1", "8M", tmp_path / "u1.img"))
+        f = tmp_path / "ours.json"
+        ok(lioctl("save", f))
+        saved = json.loads(f.read_text())
+        (so,) = saved["storage_objects"]
+        assert "nl_reply_supported=-1" in so["control"].split(","), so["control"]
+        ok(lioctl("clear", "--yes"))
+        so["control"] = ",".join(c for c in so["control"].split(",") if not c.startswith("nl_reply"))
+        stripped = tmp_path / "stripped.json"
+        stripped.write_text(json.dumps(saved))
+        r = subprocess.run(["targetcli", "restoreconfig", str(stripped)], capture_output=True, text=True)
+        assert r.returncode != 0 and "Could not create StorageObject u1: [Errno 2]" in r.stdout + r.stderr, r
+        assert subprocess.run(["pgrep", "-x", "tcmu-runner"], capture_output=True).returncode == 0
+        assert cfs.snapshot() == []
+        r = subprocess.run(["targetcli", "restoreconfig", str(f)], capture_output=True, text=True)
+        assert r.returncode == 0 and "rror" not in r.stdout + r.stderr, r.stdout + r.stderr
+        back = json.loads(ok(lioctl("save", "-")).stdout)
+        assert back["storage_objects"] == json.loads(f.read_text())["storage_objects"]
+    finally:
+        lioctl("clear", "--yes")
+        lioctl("tcmu", "stop")
 
 
 def test_tcmu_handler_notifies_systemd_and_serves_with_only_the_units_capabilities(lioctl, tmp_path):
