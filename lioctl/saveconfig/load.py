@@ -150,8 +150,9 @@ class _BadNumber(ValueError):
     pass
 
 
-def read(path: str) -> tuple[dict, list[str]]:
-    """Parsed and checked config + the unknown keys found (reported, and kept by save)."""
+def read(path: str, boot: bool = False) -> tuple[dict, list[str]]:
+    """Parsed and checked config + the unknown keys found (reported, and kept by save).
+    boot: a missing backing file or device is left for the restore to name (see check)."""
     shown = _printable_path(path)
     try:
         with open(path, "rb") as f:
@@ -165,7 +166,7 @@ def read(path: str) -> tuple[dict, list[str]]:
     except UnicodeDecodeError as e:
         line = raw.count(b"\n", 0, e.start) + 1
         raise LioError(f"{shown}: not valid UTF-8 (line {line}, byte {e.start + 1} of the file)") from None
-    return check(parse(text, shown))
+    return check(parse(text, shown), boot)
 
 
 def parse(text: str, shown: str = "saveconfig"):
@@ -203,7 +204,9 @@ def _where(text: str, token: str) -> str:
     return f" (line {line}, column {column})"
 
 
-def check(data) -> tuple[dict, list[str]]:
+def check(data, boot: bool = False) -> tuple[dict, list[str]]:
+    """boot: a backing file or device that is not there is no fault of the file: at boot the
+    restore names that object, skips what needs it and restores the rest."""
     warnings: list[str] = []
     if not isinstance(data, dict) or not ({"storage_objects", "targets"} & set(data) or data == {}):
         raise LioError("not a saveconfig file: expected an object with storage_objects and targets")
@@ -227,16 +230,16 @@ def check(data) -> tuple[dict, list[str]]:
             dev = _text(so.get("dev"), p + ".dev", "dev")
             if not dev or "," in dev:
                 _err(p + ".dev", f"{dev!r} is not a device path the kernel can take (empty or with ',')")
-        if plugin == "fileio":
-            if not os.path.exists(dev):
-                _err(p + ".dev", f"backing file {dev} does not exist")  # dev has no control characters
-        if plugin == "block":
+        if plugin == "fileio" and not boot:
+            if not os.path.exists(dev):  # dev has no control characters
+                _err(p + ".dev", f"backing file {dev} of storage object fileio/{name} does not exist")
+        if plugin == "block" and not boot:
             try:
                 st = os.stat(dev)
             except OSError:
-                _err(p + ".dev", f"block device {dev} does not exist")
+                _err(p + ".dev", f"block device {dev} of storage object block/{name} does not exist")
             if not stat.S_ISBLK(st.st_mode):
-                _err(p + ".dev", f"{dev} is not a block device")
+                _err(p + ".dev", f"{dev} of storage object block/{name} is not a block device")
         if plugin in ("fileio", "ramdisk", "user"):
             _int_range(so.get("size"), 0, S64 - 1, p + ".size", "size")
             if so["size"] == 0 and plugin != "fileio":

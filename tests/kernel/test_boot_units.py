@@ -142,6 +142,43 @@ def test_boot_restore_skips_and_names_what_hangs_off_a_failed_object(lioctl, tmp
     ok(lioctl("clear", "--yes"))
 
 
+def test_boot_restore_names_a_missing_backing_file_and_device_and_restores_the_rest(lioctl, tmp_path):
+    """Item 6: at boot a backing file on a disk that did not come up, or a device that is
+    not there, costs that object and what needs it, nothing else; interactive restore refuses
+    the whole file, naming the object, and changes nothing."""
+    gone_dev = "/dev/lioctl-test-no-such-disk"
+    want = saved_config(tmp_path, block=gone_dev)
+    want["targets"][0]["tpgs"][0]["portals"].pop()       # no held port: two failures only
+    gone_file = tmp_path / "gone" / "f1.img"
+    want["storage_objects"][1]["dev"] = str(gone_file)
+    f = tmp_path / "saveconfig.json"
+    f.write_text(json.dumps(want))
+    before = cfs.tree()
+    r = lioctl("restore", f)
+    assert r.returncode == 1, r
+    (line,) = r.stderr.splitlines()
+    assert line.endswith(f"storage_objects[1].dev: backing file {gone_file} of storage object "
+                         "fileio/f1 does not exist"), line
+    assert cfs.tree() == before
+    r = lioctl("restore", "--boot", f)
+    assert r.returncode == 3, r
+    assert r.stderr.splitlines() == [
+        f"lioctl: not restored: storage object fileio/f1: file {gone_file} does not exist",
+        f"lioctl: not restored: storage object block/b1: block device {gone_dev} does not exist",
+        f"lioctl: skipped: {T1} TPG 1 LUN 1 (its storage object /backstores/fileio/f1 was not restored)",
+        f"lioctl: skipped: {T1} TPG 1 LUN 2 (its storage object /backstores/block/b1 was not restored)",
+        f"lioctl: skipped: {T1} TPG 1 ACL {I1} mapped LUN 1 (TPG LUN 1 was not restored)",
+        f"lioctl: skipped: {T1} TPG 1 ACL {I1} mapped LUN 2 (TPG LUN 2 was not restored)"], r.stderr
+    assert "partly" in r.stdout and "2 object(s) not restored, 4 skipped" in r.stdout, r.stdout
+    got = json.loads(ok(lioctl("save", "-")).stdout)
+    del want["storage_objects"][1:]
+    tpg = want["targets"][0]["tpgs"][0]
+    del tpg["luns"][1:]
+    del tpg["node_acls"][0]["mapped_luns"][1:]
+    assert _summary(got) == _summary(want)
+    ok(lioctl("clear", "--yes"))
+
+
 def test_save_refuses_to_replace_a_configuration_with_an_empty_one(lioctl, tmp_path):
     f = tmp_path / "saveconfig.json"
     text = json.dumps(saved_config(tmp_path))
@@ -288,6 +325,41 @@ def test_debian_targetcli_fails_a_user_backstore_whose_enable_waits_for_tcmu_run
     finally:
         lioctl("clear", "--yes")
         lioctl("tcmu", "stop")
+
+
+@pytest.fixture
+def distribution_file():
+    """Debian's saved configuration, put back as it was afterwards (the guest's /etc is a
+    throwaway overlay, but other tests of this run read it)."""
+    path = "/etc/rtslib-fb-target/saveconfig.json"
+    old = open(path, "rb").read() if os.path.exists(path) else None
+    yield path
+    if old is None:
+        if os.path.exists(path):
+            os.unlink(path)
+    else:
+        with open(path, "wb") as f:
+            f.write(old)
+
+
+def test_default_file_is_the_one_debians_targetcli_restores(lioctl, tmp_path, dbus, distribution_file):
+    """Item 3: with no FILE, save and restore use the file Debian's rtslib-fb and targetcli
+    use, and say so; targetcli's restoreconfig with no file reads what lioctl saved."""
+    assert "LIOCTL_SAVECONFIG" not in os.environ
+    try:
+        ok(lioctl("/backstores/ramdisk", "create", "d1", "2M"))
+        r = ok(lioctl("save", subprocess_=True))
+        assert f"saved to {distribution_file}" in r.stdout, r.stdout
+        ok(lioctl("clear", "--yes"))
+        r = subprocess.run(["targetcli", "restoreconfig"], capture_output=True, text=True)
+        assert r.returncode == 0 and f"restored from {distribution_file}" in r.stdout, r
+        assert [s.name for s in cfs.ROOT.glob("core/rd_mcp_*/*") if s.is_dir()] == ["d1"]
+        ok(lioctl("clear", "--yes"))
+        r = ok(lioctl("restore", subprocess_=True))
+        assert r.stdout.startswith(f"Restored {distribution_file}: "), r.stdout
+        assert [s.name for s in cfs.ROOT.glob("core/rd_mcp_*/*") if s.is_dir()] == ["d1"]
+    finally:
+        lioctl("clear", "--yes")
 
 
 def test_tcmu_handler_notifies_systemd_and_serves_with_only_the_units_capabilities(lioctl, tmp_path):
