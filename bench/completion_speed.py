@@ -32,8 +32,8 @@ def one_shot(reps: int = 5) -> list[tuple[str, float]]:
 def per_keystroke() -> tuple[float, float, float]:
     """The shell reads the tree once per prompt; each keystroke only asks for candidates."""
     sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-    from lioctl.cli import Options
-    from lioctl.complete import Candidates, tolerant_split
+    from lioctl.completion.candidates import Candidates, tolerant_split
+    from lioctl.verbs import Options
     from lioctl.shell.session import ShellSession
     sh = ShellSession(Options())
     t0 = time.perf_counter()

@@ -6,14 +6,16 @@ from __future__ import annotations
 import sys
 import traceback
 
+from lioctl import dispatch
 from lioctl.errors import LioError, UsageError
+from lioctl.grammar import split
+from lioctl.shell import targetcli_forms
+from lioctl.tree.nodes import resolve
+from lioctl.verbs import VERBS, run_verb
 
 
 def run_line(tokens: list[str], opts, cwd: str) -> tuple[int, str]:
     """Run one parsed line; return (exit status, new cwd)."""
-    from lioctl import cli, dispatch
-    from lioctl.shell import targetcli_forms
-    from lioctl.tree.nodes import resolve
     if tokens[0] == "cd":
         if len(tokens) > 2:
             raise UsageError("cd takes one PATH")
@@ -25,13 +27,12 @@ def run_line(tokens: list[str], opts, cwd: str) -> tuple[int, str]:
         raise EOFError
     if targetcli_forms.form_of(tokens):
         return targetcli_forms.run(tokens, opts), cwd
-    if tokens[0] in cli.VERBS and tokens[0] not in ("shell",):
-        return cli.run_verb(tokens[0], tokens[1:], opts), cwd
+    if tokens[0] in VERBS and tokens[0] not in ("shell",):
+        return run_verb(tokens[0], tokens[1:], opts), cwd
     return dispatch.run_tokens(tokens, opts, cwd), cwd
 
 
 def run_batch(opts, stream=None) -> int:
-    from lioctl.grammar import split
     # standard input is the batch: `set auth password=-` must not read it
     opts.batch = stream is None or stream is sys.stdin
     stream = stream or sys.stdin

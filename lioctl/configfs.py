@@ -115,7 +115,8 @@ def read_group(path: str, names) -> dict[str, str | None]:
 def confine(*paths: str) -> None:
     """The last line of defence under every change lioctl makes: whatever a planner was
     handed (a crafted saveconfig file, say), nothing is created, removed, linked or written
-    outside ROOT. ROOT is read at each call (the fake-configfs tests move it)."""
+    outside ROOT. The executor calls it for every op's configfs paths before running a plan,
+    write() for every write. ROOT is read at each call (the fake-configfs tests move it)."""
     for path in paths:
         if ".." in path.split("/") or "\0" in path or not os.path.normpath(path).startswith(ROOT + "/"):
             raise LioError(f"refusing to change {path!r}: it is not under {ROOT}")

@@ -6,11 +6,15 @@ import functools
 import os
 import sys
 
+import lioctl.tree.nodes as nodes
 from lioctl import configfs, prefs, render
+from lioctl.errors import LioError, UsageError
 from lioctl.grammar import bind
 from lioctl.lock import write_lock
+from lioctl.secrets import resolve_auth_values
 from lioctl.tree import snapshot
 from lioctl.tree.nodes import Context, Node, Result, Root, resolve
+from lioctl.units import parse_bool
 
 
 def make_context(opts) -> Context:
@@ -34,9 +38,7 @@ HELP_FLAGS = ("--help", "-h")
 def run_tokens(tokens: list[str], opts, cwd: str = "/") -> int:
     path, cmd, args = split_path(tokens)
     if cmd in ("set", "get") and args[:1] == ["global"]:
-        # lioctl's own preferences (~/.lioctl/prefs.json), at any path as in targetcli
-        from lioctl.shell.session import ShellSession
-        ShellSession(opts).global_prefs(cmd, args[1:])
+        global_prefs(cmd, args[1:], opts, prefs.load())
         return 0
     if cmd in HELP_FLAGS or any(a in HELP_FLAGS for a in args):
         # `PATH --help`, `PATH COMMAND ... --help ...`: that help, and nothing run or locked
@@ -45,7 +47,6 @@ def run_tokens(tokens: list[str], opts, cwd: str = "/") -> int:
         return 0
     if cmd == "set" and args[:1] in (["auth"], ["discovery_auth"]):
         # secrets from stdin, a prompt or a file: read now, never with the write lock held
-        from lioctl.secrets import resolve_auth_values
         args = args[:1] + resolve_auth_values(args[1:], bool(getattr(opts, "batch", False)))
     if cmd in _write_verbs() and not opts.dry_run and os.geteuid() == 0 and configfs.is_mounted():
         # Likely a write and nothing to set up first: lock, then read the tree once (a large
@@ -78,10 +79,46 @@ def run_tokens(tokens: list[str], opts, cwd: str = "/") -> int:
     return 0
 
 
+def global_prefs(cmd: str, args: list[str], opts, stored: prefs.Prefs) -> bool:
+    """`get global [NAME...]` and `set global NAME=VALUE...`: lioctl's own preferences
+    (~/.lioctl/prefs.json), at any path as in targetcli; stored is changed and saved."""
+    if cmd == "get":
+        for k in args:
+            if k not in prefs.DEFAULTS:
+                raise LioError(f"no global preference {k!r} (known: {', '.join(sorted(prefs.DEFAULTS))})")
+        values = {k: stored.get(k) for k in args or sorted(prefs.DEFAULTS)}
+        if getattr(opts, "json", False):
+            render.print_json(values)
+        else:
+            print("".join(f"{k}={v}\n" for k, v in values.items()), end="")
+        return True
+    if not args:
+        raise UsageError("set global NAME=VALUE...")
+    for a in args:
+        k, eq, v = a.partition("=")
+        if not eq or k not in prefs.DEFAULTS:
+            raise LioError(f"no global preference {k!r} (known: {', '.join(sorted(prefs.DEFAULTS))})")
+        default = prefs.DEFAULTS[k]
+        if isinstance(default, bool):
+            stored[k] = parse_bool(v, k)
+        elif isinstance(default, int):
+            if not v.isdigit():
+                raise LioError(f"{k} wants a number")
+            stored[k] = int(v)
+        elif k in prefs.CHOICES and v not in prefs.CHOICES[k]:
+            raise LioError(f"{k} is one of {', '.join(prefs.CHOICES[k])}")
+        else:
+            stored[k] = v
+    prefs.save(stored)
+    for a in args:
+        k = a.partition("=")[0]
+        print(f"Parameter {k} is now {stored[k]!r}.")
+    return True
+
+
 @functools.cache
 def _write_verbs() -> frozenset[str]:
     """Every verb that writes on some node class (create, delete, set, enable, ...)."""
-    import lioctl.tree.nodes as nodes
     verbs = set()
     for cls in vars(nodes).values():
         if isinstance(cls, type) and issubclass(cls, Node):
@@ -104,7 +141,7 @@ def _call(node: Node, cmd: str, args: list[str]) -> Result:
 
 def apply(result: Result, opts) -> int:
     """Run (or, with --dry-run, print) a write command's plan, then report."""
-    from lioctl.plan import executor, script
+    from lioctl.plan import executor, script  # start-up: reads (ls, info) never load the executor
     if result.plan is None:
         show(result, opts)
         return 0

@@ -47,7 +47,21 @@ def bind(fn, tokens: list[str], command: str):
     try:
         bound = sig.bind(*args, **kwargs)
     except TypeError as e:
-        from lioctl.tree.nodes import usage
         msg = str(e).replace("got an unexpected keyword argument", "unknown parameter")
         raise UsageError(f"{command}: {msg}; usage: {usage(command, fn)}") from None
     return bound
+
+
+def usage(name: str, fn) -> str:
+    """A command's usage line from its signature: `create NAME [size=…] NAME=VALUE...`."""
+    parts = [name]
+    for p in inspect.signature(fn).parameters.values():
+        if p.kind == p.VAR_POSITIONAL:
+            parts.append(f"[{p.name.upper()}...]")
+        elif p.kind == p.VAR_KEYWORD:
+            parts.append("NAME=VALUE...")
+        elif p.default is inspect.Parameter.empty:
+            parts.append(p.name.upper())
+        else:
+            parts.append(f"[{p.name}=…]")
+    return " ".join(parts)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 
 from lioctl import prefs
+from lioctl.plan.ops import Write
 
 # logging is imported only when a logfile is set: every write runs through here while holding
 # the write lock, and an import costs tenths of a second under emulation
@@ -23,7 +24,7 @@ def logger():
     if not logfile:
         return None
     level = str(p.get("loglevel") or "info")
-    import logging
+    import logging  # start-up: see above
     if _opened != (logfile, level):
         log = logging.getLogger("lioctl.oplog")
         log.propagate = False
@@ -49,7 +50,6 @@ def applied(plan) -> None:
     log = logger()
     if log is None:
         return
-    from lioctl.plan import Write
     for op in plan:
         (log.debug if isinstance(op, Write) else log.info)("%s", op.describe())
     log.info("applied %d operation(s)", len(plan.ops))

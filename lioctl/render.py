@@ -43,7 +43,7 @@ def print_tree(node, depth: int | None = None) -> None:
     if not color_ok():
         sys.stdout.write("\n".join(tree_lines(node, depth)) + "\n")
         return
-    from rich.console import Console
+    from rich.console import Console  # start-up: rich (tens of ms) only for a terminal
     from rich.tree import Tree
     from rich.markup import escape
 

@@ -10,6 +10,7 @@ import stat
 import sys
 
 from lioctl.errors import LioError, UsageError
+from lioctl.grammar import split
 from lioctl.tree.snapshot import SECRET_KEYS  # the auth groups' secret attributes
 
 MASK = "********"
@@ -55,7 +56,7 @@ def prompt_secret(prompt: str, fallback: str) -> str:
     """Ask on the terminal without echo; off a terminal say how else to give it."""
     if not sys.stdin.isatty():
         raise UsageError(f"standard input is not a terminal to ask for the secret; {fallback}")
-    import getpass
+    import getpass  # start-up: termios and pwd only when a prompt is needed
     secret = getpass.getpass(prompt)
     if not secret:
         raise UsageError("no secret given")
@@ -123,7 +124,6 @@ def resolve_auth_values(tokens: list[str], stdin_is_batch: bool = False) -> list
 
 def line_has_secret(line: str) -> bool:
     """Whether a shell line carries a literal secret (kept out of the saved history)."""
-    from lioctl.grammar import split
     try:
         tokens = split(line)
     except LioError:  # unbalanced quotes: judge the raw text, erring on the safe side
@@ -141,7 +141,7 @@ def line_has_secret(line: str) -> bool:
 def secret_safe_history(path: str):
     """prompt_toolkit's FileHistory that keeps lines with a literal secret in memory (this
     session's Up arrow) but never writes them to the history file."""
-    from prompt_toolkit.history import FileHistory
+    from prompt_toolkit.history import FileHistory  # start-up: prompt_toolkit only for the shell
 
     class SecretSafeHistory(FileHistory):
         def store_string(self, string: str) -> None:

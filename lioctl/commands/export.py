@@ -155,10 +155,9 @@ def build(args, snap) -> tuple[Plan, dict]:
         sub = bs.plan_user(snap, name, size, device, "lioctl_file", wwn=serial,
                            write_back=not args.readonly)
     elif plugin == "fileio":
+        # fileio has no read-only mode: --readonly write-protects the mapped LUN / demo mode
         sub = bs.plan_fileio(snap, name, device, args.lun_size, write_back=not args.readonly,
                              wwn=serial)
-        if args.readonly:
-            pass  # fileio has no read-only mode; the mapped LUN / demo mode is write-protected
     else:
         sub = bs.plan_block(snap, name, device, True if args.readonly else None, wwn=serial)
     plan.extend(sub)

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from importlib import resources
 
 from lioctl.errors import LioError, UsageError
+from lioctl.render import print_json as render_json
 
 HELP = """write the source of a new LIO fabric module for a kernel (Kbuild, Makefile, Kconfig,
 C sources, README), ready to build with make and load with insmod; lioctl then manages
@@ -300,8 +301,9 @@ def run(args) -> int:
     if not args.dry_run:
         write_tree(files, outdir, args.force)
     if args.json:
-        from lioctl import render as out
-        out.print_json(dict(facts, written=not args.dry_run))
+        render_json(dict(facts, written=not args.dry_run))
+        return 0
+#DELdict(facts, written=not args.dry_run))
         return 0
     verb = "would write" if args.dry_run else "wrote"
     print(f"{verb} {outdir}: {', '.join(sorted(files))}")

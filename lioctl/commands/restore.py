@@ -127,10 +127,10 @@ def progress_printer():
 
 def _serve_user_backstores() -> None:
     """Objects restore left alone still need a handler (after a crash of the old one, say)."""
-    from lioctl.tcmu.device import lioctl_devices
+    from lioctl.tcmu.device import lioctl_devices  # start-up: the handler's modules only here
     keys = lioctl_devices()
     if keys:
-        from lioctl.tcmu import launcher
+        from lioctl.tcmu import launcher  # start-up: as above
         launcher.ensure_serving(keys)
 
 
@@ -168,7 +168,7 @@ def run(args) -> int:
 def _run_boot(args, loaded) -> int:
     """The whole file as one plan first (the usual case, and as fast as restore); if that
     fails, object group by object group (saveconfig/besteffort.py)."""
-    from lioctl.saveconfig import besteffort
+    from lioctl.saveconfig import besteffort  # start-up: only for restore --boot
     with write_lock():
         try:
             ch, unknown = compute(args, loaded)

@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from lioctl import configfs, prefs
+from lioctl import configfs, prefs, render
 from lioctl.errors import LioError
 from lioctl.saveconfig import dump, load, store
 from lioctl.tree import snapshot
@@ -77,7 +77,6 @@ def run(args) -> int:
     keep = int(prefs.load().get("backup_count", 10))
     changed = store.save(config, path, keep)
     if args.json:
-        from lioctl import render
         render.print_json({"file": path, "written": changed, "kept_unknown": carried})
     else:
         print(f"Configuration saved to {path}" if changed

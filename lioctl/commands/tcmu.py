@@ -30,10 +30,10 @@ def configure(p):
     sub.required = True
     r = sub.add_parser("run", help="serve user backstores in the foreground (for systemd)")
     r.add_argument("--idle-exit", action="store_true", help="exit when no device is left to serve")
-    sub.add_parser("status", help="devices served, queue depth and counters")
     st = sub.add_parser("start", help="start the handler in the background unless it runs, and wait "
                                       "until it serves the user backstores (default: all of lioctl's)")
     st.add_argument("devices", nargs="*", metavar="user_N/NAME", help="wait for these devices")
+    sub.add_parser("status", help="devices served, queue depth and counters")
     s = sub.add_parser("stop", help="stop the handler (it answers what is queued first)")
     s.add_argument("--timeout", type=float, default=30.0, help="seconds to wait (default 30)")
 
@@ -55,18 +55,18 @@ def _require_root() -> None:
 
 def _run(args) -> int:
     _require_root()
-    from lioctl.tcmu import daemon
+    from lioctl.tcmu import daemon  # start-up: the handler loads only for the action that needs it
     argv = (["--idle-exit"] if args.idle_exit else []) + (["--debug"] if args.debug else [])
     return daemon.main(argv)
 
 
 def unserved(served: set[str]) -> list[str]:
-    from lioctl.tcmu.device import lioctl_devices
+    from lioctl.tcmu.device import lioctl_devices  # start-up: as above
     return [k for k in lioctl_devices() if k not in served]
 
 
 def _status(args) -> int:
-    from lioctl.tcmu import daemon, launcher
+    from lioctl.tcmu import daemon, launcher  # start-up: as above
     st = daemon.query()
     running = st is not None
     pid = daemon.running_pid()
@@ -108,7 +108,7 @@ def _status(args) -> int:
 
 
 def _start(args) -> int:
-    from lioctl.tcmu import launcher
+    from lioctl.tcmu import launcher  # start-up: as above
     _require_root()
     keys = args.devices or unserved(set())
     if not keys:
@@ -120,7 +120,7 @@ def _start(args) -> int:
 
 
 def _stop(args) -> int:
-    from lioctl.tcmu import daemon
+    from lioctl.tcmu import daemon  # start-up: as above
     _require_root()
     pid = daemon.running_pid()
     if pid is None:

@@ -1,4 +1,6 @@
-"""Run a plan all-or-nothing: on the first failure, undo what ran, in reverse."""
+"""Run a plan all-or-nothing: on the first failure, undo what ran, in reverse. No op runs
+whose configfs paths (Op.configfs_paths) leave configfs.ROOT: the whole plan is refused first,
+and each inverse is checked again before rollback applies it."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Callable
 
-from lioctl import configfs
+from lioctl import configfs, oplog
 from lioctl.errors import LioError
 from lioctl.plan.ops import ERRNO_REASONS, Incomplete, Mkdir, Op, Plan, Write
 
@@ -38,7 +40,6 @@ def _short(path: str) -> str:
 def execute(plan: Plan, progress: Callable[[int, int], None] | None = None, *,
             fault_hook: bool = True) -> int:
     """_execute, recorded in the `logfile` preference's log when one is set."""
-    from lioctl import oplog
     try:
         n = _execute(plan, progress, fault_hook=fault_hook)
     except PlanFailed as e:
@@ -63,6 +64,9 @@ def _execute(plan: Plan, progress: Callable[[int, int], None] | None = None, *,
     n = 0
     current: Op | None = None
     try:
+        for current in ops:     # whatever a planner was handed (a crafted saveconfig file)
+            configfs.confine(*current.configfs_paths())
+        current = None
         while n < total:
             end = _run_end(ops, n)
             if end - n > 1:
@@ -217,6 +221,7 @@ def rollback(undo: list[Op]) -> list[str]:
     failed = []
     for op in reversed(undo):
         try:
+            configfs.confine(*op.configfs_paths())
             op.apply()
         except Incomplete as exc:
             for path, reason in exc.failures:

@@ -7,6 +7,7 @@ import os
 import re
 import shlex
 from dataclasses import dataclass, field
+from typing import Callable, ClassVar
 
 from lioctl import configfs
 
@@ -23,10 +24,19 @@ class Op:
     # (a LUN's link or a TPG waits out an RCU grace period, ~35 ms under emulation); cheap
     # ops run faster one after another.
     concurrent: bool = field(default=False, compare=False, repr=False, kw_only=True)
+    # False where path is no configfs path (a module name, a backing file, a device key)
+    in_configfs: ClassVar[bool] = True
 
     def apply(self) -> "Op | None":
         """Run the operation; return the operation that undoes it (None: nothing to undo)."""
         raise NotImplementedError
+
+    def configfs_paths(self) -> tuple[str, ...]:
+        """The configfs paths apply() changes: the executor refuses the op, before anything
+        runs, when one is outside configfs.ROOT. Every op changes its path unless its class
+        says otherwise (in_configfs), so a new op, or a subclass with an apply of its own, is
+        checked by default."""
+        return (self.path,) if self.in_configfs else ()
 
     def sh(self) -> str:
         raise NotImplementedError
@@ -132,6 +142,8 @@ class Unlink(Op):
 class Modprobe(Op):
     """Load a kernel module (path holds the module name); never undone."""
 
+    in_configfs = False
+
     def apply(self):
         configfs.modprobe(self.path)
         return None
@@ -147,6 +159,8 @@ class Modprobe(Op):
 class Mount(Op):
     """Mount configfs if needed (path holds the mount point); never undone."""
 
+    in_configfs = False
+
     def apply(self):
         if not os.path.ismount(self.path):
             configfs.ensure_ready()
@@ -161,13 +175,16 @@ class Mount(Op):
 
 @dataclass(frozen=True)
 class ServeUser(Op):
-    """Have lioctl's TCMU handler serve a user backstore (path holds 'user_N/NAME'): starts
-    it when none runs and waits until it answers for the device. Never undone: the handler
-    lets go of a device when it is removed."""
+    """Have a TCMU handler serve a user backstore (path holds 'user_N/NAME'): `serve` (the
+    planner's: lioctl.tcmu.launcher.ensure_serving) starts it when none runs and waits until
+    it answers for the device; handed in so that a plan knows nothing of the handler. Never
+    undone: the handler lets go of a device when it is removed."""
+
+    serve: Callable[[list[str]], object] = field(kw_only=True, compare=False, repr=False)
+    in_configfs = False
 
     def apply(self):
-        from lioctl.tcmu import launcher
-        launcher.ensure_serving([self.path])
+        self.serve([self.path])
         return None
 
     def sh(self):
@@ -378,6 +395,8 @@ ERRNO_REASONS = {
 class CreateFile(Op):
     """A fileio backing file made by lioctl (sparse or fully allocated); removed on rollback."""
 
+    in_configfs = False
+
     size: int = 0
     sparse: bool = True
 
@@ -406,6 +425,8 @@ class CreateFile(Op):
 
 @dataclass(frozen=True)
 class RemoveFile(Op):
+    in_configfs = False
+
     def apply(self):
         os.unlink(self.path)
         return None
@@ -416,18 +437,3 @@ class RemoveFile(Op):
     def describe(self):
         return f"remove file {self.path}"
 
-
-def _confined(cls: type[Op]) -> None:
-    """Defence in depth under every planner: the ops that change configfs refuse a path
-    outside it (configfs.confine), whatever a planner was handed; Write is covered by
-    configfs.write. Wrapped here, in one place, rather than in each apply."""
-    unguarded = cls.apply
-
-    def apply(self):
-        configfs.confine(self.path)  # a link's target: the kernel takes only configfs items
-        return unguarded(self)
-    cls.apply = apply
-
-
-for _op in (Mkdir, Rmdir, Symlink, Unlink):
-    _confined(_op)

@@ -1,10 +1,11 @@
-"""prompt_toolkit's view of lioctl's completion candidates (lioctl/complete.py)."""
+"""The prompt_toolkit adapter: the shell's Tab asks the candidate engine
+(lioctl/completion/candidates.py) and gets prompt_toolkit Completions back."""
 
 from __future__ import annotations
 
 from prompt_toolkit.completion import Completer, Completion
 
-from lioctl.complete import Candidates, tolerant_split
+from lioctl.completion.candidates import Candidates, tolerant_split
 
 
 class ShellCompleter(Completer):

@@ -9,12 +9,15 @@ import os
 import sys
 import traceback
 
-from lioctl import dispatch, prefs
+from lioctl import configfs, dispatch, prefs
+from lioctl.batch import run_batch
 from lioctl.errors import LioError, UsageError
 from lioctl.grammar import split
+from lioctl.help import run_help
 from lioctl.shell import targetcli_forms
 from lioctl.tree import snapshot
 from lioctl.tree.nodes import Context, Root, resolve
+from lioctl.verbs import VERBS, run_verb
 
 HISTORY = os.path.join(os.path.expanduser("~"), ".lioctl", "history")
 
@@ -45,7 +48,6 @@ def configure(parser) -> None:
 
 def run(args) -> int:
     if not sys.stdin.isatty():
-        from lioctl.batch import run_batch
         return run_batch(args)
     return run_shell(args)
 
@@ -99,7 +101,7 @@ class ShellSession:
         if cmd == "bookmarks":
             return self.bookmark(tokens[1:])
         if cmd in ("set", "get") and len(tokens) > 1 and tokens[1] == "global":
-            return self.global_prefs(cmd, tokens[2:])
+            return dispatch.global_prefs(cmd, tokens[2:], self.opts, self.prefs)
         return False
 
     def bookmark(self, args: list[str]) -> bool:
@@ -123,44 +125,7 @@ class ShellSession:
         prefs.save(self.prefs)
         return True
 
-    def global_prefs(self, cmd: str, args: list[str]) -> bool:
-        if cmd == "get":
-            for k in args:
-                if k not in prefs.DEFAULTS:
-                    raise LioError(f"no global preference {k!r} (known: {', '.join(sorted(prefs.DEFAULTS))})")
-            values = {k: self.prefs.get(k) for k in args or sorted(prefs.DEFAULTS)}
-            if getattr(self.opts, "json", False):
-                from lioctl import render
-                render.print_json(values)
-            else:
-                print("".join(f"{k}={v}\n" for k, v in values.items()), end="")
-            return True
-        if not args:
-            raise UsageError("set global NAME=VALUE...")
-        from lioctl.units import parse_bool
-        for a in args:
-            k, eq, v = a.partition("=")
-            if not eq or k not in prefs.DEFAULTS:
-                raise LioError(f"no global preference {k!r} (known: {', '.join(sorted(prefs.DEFAULTS))})")
-            default = prefs.DEFAULTS[k]
-            if isinstance(default, bool):
-                self.prefs[k] = parse_bool(v, k)
-            elif isinstance(default, int):
-                if not v.isdigit():
-                    raise LioError(f"{k} wants a number")
-                self.prefs[k] = int(v)
-            elif k in prefs.CHOICES and v not in prefs.CHOICES[k]:
-                raise LioError(f"{k} is one of {', '.join(prefs.CHOICES[k])}")
-            else:
-                self.prefs[k] = v
-        prefs.save(self.prefs)
-        for a in args:
-            k = a.partition("=")[0]
-            print(f"Parameter {k} is now {self.prefs[k]!r}.")
-        return True
-
     def execute(self, line: str) -> int:
-        from lioctl import cli
         tokens = split(line)
         if not tokens:
             return 0
@@ -170,12 +135,12 @@ class ShellSession:
             if self.builtin(tokens):
                 return 0
             if tokens[0] == "help" and len(tokens) == 2 and (
-                    tokens[1] in targetcli_forms.FORMS or tokens[1] in cli.VERBS):
-                return cli.run_help(tokens[1:], self.opts)
+                    tokens[1] in targetcli_forms.FORMS or tokens[1] in VERBS):
+                return run_help(tokens[1:], self.opts)
             if targetcli_forms.form_of(tokens):
                 return targetcli_forms.run(tokens, self.opts)
-            if tokens[0] in cli.VERBS and tokens[0] != "shell":
-                return cli.run_verb(tokens[0], tokens[1:], self.opts)
+            if tokens[0] in VERBS and tokens[0] != "shell":
+                return run_verb(tokens[0], tokens[1:], self.opts)
             here = resolve(self.root(), self.cwd)
             if not tokens[0].startswith(("/", ".")) and tokens[0] not in here.command_names():
                 try:  # a relative path, as targetcli takes them: `fileio/ create ...`
@@ -205,14 +170,13 @@ class ShellSession:
         """targetcli saves its whole configuration when its shell exits (auto_save_on_exit,
         default true), whether or not the session changed anything; so does this shell. save
         writes nothing when the file already says the same, and keeps a backup otherwise."""
-        from lioctl import cli, configfs
         if not self.prefs.get("auto_save_on_exit", True):
             return 0
         if os.geteuid() != 0 or not configfs.is_mounted():
             return 0  # nothing this user could have changed; an empty save would lose the file
         print("auto_save_on_exit is on (set global auto_save_on_exit=false turns it off)")
         try:
-            return cli.run_verb("save", [], copy.copy(self.opts))
+            return run_verb("save", [], copy.copy(self.opts))
         except LioError as e:
             print(f"lioctl: configuration not saved on exit: {e}", file=sys.stderr)
             return e.exit_code
@@ -238,6 +202,7 @@ class ShellSession:
 
 
 def run_shell(opts) -> int:
+    # prompt_toolkit and the modules built on it: only for a terminal, not for batches or tests
     from prompt_toolkit import PromptSession
     from prompt_toolkit.auto_suggest import AutoSuggestFromHistory
     from prompt_toolkit.enums import EditingMode

@@ -4,12 +4,12 @@ from the shell, batch files and the command line, at any path."""
 
 from __future__ import annotations
 
-import argparse
 import copy
-import importlib
 
 from lioctl.errors import UsageError
 from lioctl.grammar import KEY_RE
+from lioctl.units import parse_bool
+from lioctl.verbs import run_verb, verb_parser
 
 FORMS = {
     "saveconfig": ("save", "saveconfig [savefile]",
@@ -42,13 +42,6 @@ def help_text(form: str) -> str:
     return f"{use}\n  {doc}\n  Examples:\n" + "".join(f"    {e}\n" for e in examples)
 
 
-def _verb_parser(verb: str) -> argparse.ArgumentParser:
-    from lioctl.cli import VERBS, VerbParser
-    parser = VerbParser(prog=f"lioctl {verb}")
-    importlib.import_module(VERBS[verb][0]).configure(parser)
-    return parser
-
-
 def _split(form: str, args: list[str]) -> tuple[list[str], dict[str, str]]:
     positional, keys = [], {}
     for a in args:
@@ -73,7 +66,6 @@ def _savefile(form: str, positional: list[str], keys: dict[str, str]) -> list[st
 
 def to_verb(tokens: list[str]) -> tuple[str, list[str], dict]:
     """(verb, its argv, global options to set) for one targetcli form."""
-    from lioctl.units import parse_bool
     form, args = tokens[0], tokens[1:]
     verb = FORMS[form][0]
     positional, keys = _split(form, args)
@@ -96,7 +88,7 @@ def to_verb(tokens: list[str]) -> tuple[str, list[str], dict]:
     if keys:
         # target=, storage_object= (scoped restore): as restore's --option if it has one,
         # otherwise the KEY=VALUE token itself, so restore names what it does not take
-        parser = _verb_parser(verb)
+        parser = verb_parser(verb)[1]
         options = parser._option_string_actions  # noqa: SLF001 - argparse has no public lookup
         passed = []
         for k, v in keys.items():
@@ -109,7 +101,6 @@ def to_verb(tokens: list[str]) -> tuple[str, list[str], dict]:
 
 
 def run(tokens: list[str], opts) -> int:
-    from lioctl import cli
     tokens = form_of(tokens) or tokens
     if "--help" in tokens[1:] or "-h" in tokens[1:]:
         print(help_text(tokens[0]), end="")
@@ -118,4 +109,4 @@ def run(tokens: list[str], opts) -> int:
     o = copy.copy(opts)  # the verb's arguments land in this namespace, not the session's
     for k, v in overrides.items():
         setattr(o, k, v)
-    return cli.run_verb(verb, argv, o)
+    return run_verb(verb, argv, o)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import stat
 
+from lioctl import blockdev
 from lioctl.errors import LioError
 
 DEFAULT_SUBTYPE = "lioctl_file"
@@ -82,8 +83,7 @@ def validate(subtype: str, config: str, size: int, existing: list[str]) -> None:
         if not os.access(path, os.R_OK | os.W_OK):
             raise LioError(f"{path} is not readable and writable")
         if stat.S_ISBLK(st.st_mode):
-            from lioctl.tree.backstores import block_device_size
-            have = block_device_size(path)
+            have = blockdev.size(path)
             if size > have:
                 raise LioError(f"size {size} is larger than block device {path} ({have} bytes)")
     else:

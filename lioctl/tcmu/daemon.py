@@ -379,7 +379,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         prof = os.environ.get("LIOCTL_TCMU_PROFILE")   # a file for cProfile stats (benchmarks)
         if prof:
-            import cProfile
+            import cProfile  # only when a benchmark asks for a profile
             pr = cProfile.Profile()
             try:
                 return pr.runcall(Daemon(idle_exit="--idle-exit" in argv).run)

@@ -7,6 +7,7 @@ import concurrent.futures
 import logging
 import mmap
 import os
+import re
 import stat
 import threading
 import time
@@ -19,7 +20,6 @@ from lioctl.tcmu.ring import Ring, RingError
 from lioctl.tcmu.scsi import opcodes as op
 from lioctl.tcmu.scsi.emulator import Emulator, Unit, synchronous_write
 from lioctl.tcmu.scsi.sense import CHECK_CONDITION
-from lioctl.tree.snapshot import StorageObject
 
 CORE = "/sys/kernel/config/target/core"
 UIO_CLASS = "/sys/class/uio"
@@ -42,6 +42,15 @@ def _int(path: str, default: int) -> int:
         return int(_read(path).split()[-1])
     except (ValueError, IndexError):
         return default
+
+
+def device_size(cfs: str) -> int:
+    """Bytes: attrib/dev_size, or on kernels without it the Size in the device's info."""
+    size = _int(f"{cfs}/attrib/dev_size", 0)
+    if size <= 0:
+        m = re.search(r"\bSize:\s*(\d+)", _read(f"{cfs}/info"))
+        size = int(m.group(1)) if m else 0
+    return size
 
 
 def unit_from_configfs(cfs: str, name: str, size: int) -> Unit:
@@ -98,9 +107,7 @@ class Device:
         """Claim the device. On restart the ring may hold answered and unanswered entries
         from a dead handler: block the device, reset the ring (the kernel fails what was in
         flight with BUSY so initiators retry), map it, then unblock."""
-        size = _int(f"{self.cfs}/attrib/dev_size", 0)
-        if size <= 0:       # kernels without attrib/dev_size: the Size in info
-            size = StorageObject("user", self.hba, self.name, self.cfs).size
+        size = device_size(self.cfs)
         self.backend = open_backend(self.subtype, self.config, size)
         self.unit = unit_from_configfs(self.cfs, self.name, size)
         self.unit.thin = self.backend.thin

@@ -163,11 +163,3 @@ class Events:
 
     def close(self) -> None:
         self.sock.close()
-
-
-def family_available() -> bool:
-    try:
-        Events().close()
-        return True
-    except OSError:
-        return False

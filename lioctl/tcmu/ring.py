@@ -1,14 +1,17 @@
 """The TCMU command ring: the binary layout of include/uapi/linux/target_core_user.h and the
 rules for walking it, over any writable buffer (the UIO mapping, or a bytearray in tests).
 
-Nothing here knows about devices, SCSI or file descriptors: the caller reads the doorbell,
-asks for new commands, answers them (in any order) and rings back once per batch.
+Nothing here knows about devices or file descriptors, and of SCSI only how long a CDB is
+(scsi/opcodes.py): the caller reads the doorbell, asks for new commands, answers them (in any
+order) and rings back once per batch.
 """
 
 from __future__ import annotations
 
 import struct
 from typing import NamedTuple
+
+from lioctl.tcmu.scsi import opcodes
 
 # struct tcmu_mailbox
 MB_VERSION = 0          # u16
@@ -46,9 +49,9 @@ ENTRY_MIN = 112
 U32 = struct.Struct("<I")
 _IOVS: dict[int, struct.Struct] = {}
 
-# scsi_command_size() by opcode group; 0x7f (variable length) is cdb[7] + 8
-_CDB_LEN = (6, 10, 10, 12, 16, 12, 10, 10)
-_CDB_LEN_BY_OP = bytes(0 if c == 0x7F else _CDB_LEN[c >> 5] for c in range(256))   # 0: look at cdb[7]
+# scsi_command_size() by opcode; 0: variable length, look at cdb[7]
+_CDB_LEN_BY_OP = bytes(0 if c == opcodes.VARIABLE_LENGTH_CDB else opcodes.CDB_LENGTH_BY_GROUP[c >> 5]
+                       for c in range(256))
 
 
 def cdb_length(opcode: int, cdb7: int = 0) -> int:
@@ -102,11 +105,6 @@ class Ring:
     @property
     def tail(self) -> int:
         return U32.unpack_from(self.mv, MB_CMD_TAIL)[0]
-
-    def resync(self) -> None:
-        """After the kernel reset the ring (action/reset_ring) head and tail are 0 again."""
-        self.next = self.tail
-        self.pending = 0
 
     def take(self) -> list[Command]:
         """Parse every entry between our position and cmd_head. PAD and TMR entries are

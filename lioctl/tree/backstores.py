@@ -14,6 +14,7 @@ import stat
 from dataclasses import dataclass, field
 
 from lioctl import configfs, wwn as wwnmod
+from lioctl.blockdev import size as block_device_size
 from lioctl.errors import LioError
 from lioctl.names import check_object_name
 from lioctl.plan import CreateFile, Modprobe, Op, Plan, ServeUser, Write
@@ -41,14 +42,6 @@ def check_new_name(snap: Snapshot, plugin: str, name: str) -> None:
     check_object_name(name, "backstore name")
     if snap.so(plugin, name):
         raise LioError(f"backstore {plugin}/{name} already exists")
-
-
-def block_device_size(dev: str) -> int:
-    fd = os.open(dev, os.O_RDONLY)
-    try:
-        return os.lseek(fd, 0, os.SEEK_END)
-    finally:
-        os.close(fd)
 
 
 def _is_block(path: str) -> bool:
@@ -292,7 +285,7 @@ def plan_user(snap: Snapshot, name: str, size, config: str, subtype: str | None 
     if hw_max_sectors and "hw_max_sectors" in dict(pairs):
         raise LioError("hw_max_sectors given both as a parameter and in control=")
     size_bytes = parse_size(size)
-    from lioctl.tcmu import config as tcmu_config
+    from lioctl.tcmu import config as tcmu_config, launcher
     subtype = subtype or tcmu_config.DEFAULT_SUBTYPE
     if validate:
         existing = [so.user_config for so in snap.storage_objects.values() if so.plugin == "user"]
@@ -330,7 +323,7 @@ def plan_user(snap: Snapshot, name: str, size, config: str, subtype: str | None 
     # no emulate_model_alias for TCMU: the handler answers INQUIRY (with the name as model)
     _common_tail(plan, path, wwn=wwn, model_alias=False)
     if subtype in tcmu_config.SUBTYPES:
-        plan.add(ServeUser("/".join(path.split("/")[-2:])))
+        plan.add(ServeUser("/".join(path.split("/")[-2:]), serve=launcher.ensure_serving))
     return plan
 
 
@@ -475,7 +468,7 @@ class ReconfigWrite(Write):
 def plan_change_medium(so: StorageObject, handler: str, cfgstring: str, size: int) -> Plan:
     """targetcli's changemedium: a new config (medium) and size for a user backstore that stays
     exported. A missing lioctl_file backing file is made sparse, as at create."""
-    from lioctl.tcmu import config as tcmu_config
+    from lioctl.tcmu import config as tcmu_config, launcher
     plan = Plan()
     new_cfg = f"{handler}/{cfgstring}"
     changes = []
@@ -490,7 +483,7 @@ def plan_change_medium(so: StorageObject, handler: str, cfgstring: str, size: in
         if not os.path.exists(path):
             plan.add(CreateFile(path, size, True))
     if handler in tcmu_config.SUBTYPES:
-        plan.add(ServeUser(f"{so.hba}/{so.name}"))   # the handler must be up to hear it
+        plan.add(ServeUser(f"{so.hba}/{so.name}", serve=launcher.ensure_serving))   # the handler must be up to hear it
     for op in changes:
         plan.add(op)
     return plan

@@ -15,8 +15,9 @@ from typing import Any, Callable
 
 from lioctl import configfs
 from lioctl.errors import LioError, UsageError
+from lioctl.grammar import usage
 from lioctl.plan import Plan
-from lioctl.tree import backstores as bs, targets as tg
+from lioctl.tree import backstores as bs, sessions, targets as tg
 from lioctl.tree.fabrics import KNOWN, loaded_fabrics
 from lioctl.tree.params import normalize_value
 from lioctl.tree.snapshot import (SECRET_KEYS, TPG, Fabric, Lun, MappedLun, NodeACL, Portal,
@@ -252,21 +253,6 @@ def first_sentence(text: str) -> str:
     return flat if end < 0 else flat[:end + 1]
 
 
-def usage(name: str, fn) -> str:
-    parts = [name]
-    for p in inspect.signature(fn).parameters.values():
-        if p.kind == p.VAR_POSITIONAL:
-            parts.append(f"[{p.name.upper()}...]")
-        elif p.kind == p.VAR_KEYWORD:
-            parts.append("NAME=VALUE...")
-        elif p.default is inspect.Parameter.empty:
-            parts.append(p.name.upper())
-        else:
-            parts.append(f"[{p.name}=]")
-            parts[-1] = f"[{p.name}]" if p.kind == p.POSITIONAL_OR_KEYWORD and False else f"[{p.name}=…]"
-    return " ".join(parts)
-
-
 def _fmt(v) -> str:
     if isinstance(v, bool):
         return "yes" if v else "no"
@@ -345,10 +331,10 @@ class Root(Node):
         """List logged-in initiator sessions (ACL and demo-mode): sessions [list|detail] [SID].
         Example: sessions
         Example: sessions detail"""
-        from lioctl.commands.sessions import sessions_result
         if action not in ("list", "detail"):
             raise UsageError(f"sessions: {action!r} is not list or detail")
-        return sessions_result(self.ctx.snap, detail=action == "detail", sid=sid)
+        found = sessions.collect(self.ctx.snap, action == "detail", sid)
+        return Result(data=found, text=sessions.text(found, action == "detail"))
 
 
 class Backstores(Node):

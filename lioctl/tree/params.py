@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from lioctl.errors import LioError
+from lioctl.units import parse_bool
 
 BOOL_ATTRS = {
     # storage object attrib/
@@ -44,7 +45,6 @@ def allowed_values(name: str) -> list[str]:
 def normalize_value(name: str, value: str) -> str:
     """Check a value before it is written; booleans accept true/false/yes/no/on/off."""
     if name in BOOL_ATTRS:
-        from lioctl.units import parse_bool
         return "1" if parse_bool(value, name) else "0"
     if name in ENUMS and value not in ENUMS[name]:
         raise LioError(f"{name}={value!r} is not one of: {', '.join(ENUMS[name])}")

@@ -52,10 +52,6 @@ class StorageObject:
     luns: list["Lun"] = field(default_factory=list)
 
     @property
-    def cfs_path(self) -> str:
-        return self.path
-
-    @property
     def tree_path(self) -> str:
         return f"/backstores/{self.plugin}/{self.name}"
 
@@ -372,12 +368,6 @@ class Snapshot:
 
     def so(self, plugin: str, name: str) -> StorageObject | None:
         return self.storage_objects.get((plugin, name))
-
-    def so_by_cfs_path(self, path: str) -> StorageObject | None:
-        for so in self.storage_objects.values():
-            if so.path == path:
-                return so
-        return None
 
     def targets(self):
         for fab in self.fabrics.values():

@@ -119,7 +119,7 @@ def test_skeleton_module_managed_by_lioctl(loaded, lioctl, tmp_path):
     # listed as soon as it is loaded, before its configfs directory exists
     assert not os.path.isdir(cfs.ROOT / name)
     assert f"o- {name} " in ok(lioctl("ls")).stdout
-    from lioctl.commands.completion import candidates
+    from lioctl.completion.scripts import candidates
     assert f"/{name}/" in candidates(f"lioctl /{name[:8]}")
 
     # a name the protocol's format refuses: one line, nothing made

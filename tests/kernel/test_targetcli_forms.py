@@ -257,10 +257,10 @@ def test_untag(lioctl):
 
 
 def _shell(tmp_path, monkeypatch):
-    from lioctl import cli
     from lioctl.shell.session import ShellSession
+    from lioctl.verbs import Options
     monkeypatch.setenv("HOME", str(tmp_path))
-    return ShellSession(cli.Options())
+    return ShellSession(Options())
 
 
 def test_prefs_auto_cd_logfile_and_max_backup_files(tmp_path, monkeypatch, capsys):

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from lioctl import cli
+from lioctl.verbs import GLOBAL_FLAGS, VERBS
 
 REPO = Path(__file__).resolve().parents[2]
 ENV = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
@@ -90,9 +90,9 @@ def test_fish_script_parses_and_completes():
 def test_man_page_covers_every_verb_and_option():
     text = (REPO / "man/lioctl.8").read_text().replace("\\-", "-")
     verbs = text[text.index(".SH VERBS"):text.index(".SH PATHS")]
-    for verb in cli.VERBS:
+    for verb in VERBS:
         assert re.search(rf"^\.(TP\n)?\.B[IR]? \"?{verb}\b", verbs, re.M), f"verb {verb} has no entry"
-    for flag in cli.GLOBAL_FLAGS:
+    for flag in GLOBAL_FLAGS:
         assert flag in text, flag
     for status in ("0", "1", "2"):
         assert f".B {status}\n" in text

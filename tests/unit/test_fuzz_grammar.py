@@ -14,7 +14,7 @@ import time
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from lioctl import configfs, dispatch, grammar
-from lioctl.cli import Options
+from lioctl.verbs import Options
 from lioctl.errors import LioError, UsageError
 from lioctl.plan import Mkdir, Rmdir, Symlink, Unlink, Write
 

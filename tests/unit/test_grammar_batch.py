@@ -7,7 +7,7 @@ import io
 import pytest
 
 from lioctl.batch import run_batch
-from lioctl.cli import Options, split_globals
+from lioctl.verbs import Options, split_globals
 from lioctl.errors import UsageError
 from lioctl.grammar import bind, split
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from lioctl import cli
+from lioctl import cli, verbs
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -23,7 +23,7 @@ def lioctl(*args: str, env: dict | None = None, home: Path | None = None):
                           env=e, cwd=REPO, stdin=subprocess.DEVNULL)
 
 
-@pytest.mark.parametrize("verb", sorted(cli.VERBS))
+@pytest.mark.parametrize("verb", sorted(verbs.VERBS))
 def test_every_verb_help_has_an_example(verb):
     r = lioctl(verb, "--help")
     assert r.returncode == 0, r.stderr
@@ -38,7 +38,7 @@ def test_shell_help_describes_the_shell():
     assert "interactive shell" in r.stdout and "saveconfig" in r.stdout
 
 
-@pytest.mark.parametrize("verb", sorted(cli.VERBS))
+@pytest.mark.parametrize("verb", sorted(verbs.VERBS))
 def test_help_verb_is_the_verbs_help(verb):
     r = lioctl("help", verb)
     assert r.returncode == 0, r.stderr
@@ -144,7 +144,7 @@ def test_backstore_kind_help_create_is_not_circular():
 def test_main_help_lists_every_global_option_and_examples():
     r = lioctl("--help")
     assert r.returncode == 0
-    for flag in list(cli.GLOBAL_FLAGS) + ["-V", "--version", "--help"]:
+    for flag in list(verbs.GLOBAL_FLAGS) + ["-V", "--version", "--help"]:
         assert f"  {flag}" in r.stdout or f", {flag}" in r.stdout, flag
     assert "\nExamples:\n  lioctl " in r.stdout
     assert lioctl("help").stdout == r.stdout
@@ -191,9 +191,9 @@ def test_a_verbs_options_do_not_carry_over_to_the_next_batch_line(monkeypatch):
     seen = []
     mod = types.SimpleNamespace(configure=lambda p: p.add_argument("--prune", action="store_true"),
                                 run=lambda a: seen.append(a.prune))
-    monkeypatch.setitem(cli.VERBS, "fake", ("fake_module", "a verb for this test"))
-    monkeypatch.setattr(cli.importlib, "import_module", lambda name: mod)
-    opts = cli.Options()
-    cli.run_verb("fake", ["--prune"], opts)
-    cli.run_verb("fake", [], opts)
+    monkeypatch.setitem(verbs.VERBS, "fake", ("fake_module", "a verb for this test"))
+    monkeypatch.setattr(verbs.importlib, "import_module", lambda name: mod)
+    opts = verbs.Options()
+    verbs.run_verb("fake", ["--prune"], opts)
+    verbs.run_verb("fake", [], opts)
     assert seen == [True, False]

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from lioctl import cli, lock, rundir
+from lioctl import cli, lock, rundir, verbs
 from lioctl.errors import UsageError
 
 HOLD = ("import fcntl, os, sys, time\n"
@@ -44,7 +44,7 @@ def hold(path, *extra_argv):
 @pytest.mark.parametrize("argv,wait", [(["--wait", "0", "ls"], 0.0), (["--wait=2.5", "ls"], 2.5),
                                        (["ls", "--wait", "7"], 7.0), (["ls"], None)])
 def test_wait_is_a_global_option(argv, wait):
-    opts, rest = cli.split_globals(argv)
+    opts, rest = verbs.split_globals(argv)
     assert opts.wait == wait and rest == ["ls"]
 
 
@@ -141,13 +141,13 @@ def test_default_lock_lives_in_the_private_run_dir(tmp_path, monkeypatch):
 
 def test_wait_and_exit_75_are_documented_and_completed():
     from pathlib import Path
-    from lioctl.commands.completion import candidates
+    from lioctl.completion.scripts import candidates
     man = (Path(__file__).resolve().parents[2] / "man/lioctl.8").read_text().replace("\\-", "-")
     assert ".BI --wait" in man and ".B 75\n" in man and "LIOCTL_LOCK_WAIT" in man
     assert "--wait" in candidates("lioctl --wa") and "--wait" in candidates("lioctl export --wa")
     assert candidates("lioctl --wait ") == []
     assert "sessions" in candidates("lioctl --wait 5 sess")
-    assert "--wait" in cli.HELP_TEXT and "75" in cli.HELP_TEXT
+    assert "--wait" in verbs.HELP_TEXT and "75" in verbs.HELP_TEXT
 
 
 def test_wait_outside_the_main_thread_polls_and_is_bounded(locks):

@@ -11,7 +11,7 @@ import pytest
 
 from lioctl import configfs
 from lioctl.errors import LioError
-from lioctl.plan import Mkdir, Rmdir, Symlink, Unlink, Write
+from lioctl.plan import Mkdir, Plan, Rmdir, Symlink, Unlink, Write, executor
 from lioctl.saveconfig import diff, load
 from lioctl.tree.snapshot import Snapshot
 
@@ -188,7 +188,9 @@ def test_ops_refuse_paths_outside_configfs(tmp_path, path):
     for op in (Mkdir(path), Rmdir(path), Symlink(path, "/sys/kernel/config/target/core/x"),
                Unlink(path), Write(path, "1")):
         with pytest.raises(LioError, match="is not under /sys/kernel/config/target"):
-            op.apply()
+            executor.execute(Plan([op]))
+    with pytest.raises(LioError, match="is not under /sys/kernel/config/target"):
+        Write(path, "1").apply()    # configfs.write checks too, for writes outside a plan
     assert list(tmp_path.iterdir()) == []
 
 
@@ -204,7 +206,7 @@ def test_plans_from_crafted_files_never_run_outside_configfs(tmp_path, monkeypat
     escaping = [op for op in plan if isinstance(op, Mkdir) and "/np/" in op.path and "/x" in op.path]
     assert escaping
     with pytest.raises(LioError, match="is not under"):
-        escaping[0].apply()
+        executor.execute(plan)      # refused whole, before its first op (a modprobe) runs
     assert list(tmp_path.iterdir()) == []
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from lioctl.cli import Options
-from lioctl.complete import Candidates, tolerant_split
+from lioctl.completion.candidates import Candidates, tolerant_split
+from lioctl.verbs import Options
 from lioctl.shell.session import ShellSession, short_path
 from lioctl.tree.snapshot import Snapshot
 

@@ -7,7 +7,8 @@ import pytest
 
 from lioctl import prefs
 from lioctl.errors import LioError, UsageError
-from lioctl.shell.targetcli_forms import _verb_parser, form_of, help_text, to_verb
+from lioctl.shell.targetcli_forms import form_of, help_text, to_verb
+from lioctl.verbs import verb_parser
 
 
 def test_saveconfig_maps_to_save():
@@ -28,10 +29,10 @@ def test_restoreconfig_scoping_reaches_restore_either_way():
     """target=/storage_object= go to restore as its --target option when it has one, else as
     the token itself (never taken for the file: the default file is put first)."""
     verb, argv, _ = to_verb(["restoreconfig", "target=iqn.2003-01.org.example:t1"])
-    has_option = "--target" in _verb_parser("restore")._option_string_actions
+    has_option = "--target" in verb_parser("restore")[1]._option_string_actions
     tail = ["--target", "iqn.2003-01.org.example:t1"] if has_option else ["target=iqn.2003-01.org.example:t1"]
     assert verb == "restore" and argv[1:] == tail
-    assert argv[0] == _verb_parser("restore").get_default("file")
+    assert argv[0] == verb_parser("restore")[1].get_default("file")
     _, argv, _ = to_verb(["restoreconfig", "/tmp/x.json", "storage_object=disk1"])
     assert argv[0] == "/tmp/x.json" and len(argv) in (2, 3)
 

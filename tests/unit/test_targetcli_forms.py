@@ -7,7 +7,8 @@ import argparse
 
 import pytest
 
-from lioctl.commands import completion, restore
+from lioctl.commands import restore
+from lioctl.completion import scripts
 from lioctl.errors import LioError, UsageError
 from lioctl.saveconfig import diff, store
 from lioctl.tree.snapshot import Snapshot
@@ -55,8 +56,8 @@ def test_scope_selects_the_target_its_objects_and_nothing_global():
 
 
 def test_restore_completes_its_scope_words():
-    assert completion.candidates("lioctl restore --st") == ["--storage-object"]
-    assert completion.candidates("lioctl restore f.json st") == ["storage_object="]
+    assert scripts.candidates("lioctl restore --st") == ["--storage-object"]
+    assert scripts.candidates("lioctl restore f.json st") == ["storage_object="]
 
 
 def test_control_string_takes_only_keys_the_kernel_knows():
@@ -71,9 +72,9 @@ def test_control_string_takes_only_keys_the_kernel_knows():
 
 
 def test_user_handler_paths_and_their_completion():
-    assert "/backstores/user:lioctl_file/" in completion.candidates("lioctl /backstores/user:")
-    assert completion.candidates("lioctl /backstores/user:lioctl_file ch") == ["changemedium"]
-    assert completion.candidates("lioctl /backstores/block create b1 /dev/x exclusive=f") == ["exclusive=false"]
+    assert "/backstores/user:lioctl_file/" in scripts.candidates("lioctl /backstores/user:")
+    assert scripts.candidates("lioctl /backstores/user:lioctl_file ch") == ["changemedium"]
+    assert scripts.candidates("lioctl /backstores/block create b1 /dev/x exclusive=f") == ["exclusive=false"]
 
 
 def test_max_backup_files_is_backup_count_under_targetcli_name(tmp_path, monkeypatch):
@@ -110,14 +111,14 @@ def test_oplog_records_changes_never_secrets(tmp_path, monkeypatch):
 
 
 def test_shell_completes_global_preferences(tmp_path, monkeypatch):
-    from lioctl import cli
-    from lioctl.complete import Candidates
+    from lioctl.completion.candidates import Candidates
     from lioctl.shell.session import ShellSession
+    from lioctl.verbs import Options
     monkeypatch.setenv("HOME", str(tmp_path))
-    cands = Candidates(ShellSession(cli.Options()))
+    cands = Candidates(ShellSession(Options()))
 
     def names(line):
-        from lioctl.complete import tolerant_split
+        from lioctl.completion.candidates import tolerant_split
         return [c for c, _ in cands.candidates(*tolerant_split(line))]
     assert "global" in names("set ")
     assert names("set global max_") == ["max_backup_files="]

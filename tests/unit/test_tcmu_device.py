@@ -145,3 +145,17 @@ def test_compare_and_write_waits_for_the_writes_on_threads():
         dev.drain()
         dev.quiesce()
         assert k.reap()[rd]["data"] == new
+
+
+def test_the_device_size_comes_from_configfs_without_the_tree(tmp_path):
+    """attrib/dev_size, else the Size the kernel's info shows (read by the handler itself,
+    not through lioctl.tree: the handler imports nothing of the tree)."""
+    from lioctl.tcmu.device import device_size
+    (tmp_path / "attrib").mkdir()
+    (tmp_path / "info").write_text("Status: ACTIVATED  Max Queue Depth: 0  SectorSize: 512  "
+                                   "HwMaxSectors: 2048\n        Config: lioctl_ram/x Size: 1048576 "
+                                   "MaxDataAreaMB: 1024 DataPagesPerBlk: 1\n")
+    assert device_size(str(tmp_path)) == 1048576
+    (tmp_path / "attrib" / "dev_size").write_text("2097152\n")
+    assert device_size(str(tmp_path)) == 2097152
+    assert device_size(str(tmp_path / "gone")) == 0

@@ -222,18 +222,19 @@ def test_bad_portals(text):
 
 
 def test_sessions_explicit_generated_and_nexus(root):
-    from lioctl.commands.sessions import sessions_result
-    r = sessions_result(snapshot.read())
-    got = {(s["fabric"], s["initiator"], s["acl"]) for s in r.data}
+    from lioctl.tree import sessions
+    found = sessions.collect(snapshot.read())
+    got = {(s["fabric"], s["initiator"], s["acl"]) for s in found}
     assert got == {("iscsi", C1, "explicit"), ("iscsi", "iqn.1994-05.com.example:demo", "generated"),
                    ("loopback", "naa.5001405000000def", "nexus")}
-    s1 = next(s for s in r.data if s["initiator"] == C1)
+    s1 = next(s for s in found if s["initiator"] == C1)
     assert s1["sid"] == 3 and s1["state"] == "logged_in" and s1["addresses"] == ["127.0.0.1"]
     assert "info" not in s1
-    assert C1 in r.text and "generated acl" in r.text
-    detail = sessions_result(snapshot.read(), detail=True, sid="3")
-    assert [s["initiator"] for s in detail.data] == [C1] and "CmdSN" in detail.data[0]["info"]
-    assert sessions_result(snapshot.read(), sid="99").text == "(no open sessions)"
+    text = sessions.text(found, False)
+    assert C1 in text and "generated acl" in text
+    detail = sessions.collect(snapshot.read(), detail=True, sid="3")
+    assert [s["initiator"] for s in detail] == [C1] and "CmdSN" in detail[0]["info"]
+    assert sessions.text(sessions.collect(snapshot.read(), sid="99"), False) == "(no open sessions)"
 
 
 def test_generic_fabric_spec_learned_from_configfs(root, monkeypatch):

@@ -455,6 +455,6 @@ _RW_LBA_LEN = {c: _LBA_LEN[c >> 5] for c in (
 
 
 def _min_len(opcode: int) -> int:
-    if opcode == 0x7F:
+    if opcode == op.VARIABLE_LENGTH_CDB:
         return 10
-    return (6, 10, 10, 12, 16, 12, 10, 10)[opcode >> 5] if opcode < 0xC0 else 6
+    return op.CDB_LENGTH_BY_GROUP[opcode >> 5] if opcode < 0xC0 else 6

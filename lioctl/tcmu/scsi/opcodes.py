@@ -33,6 +33,10 @@ WRITE_12 = 0xAA
 WRITE_VERIFY_12 = 0xAE
 VERIFY_12 = 0xAF
 MAINTENANCE_IN = 0xA3
+VARIABLE_LENGTH_CDB = 0x7F      # its length is in the CDB: cdb[7] + 8
+
+# a CDB's length by its opcode's group (opcode >> 5), as the kernel's scsi_command_size()
+CDB_LENGTH_BY_GROUP = (6, 10, 10, 12, 16, 12, 10, 10)
 
 SA_READ_CAPACITY_16 = 0x10
 SA_REPORT_SUPPORTED_OPCODES = 0x0C

@@ -1,5 +1,6 @@
-"""Completion candidates for a partly typed command line, shared by the interactive shell and
-the bash/zsh/fish scripts (through `lioctl __complete`). Pure: no prompt_toolkit, no rich."""
+"""The candidate engine: what may come next on a partly typed tree command line (paths,
+commands, parameters, values), shared by the interactive shell (lioctl/shell/completer.py)
+and the bash/zsh/fish scripts (lioctl/completion/scripts.py). Pure: no prompt_toolkit, no rich."""
 
 from __future__ import annotations
 
@@ -8,8 +9,11 @@ import inspect
 import os
 import shlex
 
+from lioctl import configfs, prefs
 from lioctl.tree.nodes import Node, resolve
 from lioctl.tree.params import allowed_values
+from lioctl.tree.targets import local_addresses
+from lioctl.verbs import VERBS
 
 BUILTINS = ["cd", "pwd", "exit", "bookmarks", "ls", "help",
             "saveconfig", "restoreconfig", "clearconfig"]
@@ -68,13 +72,12 @@ class Candidates:
                 yield prefix + c.name + "/"
 
     def candidates(self, words: list[str], word: str):
-        from lioctl import cli
         if not words:
             node = self._node("")
             if node is None:
                 return
             seen = set()
-            for c in sorted(set(BUILTINS) | set(node.command_names()) | set(cli.VERBS)):
+            for c in sorted(set(BUILTINS) | set(node.command_names()) | set(VERBS)):
                 if c.startswith(word) and c not in seen:
                     seen.add(c)
                     yield c, "command"
@@ -105,7 +108,7 @@ class Candidates:
             return
         here = self._node("")
         relative = (here is not None and first not in here.command_names() and first not in BUILTINS
-                    and first not in cli.VERBS and self._node(first) is not None)
+                    and first not in VERBS and self._node(first) is not None)
         if first.startswith(("/", ".")) or relative:
             node = self._node(first)
             rest = words[1:]
@@ -129,7 +132,6 @@ class Candidates:
 
     def global_prefs(self, cmd: str, given: list[str], word: str):
         """The shell's `set global NAME=VALUE` / `get global NAME`: preference names and values."""
-        from lioctl import prefs
         if "=" in word and cmd == "set":
             key, _, val = word.partition("=")
             default = prefs.DEFAULTS.get(key)
@@ -253,7 +255,6 @@ class Candidates:
                 if n.startswith(word):
                     yield n, "ACL or tag"
         elif param == "ip_address":
-            from lioctl.tree.targets import local_addresses
             for a in sorted(local_addresses() | {"0.0.0.0", "::0"}):
                 if a.startswith(word):
                     yield a, "address"
@@ -275,7 +276,6 @@ class Candidates:
 
 def seen_initiators(snap) -> list[str]:
     """Initiator IQNs seen in demo-mode sessions and ACLs anywhere: likely ACL names."""
-    from lioctl import configfs
     out = set()
     for fab in snap.fabrics.values():
         for t in fab.targets.values():
