@@ -109,13 +109,16 @@ class Block(common.Kind):
         return d
 
     def check_saved(self, saved, path, earlier):
-        dev = common.check_dev(saved, path)
+        common.check_dev(saved, path)
+
+    def check_backing(self, saved, path):
+        dev, name = saved["dev"], saved["name"]  # checked by check_saved
         try:
             st = os.stat(dev)
         except OSError:
-            rules.err(path + ".dev", f"block device {dev} does not exist")
+            rules.err(path + ".dev", f"block device {dev} of storage object block/{name} does not exist")
         if not stat.S_ISBLK(st.st_mode):
-            rules.err(path + ".dev", f"{dev} is not a block device")
+            rules.err(path + ".dev", f"{dev} of storage object block/{name} is not a block device")
 
     def plan_saved(self, saved, hba):
         return plan_block(None, saved["name"], saved["dev"], bool(saved.get("readonly")),

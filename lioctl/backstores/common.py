@@ -85,6 +85,11 @@ class Kind:
         misread; `earlier`: the objects of this kind checked before it in the same file."""
         raise NotImplementedError(self.name)
 
+    def check_backing(self, saved: dict, path: str) -> None:
+        """Refuses a backing file or device that is not there (after check_saved). Apart from
+        check_saved because at boot a missing one is no fault of the file: restore --boot names
+        that object, skips what needs it and restores the rest."""
+
     def plan_saved(self, saved: dict, hba: str) -> Plan:
         """Made again as saved (restore, or the inverse of a removal), in HBA `hba`; its
         attributes are the caller's except planned_attributes."""

@@ -97,10 +97,13 @@ class Fileio(common.Kind):
                 "aio": common.info_value(so, "async") == "1" or "Async: 1" in so.info.get("_raw", "")}
 
     def check_saved(self, saved, path, earlier):
-        dev = common.check_dev(saved, path)
-        if not os.path.exists(dev):
-            rules.err(path + ".dev", f"backing file {dev} does not exist")  # dev has no control characters
+        common.check_dev(saved, path)
         common.check_size(saved, path, positive=False)
+
+    def check_backing(self, saved, path):
+        dev = saved["dev"]  # checked by check_saved: no control characters
+        if not os.path.exists(dev):
+            rules.err(path + ".dev", f"backing file {dev} of storage object fileio/{saved['name']} does not exist")
 
     def plan_saved(self, saved, hba):
         return plan_fileio(None, saved["name"], saved["dev"], saved.get("size") or None,

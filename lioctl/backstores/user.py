@@ -11,6 +11,7 @@ import errno
 import glob
 import os
 
+from lioctl import configfs
 from lioctl.backstores import common
 from lioctl.errors import LioError
 from lioctl.plan import CreateFile, Plan, ServeUser, Write
@@ -223,6 +224,13 @@ class User(common.Kind):
         mda = common.info_value(so, "MaxDataAreaMB")
         if mda and mda != "NULL":
             control.append(f"max_data_area_mb={mda}")
+        # rtslib writes `control` before enable and every other attribute after it. A handler
+        # that never answers netlink (lioctl's) needs enable not to wait for a reply: with a
+        # tcmu-runner running (Debian's targetcli starts one over D-Bus) the kernel waits, and
+        # tcmu-runner, which has no such handler, answers ENOENT and fails the enable.
+        nl_reply = common.saved_value(configfs.read(so.path + "/attrib/nl_reply_supported") or "")
+        if isinstance(nl_reply, int) and nl_reply <= 0:
+            control.append(f"nl_reply_supported={nl_reply}")
         return {"wwn": so.wwn, "size": so.size, "config": None if cfg == "NULL" else cfg,
                 "hw_max_sectors": int(common.info_value(so, "HwMaxSectors") or 0),
                 "control": ",".join(control)}

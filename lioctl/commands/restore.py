@@ -21,18 +21,16 @@ EPILOG = f"""examples:
   lioctl restore                    the distribution's file ({store.DEFAULT})
   lioctl restore /root/lio-backup.json --dry-run
   lioctl restore --boot             best effort, as lioctl-restore.service does at boot
-
-Without --boot a restore is all-or-nothing: on any failure nothing changes (exit 1).
-With --boot each object the kernel refuses (a portal whose address is not up yet, a device
-it cannot open) is rolled back alone and named on standard error with its reason, what
-depends on it is skipped and named, the rest is restored, and the exit status is 3."""
-PARTIAL = 3  # restore --boot restored some objects, not all (lioctl(8), EXIT STATUS)
-
-
-EPILOG = """examples:
-  lioctl restore /etc/target/saveconfig.json
   lioctl restore --target iqn.2003-01.org.example:t1 --prune   # only that target
-  lioctl restore saved.json storage_object=disk1               # targetcli's key form"""
+  lioctl restore saved.json storage_object=disk1               # targetcli's key form
+
+Without --boot a restore is all-or-nothing: on any failure (a backing file or device that
+is not there included) nothing changes (exit 1).
+With --boot each object that cannot be made (a missing backing file or device, a portal
+whose port is taken, a device another program holds) is rolled back alone and named on
+standard error with its reason, what depends on it is skipped and named, the rest is
+restored, and the exit status is 3."""
+PARTIAL = 3  # restore --boot restored some objects, not all (lioctl(8), EXIT STATUS)
 
 
 def configure(p):
@@ -54,8 +52,6 @@ def configure(p):
                         "objects its LUNs use); every other object and its sessions are left alone")
     p.add_argument("--storage-object", metavar="NAME",
                    help="restore only this storage object (NAME or PLUGIN/NAME)")
-    p.epilog = EPILOG
-    p.formatter_class = argparse.RawDescriptionHelpFormatter
     # `restore FILE --prune target=IQN`: key forms may follow options, as in targetcli
     p.parse_args = p.parse_intermixed_args
 
@@ -153,7 +149,7 @@ def run(args) -> int:
         else:
             render.print_text("\n".join(ch.lines) or "nothing to change")
         return 0
-    loaded = load.read(args.file)  # every check before any module loads or lock is taken
+    loaded = load.read(args.file, boot=args.boot)  # every check before any module loads or lock is taken
     configfs.ensure_ready()
     if args.boot:
         return _run_boot(args, loaded)

@@ -7,6 +7,7 @@ one plan: restore tries the whole file as one plan first and comes here only if 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from lioctl.errors import LioError
@@ -15,6 +16,9 @@ from lioctl.saveconfig import restore_plan
 from lioctl.tree import snapshot
 from lioctl.tree.fabrics import spec_for
 from lioctl.tree.targets import portal_name
+
+
+_SUB_PATH = re.compile(r"^(storage_objects|targets|fabric_modules)\[0\]: ")
 
 
 @dataclass
@@ -35,7 +39,9 @@ def _attempt(out: Outcome, label: str, sub: dict, record: bool = True) -> bool:
         executor.execute(ch.plan)
     except LioError as e:
         if record:
-            out.failed.append(f"{label}: {e}")
+            # the label names the object; the JSON path planning put first is the one of this
+            # one-object piece (always [0]), not of the saved file, and would only mislead
+            out.failed.append(f"{label}: {_SUB_PATH.sub('', str(e))}")
         return False
     out.changes += ch.lines
     return True

@@ -96,8 +96,9 @@ class _BadNumber(ValueError):
     pass
 
 
-def read(path: str) -> tuple[dict, list[str]]:
-    """Parsed and checked config + the unknown keys found (reported, and kept by save)."""
+def read(path: str, boot: bool = False) -> tuple[dict, list[str]]:
+    """Parsed and checked config + the unknown keys found (reported, and kept by save).
+    boot: a missing backing file or device is left for the restore to name (see check)."""
     shown = _printable_path(path)
     try:
         with open(path, "rb") as f:
@@ -111,7 +112,7 @@ def read(path: str) -> tuple[dict, list[str]]:
     except UnicodeDecodeError as e:
         line = raw.count(b"\n", 0, e.start) + 1
         raise LioError(f"{shown}: not valid UTF-8 (line {line}, byte {e.start + 1} of the file)") from None
-    return check(parse(text, shown))
+    return check(parse(text, shown), boot)
 
 
 def parse(text: str, shown: str = "saveconfig"):
@@ -149,9 +150,10 @@ def _where(text: str, token: str) -> str:
     return f" (line {line}, column {column})"
 
 
-def check(data) -> tuple[dict, list[str]]:
+def check(data, boot: bool = False) -> tuple[dict, list[str]]:
     """The checked document (WWNs normalised in place) and the JSON paths of its unknown keys.
-    Each object is checked by its own function below; a storage object's own keys by its kind."""
+    Each object is checked by its own function below; a storage object's own keys by its kind.
+    boot: a backing file or device that is not there is no fault of the file (Kind.check_backing)."""
     warnings: list[str] = []
     if not isinstance(data, dict) or not ({"storage_objects", "targets"} & set(data) or data == {}):
         raise LioError("not a saveconfig file: expected an object with storage_objects and targets")
@@ -159,7 +161,7 @@ def check(data) -> tuple[dict, list[str]]:
     sos = typed(data.get("storage_objects", []), list, "storage_objects", "storage_objects")
     alua_groups: dict[tuple[str, str], set[str]] = {}  # each storage object's ALUA group names
     for i, so in enumerate(sos):
-        _storage_object(so, f"storage_objects[{i}]", sos[:i], alua_groups, warnings)
+        _storage_object(so, f"storage_objects[{i}]", sos[:i], alua_groups, warnings, boot)
     tseen: set[tuple[str, str]] = set()
     for i, t in enumerate(typed(data.get("targets", []), list, "targets", "targets")):
         _target(t, f"targets[{i}]", tseen, alua_groups, warnings)
@@ -169,7 +171,8 @@ def check(data) -> tuple[dict, list[str]]:
     return data, warnings
 
 
-def _storage_object(so, p: str, earlier: list[dict], alua_groups: dict, warnings: list[str]) -> None:
+def _storage_object(so, p: str, earlier: list[dict], alua_groups: dict, warnings: list[str],
+                    boot: bool) -> None:
     typed(so, dict, p, "a storage object")
     _unknown(so, "so", p, warnings)
     name = _name(so, "name", p, "storage object name")
@@ -179,6 +182,8 @@ def _storage_object(so, p: str, earlier: list[dict], alua_groups: dict, warnings
     if (plugin, name) in alua_groups:
         err(p, f"duplicate storage object {plugin}/{name}")
     KINDS[plugin].check_saved(so, p, [e for e in earlier if e["plugin"] == plugin])
+    if not boot:
+        KINDS[plugin].check_backing(so, p)
     for key in ("write_back", "readonly", "nullio", "aio", "exclusive"):
         if key in so and not isinstance(so[key], bool):
             err(f"{p}.{key}", f"{key} must be true/false, not {shown(so[key])}")
