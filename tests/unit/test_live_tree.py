@@ -117,7 +117,7 @@ def test_dump_holds_each_kinds_own_keys(live):
     assert so["p1"]["dev"].startswith("/dev/sd")
     assert so["u1"]["config"] == "lioctl_file//tmp/lioctl-capture/u1.img"
     assert so["u2"]["size"] == 2 << 20 and so["u2"]["hw_max_sectors"] == 2048
-    assert so["u1"]["control"] == "max_data_area_mb=1024"
+    assert so["u1"]["control"] == "max_data_area_mb=1024,nl_reply_supported=-1"  # Debian targetcli: no wait on enable
     assert [g["name"] for g in so["r1"]["alua_tpgs"]] == ["ag1", "default_tg_pt_gp"]
     t = next(t for t in d["targets"] if t["fabric"] == "iscsi")
     tpg1 = t["tpgs"][0]
