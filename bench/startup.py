@@ -9,6 +9,9 @@ Every round is printed, then the median: wall time, and the CPU time the process
     /opt/lioctl-venv/bin/python bench/startup.py --against /tmp/old-checkout
         # this checkout's lioctl --help / --version and another's, round by round alternately
         # (both run as `python -c ...` with PYTHONPATH set, so only the code differs)
+
+With PYTHONDONTWRITEBYTECODE set, run `python -m compileall -q lioctl` in each checkout
+first: a module without bytecode is compiled again in every round.
 """
 
 from __future__ import annotations

@@ -272,7 +272,18 @@ def bounded(fn, timeout: float, default):
     t = threading.Thread(target=run, daemon=True)
     t.start()
     t.join(timeout)
+    if t.is_alive():
+        # librados, still connecting on that thread, crashes the interpreter's teardown
+        # (SIGSEGV, unflushed output): leave at once when the command is done
+        import atexit
+        atexit.register(_leave_now)
     return out[0]
+
+
+def _leave_now() -> None:
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def complete_names(prefix: str, spec_options: dict | None = None, timeout: float = 2.0) -> list[str]:
@@ -310,31 +321,6 @@ def spec_from(arg: str, options: dict) -> RbdSpec:
         return rbdspec.parse_spec(arg, **options)
     except rbdspec.SpecError as e:
         raise LioError(str(e)) from None
-
-
-def plan_user_rbd(snap, name: str, size, arg: str, options: dict, create: bool = False, grow: bool = False,
-                  **kw):
-    """`create NAME [SIZE] rbd:POOL/IMAGE[@SNAP]`: a lioctl_rbd user backstore, the image made
-    (create) or grown (grow) first; size omitted = the image's."""
-    from lioctl.tree import backstores as bs
-    from lioctl.units import parse_size
-    spec = spec_from(arg, options)
-    if spec.read_only and (create or grow):
-        raise LioError(f"snapshot {spec.name} is read-only: it cannot be created or grown here")
-    existing = [so for so in snap.storage_objects.values() if so.plugin == "user" and so.user_config
-                and so.user_config.startswith("lioctl_rbd/")]
-    from lioctl.tcmu import rbdspec
-    for so in existing:
-        try:
-            other = rbdspec.parse_config(so.user_config[len("lioctl_rbd/"):])
-        except rbdspec.SpecError:
-            continue
-        if other.same_image(spec):
-            raise LioError(f"RBD image {spec.pool}/{spec.image} is already served by {so.tree_path}")
-    lun_size, before = resolve(spec, parse_size(size) if size else None, create, grow)
-    plan = bs.plan_user(snap, name, lun_size, spec.config(), rbdspec.SUBTYPE, **kw)
-    plan.ops[0:0] = before
-    return plan
 
 
 def served_by(snap, spec: RbdSpec, loose: bool = False) -> list:

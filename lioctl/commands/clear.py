@@ -8,7 +8,7 @@ from lioctl import configfs, render
 from lioctl.errors import LioError
 from lioctl.lock import write_lock
 from lioctl.plan import executor, script
-from lioctl.saveconfig import diff
+from lioctl.saveconfig import restore_plan
 from lioctl.tree import snapshot
 
 HELP = "remove the whole target configuration"
@@ -20,7 +20,7 @@ def configure(p):
 
 def run(args) -> int:
     if args.dry_run:
-        sys.stdout.write(script.render(diff.plan_clear(snapshot.read()), "clear", args.show_secrets))
+        sys.stdout.write(script.render(restore_plan.plan_clear(snapshot.read()), "clear", args.show_secrets))
         return 0
     snap = snapshot.read()
     n_t = sum(1 for _ in snap.targets())
@@ -34,7 +34,7 @@ def run(args) -> int:
             return 1
     configfs.ensure_ready()
     with write_lock():
-        plan = diff.plan_clear(snapshot.read())
+        plan = restore_plan.plan_clear(snapshot.read())
         executor.execute(plan)
     if args.json:
         render.print_json({"targets_removed": n_t, "storage_objects_removed": n_s})

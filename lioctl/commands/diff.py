@@ -5,7 +5,7 @@ removes them only with --prune)."""
 from __future__ import annotations
 
 from lioctl import render
-from lioctl.saveconfig import diff, load, store
+from lioctl.saveconfig import load, restore_plan, store
 from lioctl.tree import snapshot
 
 HELP = "show what restore would change (exit 1 if anything differs)"
@@ -22,7 +22,7 @@ def run(args) -> int:
     load.report_unknown(unknown)
     # one pass with prune: its lines are restore's plus the objects the file lacks (reading the
     # running configuration twice doubled diff's time on a large configuration)
-    ch = diff.plan_restore(snapshot.read(), desired, prune=True)
+    ch = restore_plan.plan_restore(snapshot.read(), desired, prune=True)
     if args.json:
         render.print_json({"differs": bool(ch.lines), "changes": ch.lines})
     elif ch.lines:

@@ -13,10 +13,13 @@ import sys
 import uuid
 
 from lioctl import configfs, render, wwn as wwnmod
+from lioctl.backstores import block, fileio, user
+from lioctl.backstores.common import free_hba, object_path
 from lioctl.errors import LioError, UsageError
 from lioctl.names import check_object_name
 from lioctl.plan import Modprobe, Mount, Plan
-from lioctl.tree import backstores as bs, snapshot, targets as tg
+from lioctl.tcmu.backends.file import FileBackend
+from lioctl.tree import snapshot, targets as tg
 from lioctl.tree.fabrics import spec_for
 
 HELP = "export a file, block device or Ceph RBD image as an iSCSI target in one step"
@@ -113,8 +116,7 @@ def find_export(snap, device: str):
     """(target, storage object) already exporting this device over iSCSI, if any."""
     real = os.path.realpath(device)
     for so in snap.storage_objects.values():
-        if so.udev_path and os.path.realpath(so.udev_path) == real or \
-                so.plugin == "user" and so.user_config.endswith("/" + real):
+        if so.kind.backed_by(so, real):
             for lun in so.luns:
                 if lun.tpg.target.fabric.name == "iscsi":
                     return lun.tpg.target, so
@@ -147,46 +149,21 @@ def find_rbd_export(snap, spec):
 
 def build(args, snap) -> tuple[Plan, dict]:
     spec = rbd_spec(args)
-    if spec is not None:
-        return build_rbd(args, snap, spec)
-    device = os.path.abspath(args.device)
-    if not os.path.exists(device) and args.lun_size:
-        kind = "file"  # created sparse with --lun-size, like fileio create
+    if spec is not None:        # an RBD image: a lioctl_rbd user backstore (lioctl/ceph.py)
+        device = kind = args.device
+        base = spec.image + (f"_{spec.snap}" if spec.snap else "")
+        name = check_object_name(args.name or default_name(base), "backstore name")
+        # RFC 3722: no '_' in an IQN (LIO takes it, open-iscsi's discovery refuses the target)
+        iqn_base = base.replace("_", "-")
     else:
-        kind = check_device(device)
-    name = check_object_name(args.name or default_name(device), "backstore name")
-    iqn, parsed, acls, chap, mutual = checked_common(args, snap, device, name)
-
-    plugin = "user" if args.user else "block" if kind == "block" else "fileio"
-    # Deterministic serial and LUN link name: the --dry-run script makes exactly this tree.
-    serial = str(uuid.uuid5(uuid.NAMESPACE_URL, f"lioctl:{iqn}:{plugin}/{name}"))
-    plan = Plan()
-    plan.add(Mount(configfs.CONFIGFS_MOUNT))
-    plan.add(Modprobe("target_core_mod"))
-    if plugin == "user":
-        if args.lun_size:
-            size = args.lun_size
-        elif kind == "block":
-            size = bs.block_device_size(device)
+        device = iqn_base = os.path.abspath(args.device)
+        if not os.path.exists(device) and args.lun_size:
+            kind = "file"  # created sparse with --lun-size, like fileio create
         else:
-            size = os.path.getsize(device)
-            if not size:
-                raise LioError(f"file {device} is empty; give --lun-size to use it")
-        sub = bs.plan_user(snap, name, size, device, "lioctl_file", wwn=serial,
-                           write_back=not args.readonly)
-    elif plugin == "fileio":
-        # fileio has no read-only mode: --readonly write-protects the mapped LUN / demo mode
-        sub = bs.plan_fileio(snap, name, device, args.lun_size, write_back=not args.readonly,
-                             wwn=serial)
-    else:
-        sub = bs.plan_block(snap, name, device, True if args.readonly else None, wwn=serial)
-    return finish(args, snap, plan, sub, name, iqn, parsed, acls, chap, mutual, plugin, device)
-
-
-def checked_common(args, snap, device: str, name: str):
-    """(iqn, portals, acls, chap, mutual): the target side's inputs, each checked."""
-    iqn, _ = wwnmod.normalize(("iqn",), args.iqn or default_iqn(device), "target IQN")
-    portals = args.portal or ["0.0.0.0:3260"]
+            kind = check_device(device)
+        name = check_object_name(args.name or default_name(device), "backstore name")
+    iqn, _ = wwnmod.normalize(("iqn",), args.iqn or default_iqn(iqn_base), "target IQN")
+    portals = args.portal or [spec_for("iscsi").default_portal]
     parsed = []
     for text in portals:
         ip, port, pname = tg.parse_portal(text)
@@ -207,54 +184,47 @@ def checked_common(args, snap, device: str, name: str):
         acls.append(w)
     if "iscsi" in snap.fabrics and iqn in snap.fabrics["iscsi"].targets:
         raise LioError(f"target {iqn} already exists; choose another with --iqn")
-    return iqn, parsed, acls, chap, mutual
 
-
-def build_rbd(args, snap, spec) -> tuple[Plan, dict]:
-    """An RBD image through a lioctl_rbd user backstore (lioctl's handler, librbd's aio)."""
-    from lioctl import ceph as rbd_admin
-    base = spec.image + (f"_{spec.snap}" if spec.snap else "")
-    name = check_object_name(args.name or default_name(base), "backstore name")
-    # RFC 3722: no '_' in an IQN (LIO takes it, open-iscsi's discovery refuses the target)
-    iqn, parsed, acls, chap, mutual = checked_common(args, snap, base.replace("_", "-"), name)
-    serial = str(uuid.uuid5(uuid.NAMESPACE_URL, f"lioctl:{iqn}:user/{name}"))
+    backstore = user.KIND if args.user or spec else block.KIND if kind == "block" else fileio.KIND
+    # Deterministic serial and LUN link name: the --dry-run script makes exactly this tree.
+    serial = str(uuid.uuid5(uuid.NAMESPACE_URL, f"lioctl:{iqn}:{backstore.name}/{name}"))
+    hba = free_hba(backstore)
     plan = Plan()
     plan.add(Mount(configfs.CONFIGFS_MOUNT))
     plan.add(Modprobe("target_core_mod"))
-    sub = rbd_admin.plan_user_rbd(snap, name, args.lun_size, args.device,
-                                  {"conf": spec.conf, "id": spec.id, "keyring": spec.keyring,
-                                   "cluster": spec.cluster}, create=args.create, grow=args.grow, wwn=serial,
-                                  write_back=not args.readonly)
-    return finish(args, snap, plan, sub, name, iqn, parsed, acls, chap, mutual, "user", args.device)
-
-
-def finish(args, snap, plan, sub, name, iqn, parsed, acls, chap, mutual, plugin, device):
-    """The target, TPG, LUN, portals and ACLs over the backstore sub made."""
+    if spec is not None:
+        sub = user.plan_user_rbd(snap, name, args.lun_size, args.device,
+                                 {"conf": spec.conf, "id": spec.id, "keyring": spec.keyring, "cluster": spec.cluster},
+                                 create=args.create, grow=args.grow, wwn=serial, write_back=not args.readonly,
+                                 hba=hba)
+    elif backstore is user.KIND:
+        size = args.lun_size or FileBackend.medium_size(device)
+        if not size:
+            raise LioError(f"file {device} is empty; give --lun-size to use it")
+        sub = user.plan_user(snap, name, size, device, "lioctl_file", wwn=serial,
+                             write_back=not args.readonly, hba=hba)
+    elif backstore is fileio.KIND:
+        # fileio has no read-only mode: --readonly write-protects the mapped LUN / demo mode
+        sub = fileio.plan_fileio(snap, name, device, args.lun_size, write_back=not args.readonly,
+                                 wwn=serial, hba=hba)
+    else:
+        sub = block.plan_block(snap, name, device, True if args.readonly else None, wwn=serial, hba=hba)
     plan.extend(sub)
-    so_path = [op.path for op in sub if type(op).__name__ == "Mkdir"][-1]
 
-    spec = spec_for("iscsi")
-    plan.add(Modprobe(spec.module))
-    if "iscsi" not in snap.fabrics and not os.path.isdir(tg.fabric_path("iscsi")):
-        plan.mkdir(tg.fabric_path("iscsi"))
-    tpath = f"{tg.fabric_path('iscsi')}/{iqn}"
-    tpg = f"{tpath}/tpgt_1"
-    plan.mkdir(tpath)
-    plan.mkdir(tpg)
-    plan.mkdir(f"{tpg}/lun/lun_0")
-    plan.symlink(f"{tpg}/lun/lun_0/{name}", so_path)
+    target, _ = tg.plan_target(snap, "iscsi", iqn, default_portal=False, enable=False)
+    plan.extend(target)
+    tpg = f"{tg.fabric_path('iscsi')}/{iqn}/tpgt_1"
+    lun = tg.tpg_lun_path(tpg, 0)
+    plan.extend(tg.plan_luns_at(tpg, [(0, object_path(hba, name), name)]))
     for _, _, pname in parsed:
-        plan.mkdir(f"{tpg}/np/{pname}")
+        plan.extend(tg.plan_portal_at(tpg, pname))
     if acls:
         plan.write(f"{tpg}/attrib/generate_node_acls", "0")
         plan.write(f"{tpg}/attrib/authentication", "1" if chap else "0")
         for a in acls:
-            apath = f"{tpg}/acls/{a}"
-            plan.mkdir(apath)
-            plan.mkdir(f"{apath}/lun_0")
-            plan.symlink(f"{apath}/lun_0/{name}", f"{tpg}/lun/lun_0")
-            if args.readonly:
-                plan.write(f"{apath}/lun_0/write_protect", "1")
+            sub, apath = tg.plan_acl_at(tpg, a)
+            plan.extend(sub)
+            plan.extend(tg.plan_mapped_lun_at(apath, 0, lun, bool(args.readonly), alias=name))
             if chap:
                 plan.extend(tg.plan_chap(f"{apath}/auth", chap[0], chap[1],
                                          mutual[0] if mutual else None, mutual[1] if mutual else None))
@@ -263,7 +233,7 @@ def finish(args, snap, plan, sub, name, iqn, parsed, acls, chap, mutual, plugin,
         plan.write(f"{tpg}/attrib/generate_node_acls", "1")
         plan.write(f"{tpg}/attrib/demo_mode_write_protect", "1" if args.readonly else "0")
     plan.write(f"{tpg}/enable", "1")
-    info = {"target": iqn, "tpg": 1, "lun": 0, "backstore": f"/backstores/{plugin}/{name}",
+    info = {"target": iqn, "tpg": 1, "lun": 0, "backstore": f"/backstores/{backstore.name}/{name}",
             "device": device, "portals": [p[2] for p in parsed], "acls": acls,
             "chap": bool(chap), "mutual_chap": bool(mutual), "readonly": bool(args.readonly)}
     return plan, info

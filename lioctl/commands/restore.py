@@ -9,29 +9,28 @@ import argparse
 import sys
 
 from lioctl import configfs, render
+from lioctl.backstores import common as bsc
 from lioctl.errors import LioError, UsageError
 from lioctl.lock import write_lock
 from lioctl.plan import executor, script
-from lioctl.saveconfig import diff, load, store
-from lioctl.tree import backstores as bs, snapshot, targets as tg
+from lioctl.saveconfig import load, restore_plan, store
+from lioctl.tree import snapshot, targets as tg
 
 HELP = "apply a saved configuration, changing only what differs"
 EPILOG = f"""examples:
   lioctl restore                    the distribution's file ({store.DEFAULT})
   lioctl restore /root/lio-backup.json --dry-run
   lioctl restore --boot             best effort, as lioctl-restore.service does at boot
-
-Without --boot a restore is all-or-nothing: on any failure nothing changes (exit 1).
-With --boot each object the kernel refuses (a portal whose address is not up yet, a device
-it cannot open) is rolled back alone and named on standard error with its reason, what
-depends on it is skipped and named, the rest is restored, and the exit status is 3."""
-PARTIAL = 3  # restore --boot restored some objects, not all (lioctl(8), EXIT STATUS)
-
-
-EPILOG = """examples:
-  lioctl restore /etc/target/saveconfig.json
   lioctl restore --target iqn.2003-01.org.example:t1 --prune   # only that target
-  lioctl restore saved.json storage_object=disk1               # targetcli's key form"""
+  lioctl restore saved.json storage_object=disk1               # targetcli's key form
+
+Without --boot a restore is all-or-nothing: on any failure (a backing file or device that
+is not there included) nothing changes (exit 1).
+With --boot each object that cannot be made (a missing backing file or device, a portal
+whose port is taken, a device another program holds) is rolled back alone and named on
+standard error with its reason, what depends on it is skipped and named, the rest is
+restored, and the exit status is 3."""
+PARTIAL = 3  # restore --boot restored some objects, not all (lioctl(8), EXIT STATUS)
 
 
 def configure(p):
@@ -53,8 +52,6 @@ def configure(p):
                         "objects its LUNs use); every other object and its sessions are left alone")
     p.add_argument("--storage-object", metavar="NAME",
                    help="restore only this storage object (NAME or PLUGIN/NAME)")
-    p.epilog = EPILOG
-    p.formatter_class = argparse.RawDescriptionHelpFormatter
     # `restore FILE --prune target=IQN`: key forms may follow options, as in targetcli
     p.parse_args = p.parse_intermixed_args
 
@@ -89,31 +86,31 @@ def compute(args, loaded=None):
     if scope:
         return _compute_scoped(args, snap, desired, scope), unknown
     if args.clear:
-        ch = diff.Change(diff.plan_clear(snap))
+        ch = restore_plan.Change(restore_plan.plan_clear(snap))
         ch.lines.append("- everything (--clear)")
-        rest = diff.plan_restore(snapshot.Snapshot(mounted=snap.mounted), desired)
+        rest = restore_plan.plan_restore(snapshot.Snapshot(mounted=snap.mounted), desired)
         ch.plan.extend(rest.plan)
         ch.lines += [ln for ln in rest.lines]
         return ch, unknown
-    return diff.plan_restore(snap, desired, prune=args.prune), unknown
+    return restore_plan.plan_restore(snap, desired, prune=args.prune), unknown
 
 
-def _compute_scoped(args, snap, desired, scope) -> diff.Change:
-    view, part, label = diff.scope(snap, desired, **scope)
+def _compute_scoped(args, snap, desired, scope) -> restore_plan.Change:
+    view, part, label = restore_plan.scope(snap, desired, **scope)
     if args.clear:  # remove what is in scope, then make it as the file has it
-        ch = diff.Change(tg.plan_delete_targets(list(view.targets())))
+        ch = restore_plan.Change(tg.plan_delete_targets(list(view.targets())))
         for so in view.storage_objects.values():
             for lun in so.luns:  # LUNs of other targets: check_within refuses them below
                 if lun.path not in ch.plan.removed:
                     ch.plan.extend(tg.plan_delete_lun(lun))
-        ch.plan.extend(bs.plan_remove_objects(snap, list(view.storage_objects.values())))
+        ch.plan.extend(bsc.plan_remove_objects(snap, list(view.storage_objects.values())))
         ch.lines.append(f"- {label} (--clear)")
-        rest = diff.plan_restore(snapshot.Snapshot(mounted=snap.mounted), part)
+        rest = restore_plan.plan_restore(snapshot.Snapshot(mounted=snap.mounted), part)
         ch.plan.extend(rest.plan)
         ch.lines += rest.lines
     else:
-        ch = diff.plan_restore(view, part, prune=args.prune)
-    diff.check_within(ch, view, label)
+        ch = restore_plan.plan_restore(view, part, prune=args.prune)
+    restore_plan.check_within(ch, view, label)
     return ch
 
 
@@ -152,7 +149,7 @@ def run(args) -> int:
         else:
             render.print_text("\n".join(ch.lines) or "nothing to change")
         return 0
-    loaded = load.read(args.file)  # every check before any module loads or lock is taken
+    loaded = load.read(args.file, boot=args.boot)  # every check before any module loads or lock is taken
     configfs.ensure_ready()
     if args.boot:
         return _run_boot(args, loaded)

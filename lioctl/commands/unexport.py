@@ -7,9 +7,10 @@ import os
 import sys
 
 from lioctl import configfs, render
+from lioctl.backstores import common as bsc
 from lioctl.errors import LioError
 from lioctl.plan import Plan
-from lioctl.tree import backstores as bs, snapshot, targets as tg
+from lioctl.tree import snapshot, targets as tg
 
 HELP = "remove a target made by export, and its backstore if unused"
 
@@ -45,8 +46,7 @@ def build(snap, what: str) -> tuple[Plan, dict]:
     else:
         real = os.path.realpath(what)
         sos = [so for so in snap.storage_objects.values()
-               if so.udev_path and os.path.realpath(so.udev_path) == real
-               or so.plugin == "user" and so.user_config.endswith("/" + real)]
+               if so.kind.backed_by(so, real)]
         if not sos:
             raise LioError(f"{what} is not exported")
         for so in sos:
@@ -72,7 +72,7 @@ def build(snap, what: str) -> tuple[Plan, dict]:
         if others:
             kept.append(so.tree_path)
             continue
-        plan.extend(bs.plan_remove_object(snap, so))
+        plan.extend(bsc.plan_remove_objects(snap, [so]))
         removed.append(so.tree_path)
     return plan, {"targets": [t.wwn for t in targets], "backstores_removed": removed,
                   "backstores_kept": kept}

@@ -10,7 +10,7 @@ import os
 import shlex
 
 from lioctl import configfs, prefs
-from lioctl.tree.nodes import Node, resolve
+from lioctl.tree.nodes import BackstoreKind, Node, resolve
 from lioctl.tree.params import allowed_values
 from lioctl.tree.targets import local_addresses
 from lioctl.verbs import VERBS
@@ -234,22 +234,24 @@ class Candidates:
                     yield f"{p}=", "parameter"
 
     def params_of(self, node: Node, cmd: str, fn) -> list[str]:
-        if cmd == "create" and hasattr(node, "_create_" + node.name):
-            fn = getattr(node, "_create_" + node.name)
+        fn = node.help_target(cmd)     # a backstore kind's create: that kind's parameters
         return [p.name for p in inspect.signature(fn).parameters.values()
                 if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
 
     def value_for(self, node: Node, param: str, word: str):
         snap = self.session.snap()
+        what = node.completion(param) if isinstance(node, BackstoreKind) else None
         if param == "storage_object":
             for so in snap.storage_objects.values():
                 if so.tree_path.startswith(word):
                     yield so.tree_path, "backstore"
             if word and not word.startswith("/backstores"[: len(word)]):
                 yield from self.files(word)
-        elif param in ("file_or_dev", "file") or param == "cfgstring" and node.name == "user:lioctl_file":
+        elif callable(what):        # a TCMU subtype's own candidates
+            yield from ((v, m) for v, m in what(word))
+        elif param == "file" or what == "file":
             yield from self.files(word)
-        elif param == "dev":
+        elif what == "block device":
             for d in sorted(glob.glob("/dev/sd*") + glob.glob("/dev/loop[0-9]*") + glob.glob("/dev/vd*")
                             + glob.glob("/dev/nvme*n*") + glob.glob("/dev/mapper/*")):
                 if d.startswith(word):

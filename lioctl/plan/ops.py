@@ -208,7 +208,6 @@ class Incomplete(Exception):
 _WORDS = {"alua_access_type": ("None", "Implicit", "Explicit", "Implicit and Explicit"),
           "alua_access_status": ("None", "Altered by Explicit STPG", "Altered by Implicit ALUA")}
 _SKIP_GROUPS = {"statistics", "fabric_statistics"}
-_WRITABLE_BY_LAYOUT: dict[tuple[str, ...], frozenset[str]] = {}
 
 
 def _writable_form(name: str, shown: str) -> str | None:
@@ -234,13 +233,9 @@ def capture(path: str, recursive: bool = True) -> tuple[tuple[str, str], ...]:
     try:
         with os.scandir(dfd) as it:
             entries = sorted(it, key=lambda e: e.name)
-        files = tuple(e.name for e in entries if e.is_file(follow_symlinks=False))
-        writable = _WRITABLE_BY_LAYOUT.get(files)
-        if writable is None:
-            writable = frozenset(e.name for e in entries if e.is_file(follow_symlinks=False)
-                                 and e.stat(follow_symlinks=False).st_mode & 0o600 == 0o600)
-            _WRITABLE_BY_LAYOUT[files] = writable
-        for name in files:
+        files = [e for e in entries if e.is_file(follow_symlinks=False)]
+        writable = configfs.writable_names(files)
+        for name in (e.name for e in files):
             if name in writable:
                 shown = configfs.read(name, None, dfd)
                 value = None if shown is None else _writable_form(name, shown)

@@ -7,13 +7,18 @@ one plan: restore tries the whole file as one plan first and comes here only if 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from lioctl.errors import LioError
 from lioctl.plan import executor
-from lioctl.saveconfig import diff
+from lioctl.saveconfig import restore_plan
 from lioctl.tree import snapshot
 from lioctl.tree.fabrics import spec_for
+from lioctl.tree.targets import portal_name
+
+
+_SUB_PATH = re.compile(r"^(storage_objects|targets|fabric_modules)\[0\]: ")
 
 
 @dataclass
@@ -30,24 +35,16 @@ class Outcome:
 def _attempt(out: Outcome, label: str, sub: dict, record: bool = True) -> bool:
     """Plan `sub` against the running configuration and run it; False (rolled back) if it fails."""
     try:
-        ch = diff.plan_restore(snapshot.read(), sub)
+        ch = restore_plan.plan_restore(snapshot.read(), sub)
         executor.execute(ch.plan)
     except LioError as e:
         if record:
-            out.failed.append(f"{label}: {e}")
+            # the label names the object; the JSON path planning put first is the one of this
+            # one-object piece (always [0]), not of the saved file, and would only mislead
+            out.failed.append(f"{label}: {_SUB_PATH.sub('', str(e))}")
         return False
     out.changes += ch.lines
     return True
-
-
-def _portal_name(pw: dict) -> str:
-    ip = pw["ip_address"].strip("[]")
-    return f"[{ip}]:{pw['port']}" if ":" in ip else f"{ip}:{pw['port']}"
-
-
-def _so_key(path: str) -> tuple[str, str]:
-    parts = path.strip("/").split("/")
-    return parts[1], parts[2]
 
 
 def restore(desired: dict) -> Outcome:
@@ -97,7 +94,7 @@ def _tpg(out: Outcome, t: dict, tw: dict, held: bool, sos_ok: set, only) -> None
     label = f"{t['wwn']} TPG {tw['tag']}"
     luns, bad_luns = [], set()
     for lw in tw.get("luns", []):
-        if _so_key(lw["storage_object"]) in sos_ok:
+        if restore_plan.so_key(lw["storage_object"]) in sos_ok:
             luns.append(lw)
         else:
             bad_luns.add(lw["index"])
@@ -110,7 +107,7 @@ def _tpg(out: Outcome, t: dict, tw: dict, held: bool, sos_ok: set, only) -> None
             if not _attempt(out, f"{label} LUN {lw['index']}", only(tw, held, luns=[lw])):
                 bad_luns.add(lw["index"])
         for pw in portals:
-            _attempt(out, f"{label} portal {_portal_name(pw)}", only(tw, held, portals=[pw]))
+            _attempt(out, f"{label} portal {portal_name(pw['ip_address'], pw['port'])}", only(tw, held, portals=[pw]))
         for aw in acls:
             _attempt(out, f"{label} ACL {aw['node_wwn']}",
                      only(tw, held, acls=[_acl_without(out, label, aw, bad_luns)]))

@@ -8,11 +8,9 @@ from dataclasses import dataclass, field
 from functools import cached_property
 
 from lioctl import configfs
+from lioctl.backstores import BY_HBA, KINDS
+from lioctl.backstores.common import Kind
 
-# HBA dir prefix <-> targetcli backstore name
-PLUGIN_OF_HBA = {"fileio": "fileio", "iblock": "block", "rd_mcp": "ramdisk",
-                 "pscsi": "pscsi", "user": "user"}
-HBA_OF_PLUGIN = {v: k for k, v in PLUGIN_OF_HBA.items()}
 NOT_FABRICS = {"core", "version", "dbroot"}
 
 
@@ -24,25 +22,6 @@ def _entries(path: str):
         return []
 
 
-def read_group(path: str) -> dict[str, str]:
-    """All readable attribute files of a configfs group (attrib/, param/, auth/...)."""
-    try:
-        dfd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    except OSError:
-        return {}
-    try:
-        with os.scandir(dfd) as it:
-            names = sorted(e.name for e in it if e.is_file(follow_symlinks=False))
-        out = {}
-        for n in names:
-            v = configfs.read(n, None, dfd)
-            if v is not None:
-                out[n] = v
-        return out
-    finally:
-        os.close(dfd)
-
-
 @dataclass(eq=False)
 class StorageObject:
     plugin: str
@@ -50,6 +29,15 @@ class StorageObject:
     name: str
     path: str
     luns: list["Lun"] = field(default_factory=list)
+
+    @property
+    def kind(self) -> Kind:
+        """What is specific to its kind (lioctl/backstores/)."""
+        return KINDS[self.plugin]
+
+    def fresh(self) -> "StorageObject":
+        """The same object with nothing read yet: values read from now on."""
+        return StorageObject(self.plugin, self.hba, self.name, self.path)
 
     @property
     def tree_path(self) -> str:
@@ -84,30 +72,15 @@ class StorageObject:
 
     @cached_property
     def udev_path(self) -> str:
-        p = configfs.read(self.path + "/udev_path", "") or ""
-        if not p and self.plugin == "fileio":
-            p = self.info.get("File", "")
-        return p
+        return configfs.read(self.path + "/udev_path", "") or self.kind.device(self)
 
     @cached_property
     def size(self) -> int:
-        """Bytes, from what the kernel reports for each plugin."""
-        i = self.info
+        """Bytes, from what the kernel reports for its kind."""
         try:
-            if self.plugin == "fileio":
-                return int(i.get("Size", 0))
-            if self.plugin == "ramdisk":
-                pages, page_size = i.get("PAGES/PAGE_SIZE", "0*0").split("*")
-                return int(pages) * int(page_size)
-            if self.plugin == "user":
-                return int(i.get("Size", 0))
-            if self.plugin in ("block", "pscsi"):
-                dev = os.path.basename(os.path.realpath(self.udev_path)) if self.udev_path else ""
-                sectors = configfs.read(f"/sys/class/block/{dev}/size") if dev else None
-                return int(sectors) * 512 if sectors else 0
+            return self.kind.size(self)
         except ValueError:
-            pass
-        return 0
+            return 0
 
     @cached_property
     def wwn(self) -> str:
@@ -117,10 +90,6 @@ class StorageObject:
     @cached_property
     def write_back(self) -> bool:
         return self.attr("attrib", "emulate_write_cache") == "1"
-
-    @cached_property
-    def readonly(self) -> bool:
-        return self.info.get("readonly", "0") == "1" or "ro" == self.info.get("Mode", "")
 
     @cached_property
     def user_config(self) -> str:
@@ -138,12 +107,7 @@ class StorageObject:
              "dev": self.udev_path or None, "size": self.size, "wwn": self.wwn,
              "enabled": self.enabled,
              "luns": [lun.tree_path for lun in self.luns]}
-        if self.plugin == "fileio":
-            d["write_back"] = self.write_back
-        if self.plugin == "block":
-            d["readonly"] = self.readonly
-        if self.plugin == "user":
-            d["config"] = self.user_config
+        d.update(self.kind.json(self))
         return d
 
 
@@ -353,7 +317,7 @@ SECRET_KEYS = ("password", "password_mutual")
 
 
 def auth_json(path: str, secrets: bool) -> dict:
-    d = read_group(path)
+    d = configfs.read_group(path)
     for k in SECRET_KEYS:
         if k in d and d[k] and not secrets:
             d[k] = "********"
@@ -388,9 +352,9 @@ def read(root: str | None = None) -> Snapshot:
     by_path: dict[str, StorageObject] = {}
     for hba in sorted(_entries(root + "/core"), key=lambda e: _natural(e.name)):
         prefix, _, idx = hba.name.rpartition("_")
-        if hba.name == "alua" or not idx.isdigit() or prefix not in PLUGIN_OF_HBA:
+        if hba.name == "alua" or not idx.isdigit() or prefix not in BY_HBA:
             continue
-        plugin = PLUGIN_OF_HBA[prefix]
+        plugin = BY_HBA[prefix].name
         for so in _entries(hba.path):
             if so.is_dir(follow_symlinks=False):
                 obj = StorageObject(plugin, hba.name, so.name, so.path)

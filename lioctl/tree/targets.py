@@ -1,4 +1,10 @@
-"""Targets, TPGs, LUNs, portals, ACLs and mapped LUNs: validation and configfs plans."""
+"""Targets, TPGs, LUNs, portals, ACLs and mapped LUNs: validation and configfs plans.
+
+The one way each of them is made: the `plan_*_at` planners take configfs paths (an object
+that exists, or one an earlier step of the same plan makes) and return a Plan plus what they
+made. The tree's commands (plan_target, plan_lun, plan_acl, plan_portal: checked against the
+snapshot first), `export` and restore (saveconfig/restore_plan.py) all build on them.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +13,7 @@ import os
 import shlex
 
 from lioctl import configfs, wwn as wwnmod
+from lioctl.backstores import common as bsc
 from lioctl.errors import LioError
 from lioctl.plan import Modprobe, Plan, Write
 from lioctl.tree.fabrics import FabricSpec, spec_for
@@ -23,13 +30,23 @@ def fabric_path(name: str) -> str:
     return f"{configfs.ROOT}/{name}"
 
 
-def plan_fabric(snap: Snapshot, spec: FabricSpec) -> Plan:
+def plan_fabric(snap: Snapshot, spec: FabricSpec, made=frozenset()) -> Plan:
+    """Its module, and its directory unless it exists or `made` (an earlier step) makes it."""
     plan = Plan()
     if spec.module:
         plan.add(Modprobe(spec.module))
-    if spec.name not in snap.fabrics and not os.path.isdir(fabric_path(spec.name)):
-        plan.mkdir(fabric_path(spec.name))
+    path = fabric_path(spec.name)
+    if spec.name not in snap.fabrics and not os.path.isdir(path) and path not in made:
+        plan.mkdir(path)
     return plan
+
+
+def plan_target_at(snap: Snapshot, spec: FabricSpec, cfs_wwn: str, made=frozenset()) -> tuple[Plan, str]:
+    """A target directory (and its fabric's); returns its path."""
+    plan = plan_fabric(snap, spec, made)
+    tpath = f"{fabric_path(spec.name)}/{cfs_wwn}"
+    plan.mkdir(tpath)
+    return plan, tpath
 
 
 def normalize_target_wwn(spec: FabricSpec, wwn: str | None) -> str:
@@ -56,9 +73,7 @@ def plan_target(snap: Snapshot, fabric: str, wwn: str | None, *, tpg: bool = Tru
     fab = snap.fabrics.get(fabric)
     if fab and cfs_w in fab.targets:
         raise LioError(f"target {w} already exists in /{fabric}")
-    plan = plan_fabric(snap, spec)
-    tpath = f"{fabric_path(fabric)}/{cfs_w}"
-    plan.mkdir(tpath)
+    plan, tpath = plan_target_at(snap, spec, cfs_w)
     if tpg:
         plan.extend(plan_tpg_at(spec, tpath, 1, default_portal=default_portal, enable=enable))
     return plan, w
@@ -73,9 +88,9 @@ def plan_tpg_at(spec: FabricSpec, tpath: str, tag: int, *, default_portal: bool 
         plan.write(f"{path}/nexus", nexus or wwnmod.generate("naa"), undoable=False)
     # the default portal is iSCSI's; a fabric lioctl does not know has an np group whether or
     # not it implements portals (the kernel refuses them with ENOSYS when it does not)
-    if "nps" in spec.features and default_portal and spec.known:
-        plan.mkdir(f"{path}/np/0.0.0.0:3260")
-    if enable and "tpgts" in spec.features and spec.name in ("iscsi",):
+    if spec.default_portal and default_portal:
+        plan.mkdir(f"{path}/np/{spec.default_portal}")
+    if enable and spec.enable_tpg:
         plan.write(f"{path}/enable", "1", undoable=False)
     elif enable and not spec.known:
         plan.add(WriteIfOffered(f"{path}/enable", "1", undoable=False))
@@ -110,17 +125,33 @@ def free_lun(tpg: TPG) -> int:
     raise LioError(f"{tpg.tree_path}: no free LUN index")
 
 
-def plan_lun(tpg: TPG, so: StorageObject, index=None, *, add_mapped_luns: bool = True,
+def tpg_lun_path(tpg_path: str, index: int) -> str:
+    return f"{tpg_path}/lun/lun_{index}"
+
+
+def plan_luns_at(tpg_path: str, luns: list[tuple[int, str, str | None]], *,
+                 concurrent: bool = False) -> Plan:
+    """LUNs (index, storage object path, link name or None for a generated one): the
+    directories, then the links. A LUN's link waits in the kernel (~17 ms under emulation):
+    with concurrent, adjacent links go on threads."""
+    plan = Plan()
+    for index, _, _ in luns:
+        plan.mkdir(tpg_lun_path(tpg_path, index))
+    for index, so_path, alias in luns:
+        plan.symlink(f"{tpg_lun_path(tpg_path, index)}/{alias or _alias()}", so_path,
+                     concurrent=concurrent)
+    return plan
+
+
+def plan_lun(tpg: TPG, so_path: str, index=None, *, add_mapped_luns: bool = True,
              alias: str | None = None) -> tuple[Plan, int]:
+    """A LUN on storage object `so_path` (an enabled one: see backstores.common.check_enabled,
+    or one the same plan makes), mapped for every ACL unless add_mapped_luns is false."""
     idx = free_lun(tpg) if index is None else check_lun_index(index)
     if idx in tpg.luns:
         raise LioError(f"LUN {idx} already exists in {tpg.tree_path}")
-    if not so.enabled:
-        raise LioError(f"backstore {so.plugin}/{so.name} is not enabled (not configured)")
-    plan = Plan()
-    lpath = f"{tpg.path}/lun/lun_{idx}"
-    plan.mkdir(lpath)
-    plan.symlink(f"{lpath}/{alias or _alias()}", so.path)
+    plan = plan_luns_at(tpg.path, [(idx, so_path, alias)])
+    lpath = tpg_lun_path(tpg.path, idx)
     if add_mapped_luns and tpg.target.fabric.has("acls"):
         for acl in tpg.acls.values():
             ml = free_mapped_lun(acl, prefer=idx)
@@ -138,11 +169,12 @@ def free_mapped_lun(acl: NodeACL, prefer: int, taken: set[int] = frozenset()) ->
     raise LioError(f"{acl.tree_path}: no free mapped LUN index")
 
 
-def plan_mapped_lun_at(acl_path: str, index: int, tpg_lun_path: str, write_protect: bool) -> Plan:
+def plan_mapped_lun_at(acl_path: str, index: int, tpg_lun: str, write_protect: bool,
+                       alias: str | None = None) -> Plan:
     plan = Plan()
     mpath = f"{acl_path}/lun_{index}"
     plan.mkdir(mpath)
-    plan.symlink(f"{mpath}/{_alias()}", tpg_lun_path)
+    plan.symlink(f"{mpath}/{alias or _alias()}", tpg_lun)
     if write_protect:
         plan.write(f"{mpath}/write_protect", "1", undoable=False)
     return plan
@@ -164,6 +196,16 @@ def plan_delete_lun(lun: Lun, removed: set[str] = frozenset()) -> Plan:
     return plan
 
 
+def plan_delete_storage_object(snap: Snapshot, so: StorageObject, force: bool = False) -> Plan:
+    """A storage object; in use it fails naming the user, unless force (then its LUNs go first)."""
+    bsc.check_unused(so, force)
+    plan = Plan()
+    for lun in list(so.luns):
+        plan.extend(plan_delete_lun(lun))
+    plan.extend(bsc.plan_remove_objects(snap, [so]))
+    return plan
+
+
 def plan_delete_mapped_lun(ml: MappedLun) -> Plan:
     plan = Plan()
     if ml.alias:
@@ -174,20 +216,25 @@ def plan_delete_mapped_lun(ml: MappedLun) -> Plan:
 
 def plan_acl(tpg: TPG, node_wwn: str, *, add_mapped_luns: bool = True, tag: str | None = None) -> tuple[Plan, str]:
     spec = tpg.target.fabric.spec
-    types = spec.wwn_types if tpg.target.fabric.name != "iscsi" else ("iqn", "naa", "eui")
-    w, _ = wwnmod.normalize(types, node_wwn, "initiator WWN")
+    w, _ = wwnmod.normalize(spec.wwn_types, node_wwn, "initiator WWN")
     w = spec.cfs_wwn(w) if spec.colon_wwn else w
     if w in tpg.acls:
         raise LioError(f"ACL {w} already exists in {tpg.tree_path}")
-    plan = Plan()
-    apath = f"{tpg.path}/acls/{w}"
-    plan.mkdir(apath)
-    if tag:
-        plan.write(f"{apath}/tag", tag, undoable=False)
+    plan, apath = plan_acl_at(tpg.path, w, tag)
     if add_mapped_luns:
         for lun in tpg.luns.values():
             plan.extend(plan_mapped_lun_at(apath, lun.index, lun.path, False))
     return plan, w
+
+
+def plan_acl_at(tpg_path: str, cfs_wwn: str, tag: str | None = None) -> tuple[Plan, str]:
+    """An ACL directory (and its tag); returns its path."""
+    plan = Plan()
+    apath = f"{tpg_path}/acls/{cfs_wwn}"
+    plan.mkdir(apath)
+    if tag:
+        plan.write(f"{apath}/tag", tag, undoable=False)
+    return plan, apath
 
 
 def plan_delete_acl(acl: NodeACL) -> Plan:
@@ -219,8 +266,14 @@ def parse_portal(text: str, default_port: int = 3260) -> tuple[str, int, str]:
         ip = ipaddress.ip_address(host)
     except ValueError:
         raise LioError(f"portal {text!r}: {host!r} is not an IP address") from None
-    name = f"[{ip.compressed}]:{port}" if ip.version == 6 else f"{ip}:{port}"
-    return ip.compressed, port, name
+    return ip.compressed, port, portal_name(ip.compressed, port)
+
+
+def portal_name(ip: str, port) -> str:
+    """A portal as configfs names it: 192.0.2.1:3260, [::1]:3260 (an IPv6 address may come
+    with or without its brackets)."""
+    ip = ip.strip("[]")
+    return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
 
 
 def _port(p: str, text: str) -> int:
@@ -267,9 +320,18 @@ def plan_portal(tpg: TPG, text: str, *, check_local: bool = True) -> tuple[Plan,
         raise LioError(f"portal {name} already exists in {tpg.tree_path}")
     if check_local:
         check_portal_address(ip)
+    return plan_portal_at(tpg.path, name), name
+
+
+def plan_portal_at(tpg_path: str, name: str, *, iser: bool = False, offload: bool = False) -> Plan:
     plan = Plan()
-    plan.mkdir(f"{tpg.path}/np/{name}")
-    return plan, name
+    path = f"{tpg_path}/np/{name}"
+    plan.mkdir(path)
+    if iser:
+        plan.write(f"{path}/iser", "1", undoable=False)
+    if offload:
+        plan.write(f"{path}/cxgbit", "1", undoable=False)
+    return plan
 
 
 def plan_delete_tpg(tpg: TPG) -> Plan:
@@ -284,7 +346,7 @@ def plan_delete_tpgs(tpgs: list[TPG]) -> Plan:
     undone last, so a failure anywhere puts the TPGs back as they were."""
     plan = Plan()
     for tpg in tpgs:
-        if os.path.exists(f"{tpg.path}/enable") and tpg.enabled and tpg.target.fabric.name == "iscsi":
+        if os.path.exists(f"{tpg.path}/enable") and tpg.enabled and tpg.target.fabric.spec.enable_tpg:
             plan.write(f"{tpg.path}/enable", "0")    # undone last of all: enabled once whole
         for acl in tpg.acls.values():
             plan.extend(plan_delete_acl(acl))

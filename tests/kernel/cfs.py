@@ -127,3 +127,15 @@ def clear() -> None:
     for g in list(lu_gps.iterdir()) if lu_gps.is_dir() else []:
         if g.name != "default_lu_gp":
             _rmdir(g)
+
+
+def scsi_debug_disk() -> str | None:
+    """The /dev node of the scsi_debug module's disk, once the kernel has made it."""
+    for d in os.listdir("/sys/block"):
+        try:
+            with open(f"/sys/block/{d}/device/model") as m:
+                if m.read().strip() == "scsi_debug" and os.path.exists(f"/dev/{d}"):
+                    return f"/dev/{d}"
+        except OSError:
+            continue
+    return None

@@ -84,3 +84,44 @@ def disk_for(target: str, timeout: float = 30.0) -> str:
                     return dev
         return None
     return wait_for(find, f"a disk from {target}", timeout)
+
+
+UNIT_ATTENTION = 6   # sg3_utils' exit status for a command that met a unit attention
+
+
+def sg(*cmd, tries: int = 3) -> subprocess.CompletedProcess:
+    """An sg3_utils command, sent again after a unit attention as an initiator does: the
+    target reports each UA (REPORTED LUNS DATA HAS CHANGED when a LUN was added beside this
+    one, say) once per I_T nexus, on the first command after it, and then clears it."""
+    for _ in range(tries):
+        p = sh(*cmd, check=False)
+        if p.returncode != UNIT_ATTENTION:
+            break
+    if p.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed ({p.returncode}): {p.stderr.strip()}")
+    return p
+
+
+def loopback_disk(wwn: str, lun: int, timeout: float = 60.0) -> str:
+    """The /dev/sdX of a tcm_loop LUN, found by its SCSI address: tcm_loop's TPG `address`
+    names the host and target (H:0:T), the LUN index is the SCSI LUN. No VPD page or model
+    string is needed (those a probe that met a unit attention may lack). A device not there
+    after a few seconds is asked for again by a scan of that one address."""
+    addr = glob.glob(f"/sys/kernel/config/target/loopback/{wwn}/tpgt_*/address")
+    assert addr, f"no tcm_loop TPG for {wwn}"
+    host, _, target = open(addr[0]).read().strip().split(":")
+    hctl = f"{host}:0:{target}:{lun}"
+    start = time.monotonic()
+    scanned = False
+
+    def find():
+        nonlocal scanned
+        blocks = glob.glob(f"/sys/class/scsi_device/{hctl}/device/block/*")
+        if blocks and os.path.exists(f"/dev/{os.path.basename(blocks[0])}"):
+            return f"/dev/{os.path.basename(blocks[0])}"
+        if not scanned and time.monotonic() - start > 5:
+            scanned = True
+            with open(f"/sys/class/scsi_host/host{host}/scan", "w") as f:
+                f.write(f"0 {target} {lun}")
+        return None
+    return wait_for(find, f"the disk of {wwn} LUN {lun} ({hctl})", timeout)

@@ -116,10 +116,10 @@ def test_a_fault_at_any_step_of_delete_puts_the_target_back(lioctl, tmp_path, lo
 
 
 def test_a_fault_at_any_step_of_clear_puts_everything_back(lioctl, tmp_path, loopdev):
-    from lioctl.saveconfig import diff
+    from lioctl.saveconfig import restore_plan
     from lioctl.tree import snapshot
     build(lioctl, tmp_path, loopdev)
-    plan = diff.plan_clear(snapshot.read())
+    plan = restore_plan.plan_clear(snapshot.read())
     paths = _plan_paths(plan)
     assert any(p.startswith("core/") for p in paths)
     fault_every_step(lioctl, ["clear", "--yes"], len(plan), lambda n: paths[n - 1])
@@ -148,7 +148,7 @@ def test_a_fault_at_any_step_of_unexport_puts_the_export_back(lioctl, tmp_path):
 def test_a_fault_at_any_step_of_restore_prune_puts_everything_back(lioctl, tmp_path, loopdev):
     """The file lacks the block backstore (its LUN and mapped LUNs go too), ACL I2, the second
     portal and a write-protected mapped LUN, and has a new ACL: removals first, then creations."""
-    from lioctl.saveconfig import diff
+    from lioctl.saveconfig import restore_plan
     from lioctl.tree import snapshot
     build(lioctl, tmp_path, loopdev)
     saved = tmp_path / "saved.json"
@@ -164,7 +164,7 @@ def test_a_fault_at_any_step_of_restore_prune_puts_everything_back(lioctl, tmp_p
         a["mapped_luns"] = [m for m in a["mapped_luns"] if m["tpg_lun"] != block_lun and m["index"] != 7]
     tpg["node_acls"].append({"node_wwn": I3, "mapped_luns": [{"index": 0, "tpg_lun": 0, "write_protect": True}]})
     saved.write_text(json.dumps(d))
-    plan = diff.plan_restore(snapshot.read(), d, prune=True).plan
+    plan = restore_plan.plan_restore(snapshot.read(), d, prune=True).plan
     paths = _plan_paths(plan)
     assert any(p.startswith("core/iblock") for p in paths) and any(I3 in p for p in paths)
     fault_every_step(lioctl, ["restore", "--prune", saved], len(plan), lambda n: paths[n - 1])
@@ -198,12 +198,12 @@ def test_ctrl_c_or_any_exception_midway_through_delete_rolls_back(lioctl, tmp_pa
 def test_a_ramdisk_is_removed_last_and_one_re_made_empty_is_named(lioctl, tmp_path):
     """A ramdisk's data cannot come back: its removal is planned after the fileio's, and when a
     later step fails the rollback re-makes it with its settings but says its data is lost."""
-    from lioctl.saveconfig import diff
+    from lioctl.saveconfig import restore_plan
     from lioctl.tree import snapshot
     ok(lioctl(input=f"/backstores/ramdisk create r1 4M\n/backstores/fileio create f1 {tmp_path / 'f1.img'} 4M\n"
                     "/backstores/ramdisk/r1 set attribute is_nonrot=1\n"))
     before = tree()
-    plan = diff.plan_clear(snapshot.read())
+    plan = restore_plan.plan_clear(snapshot.read())
     paths = _plan_paths(plan)
     assert [p.split("/")[1] for p in paths] == ["fileio_0", "fileio_0", "rd_mcp_0", "rd_mcp_0"], paths
     r = lioctl("clear", "--yes", env={"LIOCTL_FAULT_AT": str(len(plan))})

@@ -179,7 +179,7 @@ BAD_FILES = [
      '"tpgs": [{"tag": 1, "luns": [{"index": 0, "storage_object": "/backstores/fileio/missing"}]}]}]}',
      "targets[0].tpgs[0].luns[0].storage_object"),
     ('{"storage_objects": [{"name": "f", "plugin": "fileio", "dev": "/nonexistent.img", "size": 1}],'
-     '"targets": []}', "storage_objects[0].dev: backing file /nonexistent.img does not exist"),
+     '"targets": []}', "storage_objects[0].dev: backing file /nonexistent.img of storage object fileio/f does not exist"),
 ]
 
 

@@ -216,7 +216,7 @@ def test_user_handler_paths_control_and_changemedium(lioctl, tmp_path):
         ok(lioctl("/backstores/user:lioctl_file", "changemedium", "u1", "16M", b))
         initiator.wait_for(lambda: _read_direct(dev, 0, 4096) == b"B" * 4096, "the new medium")
         assert (u1 / "attrib/dev_config").read_text().strip() == f"lioctl_file/{b}"
-        assert "Last LBA=32767" in initiator.sh("sg_readcap", dev).stdout
+        assert "Last LBA=32767" in initiator.sg("sg_readcap", dev).stdout
         # the initiator sees the new size once it rescans; the data past the old end is there
         with open(f"/sys/block/{dev[5:]}/device/rescan", "w") as f:
             f.write("1")

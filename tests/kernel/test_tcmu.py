@@ -16,7 +16,7 @@ import pytest
 
 import cfs
 import initiator as ini
-from initiator import sh, wait_for
+from initiator import sg, sh, wait_for
 
 MiB = 1 << 20
 CORE = "/sys/kernel/config/target/core"
@@ -52,17 +52,6 @@ def status(lioctl) -> dict:
     return json.loads(p.stdout)
 
 
-def disk_by_model(model: str) -> str:
-    def find():
-        for d in os.listdir("/sys/block"):
-            try:
-                if open(f"/sys/block/{d}/device/model").read().strip() == model and os.path.exists(f"/dev/{d}"):
-                    return f"/dev/{d}"
-            except OSError:
-                continue
-    return wait_for(find, f"a disk with model {model}")
-
-
 def disk_by_serial(serial: str) -> str:
     """tcmu-runner names every LUN 'TCMU device': the unit serial tells them apart. The kernel
     reads the VPD pages once, at probe: a probe that met a unit attention (another LUN added
@@ -95,10 +84,7 @@ def disk_by_serial(serial: str) -> str:
 def loopback_lun(lioctl, backstore: str) -> tuple[str, str]:
     wwn = json.loads(ok(lioctl("/loopback", "create", "--json")).stdout)["wwn"]
     ok(lioctl(f"/loopback/{wwn}/luns", "create", backstore))
-    kind, name = backstore.split("/")[2:4]
-    so = glob.glob(f"{CORE}/*/{name}")[0]
-    serial = open(f"{so}/wwn/vpd_unit_serial").read().split(":")[1].strip()
-    return wwn, disk_by_serial(serial)
+    return wwn, ini.loopback_disk(wwn, 0)
 
 
 def fio(dev: str, *args, timeout=900) -> dict:
@@ -124,17 +110,17 @@ def test_user_backstore_behind_loopback(lioctl, tmp_path):
     ok(lioctl("/backstores/fileio", "create", "ref", tmp_path / "ref.img", "1M", f"wwn={serial}"))
     wwn, dev = loopback_lun(lioctl, "/backstores/user/u1")
     ok(lioctl(f"/loopback/{wwn}/luns", "create", "/backstores/fileio/ref"))
-    ref = disk_by_model("ref")
+    ref = ini.loopback_disk(wwn, 1)
 
-    inq = sh("sg_inq", dev).stdout
+    inq = sg("sg_inq", dev).stdout
     assert "LIO-ORG" in inq and re.search(r"Product identification:\s+u1\b", inq)
-    assert serial in sh("sg_vpd", "-p", "0x80", dev).stdout
-    naa = re.findall(r"0x6001405[0-9a-f]+", sh("sg_vpd", "-p", "0x83", dev).stdout)
-    assert naa and naa[0] == re.findall(r"0x6001405[0-9a-f]+", sh("sg_vpd", "-p", "0x83", ref).stdout)[0]
-    assert re.search(r"Maximum transfer length: 256 blocks", sh("sg_vpd", "-p", "0xb0", dev).stdout)
-    cap = sh("sg_readcap", "-l", dev).stdout
+    assert serial in sg("sg_vpd", "-p", "0x80", dev).stdout
+    naa = re.findall(r"0x6001405[0-9a-f]+", sg("sg_vpd", "-p", "0x83", dev).stdout)
+    assert naa and naa[0] == re.findall(r"0x6001405[0-9a-f]+", sg("sg_vpd", "-p", "0x83", ref).stdout)[0]
+    assert re.search(r"Maximum transfer length: 256 blocks", sg("sg_vpd", "-p", "0xb0", dev).stdout)
+    cap = sg("sg_readcap", "-l", dev).stdout
     assert "Last LBA=131071" in cap and "Logical block length=512" in cap and "lbpme=1" in cap
-    modes = sh("sg_modes", "-p", "8", dev).stdout
+    modes = sg("sg_modes", "-p", "8", dev).stdout
     assert re.search(r"^ 00\s+08 12 04", modes, re.M), modes          # WCE=1 (write_back default)
 
     fio(dev, "--rw=randrw", "--bs=4k", "--size=16M", "--iodepth=16", "--verify=crc32c", "--do_verify=1")
@@ -145,7 +131,7 @@ def test_user_backstore_behind_loopback(lioctl, tmp_path):
 
     # UNMAP: zeros read back and the file gets its holes
     blocks_before = img.stat().st_blocks
-    sh("sg_unmap", "--lba=0", f"--num={16 * MiB // 512}", dev)
+    sg("sg_unmap", "--lba=0", f"--num={16 * MiB // 512}", dev)
     sh("blockdev", "--flushbufs", dev)
     with open(dev, "rb", buffering=0) as d:
         assert d.read(16 * MiB) == bytes(16 * MiB)
@@ -173,7 +159,7 @@ def test_a_block_device_is_served_from_io_threads_a_tmpfs_file_inline(lioctl, tm
         before = {d["name"]: d for d in status(lioctl)["devices"]}
         for _, dev in luns:
             fio(dev, "--rw=randrw", "--bs=4k", "--size=8M", "--iodepth=8", "--verify=crc32c", "--do_verify=1")
-        sh("sg_sync", luns[0][1])                                   # SYNCHRONIZE CACHE
+        sg("sg_sync", luns[0][1])                                   # SYNCHRONIZE CACHE
         st = {d["name"]: {k: v - before[d["name"]][k] for k, v in d.items() if isinstance(v, int)}
               for d in status(lioctl)["devices"]}
         assert st["ondisk"]["reads"] > 0 and st["ondisk"]["writes"] > 0
@@ -354,13 +340,13 @@ def test_reconfig_events_and_idle_cpu(lioctl, tmp_path):
     ok(lioctl("/backstores/user", "create", "rc", "8M", tmp_path / "rc.img"))
     wwn, dev = loopback_lun(lioctl, "/backstores/user/rc")
     so = glob.glob(f"{CORE}/user_*/rc")[0]
-    assert re.search(r"^ 00\s+08 12 04", sh("sg_modes", "-p", "8", dev).stdout, re.M)
+    assert re.search(r"^ 00\s+08 12 04", sg("sg_modes", "-p", "8", dev).stdout, re.M)
     with open(f"{so}/attrib/emulate_write_cache", "w") as f:
         f.write("0")
-    assert re.search(r"^ 00\s+08 12 00", sh("sg_modes", "-p", "8", dev).stdout, re.M)
+    assert re.search(r"^ 00\s+08 12 00", sg("sg_modes", "-p", "8", dev).stdout, re.M)
     with open(f"{so}/attrib/dev_size", "w") as f:
         f.write(str(16 * MiB))
-    assert "Last LBA=32767" in sh("sg_readcap", dev).stdout
+    assert "Last LBA=32767" in sg("sg_readcap", dev).stdout
     assert (tmp_path / "rc.img").stat().st_size == 16 * MiB     # the file grew with the device
     assert status(lioctl)["devices"][0]["size"] == 16 * MiB
 

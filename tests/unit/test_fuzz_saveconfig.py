@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from lioctl import configfs
 from lioctl.errors import LioError
 from lioctl.plan import Mkdir, Modprobe, Rmdir, Symlink, Unlink, Write
-from lioctl.saveconfig import diff, load
+from lioctl.saveconfig import load, restore_plan
 from lioctl.tree import snapshot
 
 import test_tree_fake_configfs
@@ -135,7 +135,7 @@ def _one_line(msg: str) -> None:
 MODULE_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]*")
 
 
-def _check_plan(ch: diff.Change) -> None:
+def _check_plan(ch: restore_plan.Change) -> None:
     root = configfs.ROOT
     for op in ch.plan:
         if isinstance(op, (Mkdir, Rmdir, Symlink, Unlink, Write)):
@@ -163,7 +163,7 @@ def _through(doc, snaps, counts: dict[str, int]) -> None:
     for snap in snaps:
         for prune in (False, True):
             try:
-                ch = diff.plan_restore(snap, copy.deepcopy(data), prune=prune)
+                ch = restore_plan.plan_restore(snap, copy.deepcopy(data), prune=prune)
             except LioError as e:
                 _one_line(str(e))
                 counts["refused by the planner"] += 1

@@ -53,14 +53,13 @@ def _node_classes():
 def _documented_commands():
     """(class name, command, function) for every tree command of every kind of node, and each
     backstore kind's create (its parameters differ by kind)."""
-    import lioctl.tree.nodes as nodes
-    from lioctl.tree import backstores
+    from lioctl.backstores import KINDS
     out = []
     for cls in _node_classes():
         for name in cls.command_names():
             out.append((cls.__name__, name, getattr(cls, "ui_" + name)))
-    for kind in backstores.PLUGINS:
-        out.append((f"BackstoreKind[{kind}]", "create", getattr(nodes.BackstoreKind, "_create_" + kind)))
+    for name, kind in KINDS.items():
+        out.append((f"BackstoreKind[{name}]", "create", kind.create))
     return out
 
 

@@ -12,7 +12,7 @@ import pytest
 from lioctl import configfs
 from lioctl.errors import LioError
 from lioctl.plan import Mkdir, Plan, Rmdir, Symlink, Unlink, Write, executor
-from lioctl.saveconfig import diff, load
+from lioctl.saveconfig import load, restore_plan
 from lioctl.tree.snapshot import Snapshot
 
 IQN = "iqn.2003-01.org.example:t"
@@ -49,7 +49,7 @@ def _fail(c, where: str, why: str = "") -> str:
 def test_the_sample_is_valid_and_plans_only_under_configfs():
     data, unknown = load.check(cfg())
     assert unknown == []
-    plan = diff.plan_restore(Snapshot(), data).plan
+    plan = restore_plan.plan_restore(Snapshot(), data).plan
     assert plan and all(op.path.startswith(configfs.ROOT + "/") for op in plan
                         if isinstance(op, (Mkdir, Rmdir, Symlink, Unlink, Write)))
 
@@ -202,7 +202,7 @@ def test_plans_from_crafted_files_never_run_outside_configfs(tmp_path, monkeypat
     """Past the loader (as if its checks were missing), a traversal reaches the guard."""
     c = cfg()
     c["targets"][0]["tpgs"][0]["portals"][0]["ip_address"] = "../../../../../../../../../" + str(tmp_path) + "/x"
-    plan = diff.plan_restore(Snapshot(), c).plan
+    plan = restore_plan.plan_restore(Snapshot(), c).plan
     escaping = [op for op in plan if isinstance(op, Mkdir) and "/np/" in op.path and "/x" in op.path]
     assert escaping
     with pytest.raises(LioError, match="is not under"):

@@ -8,7 +8,7 @@ import pytest
 
 from lioctl.errors import LioError
 from lioctl.plan import Mkdir, Symlink
-from lioctl.saveconfig import diff, load, store
+from lioctl.saveconfig import load, restore_plan, store
 from lioctl.tree.snapshot import Snapshot
 
 
@@ -55,7 +55,7 @@ def test_not_a_saveconfig():
 
 
 def test_plan_from_empty_creates_in_dependency_order():
-    ch = diff.plan_restore(Snapshot(), cfg())
+    ch = restore_plan.plan_restore(Snapshot(), cfg())
     ops = ch.plan.ops
     so_mkdir = next(i for i, op in enumerate(ops) if isinstance(op, Mkdir) and "/core/rd_mcp_" in op.path
                     and op.path.count("/") == 7)

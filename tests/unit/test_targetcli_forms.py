@@ -10,7 +10,7 @@ import pytest
 from lioctl.commands import restore
 from lioctl.completion import scripts
 from lioctl.errors import LioError, UsageError
-from lioctl.saveconfig import diff, store
+from lioctl.saveconfig import restore_plan, store
 from lioctl.tree.snapshot import Snapshot
 
 T1, T2 = "iqn.2003-01.org.example:a", "iqn.2003-01.org.example:b"
@@ -43,16 +43,16 @@ def test_scope_forms():
 
 
 def test_scope_selects_the_target_its_objects_and_nothing_global():
-    _, part, label = diff.scope(Snapshot(), FILE, target=T1.upper())
+    _, part, label = restore_plan.scope(Snapshot(), FILE, target=T1.upper())
     assert [t["wwn"] for t in part["targets"]] == [T1]
     assert [s["name"] for s in part["storage_objects"]] == ["r1"]
     assert part["fabric_modules"] == [] and label == f"target {T1.upper()}"
-    _, part, _ = diff.scope(Snapshot(), FILE, storage_object="fileio/r2")
+    _, part, _ = restore_plan.scope(Snapshot(), FILE, storage_object="fileio/r2")
     assert part["targets"] == [] and part["storage_objects"] == [FILE["storage_objects"][2]]
     with pytest.raises(LioError, match="ambiguous"):
-        diff.scope(Snapshot(), FILE, storage_object="r2")
+        restore_plan.scope(Snapshot(), FILE, storage_object="r2")
     with pytest.raises(LioError, match="not in the file"):
-        diff.scope(Snapshot(), FILE, target="iqn.2003-01.org.example:zz")
+        restore_plan.scope(Snapshot(), FILE, target="iqn.2003-01.org.example:zz")
 
 
 def test_restore_completes_its_scope_words():
@@ -61,7 +61,7 @@ def test_restore_completes_its_scope_words():
 
 
 def test_control_string_takes_only_keys_the_kernel_knows():
-    from lioctl.tree.backstores import parse_control
+    from lioctl.backstores.user import parse_control
     assert parse_control("max_data_area_mb=64, hw_block_size=4096") == [
         ("max_data_area_mb", "64"), ("hw_block_size", "4096")]
     for bad, msg in (("max_data_area=1", "is not KEY=VALUE"), ("dev_size=5", "size arguments"),

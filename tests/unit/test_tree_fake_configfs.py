@@ -9,7 +9,8 @@ import pytest
 from lioctl import configfs
 from lioctl.errors import LioError, UsageError
 from lioctl.plan import Mkdir, Rmdir, Symlink, Unlink
-from lioctl.tree import backstores as bs, fabrics, snapshot, targets as tg
+from lioctl.backstores import fileio, ramdisk
+from lioctl.tree import fabrics, snapshot, targets as tg
 from lioctl.tree.nodes import Context, Root, resolve
 
 IQN = "iqn.2003-01.org.example:t1"
@@ -133,7 +134,7 @@ def test_set_validates_before_planning(root):
 def test_new_lun_maps_to_every_acl_and_takes_the_first_free_index(root):
     snap = snapshot.read()
     tpg = snap.fabrics["iscsi"].targets[IQN].tpgs[1]
-    plan, idx = tg.plan_lun(tpg, snap.so("fileio", "d2"))
+    plan, idx = tg.plan_lun(tpg, snap.so("fileio", "d2").path)
     assert idx == 1
     kinds = [type(op).__name__ for op in plan]
     assert kinds == ["Mkdir", "Symlink"] + ["Mkdir", "Symlink"] * 2
@@ -184,19 +185,19 @@ def test_delete_target_children_first(root):
                                        ("x" * 200, "at most"), ("a b", "spaces")])
 def test_bad_backstore_names(root, name, text):
     with pytest.raises(LioError, match=text):
-        bs.plan_ramdisk(snapshot.read(), name, "1M")
+        ramdisk.plan_ramdisk(snapshot.read(), name, "1M")
 
 
 def test_duplicate_backstore_and_file_in_use(root, tmp_path):
     with pytest.raises(LioError, match="fileio/d1 already exists"):
-        bs.plan_fileio(snapshot.read(), "d1", str(tmp_path / "x.img"), "1M")
+        fileio.plan_fileio(snapshot.read(), "d1", str(tmp_path / "x.img"), "1M")
     with pytest.raises(LioError, match="already used by backstore fileio/d2"):
-        bs.plan_fileio(snapshot.read(), "d3", "/srv/my d2.img")
+        fileio.plan_fileio(snapshot.read(), "d3", "/srv/my d2.img")
 
 
 def test_fileio_plan_creates_a_sparse_file_with_spaces_in_its_name(root, tmp_path):
     f = tmp_path / "new disk.img"
-    plan = bs.plan_fileio(snapshot.read(), "n1", str(f), "10M", write_back=False)
+    plan = fileio.plan_fileio(snapshot.read(), "n1", str(f), "10M", write_back=False)
     assert type(plan.ops[0]).__name__ == "CreateFile" and plan.ops[0].size == 10 << 20
     ctl = [op.value for op in plan if op.path.endswith("/control")]
     assert ctl[0] == f"fd_dev_name={f},fd_dev_size={10 << 20}"

@@ -8,9 +8,11 @@ import errno
 import os
 import stat
 
+from lioctl import blockdev
+from lioctl.errors import LioError
 from lioctl.tcmu.backends.base import Backend
-from lioctl.tcmu.config import split_options
 
+OPTIONS = ("direct",)      # O_DIRECT
 FALLOC_FL_KEEP_SIZE = 0x01
 FALLOC_FL_PUNCH_HOLE = 0x02
 MEMORY_FILESYSTEMS = {0x01021994, 0x858458F6}     # tmpfs, ramfs (statfs f_type)
@@ -40,7 +42,60 @@ def in_memory(fd: int) -> bool:
     return ctypes.c_long.from_buffer(buf).value in MEMORY_FILESYSTEMS
 
 
+def split_options(config: str) -> tuple[set[str], str]:
+    """('direct;/srv/d.img') -> ({'direct'}, '/srv/d.img'): options end at the path's first '/'."""
+    slash = config.find("/")
+    head, tail = (config, "") if slash < 0 else (config[:slash], config[slash:])
+    if ";" not in head:
+        return set(), config
+    opts, _, rest = head.rpartition(";")
+    return {o for o in opts.split(";") if o}, rest + tail
+
+
 class FileBackend(Backend):
+    """lioctl_file: config `[OPTION;...]PATH` with an absolute PATH; the one option is `direct`."""
+
+    config_completion = "file"
+    config_help = "a file or block device (a missing file is created sparse)"
+
+    @classmethod
+    def check_config(cls, config, size, others):
+        options, path = split_options(config)
+        bad = options - set(OPTIONS)
+        if bad:
+            raise LioError(f"unknown lioctl_file option {sorted(bad)[0]!r} (known: {', '.join(OPTIONS)})")
+        if not path.startswith("/"):
+            raise LioError(f"lioctl_file wants an absolute file path, not {config!r}")
+        for other in others:
+            if other.startswith("lioctl_file/") and \
+                    os.path.realpath(split_options(other[len("lioctl_file/"):])[1]) == os.path.realpath(path):
+                raise LioError(f"another user backstore already uses {path}")
+        if os.path.exists(path):
+            st = os.stat(path)
+            if stat.S_ISDIR(st.st_mode):
+                raise LioError(f"{path} is a directory")
+            if not os.access(path, os.R_OK | os.W_OK):
+                raise LioError(f"{path} is not readable and writable")
+            if stat.S_ISBLK(st.st_mode):
+                have = blockdev.size(path)
+                if size > have:
+                    raise LioError(f"size {size} is larger than block device {path} ({have} bytes)")
+        else:
+            parent = os.path.dirname(path) or "/"
+            if not os.path.isdir(parent):
+                raise LioError(f"backing file {path} does not exist and {parent} is not a directory")
+            if not os.access(parent, os.W_OK):
+                raise LioError(f"cannot create backing file {path}: {parent} is not writable")
+
+    @classmethod
+    def backing_file(cls, config):
+        return split_options(config)[1]
+
+    @classmethod
+    def medium_size(cls, config):
+        path = split_options(config)[1]
+        return blockdev.size(path) if stat.S_ISBLK(os.stat(path).st_mode) else os.path.getsize(path)
+
     def __init__(self, path: str, size: int, direct: bool = False):
         self.path = path
         flags = os.O_RDWR | os.O_CLOEXEC

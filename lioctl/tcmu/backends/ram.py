@@ -8,6 +8,9 @@ from lioctl.tcmu.backends.base import Backend
 
 
 class RamBackend(Backend):
+    """lioctl_ram: config is any label."""
+
+    config_help = "any label"
     nonrotational = True
     blocking = False
 

@@ -53,6 +53,7 @@ def _disconnect(c: librbd.Cluster) -> None:
 
 
 class RbdBackend(Backend):
+    config_help = "POOL/IMAGE[@SNAP][;conf=PATH][;id=NAME][;keyring=PATH][;cluster=NAME][;timeout=SECONDS]"
     asynchronous = True
     blocking = True         # its synchronous calls (VERIFY) wait for the network: I/O threads
     thin = True
@@ -74,6 +75,24 @@ class RbdBackend(Backend):
         self.errors = 0
         self.timeouts = 0           # operations the cluster did not answer in time
         self.reachable = True       # False from a timed-out operation to the next success
+
+    @classmethod
+    def check_config(cls, config: str, size: int, others: list[str]) -> None:
+        """A config string that parses, naming an image no other backstore serves (the
+        cluster itself is asked by the lioctl command: lioctl/ceph.py)."""
+        from lioctl.errors import LioError
+        try:
+            spec = rbdspec.parse_config(config)
+        except rbdspec.SpecError as e:
+            raise LioError(str(e)) from None
+        for other in others:
+            if other.startswith("lioctl_rbd/"):
+                try:
+                    theirs = rbdspec.parse_config(other[len("lioctl_rbd/"):])
+                except rbdspec.SpecError:
+                    continue
+                if theirs.same_image(spec) and theirs.snap == spec.snap:
+                    raise LioError(f"another user backstore already serves RBD image {spec.name}")
 
     @classmethod
     def open(cls, config: str, size: int) -> "RbdBackend":

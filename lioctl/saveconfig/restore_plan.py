@@ -1,6 +1,9 @@
-"""(running snapshot, desired saveconfig) -> a Plan that changes only what differs, plus one
-`+ / - / ~` line per object or attribute. Objects absent from the file are removed only with
-prune; objects already right are not touched, so their sessions keep running."""
+"""Restore by difference: (running snapshot, desired saveconfig) -> a Plan that changes only what
+differs, plus one `+ / - / ~` line per object or attribute. Objects absent from the file are
+removed only with prune; objects already right are not touched, so their sessions keep running.
+
+It decides what to make, change or remove; the making itself is the shared planners': each
+backstore kind's plan_saved (lioctl/backstores/) and tree/targets.py's plan_*_at."""
 
 from __future__ import annotations
 
@@ -12,14 +15,12 @@ from dataclasses import dataclass, field
 from lioctl import configfs
 from lioctl.errors import LioError
 from lioctl.plan import Modprobe, Plan, Write
-from lioctl.saveconfig.dump import AUTH, dump_storage_object
-from lioctl.tree import backstores as bs, targets as tg
+from lioctl.backstores import KINDS, common as bsc
+from lioctl.saveconfig.dump import AUTH, dump_storage_object, rw_group
+from lioctl.tree import targets as tg
 from lioctl.tree.fabrics import spec_for
-from lioctl.tree.snapshot import HBA_OF_PLUGIN, TPG, Snapshot, Target
+from lioctl.tree.snapshot import TPG, Snapshot, Target
 
-# settings that can only be given at creation: a change means re-creating the object
-SO_IDENTITY = {"fileio": ("dev", "size", "write_back"), "block": ("dev", "readonly"),
-               "ramdisk": ("size", "nullio"), "pscsi": ("dev",), "user": ("config", "size")}
 # attributes the kernel derives or refuses to change once set; never written by restore
 SO_SKIP_ATTRS = {"hw_block_size", "hw_max_sectors", "hw_pi_prot_type", "hw_queue_depth"}
 
@@ -86,7 +87,8 @@ def _write_group(ch: Change, label: str, cfs_dir: str, desired: dict, current: d
                 ch.add("~", f"{label} {k}", f"{cur} -> {_str(v)}")
 
 
-def _so_key(path: str) -> tuple[str, str]:
+def so_key(path: str) -> tuple[str, str]:
+    """/backstores/KIND/NAME (a LUN's storage_object) -> the (kind, name) key of a storage object."""
     parts = path.strip("/").split("/")
     return parts[1], parts[2]
 
@@ -102,7 +104,7 @@ def plan_restore(snap: Snapshot, desired: dict, prune: bool = False) -> Change:
         if w is None:
             continue
         cur = dumped[key] = dump_storage_object(so)
-        for k in SO_IDENTITY[so.plugin]:
+        for k in so.kind.identity:     # what only creation sets: a change re-creates it
             if k in w and _norm(k, w[k]) != _norm(k, cur.get(k)):
                 replaced.add(key)
                 ch.add("~", f"storage object {key[0]}/{key[1]}", f"{k} {cur.get(k)} -> {w[k]}: re-created")
@@ -134,15 +136,16 @@ def plan_restore(snap: Snapshot, desired: dict, prune: bool = False) -> Change:
             if key not in replaced:
                 ch.add("-", f"storage object {key[0]}/{key[1]}")
     if gone_sos:
-        ch.plan.extend(bs.plan_remove_objects(snap, gone_sos))
-    # --- storage objects to create or adjust
+        ch.plan.extend(bsc.plan_remove_objects(snap, gone_sos))
+    # --- storage objects to create or adjust; where each is (or will be) in configfs
     taken_hbas: set[str] = set()
+    so_paths = {k: so.path for k, so in snap.storage_objects.items()}
     for n, (key, w) in enumerate(want_sos.items()):
         so = snap.storage_objects.get(key)
         if so is None or key in replaced:
             if key not in replaced:
                 ch.add("+", f"storage object {key[0]}/{key[1]}")
-            made = _context(f"storage_objects[{n}]", _create_so, snap, w, taken_hbas)
+            made, so_paths[key] = _context(f"storage_objects[{n}]", _create_so, snap, w, taken_hbas)
             ch.plan.extend(made.plan)
             ch.lines += made.lines
         else:
@@ -155,7 +158,6 @@ def plan_restore(snap: Snapshot, desired: dict, prune: bool = False) -> Change:
                 ch.add("~", f"storage object {key[0]}/{key[1]} wwn", f"{so.wwn} -> {w['wwn']}")
             _alua(ch, so.path, w.get("alua_tpgs", []), {g["name"]: g for g in cur["alua_tpgs"]},
                   f"{key[0]}/{key[1]}", prune)
-    so_paths = _so_paths(snap, ch)
     # --- targets
     for n, (key, w) in enumerate(want_targets.items()):
         fab = snap.fabrics.get(key[0])
@@ -190,38 +192,18 @@ def _norm(k, v):
     return v
 
 
-def _create_so(snap: Snapshot, w: dict, taken: set[str]) -> Change:
-    plugin, name = w["plugin"], w["name"]
-    hba = bs.free_hba(plugin, taken)
+def _create_so(snap: Snapshot, w: dict, taken: set[str]) -> tuple[Change, str]:
+    """The object made as saved, in a free HBA; returns where it will be."""
+    kind = KINDS[w["plugin"]]
+    hba = bsc.free_hba(kind, taken)
     taken.add(hba)
-    empty = Snapshot()  # the object is being (re)created: name checks against the running one are done
-    wwn = w.get("wwn") or None
-    attrs = w.get("attributes", {})
-    if plugin == "fileio":
-        size = w.get("size") or None
-        plan = bs.plan_fileio(empty, name, w["dev"], size, bool(w.get("write_back")), wwn=wwn,
-                              model_alias=False, hba=hba, create_missing=False)
-    elif plugin == "block":
-        plan = bs.plan_block(empty, name, w["dev"], bool(w.get("readonly")), wwn=wwn,
-                             model_alias=False, hba=hba)
-    elif plugin == "ramdisk":
-        plan = bs.plan_ramdisk(empty, name, w["size"], bool(w.get("nullio")), wwn=wwn,
-                               model_alias=False, hba=hba)
-    elif plugin == "pscsi":
-        plan = bs.plan_pscsi(empty, name, w["dev"], hba=hba)
-    else:
-        cfg = w.get("config") or ""
-        subtype, _, rest = cfg.partition("/")
-        plan = bs.plan_user(empty, name, w["size"], rest, subtype, wwn=wwn,
-                            hw_max_sectors=w.get("hw_max_sectors"), model_alias=False, hba=hba,
-                            validate=False, write_back=None, attributes=attrs, create_missing=False)
-    path = f"{configfs.CORE}/{hba}/{name}"
-    ch = Change(plan)
-    skip = SO_SKIP_ATTRS | (set(bs.TCMU_BEFORE_ENABLE) | set(bs.TCMU_CONTROL_ATTRS) if plugin == "user" else set())
+    ch = Change(kind.plan_saved(w, hba))
+    path = bsc.object_path(hba, w["name"])
+    skip = SO_SKIP_ATTRS | kind.planned_attributes
     _write_group(ch, "", path + "/attrib",
-                 {k: v for k, v in attrs.items() if k not in skip}, None)
-    _alua(ch, path, w.get("alua_tpgs", []), {}, f"{plugin}/{name}")
-    return ch
+                 {k: v for k, v in w.get("attributes", {}).items() if k not in skip}, None)
+    _alua(ch, path, w.get("alua_tpgs", []), {}, f"{kind.name}/{w['name']}")
+    return ch, path
 
 
 ALUA_ORDER = ("alua_access_status", "alua_write_metadata", "preferred", "nonop_delay_msecs",
@@ -271,28 +253,10 @@ def _alua(ch: Change, so_path: str, want: list[dict], have: dict[str, dict], lab
                 ch.add("-", f"ALUA group {label}/{name}")
 
 
-def _so_paths(snap: Snapshot, ch: Change) -> dict[tuple[str, str], str]:
-    """Where each storage object is (or will be) in configfs, after this plan's changes."""
-    out = {k: so.path for k, so in snap.storage_objects.items()}
-    for op in ch.plan:
-        if type(op).__name__ == "Mkdir" and op.path.startswith(configfs.CORE + "/"):
-            rel = op.path[len(configfs.CORE) + 1:].split("/")
-            if len(rel) == 2:
-                prefix = rel[0].rpartition("_")[0]
-                plugin = {v: k for k, v in HBA_OF_PLUGIN.items()}.get(prefix)
-                out[(plugin, rel[1])] = op.path
-    return out
-
-
 def _create_target(ch: Change, snap: Snapshot, w: dict, so_paths):
     spec = spec_for(w["fabric"])
-    if spec.module:
-        ch.plan.add(Modprobe(spec.module))
-    if w["fabric"] not in snap.fabrics and not os.path.isdir(tg.fabric_path(w["fabric"])):
-        if tg.fabric_path(w["fabric"]) not in ch.plan.made:
-            ch.plan.mkdir(tg.fabric_path(w["fabric"]))
-    tpath = f"{tg.fabric_path(w['fabric'])}/{spec.cfs_wwn(w['wwn'])}"
-    ch.plan.mkdir(tpath)
+    plan, tpath = tg.plan_target_at(snap, spec, spec.cfs_wwn(w["wwn"]), ch.plan.made)
+    ch.plan.extend(plan)
     _target_groups(ch, tpath, w, None)
     for tw in w.get("tpgs", []):
         _create_tpg(ch, spec, tpath, tw, so_paths)
@@ -309,7 +273,6 @@ def _create_tpg(ch: Change, spec, tpath: str, tw: dict, so_paths):
 
 def _tpg_body(ch: Change, path: str, tw: dict, tpg: TPG | None, so_paths, replaced):
     """Everything inside a TPG, for a new TPG (tpg None) or the differences of an existing one."""
-    from lioctl.saveconfig.dump import rw_group
     label = path[len(configfs.ROOT) + 1:]
     _write_group(ch, f"{label} attribute", path + "/attrib", tw.get("attributes", {}),
                  rw_group(path + "/attrib") if tpg else None)
@@ -325,9 +288,9 @@ def _tpg_body(ch: Change, path: str, tw: dict, tpg: TPG | None, so_paths, replac
     new_luns = []
     for lw in tw.get("luns", []):
         lun = have_luns.get(lw["index"])
-        so_key = _so_key(lw["storage_object"])
+        key = so_key(lw["storage_object"])
         if lun is not None and lun.storage_object is not None and \
-                (lun.storage_object.plugin, lun.storage_object.name) == so_key and so_key not in replaced:
+                (lun.storage_object.plugin, lun.storage_object.name) == key and key not in replaced:
             gp = lw.get("alua_tg_pt_gp_name")
             if gp and gp != lun.alua_tg_pt_gp:
                 ch.plan.write(lun.path + "/alua_tg_pt_gp", gp, undoable=False)  # reads back as a report
@@ -335,34 +298,28 @@ def _tpg_body(ch: Change, path: str, tw: dict, tpg: TPG | None, so_paths, replac
             continue
         if lun is not None and lun.path not in ch.plan.removed:
             ch.plan.extend(tg.plan_delete_lun(lun))
-        new_luns.append((f"{path}/lun/lun_{lw['index']}", lw, so_paths[so_key]))
+        new_luns.append(lw)
         ch.add("+", f"{label} LUN {lw['index']}")
-    # a LUN's link waits in the kernel (~17 ms under emulation): the links go concurrently
-    for lpath, _, _ in new_luns:
-        ch.plan.mkdir(lpath)
-    for lpath, lw, so_path in new_luns:
-        ch.plan.symlink(f"{lpath}/{lw.get('alias') or tg._alias()}", so_path, concurrent=True)
-    for lpath, lw, _ in new_luns:
+    ch.plan.extend(tg.plan_luns_at(path, [(lw["index"], so_paths[so_key(lw["storage_object"])],
+                                           lw.get("alias")) for lw in new_luns], concurrent=True))
+    for lw in new_luns:
         if lw.get("alua_tg_pt_gp_name") and lw["alua_tg_pt_gp_name"] != "default_tg_pt_gp":
-            ch.plan.write(lpath + "/alua_tg_pt_gp", lw["alua_tg_pt_gp_name"], undoable=False)
+            ch.plan.write(tg.tpg_lun_path(path, lw["index"]) + "/alua_tg_pt_gp",
+                          lw["alua_tg_pt_gp_name"], undoable=False)
     have_portals = tpg.portals if tpg else {}
     for pw in tw.get("portals", []):
-        ip = pw["ip_address"].strip("[]")
-        name = f"[{ip}]:{pw['port']}" if ":" in ip else f"{ip}:{pw['port']}"
+        name = tg.portal_name(pw["ip_address"], pw["port"])
         if name in have_portals:
             continue
-        ch.plan.mkdir(f"{path}/np/{name}")
-        if pw.get("iser"):
-            ch.plan.write(f"{path}/np/{name}/iser", "1", undoable=False)
-        if pw.get("offload"):
-            ch.plan.write(f"{path}/np/{name}/cxgbit", "1", undoable=False)
+        ch.plan.extend(tg.plan_portal_at(path, name, iser=bool(pw.get("iser")),
+                                         offload=bool(pw.get("offload"))))
         ch.add("+", f"{label} portal {name}")
     have_acls = tpg.acls if tpg else {}
     for aw in tw.get("node_acls", []):
         acl = have_acls.get(aw["node_wwn"])
         apath = f"{path}/acls/{aw['node_wwn']}"
         if acl is None:
-            ch.plan.mkdir(apath)
+            ch.plan.extend(tg.plan_acl_at(path, aw["node_wwn"], aw.get("tag"))[0])
             ch.add("+", f"{label} ACL {aw['node_wwn']}")
         cur_auth = configfs.read_group(apath + "/auth", [k for _, k in AUTH]) if acl else None
         want_auth = {fname: aw.get("chap_" + key) or "" for key, fname in AUTH
@@ -371,12 +328,12 @@ def _tpg_body(ch: Change, path: str, tw: dict, tpg: TPG | None, so_paths, replac
                      secret_keys={"password", "password_mutual"})
         _write_group(ch, f"{label} ACL {aw['node_wwn']} attribute", apath + "/attrib",
                      aw.get("attributes", {}), rw_group(apath + "/attrib") if acl else None)
-        if aw.get("tag") and (acl is None or acl.tag != aw["tag"]):
+        if aw.get("tag") and acl is not None and acl.tag != aw["tag"]:
             ch.plan.write(apath + "/tag", aw["tag"], undoable=False)
         have_ml = acl.mapped_luns if acl else {}
         for mw in aw.get("mapped_luns", []):
             ml = have_ml.get(mw["index"])
-            relinked = f"{path}/lun/lun_{mw['tpg_lun']}" in ch.plan.made
+            relinked = tg.tpg_lun_path(path, mw["tpg_lun"]) in ch.plan.made
             if ml is not None and ml.tpg_lun == mw["tpg_lun"] and not relinked:
                 if bool(mw.get("write_protect")) != ml.write_protect:
                     ch.plan.write(ml.path + "/write_protect", "1" if mw.get("write_protect") else "0")
@@ -384,7 +341,7 @@ def _tpg_body(ch: Change, path: str, tw: dict, tpg: TPG | None, so_paths, replac
                 continue
             if ml is not None and ml.path not in ch.plan.removed:
                 ch.plan.extend(tg.plan_delete_mapped_lun(ml))
-            ch.plan.extend(tg.plan_mapped_lun_at(apath, mw["index"], f"{path}/lun/lun_{mw['tpg_lun']}",
+            ch.plan.extend(tg.plan_mapped_lun_at(apath, mw["index"], tg.tpg_lun_path(path, mw["tpg_lun"]),
                                                  bool(mw.get("write_protect"))))
             ch.add("+", f"{label} ACL {aw['node_wwn']} mapped LUN {mw['index']}")
     enable = tw.get("enable", True)
@@ -423,10 +380,7 @@ def _prune_target(ch: Change, t: Target, w: dict, prune: bool, replaced):
             if idx not in want_luns:
                 ch.plan.extend(tg.plan_delete_lun(lun, ch.plan.removed))
                 ch.add("-", f"{lun.tree_path}")
-        want_portals = set()
-        for pw in tw.get("portals", []):
-            ip = pw["ip_address"].strip("[]")
-            want_portals.add(f"[{ip}]:{pw['port']}" if ":" in ip else f"{ip}:{pw['port']}")
+        want_portals = {tg.portal_name(pw["ip_address"], pw["port"]) for pw in tw.get("portals", [])}
         for name, p in tpg.portals.items():
             if name not in want_portals:
                 ch.plan.rmdir(p.path)
@@ -435,7 +389,6 @@ def _prune_target(ch: Change, t: Target, w: dict, prune: bool, replaced):
 
 def _target_groups(ch: Change, tpath: str, w: dict, existing: bool | None):
     """Target-wide attrib/ and param/ (e.g. iSCSI's cmd_completion_affinity)."""
-    from lioctl.saveconfig.dump import rw_group
     label = tpath[len(configfs.ROOT) + 1:]
     for key, sub, text in (("attributes", "attrib", False), ("parameters", "param", True)):
         if w.get(key):
@@ -457,7 +410,7 @@ def _update_target(ch: Change, t: Target, w: dict, so_paths, replaced):
 def plan_clear(snap: Snapshot) -> Plan:
     """Everything, children first; a failure midway is rolled back like any plan."""
     plan = tg.plan_delete_targets(list(snap.targets()))
-    plan.extend(bs.plan_remove_objects(snap, list(snap.storage_objects.values())))
+    plan.extend(bsc.plan_remove_objects(snap, list(snap.storage_objects.values())))
     for fab in snap.fabrics.values():
         da = fab.path + "/discovery_auth"
         if os.path.isdir(da) and configfs.read(da + "/enforce_discovery_auth") == "1":
@@ -483,7 +436,7 @@ def scope(snap: Snapshot, desired: dict, target: str | None = None,
         for tw in want_targets:
             for tpg in tw.get("tpgs", []):
                 for lw in tpg.get("luns", []):
-                    so_keys.add(_so_key(lw["storage_object"]))
+                    so_keys.add(so_key(lw["storage_object"]))
         labels.append(f"target {target}")
     if storage_object:
         wanted = storage_object.removeprefix("/backstores/").strip("/")
