@@ -29,3 +29,6 @@ $PY bench/tcmu_hot_path.py
 $PY -c "$CLEAR"
 echo "== TCMU: a disk with latency (dm-delay) behind the handler vs the kernel's block backstore"
 $PY bench/tcmu_slow_disk.py
+$PY -c "$CLEAR"
+echo "== RBD: lioctl's backend vs tcmu-runner's rbd vs krbd + block vs fio's rbd engine"
+$PY bench/rbd_bench.py

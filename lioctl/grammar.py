@@ -24,12 +24,15 @@ def split(line: str) -> list[str]:
 
 
 def bind(fn, tokens: list[str], command: str):
-    """Map tokens to fn's parameters: KEY=VALUE for named ones, the rest positional."""
+    """Map tokens to fn's parameters: KEY=VALUE for named ones, the rest positional; `--KEY`
+    is KEY=true for a parameter of that name (`--create` = `create=true`)."""
     sig = inspect.signature(fn)
     params = sig.parameters
     var_kw = any(p.kind == p.VAR_KEYWORD for p in params.values())
     args, kwargs = [], {}
     for tok in tokens:
+        if tok.startswith("--") and tok[2:].replace("-", "_") in params and tok[2:].replace("-", "_").isidentifier():
+            tok = tok[2:].replace("-", "_") + "=true"
         m = KEY_RE.match(tok)
         if m and (m.group(1) in params or var_kw):
             key, value = m.groups()
@@ -54,6 +57,8 @@ def bind(fn, tokens: list[str], command: str):
 
 def usage(name: str, fn) -> str:
     """A command's usage line from its signature: `create NAME [size=…] NAME=VALUE...`."""
+    if getattr(fn, "usage", None):     # positionals that may be left out: said by the command
+        return f"{name} {fn.usage}"
     parts = [name]
     for p in inspect.signature(fn).parameters.values():
         if p.kind == p.VAR_POSITIONAL:

@@ -7,7 +7,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PKGS=(qemu-system-x86 linux-image-amd64 busybox-static kmod udev libudev1 open-iscsi
       sg3-utils fio lsscsi targetcli-fb tcmu-runner dbus python3 python3-venv procps iproute2
-      bash-completion zsh fish groff man-db e2fsprogs util-linux tmux qemu-utils systemd)
+      bash-completion zsh fish groff man-db e2fsprogs util-linux tmux qemu-utils systemd
+      ceph-mon ceph-osd ceph-common python3-rbd python3-rados)   # the RBD backend's cluster (tests/kernel/ceph.sh)
 install_missing() {
     local missing=() p
     for p in "$@"; do

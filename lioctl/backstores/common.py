@@ -50,6 +50,7 @@ class Kind:
         sig = inspect.signature(fn)
         create.__signature__ = sig.replace(parameters=list(sig.parameters.values())[1:])
         create.__doc__ = fn.__doc__
+        create.usage = getattr(fn, "usage", None)     # a usage line of its own (grammar.usage)
         return create
 
     def completion(self, param: str, handler: str | None = None) -> str | None:

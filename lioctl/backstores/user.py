@@ -13,7 +13,7 @@ import os
 
 from lioctl import configfs
 from lioctl.backstores import common
-from lioctl.errors import LioError
+from lioctl.errors import LioError, UsageError
 from lioctl.plan import CreateFile, Plan, ServeUser, Write
 from lioctl.saveconfig import rules
 from lioctl.tcmu import config as tcmu_config
@@ -120,6 +120,30 @@ def plan_user(snap, name: str, size, config: str, subtype: str | None = None,
     return plan
 
 
+def plan_user_rbd(snap, name: str, size, arg: str, options: dict, create: bool = False, grow: bool = False,
+                  **kw):
+    """`create NAME [SIZE] rbd:POOL/IMAGE[@SNAP]`: a lioctl_rbd user backstore, the image made
+    (create) or grown (grow) first; size omitted = the image's."""
+    from lioctl import ceph        # python3-rados/rbd: only for an RBD image
+    from lioctl.tcmu import rbdspec
+    spec = ceph.spec_from(arg, options)
+    if spec.read_only and (create or grow):
+        raise LioError(f"snapshot {spec.name} is read-only: it cannot be created or grown here")
+    existing = [so for so in snap.storage_objects.values() if so.plugin == "user" and so.user_config
+                and so.user_config.startswith("lioctl_rbd/")]
+    for so in existing:
+        try:
+            other = rbdspec.parse_config(so.user_config[len("lioctl_rbd/"):])
+        except rbdspec.SpecError:
+            continue
+        if other.same_image(spec):
+            raise LioError(f"RBD image {spec.pool}/{spec.image} is already served by {so.tree_path}")
+    lun_size, before = ceph.resolve(spec, parse_size(size) if size else None, create, grow)
+    plan = plan_user(snap, name, lun_size, spec.config(), rbdspec.SUBTYPE, **kw)
+    plan.ops[0:0] = before
+    return plan
+
+
 class ReconfigWrite(Write):
     """A write to a served user backstore's dev_config or dev_size: the kernel hands it to the
     handler as a RECONFIG event, and refuses it (ESRCH) when no handler listens for them."""
@@ -182,15 +206,39 @@ class User(common.Kind):
     lossy = True
     planned_attributes = frozenset(TCMU_BEFORE_ENABLE + TCMU_CONTROL_ATTRS)
 
-    def create(self, ctx, name, size, cfgstring, subtype=None, wwn=None, hw_max_sectors=None,
-               write_back=None, control=None):
+    def create(self, ctx, name, size=None, cfgstring=None, subtype=None, wwn=None, hw_max_sectors=None,
+               write_back=None, control=None, create=None, grow=None, conf=None, id=None, keyring=None,
+               cluster=None, timeout=None):
         """Create user (TCMU) storage object NAME of SIZE. CFGSTRING is the handler's
         configuration; subtype picks the handler (lioctl_file by default: CFGSTRING is a file or
-        block device, a missing file is created sparse; lioctl_ram; or a tcmu-runner handler);
-        control= is targetcli's string for the kernel's control file.
+        block device, a missing file is created sparse; lioctl_ram; lioctl_rbd; or a tcmu-runner
+        handler); control= is targetcli's string for the kernel's control file.
+        CFGSTRING rbd:POOL/IMAGE[@SNAP] serves a Ceph RBD image (lioctl_rbd): SIZE omitted is
+        the image's; --create makes a missing image of SIZE; --grow makes the image SIZE when
+        bigger; @SNAP is read-only; conf=, id=, keyring= (a path: never a key), cluster= and
+        timeout= (seconds) say how to reach the cluster (default: CEPH_CONF or
+        /etc/ceph/ceph.conf, client.admin).
         Example: /backstores/user create disk1 10G /srv/disk1.img
+        Example: /backstores/user create vol1 rbd:rbd/vol1
+        Example: /backstores/user create vol2 10G rbd:rbd/vol2 --create id=gw keyring=/etc/ceph/ceph.client.gw.keyring
         Example: /backstores/user create rbd1 10G rbd/pool/image subtype=rbd
         Example: /backstores/user create u1 1G /srv/u1.img control=max_data_area_mb=64"""
+        from lioctl.tcmu import rbdspec     # the RBD form's parsing: a few regexes, no Ceph
+        if cfgstring is None and rbdspec.is_spec(size):
+            size, cfgstring = None, size
+        rbd_opts = {"conf": conf, "id": id, "keyring": keyring, "cluster": cluster, "timeout": timeout}
+        if rbdspec.is_spec(cfgstring) and subtype in (None, rbdspec.SUBTYPE):
+            plan = plan_user_rbd(
+                ctx.snap, name, size, cfgstring, rbd_opts, create=bool(create and parse_bool(create, "create")),
+                grow=bool(grow and parse_bool(grow, "grow")), wwn=wwn,
+                hw_max_sectors=int(hw_max_sectors) if hw_max_sectors else None, model_alias=common.model_alias(ctx),
+                write_back=True if write_back is None else parse_bool(write_back, "write_back"), control=control)
+            return plan, f"Created user storage object {name} on {cfgstring}"
+        given = [k for k, v in {**rbd_opts, "create": create, "grow": grow}.items() if v is not None]
+        if given:
+            raise LioError(f"{given[0]}= is for rbd:POOL/IMAGE backstores")
+        if size is None or cfgstring is None:
+            raise UsageError("create needs NAME SIZE CFGSTRING (SIZE may be left out for rbd:POOL/IMAGE)")
         if subtype is None and ":" in cfgstring:   # a subtype's own form names the subtype
             subtype, cfgstring = next(((s, c) for s in BACKENDS
                                        if (c := backend(s).from_cfgstring(cfgstring)) is not None),
@@ -200,6 +248,9 @@ class User(common.Kind):
                          write_back=True if write_back is None else parse_bool(write_back, "write_back"),
                          control=control)
         return plan, f"Created user storage object {name} size {size}"
+
+    create.usage = ("NAME [SIZE] CFGSTRING [subtype=…] [wwn=…] [hw_max_sectors=…] [write_back=…] "
+                    "[control=…] [--create] [--grow] [conf=…] [id=…] [keyring=…] [cluster=…] [timeout=…]")
 
     def completion(self, param, handler=None):
         cls = backend(handler or "")

@@ -22,11 +22,19 @@ from lioctl.tcmu.backends.file import FileBackend
 from lioctl.tree import snapshot, targets as tg
 from lioctl.tree.fabrics import spec_for
 
-HELP = "export a file or block device as an iSCSI target in one step"
+HELP = "export a file, block device or Ceph RBD image as an iSCSI target in one step"
+EXAMPLES = """examples:
+  lioctl export /srv/disk.img
+  lioctl export /dev/sdb -p 192.0.2.10
+  lioctl export rbd:rbd/vol1                       # a Ceph RBD image, through lioctl's handler
+  lioctl export rbd:rbd/vol2 --create --lun-size 10G --id gw --keyring /etc/ceph/ceph.client.gw.keyring
+  lioctl export rbd:rbd/vol1@monday                # a snapshot: read-only
+"""
 
 
 def configure(p):
-    p.add_argument("device", metavar="DEVICE|FILE", help="block device or regular file to export")
+    p.add_argument("device", metavar="DEVICE|FILE|rbd:POOL/IMAGE[@SNAP]",
+                   help="block device, regular file, or Ceph RBD image to export")
     p.add_argument("-p", "--portal", action="append", default=[], metavar="PORTAL",
                    help="IP[:PORT] or [IPv6][:PORT] to listen on (repeatable; default 0.0.0.0:3260)")
     p.add_argument("--iqn", help="target IQN (default iqn.2003-01.org.linux-iscsi.HOST:BASENAME)")
@@ -49,6 +57,13 @@ def configure(p):
     p.add_argument("--user", action="store_true",
                    help="serve it through a TCMU user backstore and lioctl's bundled handler "
                         "(started when needed) instead of the kernel's fileio/iblock")
+    g = p.add_argument_group("Ceph RBD images (rbd:POOL/IMAGE)")
+    g.add_argument("--create", action="store_true", help="create the image (of --lun-size) when missing")
+    g.add_argument("--grow", action="store_true", help="grow the image to --lun-size when it is smaller")
+    g.add_argument("--conf", metavar="PATH", help="ceph.conf (default: $CEPH_CONF, /etc/ceph/CLUSTER.conf)")
+    g.add_argument("--id", dest="ceph_id", metavar="NAME", help="cephx user without 'client.' (default: admin)")
+    g.add_argument("--keyring", metavar="PATH", help="keyring file of that user (a path: never the key)")
+    g.add_argument("--cluster", metavar="NAME", help="cluster name (default: ceph)")
 
 
 def credentials(args) -> tuple[tuple[str, str] | None, tuple[str, str] | None]:
@@ -109,14 +124,45 @@ def find_export(snap, device: str):
     return None, None
 
 
+def rbd_spec(args):
+    """The RbdSpec of an `rbd:` argument (None for a file or device)."""
+    from lioctl import ceph as rbd_admin
+    from lioctl.tcmu import rbdspec
+    if not rbdspec.is_spec(args.device):
+        if args.create or args.grow or args.conf or args.ceph_id or args.keyring or args.cluster:
+            raise UsageError("--create, --grow, --conf, --id, --keyring and --cluster are for rbd:POOL/IMAGE")
+        return None
+    return rbd_admin.spec_from(args.device, {"conf": args.conf, "id": args.ceph_id, "keyring": args.keyring,
+                                             "cluster": args.cluster})
+
+
+def find_rbd_export(snap, spec):
+    """(target, storage object) serving spec's image over iSCSI, if any."""
+    from lioctl import ceph as rbd_admin
+    for so in rbd_admin.served_by(snap, spec):
+        for lun in so.luns:
+            if lun.tpg.target.fabric.name == "iscsi":
+                return lun.tpg.target, so
+        return None, so
+    return None, None
+
+
 def build(args, snap) -> tuple[Plan, dict]:
-    device = os.path.abspath(args.device)
-    if not os.path.exists(device) and args.lun_size:
-        kind = "file"  # created sparse with --lun-size, like fileio create
+    spec = rbd_spec(args)
+    if spec is not None:        # an RBD image: a lioctl_rbd user backstore (lioctl/ceph.py)
+        device = kind = args.device
+        base = spec.image + (f"_{spec.snap}" if spec.snap else "")
+        name = check_object_name(args.name or default_name(base), "backstore name")
+        # RFC 3722: no '_' in an IQN (LIO takes it, open-iscsi's discovery refuses the target)
+        iqn_base = base.replace("_", "-")
     else:
-        kind = check_device(device)
-    name = check_object_name(args.name or default_name(device), "backstore name")
-    iqn, _ = wwnmod.normalize(("iqn",), args.iqn or default_iqn(device), "target IQN")
+        device = iqn_base = os.path.abspath(args.device)
+        if not os.path.exists(device) and args.lun_size:
+            kind = "file"  # created sparse with --lun-size, like fileio create
+        else:
+            kind = check_device(device)
+        name = check_object_name(args.name or default_name(device), "backstore name")
+    iqn, _ = wwnmod.normalize(("iqn",), args.iqn or default_iqn(iqn_base), "target IQN")
     portals = args.portal or [spec_for("iscsi").default_portal]
     parsed = []
     for text in portals:
@@ -139,14 +185,19 @@ def build(args, snap) -> tuple[Plan, dict]:
     if "iscsi" in snap.fabrics and iqn in snap.fabrics["iscsi"].targets:
         raise LioError(f"target {iqn} already exists; choose another with --iqn")
 
-    backstore = user.KIND if args.user else block.KIND if kind == "block" else fileio.KIND
+    backstore = user.KIND if args.user or spec else block.KIND if kind == "block" else fileio.KIND
     # Deterministic serial and LUN link name: the --dry-run script makes exactly this tree.
     serial = str(uuid.uuid5(uuid.NAMESPACE_URL, f"lioctl:{iqn}:{backstore.name}/{name}"))
     hba = free_hba(backstore)
     plan = Plan()
     plan.add(Mount(configfs.CONFIGFS_MOUNT))
     plan.add(Modprobe("target_core_mod"))
-    if backstore is user.KIND:
+    if spec is not None:
+        sub = user.plan_user_rbd(snap, name, args.lun_size, args.device,
+                                 {"conf": spec.conf, "id": spec.id, "keyring": spec.keyring, "cluster": spec.cluster},
+                                 create=args.create, grow=args.grow, wwn=serial, write_back=not args.readonly,
+                                 hba=hba)
+    elif backstore is user.KIND:
         size = args.lun_size or FileBackend.medium_size(device)
         if not size:
             raise LioError(f"file {device} is empty; give --lun-size to use it")
@@ -190,9 +241,13 @@ def build(args, snap) -> tuple[Plan, dict]:
 
 def already_exported(args, snap) -> bool:
     """Refuse a second export of the same device, naming the first; --exist-ok makes it a no-op."""
-    if not os.path.exists(args.device):
+    spec = rbd_spec(args)
+    if spec is not None:
+        target, so = find_rbd_export(snap, spec)
+    elif not os.path.exists(args.device):
         return False
-    target, so = find_export(snap, os.path.abspath(args.device))
+    else:
+        target, so = find_export(snap, os.path.abspath(args.device))
     if so is None:
         return False
     if target is not None and args.exist_ok:

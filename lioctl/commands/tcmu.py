@@ -7,7 +7,10 @@ when it is not running. `status --json` prints
    "devices": [{"name", "hba", "uio", "subtype", "config", "size", "block_size", "write_cache",
                 "in_flight", "ring_size", "served_since", "commands", "reads", "writes",
                 "read_bytes", "write_bytes", "errors", "batches", "max_batch", "threaded",
-                "io_threads"}],
+                "io_threads", "asynchronous", "latency_us_total", "latency_us_max",
+                and for asynchronous backends "backend_in_flight", "latency_us_avg", and for
+                lioctl_rbd "image", "cluster_reachable", "backend_errors", "timeouts",
+                "read_only"}],
    "failed": [{"device", "error"}],
    "unserved": ["user_N/NAME" of lioctl subtypes nobody serves]}
 """
@@ -100,6 +103,12 @@ def _status(args) -> int:
             print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
     else:
         print("no devices")
+    for d in st["devices"]:
+        if "image" in d:        # an RBD image: its cluster's state
+            print(f"user/{d['name']}: rbd {d['image']}{' (read-only)' if d['read_only'] else ''}, cluster "
+                  f"{'reachable' if d['cluster_reachable'] else 'NOT ANSWERING'}, {d['backend_in_flight']} in flight, "
+                  f"latency {d['latency_us_avg']} us avg / {d['latency_us_max']} us max, "
+                  f"{d['backend_errors']} errors ({d['timeouts']} timeouts)")
     for f in st["failed"]:
         print(f"not served: {f['device']}: {f['error']}")
     for u in st["unserved"]:

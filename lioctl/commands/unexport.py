@@ -15,17 +15,34 @@ from lioctl.tree import snapshot, targets as tg
 HELP = "remove a target made by export, and its backstore if unused"
 
 
+EXAMPLES = """examples:
+  lioctl unexport iqn.2003-01.org.linux-iscsi.host:disk
+  lioctl unexport /srv/disk.img
+  lioctl unexport rbd:rbd/vol1         # the RBD image export made (the image itself stays)
+"""
+
+
 def configure(p):
-    p.add_argument("what", metavar="TARGET_IQN|DEVICE|FILE")
+    p.add_argument("what", metavar="TARGET_IQN|DEVICE|FILE|rbd:POOL/IMAGE[@SNAP]")
 
 
 def build(snap, what: str) -> tuple[Plan, dict]:
     iscsi = snap.fabrics.get("iscsi")
     targets = []
+    rbd_sos = None
     if iscsi and what.lower() in iscsi.targets:
         targets = [iscsi.targets[what.lower()]]
     elif what.startswith("iqn.") or what.startswith(("naa.", "eui.")):
         raise LioError(f"target {what} does not exist")
+    elif what.startswith("rbd:"):
+        from lioctl import ceph as rbd_admin
+        sos = rbd_sos = rbd_admin.served_by(snap, rbd_admin.spec_from(what, {}), loose=True)
+        if not sos:
+            raise LioError(f"{what} is not exported")
+        for so in sos:
+            for lun in so.luns:
+                if lun.tpg.target.fabric.name == "iscsi" and lun.tpg.target not in targets:
+                    targets.append(lun.tpg.target)
     else:
         real = os.path.realpath(what)
         sos = [so for so in snap.storage_objects.values()
@@ -44,7 +61,9 @@ def build(snap, what: str) -> tuple[Plan, dict]:
             for lun in tpg.luns.values():
                 if lun.storage_object and lun.storage_object not in sos:
                     sos.append(lun.storage_object)
-    if not targets:
+    if not targets and rbd_sos is not None:
+        sos = rbd_sos
+    elif not targets:
         sos = [so for so in snap.storage_objects.values()
                if so.udev_path and os.path.realpath(so.udev_path) == os.path.realpath(what)]
     kept, removed = [], []

@@ -28,7 +28,8 @@ FILES = "__files__"
 # what an option's value is, by its argparse dest, where completion has something to offer
 VALUE_KINDS = {"portal": "address", "acl": "initiator", "chap_file": "file", "mutual_chap_file": "file",
                "file": "file", "dir": "dir", "output": "dir", "target": "target",
-               "storage_object": "storage_object", "proto": "protocol", "kernel_release": "kernel"}
+               "storage_object": "storage_object", "proto": "protocol", "kernel_release": "kernel",
+               "conf": "file", "keyring": "file"}
 
 
 def script_text(shell: str) -> str:
@@ -130,11 +131,25 @@ def verb_candidates(verb: str, words: list[str], word: str, sess: _Session):
             if so.plugin == "user" and key.startswith(word) and key not in positional:
                 yield key
         return
+    if verb == "export" and not positional and word.startswith("rbd:"):
+        from lioctl import ceph as rbd_admin      # the cluster's pools and images, 2 s at most
+        given = {k: words[i + 1] for i, k in enumerate(words[:-1])
+                 if k in ("--conf", "--id", "--keyring", "--cluster")}
+        yield from rbd_admin.complete_names(word, {"conf": given.get("--conf"), "id": given.get("--id"),
+                                                   "keyring": given.get("--keyring"),
+                                                   "cluster": given.get("--cluster")})
+        return
     if verb == "unexport" and not positional:
         iscsi = sess.snap().fabrics.get("iscsi")
         for t in (iscsi.targets if iscsi else {}):
             if t.startswith(word):
                 yield t
+        for so in sess.snap().storage_objects.values():
+            cfg = so.user_config or ""
+            if so.plugin == "user" and cfg.startswith("lioctl_rbd/"):
+                name = "rbd:" + cfg[len("lioctl_rbd/"):].split(";")[0]
+                if name.startswith(word):
+                    yield name
     if verb == "restore" and ("=" in word or positional):
         key, eq, val = word.partition("=")
         if eq and key in ("target", "storage_object"):

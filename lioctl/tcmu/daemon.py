@@ -22,6 +22,7 @@ import time
 from lioctl import rundir
 from lioctl.tcmu import config as tcmu_config
 from lioctl.tcmu import netlink
+from lioctl.tcmu.aio import CompletionQueue
 from lioctl.tcmu.device import Device, scan
 from lioctl.tcmu.ring import RingError
 
@@ -31,6 +32,14 @@ LOCK = f"{RUN_DIR}/tcmu.lock"
 SOCKET = f"{RUN_DIR}/tcmu.sock"
 LOG = f"{RUN_DIR}/tcmu.log"
 log = logging.getLogger("lioctl.tcmu")
+
+
+class Reaper:
+    """The completion fd of a device's backend (backends/base.py: completion_fd, reap)."""
+    __slots__ = ("dev", "fd")
+
+    def __init__(self, dev, fd):
+        self.dev, self.fd = dev, fd
 
 
 class AlreadyRunning(Exception):
@@ -124,6 +133,8 @@ class Daemon:
         self.pool = concurrent.futures.ThreadPoolExecutor(threads, "tcmu-io") if threads > 0 else None
         self.disk_pool = (concurrent.futures.ThreadPoolExecutor(disk_threads, "tcmu-disk")
                           if disk_threads > 0 else None)
+        # asynchronous backends (RBD) answer through this, not through threads of ours
+        self.completions = CompletionQueue()
 
     # setup
     def _events(self) -> netlink.Events:
@@ -160,6 +171,7 @@ class Daemon:
         self.watch(self.events.fileno(), "netlink")
         self.watch(listener.fileno(), "status")
         self.watch(wake_r.fileno(), "signal")
+        self.watch(self.completions.fd, "completions")
         self.rescan(restart=True)
         log.info("lioctl TCMU handler %d serving %d device(s)", os.getpid(), len(self.devices))
         sd_notify("READY=1")
@@ -174,6 +186,10 @@ class Daemon:
                         continue
                     if what.__class__ is Device:
                         self._service(what)
+                    elif what.__class__ is Reaper:
+                        self._reap(what.dev)
+                    elif what == "completions":
+                        self._completions()
                     elif what == "netlink":
                         self._netlink()
                     elif what == "status":
@@ -194,6 +210,25 @@ class Daemon:
                 pass
             os.close(lock)
         return 0
+
+    def _reap(self, dev: Device) -> None:
+        """Finished backend operations: their next steps and answers now, one doorbell each."""
+        try:
+            if dev.backend is not None:
+                dev.backend.reap()
+        except Exception as e:
+            log.error("%s: reaping completions: %s", dev.key, e)
+        self._completions()
+
+    def _completions(self) -> None:
+        """Answers of asynchronous backends: every device that got some rings its doorbell once."""
+        try:
+            self.completions.run()
+        except Exception as e:      # a bug in a completion step: logged, the loop lives
+            log.error("completion: %s", e)
+        for dev in list(self.devices.values()):
+            if dev.broken is not None:
+                self.fail(dev, f"corrupt command ring: {dev.broken}")
 
     def watch(self, fd: int, what, edge: bool = False) -> None:
         self.ep.register(fd, select.EPOLLIN | (select.EPOLLET if edge else 0))
@@ -229,7 +264,7 @@ class Daemon:
         if tcmu_config.key_of(name) is None:
             return      # tcmu-runner's (or anyone else's): never touched
         dev = Device(minor, name)
-        dev.pool, dev.disk_pool = self.pool, self.disk_pool
+        dev.pool, dev.disk_pool, dev.queue = self.pool, self.disk_pool, self.completions
         try:
             dev.open(restart)
         except Exception as e:   # a bad ring or config must not stop the others
@@ -247,6 +282,10 @@ class Daemon:
         # edge-triggered: every kernel notification wakes us once, so the doorbell's event
         # count need not be read (one system call less per wake-up)
         self.watch(dev.fd, dev, edge=True)
+        cfd = dev.backend.completion_fd()
+        if cfd is not None:
+            dev.reaper = Reaper(dev, cfd)
+            self.watch(cfd, dev.reaper)
         log.info("serving %s (uio%d, %s/%s, %d bytes)", dev.key, minor, dev.subtype, dev.config,
                  dev.unit.num_blocks * dev.unit.block_size)
         self._service(dev)   # anything queued before we mapped it
@@ -257,6 +296,8 @@ class Daemon:
             return
         self.failed.pop(dev.key, None)
         self.unwatch(dev.fd)
+        if getattr(dev, "reaper", None) is not None:
+            self.unwatch(dev.reaper.fd)
         dev.close()
         log.info("stopped serving %s", dev.key)
 
@@ -295,7 +336,16 @@ class Daemon:
             elif ev.cmd == netlink.RECONFIG_DEVICE and ev.minor in self.devices:
                 dev = self.devices[ev.minor]
                 try:
+                    before = dev.backend
                     dev.reconfigure(ev.dev_size, ev.writecache, ev.dev_cfg)
+                    if dev.backend is not before:       # a new medium: its own completion fd
+                        if getattr(dev, "reaper", None) is not None:
+                            self.unwatch(dev.reaper.fd)
+                            dev.reaper = None
+                        cfd = dev.backend.completion_fd()
+                        if cfd is not None:
+                            dev.reaper = Reaper(dev, cfd)
+                            self.watch(cfd, dev.reaper)
                     log.info("%s reconfigured: %s", dev.key,
                              {k: v for k, v in (("size", ev.dev_size), ("write_cache", ev.writecache),
                                                 ("config", ev.dev_cfg)) if v is not None})
@@ -320,18 +370,31 @@ class Daemon:
             except OSError:
                 pass
 
+    def _settle(self, dev: Device, timeout: float = 60.0) -> None:
+        """Let an asynchronous backend's operations end and their answers reach the ring (their
+        own timeout bounds them; this bound is a second one)."""
+        deadline = time.monotonic() + timeout
+        while dev.backend is not None and dev.backend.in_flight() and time.monotonic() < deadline:
+            fds = [self.completions.fd] + ([dev.backend.completion_fd()] if dev.backend.completion_fd() else [])
+            select.select(fds, [], [], 0.1)
+            dev.backend.reap()
+            self.completions.run()
+        self.completions.run()
+
     def shutdown(self) -> None:
         """Clean stop: answer whatever the kernel has queued, then let go of every device."""
         for dev in list(self.devices.values()):
             try:
                 dev.drain()
                 dev.quiesce()
+                self._settle(dev)
             except Exception as e:
                 log.error("%s: %s", dev.key, e)
             self.detach(dev.minor)
         for pool in (self.pool, self.disk_pool):
             if pool is not None:
                 pool.shutdown(wait=True)
+        self.completions.close()
 
 
 def query(timeout: float = 5.0) -> dict | None:

@@ -4,6 +4,7 @@ over its backend, and its counters. Configuration comes from the device's config
 from __future__ import annotations
 
 import concurrent.futures
+import functools
 import logging
 import mmap
 import os
@@ -18,6 +19,8 @@ from lioctl.tcmu.backends import open_backend
 from lioctl.tcmu.config import key_of, parse_uio_name
 from lioctl.tcmu.ring import Ring, RingError
 from lioctl.tcmu.scsi import opcodes as op
+from lioctl.tcmu.scsi import sense as S
+from lioctl.tcmu.scsi.asynchronous import AsyncCommands
 from lioctl.tcmu.scsi.emulator import Emulator, Unit, synchronous_write
 from lioctl.tcmu.scsi.sense import CHECK_CONDITION
 
@@ -77,6 +80,9 @@ class Counters:
     batches: int = 0
     max_batch: int = 0
     threaded: int = 0           # commands run on an I/O thread
+    asynchronous: int = 0       # commands started on an asynchronous backend
+    latency_us_total: int = 0   # their submission-to-answer time, summed
+    latency_us_max: int = 0
 
 
 class Device:
@@ -98,6 +104,9 @@ class Device:
         self.futures: set = set()
         self.broken: RingError | None = None  # an I/O thread found the ring corrupt
         self.lock = threading.Lock()        # the ring's tail and the doorbell: one writer at a time
+        self.queue = None                   # set by the daemon: completions of asynchronous backends
+        self.acmds = None                   # AsyncCommands when the backend is asynchronous
+        self.late: list = []                # answers of completed asynchronous commands
 
     @property
     def key(self) -> str:
@@ -109,11 +118,14 @@ class Device:
         flight with BUSY so initiators retry), map it, then unblock."""
         size = device_size(self.cfs)
         self.backend = open_backend(self.subtype, self.config, size)
-        self.unit = unit_from_configfs(self.cfs, self.name, size)
+        # the medium's own size wins (an RBD image grown while no handler ran)
+        self.unit = unit_from_configfs(self.cfs, self.name, self.backend.size)
         self.unit.thin = self.backend.thin
         self.unit.nonrotational = self.backend.nonrotational
         self.unit.read_only = self.backend.read_only
         self.emulator = Emulator(self.unit, self.backend)
+        if self.backend.asynchronous and self.queue is not None:
+            self.start_async()
         blocked = False
         try:
             if restart:
@@ -130,6 +142,64 @@ class Device:
             if blocked:
                 _action(self.cfs, "block_dev", "0")
 
+    def start_async(self) -> None:
+        """Medium commands go to the backend's aio calls, answers come back through the queue."""
+        b = self.backend
+        self.acmds = AsyncCommands(self.emulator, self.queue.post)
+        self.unit.max_compare_write_blocks = b.compare_and_write_max // self.unit.block_size
+        b.changed(lambda: self.queue.post(self.size_changed))
+
+    def size_changed(self) -> None:
+        """On the loop, after the medium changed elsewhere (`rbd resize`): a new size becomes the
+        LUN's capacity, the next command gets CAPACITY DATA HAS CHANGED, and configfs's
+        dev_size follows (so save and ls show it)."""
+        if self.backend is None:
+            return
+        try:
+            size = self.backend.current_size()
+        except OSError as e:
+            log.warning("%s: cannot read the medium's size: %s", self.key, e)
+            return
+        u = self.unit
+        if size // u.block_size == u.num_blocks:
+            return
+        log.info("%s: medium is now %d bytes (was %d)", self.key, size, u.num_blocks * u.block_size)
+        self.backend.size = size
+        u.num_blocks = size // u.block_size
+        self.emulator.unit_attention(S.CAPACITY_DATA_HAS_CHANGED)
+        try:
+            with open(f"{self.cfs}/attrib/dev_size", "w") as f:
+                f.write(str(size))
+        except OSError as e:
+            log.warning("%s: cannot set dev_size=%d: %s", self.key, size, e.strerror)
+
+    def _late(self, cmd, opc, started, r) -> None:
+        """On the loop: an asynchronous command's answer, written with the others of this
+        wake-up and one doorbell (_flush_late)."""
+        us = int((time.monotonic() - started) * 1e6)
+        c = self.counters
+        c.latency_us_total += us
+        if us > c.latency_us_max:
+            c.latency_us_max = us
+        if not self.late:
+            self.queue.later(self._flush_late)
+        self.late.append((cmd, opc, r))
+
+    def _flush_late(self) -> None:
+        answers, self.late = self.late, []
+        if self.fd < 0 or getattr(self, "ring", None) is None or self.broken is not None:
+            return      # closed (or failed) meanwhile: the kernel has reset or dropped them
+        try:
+            if self.futures:
+                with self.lock:
+                    self._answer(answers)
+            else:
+                self._answer(answers)
+        except RingError as e:
+            self.broken = e
+        except OSError:
+            pass        # the device went away; the event loop notices on its next read
+
     def drain(self) -> int:
         """Answer what the kernel queued: small commands at once; large reads and writes go to
         the I/O threads, which answer and ring the doorbell themselves (the kernel copies a
@@ -140,6 +210,10 @@ class Device:
         ring, execute, c = self.ring, self.emulator.execute, self.counters
         take, answer = ring.take, self._answer
         lock, futures = self.lock, self.futures
+        acmds = self.acmds
+        atable = acmds.table if acmds is not None else {}
+        late = self._late
+        now = time.monotonic
         # a backend that may block sends every command through _on_thread; memory only large ones
         if self.emulator.backend.blocking:
             pool, big = self.disk_pool, 0
@@ -168,6 +242,12 @@ class Device:
                 cdb = cmd.cdb
                 if cmd.unknown_op:
                     answers.append((cmd, -1, None))
+                elif cdb and cdb[0] in atable:
+                    c.asynchronous += 1
+                    opc = cdb[0]
+                    r = acmds.submit(cdb, cmd.iovecs, cmd.length, functools.partial(late, cmd, opc, now()))
+                    if r is not None:
+                        answers.append((cmd, opc, r))
                 elif pool is not None and cmd.length >= big and self._on_thread(cdb):
                     c.threaded += 1
                     fut = pool.submit(self._work, cmd)
@@ -251,9 +331,15 @@ class Device:
             self.backend.close()
             self.backend = self.emulator.backend = new
             self.subtype, self.config = subtype, config
+            self.acmds = None
+            if new.asynchronous and self.queue is not None:
+                self.start_async()
         if dev_size is not None:
             self.backend.resize(dev_size)
-            self.unit.num_blocks = dev_size // self.unit.block_size
+            if dev_size // self.unit.block_size != self.unit.num_blocks:
+                self.unit.num_blocks = dev_size // self.unit.block_size
+                if self.backend.asynchronous:      # an initiator of a networked medium is told
+                    self.emulator.unit_attention(S.CAPACITY_DATA_HAS_CHANGED)
         if writecache is not None:
             if self.unit.write_cache and not writecache:
                 self.backend.flush()
@@ -261,7 +347,16 @@ class Device:
 
     def status(self) -> dict:
         u = self.unit
-        return {"name": self.name, "hba": self.hba, "uio": f"uio{self.minor}", "subtype": self.subtype,
+        extra = {}
+        b = self.backend
+        if b is not None and b.asynchronous:
+            c = self.counters
+            extra = {"backend_in_flight": b.in_flight(),
+                     "latency_us_avg": c.latency_us_total // c.asynchronous if c.asynchronous else 0}
+            if hasattr(b, "reachable"):
+                extra.update(image=b.spec.name, cluster_reachable=b.reachable, backend_errors=b.errors,
+                             timeouts=b.timeouts, read_only=b.read_only)
+        return {**extra, "name": self.name, "hba": self.hba, "uio": f"uio{self.minor}", "subtype": self.subtype,
                 "config": self.config, "size": u.num_blocks * u.block_size, "block_size": u.block_size,
                 "write_cache": u.write_cache, "in_flight": self.ring.pending if self.map else 0,
                 "io_threads": len(self.futures),
@@ -270,6 +365,10 @@ class Device:
 
     def close(self) -> None:
         self.quiesce()
+        if self.backend is not None and self.backend.asynchronous:
+            # librbd writes into the data area until its operations end: close it first
+            self.backend.close()
+            self.backend = None
         ring = getattr(self, "ring", None)
         if ring is not None:
             ring.mv.release()

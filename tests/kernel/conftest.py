@@ -76,3 +76,55 @@ def dbus(tmp_path, monkeypatch):
     os.makedirs("/run/dbus", exist_ok=True)
     if not os.path.exists("/run/dbus/system_bus_socket"):
         subprocess.run(["dbus-daemon", "--system", "--fork"], check=True)
+
+
+class Ceph:
+    """A one-node cluster started by tests/kernel/ceph.sh in the guest's /tmp (a tmpfs)."""
+
+    def __init__(self, d: Path, store: str):
+        self.dir, self.store = d, store
+        self.conf, self.keyring = d / "ceph.conf", d / "keyring"
+        self.started = 0.0
+
+    def rbd(self, *args, check=True, timeout=120):
+        p = subprocess.run(["timeout", "-k", "5", str(timeout), "rbd", "-c", str(self.conf), *map(str, args)],
+                           capture_output=True, text=True)
+        if check and p.returncode:
+            raise AssertionError(f"rbd {args}: {p.stderr}")
+        return p
+
+    def pid(self, daemon: str) -> int:
+        return int((self.dir / "run" / f"{daemon}.pid").read_text())
+
+    def options(self) -> str:
+        """The lioctl_rbd config options that point at this cluster."""
+        return f"conf={self.conf};keyring={self.keyring}"
+
+
+def _ceph(tmp_path_factory, store: str):
+    import time
+    d = Path(f"/tmp/ceph-{store}-{os.getpid()}")
+    t = time.monotonic()
+    p = subprocess.run(["bash", str(REPO / "tests/kernel/ceph.sh"), "up", str(d)], capture_output=True, text=True,
+                       env=dict(os.environ, STORE=store), timeout=300)
+    if p.returncode:
+        raise AssertionError(f"ceph.sh up: {p.stdout[-2000:]} {p.stderr[-2000:]}")
+    c = Ceph(d, store)
+    c.started = time.monotonic() - t
+    print(f"\n[ceph {store} cluster up in {c.started:.1f} s]")
+    yield c
+    t = time.monotonic()
+    subprocess.run(["bash", str(REPO / "tests/kernel/ceph.sh"), "down", str(d)], timeout=300)
+    print(f"\n[ceph {store} cluster down in {time.monotonic() - t:.1f} s]")
+
+
+@pytest.fixture(scope="module")
+def ceph(tmp_path_factory):
+    """memstore: fast, but loses its data if the OSD restarts (SIGSTOP/SIGCONT are fine)."""
+    yield from _ceph(tmp_path_factory, "memstore")
+
+
+@pytest.fixture(scope="module")
+def ceph_bluestore(tmp_path_factory):
+    """bluestore on a loop device: for tests that restart the OSD."""
+    yield from _ceph(tmp_path_factory, "bluestore")

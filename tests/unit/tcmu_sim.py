@@ -169,7 +169,7 @@ class Harness:
 
 
 def sim_device(backend, doorbell_fd: int, pool=None, ring_size: int = 16384, data_blocks: int = 1024,
-               **unit):
+               queue=None, **unit):
     """A Device served from the simulated ring over `backend`, without UIO or configfs: the
     doorbell goes to doorbell_fd. For Device.drain's tests and bench/tcmu_hot_path.py."""
     import threading
@@ -180,4 +180,8 @@ def sim_device(backend, doorbell_fd: int, pool=None, ring_size: int = 16384, dat
     dev.ring, dev.pool, dev.disk_pool, dev.lock = R.Ring(k.buf), pool, pool, threading.Lock()
     dev.emulator = Emulator(Unit(num_blocks=backend.size // 512, **unit), backend)
     dev.counters, dev.futures, dev.map, dev.fd, dev.broken = Counters(), set(), None, doorbell_fd, None
+    dev.backend, dev.unit, dev.queue, dev.acmds, dev.late = backend, dev.emulator.unit, queue, None, []
+    dev.name, dev.hba, dev.cfs = "sim", "user_0", "/nonexistent"
+    if queue is not None and backend.asynchronous:
+        dev.start_async()       # an asynchronous backend's answers come back through the queue
     return k, dev

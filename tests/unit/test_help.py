@@ -133,7 +133,7 @@ def test_dry_run_create_with_help_plans_nothing():
 
 def test_backstore_kind_help_create_is_not_circular():
     for kind, param in (("fileio", "FILE_OR_DEV"), ("block", "DEV"), ("ramdisk", "SIZE"),
-                        ("pscsi", "DEV"), ("user", "SIZE CFGSTRING")):
+                        ("pscsi", "DEV"), ("user", "[SIZE] CFGSTRING")):
         r = lioctl(f"/backstores/{kind}", "help", "create")
         assert r.returncode == 0, r.stderr
         assert f"create NAME {param}" in r.stdout and "see `help create`" not in r.stdout

@@ -25,6 +25,7 @@ from lioctl.tcmu.backends.ram import RamBackend
 BACKENDS: dict[str, type[Backend] | str] = {
     "lioctl_file": FileBackend,
     "lioctl_ram": RamBackend,
+    "lioctl_rbd": "lioctl.tcmu.backends.rbd:RbdBackend",
 }
 
 

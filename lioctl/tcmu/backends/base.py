@@ -1,8 +1,28 @@
-"""The backend interface.
+"""The backend interface, in two forms.
 
-Every call is self-contained (positional I/O, no shared file offset), so the daemon may run
-calls for different commands concurrently on worker threads and answer them out of order;
-a networked backend only has to make these calls (blocking is fine in a worker)."""
+Synchronous (every backend): every call is self-contained (positional I/O, no shared file
+offset), so the daemon may run calls for different commands concurrently on worker threads
+and answer them out of order; blocking is fine in a worker.
+
+Asynchronous (a backend with `asynchronous = True`, e.g. RBD through librbd's aio): each
+`aio_*` call starts one operation and returns at once; the operation later calls
+`done(ret, extra)` exactly once, from ANY thread (a library's own), with `ret` >= 0 on
+success (bytes for a read, 0 otherwise) or -errno, and `extra` None except for
+aio_compare_and_write's mismatch (the byte offset, within the compared data, of the first
+byte that differs, with ret == -errno.EILSEQ). Buffers passed in stay valid and untouched
+until done is called. A call may also raise OSError at once (nothing was started, done will
+not be called). The device makes done() hand the result to the event loop (CompletionQueue
+in lioctl/tcmu/aio.py): done must never block and does nothing but pass the result on.
+READ, WRITE (FUA: the device chains aio_flush), SYNCHRONIZE CACHE, UNMAP, WRITE SAME and
+COMPARE AND WRITE then keep any number of commands in flight with no thread per command;
+anything else (VERIFY, MODE SELECT's flush) still uses the synchronous calls, on an I/O
+thread when `blocking`. Optional operations a backend lacks (`None` below) fall back to the
+synchronous path. `in_flight()` is what the status shows.
+
+A backend may deliver its completions when asked rather than from its own threads:
+`completion_fd()` then returns a file descriptor that becomes readable when operations have
+finished, and the event loop calls `reap()`, which calls their done() right there (librbd's
+event notification: no Python on the library's threads at all)."""
 
 from __future__ import annotations
 
@@ -70,6 +90,44 @@ class Backend:
 
     def resize(self, size: int) -> None:
         self.size = size
+
+    # the asynchronous form
+    asynchronous: bool = False
+    compare_and_write_max: int = 0   # bytes one atomic aio_compare_and_write takes (0: none)
+
+    def aio_readv(self, bufs: list, offset: int, done) -> None:
+        """Fill the buffers from offset; done(bytes read)."""
+        raise NotImplementedError
+
+    def aio_writev(self, bufs: list, offset: int, done) -> None:
+        """Write the buffers at offset (durable only after a later aio_flush)."""
+        raise NotImplementedError
+
+    def aio_flush(self, done) -> None:
+        """Make every write completed so far durable."""
+        raise NotImplementedError
+
+    def aio_discard(self, offset: int, length: int, done) -> None:
+        """Deallocate; the range then reads back as zeros."""
+        raise NotImplementedError
+
+    aio_write_zeroes = None     # (offset, length, done): zeros written (or deallocated)
+    aio_write_same = None       # (offset, length, block: bytes, done): block repeated
+    aio_compare_and_write = None  # (offset, compare: bytes, data: bytes, done): atomic
+
+    def in_flight(self) -> int:
+        return 0
+
+    def completion_fd(self) -> int | None:
+        return None
+
+    def reap(self) -> int:
+        """Call done() of the operations that have finished; returns how many."""
+        return 0
+
+    def changed(self, notify) -> None:
+        """Call notify() (from any thread) when the medium's size may have changed from outside
+        (another host resized it); a backend that cannot tell does nothing."""
 
     def close(self) -> None:
         pass

@@ -33,6 +33,8 @@ class Unit:
     max_unmap_blocks: int = 0x100000
     max_unmap_descriptors: int = 256
     max_write_same_blocks: int = 0x100000
+    max_compare_write_blocks: int = 1
+    optimal_transfer_blocks: int = 0     # 0: the maximum transfer length
 
 
 @dataclass(slots=True)
@@ -152,12 +154,28 @@ class Emulator:
         }
         # one lookup per command: the handler and the shortest CDB it may read
         self.dispatch = {c: (fn, _min_len(c)) for c, fn in table.items()}
+        self.ua: tuple[int, int] | None = None   # a pending unit attention (ASC, ASCQ)
+
+    def unit_attention(self, asc_ascq: tuple[int, int]) -> None:
+        """Report asc_ascq (CAPACITY DATA HAS CHANGED) to the next command that takes one. The
+        handler sees no I_T nexus: the first initiator to send a command gets it."""
+        self.ua = asc_ascq
+
+    def take_unit_attention(self, opcode: int) -> Response | None:
+        if self.ua is None or opcode in _NO_UA:
+            return None
+        ua, self.ua = self.ua, None
+        return Response(S.CHECK_CONDITION, S.fixed(S.UNIT_ATTENTION, ua))
 
     # entry point
     def execute(self, cdb: bytes, iovecs, length: int) -> Response:
         try:
             if not cdb:
                 raise illegal(S.INVALID_FIELD_IN_CDB)
+            if self.ua is not None:
+                ua = self.take_unit_attention(cdb[0])
+                if ua is not None:
+                    return ua
             entry = self.dispatch.get(cdb[0])
             if entry is None:
                 raise illegal(S.INVALID_OPCODE)
@@ -350,7 +368,8 @@ class Emulator:
             raise self._write_error(e)
         return self.good(cdb, iovecs, length)
 
-    def write_same(self, cdb, iovecs, length) -> Response:
+    def write_same_args(self, cdb, iovecs) -> tuple[int, int, bool, bytes]:
+        """(LBA, blocks, UNMAP bit, the block) of a valid WRITE SAME to a writable unit."""
         if cdb[0] == op.WRITE_SAME_10:
             lba, n = _be(cdb[2:6]), _be(cdb[7:9])
             ndob = False
@@ -371,6 +390,11 @@ class Emulator:
             block = gather(iovecs, bs)
             if len(block) < bs:
                 raise CheckCondition(S.ILLEGAL_REQUEST, S.PARAMETER_LIST_LENGTH_ERROR)
+        return lba, n, unmap, block
+
+    def write_same(self, cdb, iovecs, length) -> Response:
+        lba, n, unmap, block = self.write_same_args(cdb, iovecs)
+        bs = self.unit.block_size
         offset, total = lba * bs, n * bs
         if unmap and self.unit.thin and not any(block):
             try:
@@ -388,13 +412,14 @@ class Emulator:
             total -= k
         return self.good(cdb, iovecs, length)
 
-    def unmap(self, cdb, iovecs, length) -> Response:
+    def unmap_ranges(self, cdb, iovecs, length) -> list[tuple[int, int]]:
+        """The (LBA, blocks) an UNMAP's parameter list names, each checked; [] for none."""
         if not self.unit.thin:
             raise illegal(S.INVALID_OPCODE)
         self._writable()
         plen = _be(cdb[7:9])
         if plen == 0:
-            return self.good(cdb, iovecs, length)
+            return []
         if plen < 8 or plen > length:
             raise CheckCondition(S.ILLEGAL_REQUEST, S.PARAMETER_LIST_LENGTH_ERROR)
         data = gather(iovecs, plen)
@@ -412,8 +437,11 @@ class Emulator:
             self._range(lba, n)
             if n:
                 ranges.append((lba, n))
+        return ranges
+
+    def unmap(self, cdb, iovecs, length) -> Response:
         bs = self.unit.block_size
-        for lba, n in ranges:
+        for lba, n in self.unmap_ranges(cdb, iovecs, length):
             try:
                 self.backend.discard(lba * bs, n * bs)
             except OSError as e:
@@ -441,6 +469,8 @@ class Emulator:
         return self.good(cdb, iovecs, length)
 
 
+# commands a pending unit attention does not hold up (SAM-5 5.14; the kernel answers REPORT LUNS)
+_NO_UA = frozenset((op.INQUIRY, op.REQUEST_SENSE))
 _WRITE_VERIFY = frozenset((op.WRITE_VERIFY_10, op.WRITE_VERIFY_12, op.WRITE_VERIFY_16))
 
 

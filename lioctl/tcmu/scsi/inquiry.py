@@ -101,10 +101,10 @@ def _block_limits(unit) -> bytes:
     body = bytearray(0x3C)
     body[0] = 0x01                                    # WSNZ: a zero-length WRITE SAME is refused,
                                                       # as by the kernel's backstores (sbc_setup_write_same)
-    body[1] = 0x01                                    # max COMPARE AND WRITE length: 1 block
+    body[1] = unit.max_compare_write_blocks           # max COMPARE AND WRITE length (blocks)
     struct.pack_into(">H", body, 2, 1)                # optimal transfer length granularity
     struct.pack_into(">I", body, 4, unit.max_sectors)  # maximum transfer length
-    struct.pack_into(">I", body, 8, unit.max_sectors)  # optimal transfer length
+    struct.pack_into(">I", body, 8, unit.optimal_transfer_blocks or unit.max_sectors)  # optimal
     if unit.thin:
         struct.pack_into(">I", body, 16, unit.max_unmap_blocks)
         struct.pack_into(">I", body, 20, unit.max_unmap_descriptors)

@@ -7,6 +7,7 @@ import inspect
 
 from lioctl import configfs
 from lioctl.backstores import KINDS, user as bs_user
+from lioctl.units import parse_size
 from lioctl.errors import LioError, UsageError
 from lioctl.grammar import usage
 from lioctl.plan import Plan
@@ -62,6 +63,11 @@ class BackstoreKind(Node):
         Example: /backstores/fileio create disk1 /srv/disk1.img 10G
         Example: /backstores/ramdisk create rd1 1G"""
         fn = self.backstore.creator(self.ctx)
+        params = inspect.signature(fn).parameters
+        flags = [a for a in args if isinstance(a, str) and a.startswith("--") and a[2:] in params]
+        if flags:       # `--create` is create=true, as grammar.bind makes it for other commands
+            args = tuple(a for a in args if a not in flags)
+            kw.update({a[2:]: "true" for a in flags})
         try:
             sig = inspect.signature(fn).bind(*args, **kw)
         except TypeError as e:
@@ -122,6 +128,9 @@ class UserHandlerKind(BackstoreKind):
         so = self.ctx.snap.so(bs_user.KIND.name, name)
         if so is None or so not in self.objects():
             raise LioError(f"backstore {self.name}/{name} does not exist")
+        if self.handler == "lioctl_rbd" and parse_size(size) < so.size:
+            raise LioError(f"{self.path}/{name}: an RBD image is grown, never shrunk, under a LUN "
+                           f"({parse_size(size)} < {so.size} bytes)")
         plan = bs_user.plan_change_medium(self.ctx.snap, so, self.handler, cfgstring, size)
         return Result(plan=plan, message=f"{self.path}/{name}: medium {cfgstring}, size {size}"
                       if plan else f"{self.path}/{name} already has that medium and size")
