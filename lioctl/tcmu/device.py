@@ -113,9 +113,13 @@ class Device:
         return f"{self.hba}/{self.name}"
 
     def open(self, restart: bool) -> None:
-        """Claim the device. On restart the ring may hold answered and unanswered entries
-        from a dead handler: block the device, reset the ring (the kernel fails what was in
-        flight with BUSY so initiators retry), map it, then unblock."""
+        self.open_medium()
+        self.claim(restart)
+
+    def open_medium(self) -> None:
+        """Open the backend and learn the unit's geometry: configfs reads and the backend's own
+        open, nothing of the ring (the daemon runs this on a thread of its own for a backend
+        whose open waits for the network)."""
         size = device_size(self.cfs)
         self.backend = open_backend(self.subtype, self.config, size)
         # the medium's own size wins (an RBD image grown while no handler ran)
@@ -126,6 +130,11 @@ class Device:
         self.emulator = Emulator(self.unit, self.backend)
         if self.backend.asynchronous and self.queue is not None:
             self.start_async()
+
+    def claim(self, restart: bool) -> None:
+        """Map the ring (after open_medium). On restart the ring may hold answered and
+        unanswered entries from a dead handler: block the device, reset the ring (the kernel
+        fails what was in flight with BUSY so initiators retry), map it, then unblock."""
         blocked = False
         try:
             if restart:

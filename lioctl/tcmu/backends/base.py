@@ -36,6 +36,9 @@ class Backend:
     # writes, flushes and discards on I/O threads so one slow medium never stalls the event
     # loop (which serves every device); memory answers inline
     blocking: bool = True
+    # opening it may wait for the network (a cluster to connect to): the daemon opens it on a
+    # thread of its own and serves the device once it is open, so the other devices never wait
+    opens_slowly: bool = False
 
     # ---- the subtype's configuration, checked and completed before any device exists
     config_completion: str | None = None    # what completes CFGSTRING: "file", or nothing

@@ -56,6 +56,7 @@ class RbdBackend(Backend):
     config_help = "POOL/IMAGE[@SNAP][;conf=PATH][;id=NAME][;keyring=PATH][;cluster=NAME][;timeout=SECONDS]"
     asynchronous = True
     blocking = True         # its synchronous calls (VERIFY) wait for the network: I/O threads
+    opens_slowly = True     # a cluster connect and an image open: seconds, or the timeout
     thin = True
     nonrotational = True
 
