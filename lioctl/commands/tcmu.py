@@ -10,7 +10,7 @@ when it is not running. `status --json` prints
                 "io_threads", "asynchronous", "latency_us_total", "latency_us_max",
                 and for asynchronous backends "backend_in_flight", "latency_us_avg", and for
                 lioctl_rbd "image", "cluster_reachable", "backend_errors", "timeouts",
-                "read_only"}],
+                "read_only", "error" (why the image cannot be served, or null)}],
    "opening": ["user_N/NAME" whose medium is being opened (a cluster connect)],
    "failed": [{"device", "error"}],
    "unserved": ["user_N/NAME" of lioctl subtypes nobody serves]}
@@ -109,7 +109,8 @@ def _status(args) -> int:
             print(f"user/{d['name']}: rbd {d['image']}{' (read-only)' if d['read_only'] else ''}, cluster "
                   f"{'reachable' if d['cluster_reachable'] else 'NOT ANSWERING'}, {d['backend_in_flight']} in flight, "
                   f"latency {d['latency_us_avg']} us avg / {d['latency_us_max']} us max, "
-                  f"{d['backend_errors']} errors ({d['timeouts']} timeouts)")
+                  f"{d['backend_errors']} errors ({d['timeouts']} timeouts)"
+                  + (f"; ERROR: {d['error']}" if d.get("error") else ""))
     for k in st.get("opening", []):
         print(f"opening: {k} (its medium is being opened)")
     for f in st["failed"]:

@@ -24,6 +24,7 @@ from lioctl import rundir
 from lioctl.tcmu import config as tcmu_config
 from lioctl.tcmu import netlink
 from lioctl.tcmu.aio import CompletionQueue
+from lioctl.tcmu.backends import Backend
 from lioctl.tcmu.backends import backend as backend_class
 from lioctl.tcmu.device import Device, scan
 from lioctl.tcmu.ring import RingError
@@ -164,6 +165,7 @@ class Daemon:
 
     def run(self) -> int:
         lock = take_lock()
+        Backend.state_dir = RUN_DIR
         wake_r, wake_w = socket.socketpair()
         wake_r.setblocking(False)
         wake_w.setblocking(False)
@@ -219,6 +221,7 @@ class Daemon:
 
     def _reap(self, dev: Device) -> None:
         """Finished backend operations: their next steps and answers now, one doorbell each."""
+        self.completions.tick()
         try:
             if dev.backend is not None:
                 dev.backend.reap()

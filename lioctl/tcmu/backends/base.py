@@ -40,6 +40,10 @@ class Backend:
     # thread of its own and serves the device once it is open, so the other devices never wait
     opens_slowly: bool = False
 
+    # the handler's private runtime directory, for state a backend keeps across a crash (set by
+    # the daemon once it holds the handler lock; None elsewhere: tools and tests keep nothing)
+    state_dir: str | None = None
+
     # ---- the subtype's configuration, checked and completed before any device exists
     config_completion: str | None = None    # what completes CFGSTRING: "file", or nothing
     config_help = ""                        # CFGSTRING, in a few words (create's help)
