@@ -211,10 +211,14 @@ class RbdBackend(Backend):
 
     # the asynchronous form
     def aio_readv(self, bufs, offset, done):
-        self._live().aio_readv(bufs, offset, done)
+        if self.error:      # _live(), inline: the per-command path
+            raise OSError(errno.ENOMEDIUM, self.error)
+        self.image.aio_readv(bufs, offset, done)
 
     def aio_writev(self, bufs, offset, done):
-        self._live().aio_writev(bufs, offset, done)
+        if self.error:
+            raise OSError(errno.ENOMEDIUM, self.error)
+        self.image.aio_writev(bufs, offset, done)
 
     def aio_flush(self, done):
         self._live().aio_flush(done)
