@@ -35,6 +35,7 @@ class Kind:
     hba = ""                    # its HBA directories in core/: <hba>_<N>
     module = ""                 # the kernel module that provides it
     identity: tuple[str, ...] = ()  # saved keys only creation sets: a change re-creates it
+    user_space = False          # a handler in user space serves its blocks (TCMU)
     lossy = False               # its data lives only in the kernel or a handler: a removal
     #                             cannot be undone whole, so it runs after every other one
     planned_attributes: frozenset[str] = frozenset()  # attributes its own plan writes
@@ -55,6 +56,11 @@ class Kind:
 
     def completion(self, param: str, handler: str | None = None) -> str | None:
         return self.completes.get(param)
+
+    def complete_spec(self, word: str, given: dict, handler: str | None) -> tuple[list, bool]:
+        """(value, what) candidates of create's own for a SIZE or CFGSTRING being typed, and
+        whether they are all there is; `given`: the KEY=VALUE parameters typed so far."""
+        return [], False
 
     # ---- the running object (so: a tree.snapshot.StorageObject)
     def device(self, so) -> str:

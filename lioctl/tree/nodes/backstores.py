@@ -7,7 +7,6 @@ import inspect
 
 from lioctl import configfs
 from lioctl.backstores import KINDS, user as bs_user
-from lioctl.units import parse_size
 from lioctl.errors import LioError, UsageError
 from lioctl.grammar import usage
 from lioctl.plan import Plan
@@ -52,6 +51,10 @@ class BackstoreKind(Node):
     def completion(self, param: str) -> str | None:
         """What completes a create parameter here ("file", "block device")."""
         return self.backstore.completion(param)
+
+    def complete_spec(self, word: str, given: dict) -> tuple[list, bool]:
+        """Candidates of a medium's own for create's SIZE or CFGSTRING word (final: no other)."""
+        return self.backstore.complete_spec(word, given, None)
 
     def help_target(self, command: str):
         if command == "create" and type(self).ui_create is BackstoreKind.ui_create:
@@ -108,6 +111,9 @@ class UserHandlerKind(BackstoreKind):
     def completion(self, param: str) -> str | None:
         return self.backstore.completion(param, self.handler)
 
+    def complete_spec(self, word: str, given: dict) -> tuple[list, bool]:
+        return self.backstore.complete_spec(word, given, self.handler)
+
     @writes
     def ui_create(self, name: str, size: str, cfgstring: str, wwn: str | None = None,
                   hw_max_sectors: str | None = None, control: str | None = None,
@@ -128,9 +134,6 @@ class UserHandlerKind(BackstoreKind):
         so = self.ctx.snap.so(bs_user.KIND.name, name)
         if so is None or so not in self.objects():
             raise LioError(f"backstore {self.name}/{name} does not exist")
-        if self.handler == "lioctl_rbd" and parse_size(size) < so.size:
-            raise LioError(f"{self.path}/{name}: an RBD image is grown, never shrunk, under a LUN "
-                           f"({parse_size(size)} < {so.size} bytes)")
         plan = bs_user.plan_change_medium(self.ctx.snap, so, self.handler, cfgstring, size)
         return Result(plan=plan, message=f"{self.path}/{name}: medium {cfgstring}, size {size}"
                       if plan else f"{self.path}/{name} already has that medium and size")
