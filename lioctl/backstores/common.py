@@ -83,8 +83,8 @@ class Kind:
         return {}
 
     # ---- saveconfig.json
-    def dump(self, so) -> dict:
-        """Its own keys, after attributes, name, plugin and alua_tpgs."""
+    def dump(self, so, attributes: dict) -> dict:
+        """Its own keys, after attributes (given: read once), name, plugin and alua_tpgs."""
         return {"wwn": so.wwn, "size": so.size}
 
     def check_saved(self, saved: dict, path: str, earlier: list[dict]) -> None:
@@ -96,6 +96,11 @@ class Kind:
         """Refuses a backing file or device that is not there (after check_saved). Apart from
         check_saved because at boot a missing one is no fault of the file: restore --boot names
         that object, skips what needs it and restores the rest."""
+
+    def saved_paths(self, saved: dict) -> list[str]:
+        """The files and devices a saved object needs (the boot units wait for them)."""
+        dev = saved.get("dev")
+        return [dev] if isinstance(dev, str) else []
 
     def plan_saved(self, saved: dict, hba: str) -> Plan:
         """Made again as saved (restore, or the inverse of a removal), in HBA `hba`; its
@@ -295,7 +300,7 @@ def dump_storage_object(so) -> dict:
     d["name"] = so.name
     d["plugin"] = so.plugin
     d["alua_tpgs"] = [dump_alua(so, name) for name in so.alua_tpgs]
-    d.update(so.kind.dump(so))
+    d.update(so.kind.dump(so, attrs))
     return d
 
 

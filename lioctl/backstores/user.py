@@ -12,7 +12,6 @@ import glob
 import inspect
 import os
 
-from lioctl import configfs
 from lioctl.backstores import common, media
 from lioctl.errors import LioError, UsageError
 from lioctl.plan import CreateFile, Plan, ServeUser, Write
@@ -84,14 +83,14 @@ def plan_user(snap, name: str, size, config: str, subtype: str | None = None,
     `attributes` (from a saved file) that the kernel only takes before enable are written
     before it; the rest are the caller's. `control` (targetcli's control=) goes to the control
     file before enable."""
-    common.check_new_name(snap, "user", name)
+    common.check_new_name(snap, KIND.name, name)
     pairs = parse_control(control) if control else []
     if hw_max_sectors and "hw_max_sectors" in dict(pairs):
         raise LioError("hw_max_sectors given both as a parameter and in control=")
     size_bytes = parse_size(size)
     subtype = subtype or tcmu_config.DEFAULT_SUBTYPE
     if validate:
-        existing = [so.user_config for so in snap.storage_objects.values() if so.plugin == "user"]
+        existing = [so.user_config for so in snap.storage_objects.values() if so.kind is KIND]
         tcmu_config.validate(subtype, config, size_bytes, existing)
     plan, path = common.start(KIND, name, hba)
     _create_missing_file(plan, subtype, config, size_bytes, f"user backstore {name}", create_missing)
@@ -152,7 +151,7 @@ def plan_change_medium(snap, so, handler: str, cfgstring: str, size) -> Plan:
     medium = media.for_subtype(handler)
     if medium:
         medium.check_change(so, size, f"/backstores/user:{handler}/{so.name}")
-    others = [o.user_config for o in snap.storage_objects.values() if o.plugin == "user" and o is not so]
+    others = [o.user_config for o in snap.storage_objects.values() if o.kind is KIND and o is not so]
     tcmu_config.validate(handler, cfgstring, size, others)
     plan = Plan()
     new_cfg = f"{handler}/{cfgstring}"
@@ -179,13 +178,32 @@ def handlers(snap) -> list[str]:
         for so_file in glob.glob(f"{d}/handler_*.so"):
             names.add(os.path.basename(so_file)[len("handler_"):-len(".so")])
     for so in snap.storage_objects.values():
-        if so.plugin == "user" and so.user_config:
+        if so.kind is KIND and so.user_config:
             names.add(subtype_of(so))
     return sorted(names)
 
 
 def known_handler(name: str) -> bool:
     return name in tcmu_config.SUBTYPES + tcmu_config.TCMU_RUNNER_SUBTYPES
+
+
+def create_doc() -> str:
+    """create's help: the kind's own, then each medium's form and examples."""
+    return "\n".join([
+        "Create user (TCMU) storage object NAME of SIZE. CFGSTRING is the handler's",
+        f"configuration; subtype picks the handler ({tcmu_config.DEFAULT_SUBTYPE} by default: CFGSTRING is a",
+        "file or block device, a missing file is created sparse; "
+        + "; ".join(s for s in BACKENDS if s != tcmu_config.DEFAULT_SUBTYPE) + "; or a tcmu-runner",
+        "handler); control= is targetcli's string for the kernel's control file.",
+        *(m.create_help for m in media.MEDIA if m.create_help),
+        "Example: /backstores/user create disk1 10G /srv/disk1.img",
+        *(f"Example: {e}" for m in media.MEDIA for e in m.create_examples),
+        "Example: /backstores/user create u1 1G /srv/u1.img control=max_data_area_mb=64"])
+
+
+def create_usage() -> str:
+    return " ".join(["NAME [SIZE] CFGSTRING [subtype=…] [wwn=…] [hw_max_sectors=…] [write_back=…] [control=…]"]
+                    + [f"[--{o.name}]" if o.metavar is None else f"[{o.name}=…]" for o in media.options()])
 
 
 class User(common.Kind):
@@ -215,20 +233,6 @@ class User(common.Kind):
                            control=control)
         return plan, f"Created user storage object {name} " + (f"on {cfgstring}" if medium.prefix else f"size {size}")
 
-    create.__doc__ = "\n".join([
-        "Create user (TCMU) storage object NAME of SIZE. CFGSTRING is the handler's",
-        f"configuration; subtype picks the handler ({tcmu_config.DEFAULT_SUBTYPE} by default: CFGSTRING is a",
-        "file or block device, a missing file is created sparse; "
-        + "; ".join(s for s in BACKENDS if s != tcmu_config.DEFAULT_SUBTYPE) + "; or a tcmu-runner",
-        "handler); control= is targetcli's string for the kernel's control file.",
-        *(m.create_help for m in media.MEDIA if m.create_help),
-        "Example: /backstores/user create disk1 10G /srv/disk1.img",
-        *(f"Example: {e}" for m in media.MEDIA for e in m.create_examples),
-        "Example: /backstores/user create u1 1G /srv/u1.img control=max_data_area_mb=64"])
-    create.usage = " ".join(["NAME [SIZE] CFGSTRING [subtype=…] [wwn=…] [hw_max_sectors=…] [write_back=…]",
-                             "[control=…]"] + [f"[--{o.name}]" if o.metavar is None else f"[{o.name}=…]"
-                                               for o in media.options()])
-
     def creator(self, ctx):
         """create's signature with each medium's parameters (grammar, help and completion)."""
         fn = super().creator(ctx)
@@ -236,6 +240,7 @@ class User(common.Kind):
         fixed = [p for p in sig.parameters.values() if p.kind != p.VAR_KEYWORD]
         fn.__signature__ = sig.replace(parameters=fixed + [
             inspect.Parameter(o.name, inspect.Parameter.KEYWORD_ONLY, default=None) for o in media.options()])
+        fn.__doc__, fn.usage = create_doc(), create_usage()
         return fn
 
     def completion(self, param, handler=None):
@@ -258,7 +263,7 @@ class User(common.Kind):
     def json(self, so):
         return {"config": so.user_config}
 
-    def dump(self, so):
+    def dump(self, so, attributes):
         cfg = common.info_value(so, "Config")
         control = []
         mda = common.info_value(so, "MaxDataAreaMB")
@@ -268,7 +273,7 @@ class User(common.Kind):
         # that never answers netlink (lioctl's) needs enable not to wait for a reply: with a
         # tcmu-runner running (Debian's targetcli starts one over D-Bus) the kernel waits, and
         # tcmu-runner, which has no such handler, answers ENOENT and fails the enable.
-        nl_reply = common.saved_value(configfs.read(so.path + "/attrib/nl_reply_supported") or "")
+        nl_reply = attributes.get("nl_reply_supported")
         if isinstance(nl_reply, int) and nl_reply <= 0:
             control.append(f"nl_reply_supported={nl_reply}")
         return {"wwn": so.wwn, "size": so.size, "config": None if cfg == "NULL" else cfg,
@@ -289,6 +294,12 @@ class User(common.Kind):
         if saved.get("control") is not None:
             rules.text(saved["control"], path + ".control", "control")
 
+    def saved_paths(self, saved):
+        subtype, _, config = str(saved.get("config") or "").partition("/")
+        cls = backend(subtype)
+        path = cls.backing_file(config) if cls else None
+        return [path] if path else []
+
     def plan_saved(self, saved, hba):
         subtype, _, rest = (saved.get("config") or "").partition("/")
         return plan_user(None, saved["name"], saved["size"], rest, subtype, wwn=saved.get("wwn") or None,
@@ -297,5 +308,6 @@ class User(common.Kind):
                          create_missing=False)
 
 
+User.create.__doc__ = create_doc()
 KIND = User()
 

@@ -17,6 +17,7 @@ from lioctl.backstores.common import free_hba, object_path
 from lioctl.errors import LioError, UsageError
 from lioctl.names import check_object_name
 from lioctl.plan import Modprobe, Mount, Plan
+from lioctl.secrets import resolve_creds
 from lioctl.tree import snapshot, targets as tg
 from lioctl.tree.fabrics import spec_for
 
@@ -65,8 +66,8 @@ def medium_options(args) -> tuple[media.Medium, dict]:
     given = {o.name: getattr(args, f"{m.name}_{o.name}") for m in media.MEDIA for o in m.options if o.export}
     other = media.stray(medium, given)
     if other:
-        raise UsageError(f"{media.listed([o.export for o in other[0].options if o.export])} are for "
-                         f"{other[0].form}")
+        flags = [o.export for o in other[0].options if o.export]
+        raise UsageError(f"{media.listed(flags)} {'are' if len(flags) > 1 else 'is'} for {other[0].form}")
     return medium, {o.name: given[o.name] for o in medium.options if o.export}
 
 
@@ -74,7 +75,6 @@ def credentials(args) -> tuple[tuple[str, str] | None, tuple[str, str] | None]:
     """(chap, mutual) from the options, files, environment or a prompt; resolved once per
     command (build runs again under the lock and must not ask twice)."""
     if getattr(args, "resolved_creds", None) is None:
-        from lioctl.secrets import resolve_creds
 
         def need_acl():
             if not args.acl:
@@ -196,7 +196,7 @@ def already_exported(args, snap) -> bool:
 
 
 def run(args) -> int:
-    from lioctl.lock import write_lock
+    from lioctl.lock import write_lock  # start-up: completion and --help build this verb's parser only
     from lioctl.plan import executor, script
     if args.dry_run:
         snap = snapshot.read()

@@ -60,7 +60,7 @@ def build(snap, what: str) -> tuple[Plan, dict]:
 
 
 def run(args) -> int:
-    from lioctl.lock import write_lock  # start-up: completion builds this verb's parser only
+    from lioctl.lock import write_lock  # start-up: completion and --help build this verb's parser only
     from lioctl.plan import executor, script
     if args.dry_run:
         plan, info = build(snapshot.read(), args.what)

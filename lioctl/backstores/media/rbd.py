@@ -38,7 +38,7 @@ def modules():
     global _modules
     if _modules is not None:
         return _modules
-    try:
+    try:        # Debian's, optional: loaded only when an RBD image is asked about
         import rados
         import rbd
     except ImportError:

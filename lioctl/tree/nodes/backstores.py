@@ -4,12 +4,16 @@ views of the user kind, storage objects and their ALUA groups."""
 from __future__ import annotations
 
 import inspect
+import json
+import sys
 
 from lioctl import configfs
 from lioctl.backstores import KINDS, user as bs_user
 from lioctl.errors import LioError, UsageError
 from lioctl.grammar import usage
+from lioctl.names import check_object_name
 from lioctl.plan import Plan
+from lioctl.saveconfig import store
 from lioctl.tree import targets as tg
 from lioctl.tree.snapshot import StorageObject
 from lioctl.tree.nodes.base import Context, Node, Result, _b, writes
@@ -143,9 +147,6 @@ def _forget_saved(so: StorageObject, ctx: Context) -> None:
     """After `delete NAME save=true`: the saved configuration without that object, the LUNs on
     it and the mapped LUNs to those; the rest of the file is kept as it is (rtslib drops the
     whole target that had such a LUN). Backups rotate as with save."""
-    import json
-    import sys
-    from lioctl.saveconfig import store
     ref = f"/backstores/{so.plugin}/{so.name}"
     try:
         with open(store.DEFAULT) as f:
@@ -205,7 +206,6 @@ class AluaNode(Node):
     def ui_create(self, name: str, tag: str):
         """Create ALUA target port group NAME with numeric TAG.
         Example: /backstores/fileio/disk1/alua create ao_group 2"""
-        from lioctl.names import check_object_name
         check_object_name(name, "ALUA group name")
         if name in self.parent.so.alua_tpgs:
             raise LioError(f"ALUA group {name} already exists on {self.parent.path}")
