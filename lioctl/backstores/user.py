@@ -12,7 +12,7 @@ import glob
 import inspect
 import os
 
-from lioctl.backstores import common, media
+from lioctl.backstores import common
 from lioctl.errors import LioError, UsageError
 from lioctl.plan import CreateFile, Plan, ServeUser, Write
 from lioctl.saveconfig import rules
@@ -147,6 +147,7 @@ class ReconfigWrite(Write):
 def plan_change_medium(snap, so, handler: str, cfgstring: str, size) -> Plan:
     """targetcli's changemedium: a new config (medium) and size for a user backstore that stays
     exported. A missing backing file is made as at create."""
+    from lioctl.backstores import media    # start-up: media load only to create, change or complete
     size = parse_size(size)
     medium = media.for_subtype(handler)
     if medium:
@@ -187,25 +188,6 @@ def known_handler(name: str) -> bool:
     return name in tcmu_config.SUBTYPES + tcmu_config.TCMU_RUNNER_SUBTYPES
 
 
-def create_doc() -> str:
-    """create's help: the kind's own, then each medium's form and examples."""
-    return "\n".join([
-        "Create user (TCMU) storage object NAME of SIZE. CFGSTRING is the handler's",
-        f"configuration; subtype picks the handler ({tcmu_config.DEFAULT_SUBTYPE} by default: CFGSTRING is a",
-        "file or block device, a missing file is created sparse; "
-        + "; ".join(s for s in BACKENDS if s != tcmu_config.DEFAULT_SUBTYPE) + "; or a tcmu-runner",
-        "handler); control= is targetcli's string for the kernel's control file.",
-        *(m.create_help for m in media.MEDIA if m.create_help),
-        "Example: /backstores/user create disk1 10G /srv/disk1.img",
-        *(f"Example: {e}" for m in media.MEDIA for e in m.create_examples),
-        "Example: /backstores/user create u1 1G /srv/u1.img control=max_data_area_mb=64"])
-
-
-def create_usage() -> str:
-    return " ".join(["NAME [SIZE] CFGSTRING [subtype=…] [wwn=…] [hw_max_sectors=…] [write_back=…] [control=…]"]
-                    + [f"[--{o.name}]" if o.metavar is None else f"[{o.name}=…]" for o in media.options()])
-
-
 class User(common.Kind):
     name = "user"
     hba = "user"
@@ -217,6 +199,13 @@ class User(common.Kind):
 
     def create(self, ctx, name, size=None, cfgstring=None, subtype=None, wwn=None, hw_max_sectors=None,
                write_back=None, control=None, **options):
+        """Create user (TCMU) storage object NAME of SIZE. CFGSTRING is the handler's
+        configuration; subtype picks the handler (lioctl_file by default: CFGSTRING is a file or
+        block device, a missing file is created sparse; another of lioctl's, or a tcmu-runner
+        handler); control= is targetcli's string for the kernel's control file.
+        Example: /backstores/user create disk1 10G /srv/disk1.img
+        Example: /backstores/user create u1 1G /srv/u1.img control=max_data_area_mb=64"""
+        from lioctl.backstores import media    # start-up: media load only to create, change or complete
         if cfgstring is None and media.of(size).sized:    # a medium with a size of its own
             size, cfgstring = None, size
         medium = media.of(cfgstring, subtype)
@@ -234,13 +223,23 @@ class User(common.Kind):
         return plan, f"Created user storage object {name} " + (f"on {cfgstring}" if medium.prefix else f"size {size}")
 
     def creator(self, ctx):
-        """create's signature with each medium's parameters (grammar, help and completion)."""
+        """create's signature, help and usage with each medium's parameters, form and examples
+        (grammar, help and completion)."""
+        from lioctl.backstores import media    # start-up: media load only to create, change or complete
         fn = super().creator(ctx)
         sig = inspect.signature(fn)
         fixed = [p for p in sig.parameters.values() if p.kind != p.VAR_KEYWORD]
         fn.__signature__ = sig.replace(parameters=fixed + [
             inspect.Parameter(o.name, inspect.Parameter.KEYWORD_ONLY, default=None) for o in media.options()])
-        fn.__doc__, fn.usage = create_doc(), create_usage()
+        text = [line for line in fn.__doc__.splitlines() if not line.strip().startswith("Example:")]
+        examples = [line.strip() for line in fn.__doc__.splitlines() if line.strip().startswith("Example:")]
+        fn.__doc__ = "\n".join(
+            [line.strip() for line in text] + [f"lioctl's subtypes: {', '.join(BACKENDS)}."]
+            + [m.create_help for m in media.MEDIA if m.create_help]
+            + examples + [f"Example: {e}" for m in media.MEDIA for e in m.create_examples])
+        fn.usage = " ".join(
+            ["NAME [SIZE] CFGSTRING [subtype=…] [wwn=…] [hw_max_sectors=…] [write_back=…] [control=…]"]
+            + [f"[--{o.name}]" if o.metavar is None else f"[{o.name}=…]" for o in media.options()])
         return fn
 
     def completion(self, param, handler=None):
@@ -251,6 +250,7 @@ class User(common.Kind):
         return cls.complete_config if own else cls.config_completion
 
     def complete_spec(self, word, given, handler):
+        from lioctl.backstores import media    # start-up: media load only to create, change or complete
         return media.complete(word, given, handler)
 
     def backed_by(self, so, real):
@@ -308,6 +308,5 @@ class User(common.Kind):
                          create_missing=False)
 
 
-User.create.__doc__ = create_doc()
 KIND = User()
 

@@ -15,7 +15,6 @@ import sys
 from dataclasses import dataclass
 
 from lioctl import prefs
-from lioctl.backstores import media
 from lioctl.completion.candidates import Candidates, seen_initiators, tolerant_split
 from lioctl.errors import LioError
 from lioctl.tree import snapshot
@@ -132,6 +131,8 @@ def verb_candidates(verb: str, words: list[str], word: str, sess: _Session):
             if so.kind.user_space and key.startswith(word) and key not in positional:
                 yield key
         return
+    if verb in ("export", "unexport"):
+        from lioctl.backstores import media   # start-up: loaded by these verbs' parsers anyway
     if verb == "export" and not positional:
         # a medium's own form (rbd:POOL/IMAGE: the cluster's pools and images, 2 s at most)
         given = {words[i]: words[i + 1] for i in range(len(words) - 1)}

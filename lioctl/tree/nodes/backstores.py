@@ -13,7 +13,6 @@ from lioctl.errors import LioError, UsageError
 from lioctl.grammar import usage
 from lioctl.names import check_object_name
 from lioctl.plan import Plan
-from lioctl.saveconfig import store
 from lioctl.tree import targets as tg
 from lioctl.tree.snapshot import StorageObject
 from lioctl.tree.nodes.base import Context, Node, Result, _b, writes
@@ -147,6 +146,7 @@ def _forget_saved(so: StorageObject, ctx: Context) -> None:
     """After `delete NAME save=true`: the saved configuration without that object, the LUNs on
     it and the mapped LUNs to those; the rest of the file is kept as it is (rtslib drops the
     whole target that had such a LUN). Backups rotate as with save."""
+    from lioctl.saveconfig import store   # start-up: gzip, shutil, datetime only to save
     ref = f"/backstores/{so.plugin}/{so.name}"
     try:
         with open(store.DEFAULT) as f:
