@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import argparse
 import inspect
+from types import SimpleNamespace
 
 import pytest
 
-from lioctl.backstores import media
+from lioctl.backstores import KINDS, media
 from lioctl.backstores.media.base import Medium, Option, Prepared, user_backstores
 from lioctl.completion import scripts
 from lioctl.commands import export
@@ -121,3 +122,11 @@ def test_the_path_medium_takes_whatever_no_other_claims():
     assert media.of("rbd:rbd/x", "rbd").name == "file"        # tcmu-runner's rbd: a config as typed
     assert media.by_form()[0].name == "file"                  # first in usage lines
     assert media.for_subtype("lioctl_rbd").name == "rbd" and media.for_subtype("lioctl_file") is None
+
+
+def test_unexport_names_a_served_image_by_its_spec_and_nothing_else():
+    def so(kind, config):
+        return SimpleNamespace(kind=KINDS[kind], user_config=config)
+    assert media.spec_of(so("user", "lioctl_rbd/rbd/vol@s1;conf=/etc/ceph/c.conf;id=gw")) == "rbd:rbd/vol@s1"
+    assert media.spec_of(so("user", "lioctl_file//srv/u.img")) is None
+    assert media.spec_of(so("fileio", "lioctl_rbd/rbd/vol")) is None
