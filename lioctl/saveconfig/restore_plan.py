@@ -10,11 +10,11 @@ from __future__ import annotations
 import os
 import shlex
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from lioctl import configfs
 from lioctl.errors import LioError
-from lioctl.plan import Modprobe, Plan, Write
+from lioctl.plan import Modprobe, Plan, Rmdir, Unlink, Write
 from lioctl.backstores import KINDS, common as bsc
 from lioctl.saveconfig.dump import AUTH, dump_storage_object, rw_group
 from lioctl.tree import targets as tg
@@ -29,10 +29,16 @@ SO_SKIP_ATTRS = {"hw_block_size", "hw_max_sectors", "hw_pi_prot_type", "hw_queue
 class OptionalWrite(Write):
     """A setting of an object this plan creates. Which files the kernel offers is only known once
     the directory exists, so a setting this kernel lacks (a file saved on a newer kernel) is
-    reported and skipped, as rtslib does, instead of failing the whole restore."""
+    reported and skipped, as rtslib does, instead of failing the whole restore. A file whose
+    absence already means the value asked (`enable` = 1 of a TPG that is always on, tcm_loop's)
+    is skipped without a word."""
+
+    absent_means_done: bool = False
 
     def apply(self):
         if not os.path.exists(self.path):
+            if self.absent_means_done:
+                return None
             short = self.path[len(configfs.ROOT) + 1:] if self.path.startswith(configfs.ROOT) else self.path
             print(f"lioctl: warning: the kernel has no {short}; not applied", file=sys.stderr)
             return None
@@ -346,7 +352,8 @@ def _tpg_body(ch: Change, path: str, tw: dict, tpg: TPG | None, so_paths, replac
             ch.add("+", f"{label} ACL {aw['node_wwn']} mapped LUN {mw['index']}")
     enable = tw.get("enable", True)
     if tpg is None:  # fabrics without an enable file are always on (rtslib skips it too)
-        ch.plan.add(OptionalWrite(path + "/enable", "1" if enable else "0", undoable=False))
+        ch.plan.add(OptionalWrite(path + "/enable", "1" if enable else "0", undoable=False,
+                                  absent_means_done=bool(enable)))
     elif os.path.exists(path + "/enable") and bool(tpg.enabled) != bool(enable):
         ch.plan.write(path + "/enable", "1" if enable else "0")
         ch.add("~", f"{label} enable", f"{int(bool(tpg.enabled))} -> {int(bool(enable))}")
@@ -425,7 +432,6 @@ def scope(snap: Snapshot, desired: dict, target: str | None = None,
     plus the storage objects its LUNs use) and/or one storage object. Everything else is left
     out of both sides, so it is neither changed nor pruned. Returns (running part, file part,
     a label naming the scope)."""
-    from dataclasses import replace
     want_targets, so_keys, labels = [], set(), []
     file_sos = {(s["plugin"], s["name"]): s for s in desired.get("storage_objects", [])}
     if target:
@@ -464,7 +470,6 @@ def scope(snap: Snapshot, desired: dict, target: str | None = None,
 def check_within(ch: Change, view: Snapshot, label: str) -> None:
     """A scoped restore must not remove or rewrite anything outside its scope: a storage object
     it has to re-create while LUNs of other targets use it would take those LUNs along."""
-    from lioctl.plan import Rmdir, Unlink
     inside = set(ch.plan.made)
     for so in view.storage_objects.values():
         inside |= {so.path, os.path.dirname(so.path)}

@@ -307,7 +307,7 @@ def test_missing_python3_rbd_is_a_one_line_error_and_nothing_is_made(lioctl, cep
     import sys
 
     import cfs
-    from lioctl import ceph as rbd_admin
+    from lioctl.backstores.media import rbd as rbd_admin
     monkeypatch.setattr(rbd_admin, "_modules", None)
     monkeypatch.setattr(rbd_admin, "DIST_PACKAGES", ("/nonexistent",))
     monkeypatch.setitem(sys.modules, "rados", None)
