@@ -146,9 +146,9 @@ def verb_candidates(verb: str, words: list[str], word: str, sess: _Session):
             if t.startswith(word):
                 yield t
         for so in sess.snap().storage_objects.values():
-            spec = media.spec_of(so)
-            if spec and spec.startswith(word):
-                yield spec
+            named = media.spec_of(so)
+            if named and named.startswith(word):
+                yield named
     if verb == "restore" and ("=" in word or positional):
         key, eq, val = word.partition("=")
         if eq and key in ("target", "storage_object"):
