@@ -16,7 +16,7 @@ COMPARE AND WRITE. So the handler speaks to librbd.so.1 directly, one handle per
 - reads and writes go straight between the TCMU data area and librbd as iovecs
   (rbd_aio_readv/writev): no copy in Python either way.
 The lioctl command itself (create, resize, listings, completion) uses python3-rbd/rados
-(lioctl/ceph.py)."""
+(lioctl/backstores/media/rbd.py)."""
 
 from __future__ import annotations
 
@@ -24,7 +24,9 @@ import ctypes
 import ctypes.util
 import errno
 import os
+import select
 import threading
+import time
 
 PACKAGES = "python3-rbd python3-rados (librbd1, librados2)"
 
@@ -356,8 +358,6 @@ class Image:
 
     def wait_idle(self, timeout: float | None = None) -> bool:
         """Reap until nothing is in flight (or timeout)."""
-        import select
-        import time
         end = None if timeout is None else time.monotonic() + timeout
         while self.pending:
             left = 0.1 if end is None else min(0.1, end - time.monotonic())

@@ -30,6 +30,7 @@ import os
 import threading
 
 from lioctl import rundir
+from lioctl.errors import LioError
 from lioctl.tcmu import librbd, rbdspec
 from lioctl.tcmu.backends.base import Backend
 
@@ -120,8 +121,7 @@ class RbdBackend(Backend):
     @classmethod
     def check_config(cls, config: str, size: int, others: list[str]) -> None:
         """A config string that parses, naming an image no other backstore serves (the
-        cluster itself is asked by the lioctl command: lioctl/ceph.py)."""
-        from lioctl.errors import LioError
+        cluster itself is asked by the lioctl command: lioctl/backstores/media/rbd.py)."""
         try:
             spec = rbdspec.parse_config(config)
         except rbdspec.SpecError as e:
