@@ -94,19 +94,10 @@ class AsyncCommands:
 
     # READ
     def read(self, cdb, iovecs, length, finish):
-        emu = self.emu
-        lba, n = emu._lba_len(cdb)
-        unit = emu.unit
-        if lba + n > unit.num_blocks:
-            raise CheckCondition(S.ILLEGAL_REQUEST, S.LBA_OUT_OF_RANGE)
-        want = n * unit.block_size
-        if want != length:      # as the synchronous read (Emulator.read) says why
-            if want < length:
-                raise CheckCondition(S.NOT_READY, S.LOGICAL_UNIT_COMMUNICATION_FAILURE)
-            raise illegal()
+        offset, want = self.emu.read_extent(cdb, length)
         if want == 0:
             return GOOD
-        emu.backend.aio_readv(iovecs, lba * unit.block_size, self._then(self._read_done, iovecs, want, finish))
+        self.emu.backend.aio_readv(iovecs, offset, self._then(self._read_done, iovecs, want, finish))
         return None
 
     @staticmethod
@@ -121,19 +112,11 @@ class AsyncCommands:
     # WRITE (FUA, no write cache, WRITE AND VERIFY: then a flush)
     def write(self, cdb, iovecs, length, finish):
         emu = self.emu
-        lba, n = emu._lba_len(cdb)
-        unit = emu.unit
-        if lba + n > unit.num_blocks:
-            raise CheckCondition(S.ILLEGAL_REQUEST, S.LBA_OUT_OF_RANGE)
-        if unit.read_only:
-            raise CheckCondition(S.DATA_PROTECT, S.WRITE_PROTECTED)
-        want = n * unit.block_size
-        if want != length:
-            raise CheckCondition(S.ILLEGAL_REQUEST, S.INVALID_FIELD_IN_COMMAND_IU)
+        offset, want = emu.write_extent(cdb, length)
         if want == 0:
             return GOOD
-        sync = bool(synchronous_write(unit, cdb))
-        emu.backend.aio_writev(iovecs, lba * unit.block_size, self._then(self._written, sync, finish))
+        sync = bool(synchronous_write(emu.unit, cdb))
+        emu.backend.aio_writev(iovecs, offset, self._then(self._written, sync, finish))
         return None
 
     def _written(self, sync, finish, ret, extra):

@@ -284,10 +284,13 @@ class Emulator:
             return ((cdb[1] & 0x1F) << 16) | (cdb[2] << 8) | cdb[3], cdb[4] or 256
         return _LBA_LEN[c >> 5].unpack_from(cdb)
 
-    # read() and write() are the per-command hot path: they check range and write protection
-    # inline rather than through _range/_writable/_write_bufs (a call each, under emulation)
-    def read(self, cdb, iovecs, length) -> Response:
-        lba, n = self._lba_len(cdb)
+    # The per-command hot path: a READ's or WRITE's extent is checked (range, write protection,
+    # data length) inline in one call rather than through _range/_writable/_write_bufs (a call
+    # each, under emulation); the asynchronous path (scsi/asynchronous.py) checks through these too.
+    def read_extent(self, cdb, length) -> tuple[int, int]:
+        """(byte offset, byte count) of a READ, or the CHECK CONDITION the kernel answers."""
+        s = _RW_LBA_LEN.get(cdb[0])     # _lba_len's own first step: no second call per command
+        lba, n = s.unpack_from(cdb) if s is not None else self._lba_len(cdb)
         unit = self.unit
         if lba + n > unit.num_blocks:
             raise CheckCondition(S.ILLEGAL_REQUEST, S.LBA_OUT_OF_RANGE)
@@ -299,18 +302,12 @@ class Emulator:
             if want < length:
                 raise CheckCondition(S.NOT_READY, S.LOGICAL_UNIT_COMMUNICATION_FAILURE)
             raise illegal()
-        if want == 0:
-            return GOOD
-        try:
-            got = self.backend.readv(iovecs, lba * unit.block_size)
-        except OSError:
-            raise CheckCondition(S.MEDIUM_ERROR, S.UNRECOVERED_READ_ERROR)
-        if got < want:       # past the end of a short backing file: zeros, like a sparse one
-            zero(iovecs, got)
-        return GOOD
+        return lba * unit.block_size, want
 
-    def write(self, cdb, iovecs, length) -> Response:
-        lba, n = self._lba_len(cdb)
+    def write_extent(self, cdb, length) -> tuple[int, int]:
+        """(byte offset, byte count) of a WRITE, or the CHECK CONDITION the kernel answers."""
+        s = _RW_LBA_LEN.get(cdb[0])     # _lba_len's own first step: no second call per command
+        lba, n = s.unpack_from(cdb) if s is not None else self._lba_len(cdb)
         unit = self.unit
         if lba + n > unit.num_blocks:
             raise CheckCondition(S.ILLEGAL_REQUEST, S.LBA_OUT_OF_RANGE)
@@ -321,11 +318,27 @@ class Emulator:
             # more or less data-out than the CDB's transfer length: the kernel's own backstores
             # refuse it and write nothing (target_cmd_size_check), with this sense
             raise CheckCondition(S.ILLEGAL_REQUEST, S.INVALID_FIELD_IN_COMMAND_IU)
+        return lba * unit.block_size, want
+
+    def read(self, cdb, iovecs, length) -> Response:
+        offset, want = self.read_extent(cdb, length)
         if want == 0:
             return GOOD
-        sync = synchronous_write(unit, cdb)
         try:
-            self.backend.writev(iovecs, lba * unit.block_size, sync)
+            got = self.backend.readv(iovecs, offset)
+        except OSError:
+            raise CheckCondition(S.MEDIUM_ERROR, S.UNRECOVERED_READ_ERROR)
+        if got < want:       # past the end of a short backing file: zeros, like a sparse one
+            zero(iovecs, got)
+        return GOOD
+
+    def write(self, cdb, iovecs, length) -> Response:
+        offset, want = self.write_extent(cdb, length)
+        if want == 0:
+            return GOOD
+        sync = synchronous_write(self.unit, cdb)
+        try:
+            self.backend.writev(iovecs, offset, sync)
         except OSError as e:
             raise self._write_error(e)
         return GOOD
