@@ -31,6 +31,7 @@ import tcmu_bench as tb  # noqa: E402
 SIZE = os.environ.get("BENCH_SIZE", "128M")
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "1"))
 RUNTIME = int(os.environ.get("BENCH_RUNTIME", "10"))
+VERIFY_SIZE = os.environ.get("BENCH_VERIFY_SIZE", "32M")     # the verify run's span
 CEPH = "/tmp/rbd-bench-ceph"
 JOBS = [
     ("4k rand read qd1", ["--rw=randread", "--bs=4k", "--iodepth=1"]),
@@ -102,7 +103,7 @@ def main() -> int:
         engine_img = image("engine")
         print("verify run (lioctl's LUN): ", end="", flush=True)
         v = subprocess.run(["fio", "--name=v", f"--filename={disks['lioctl'][0]}", "--direct=1",
-                            "--ioengine=libaio", "--rw=randwrite", "--bs=4k", "--iodepth=32", "--size=32M",
+                            "--ioengine=libaio", "--rw=randwrite", "--bs=4k", "--iodepth=32", f"--size={VERIFY_SIZE}",
                             "--verify=crc32c", "--verify_fatal=1", "--output-format=json"],
                            capture_output=True, text=True)
         print("passed" if v.returncode == 0 else f"FAILED {v.stderr[-300:]}", flush=True)

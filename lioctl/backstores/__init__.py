@@ -10,7 +10,8 @@ restore planner and the completion ask this registry and never name a kind.
 Adding a kind: its module, one line in KINDS below, and its tests (a host test of its plan
 and saveconfig round trip, and a kernel test that makes, saves, restores and deletes it).
 A new lioctl TCMU subtype (lioctl_rbd, say) is not a kind: it is a Backend in
-lioctl/tcmu/backends/ (see that package), which the user kind reads.
+lioctl/tcmu/backends/ (see that package), which the user kind reads, and, when the admin names
+what it serves in a form of its own (rbd:POOL/IMAGE), a Medium in media/ (see that package).
 """
 
 from __future__ import annotations

@@ -43,7 +43,7 @@ def plan_block(snap, name: str, dev: str, readonly: bool | None = None,
                exclusive: bool | None = None) -> Plan:
     """exclusive: None leaves the kernel's default (the device opened exclusively); False
     shares it with other openers (Linux 6.17+), so another backstore may use it too."""
-    common.check_new_name(snap, "block", name)
+    common.check_new_name(snap, KIND.name, name)
     if not os.path.exists(dev):
         raise NotFound(f"block device {dev} does not exist")
     if not common.is_block(dev):
@@ -97,7 +97,7 @@ class Block(common.Kind):
     def json(self, so):
         return {"readonly": is_readonly(so)}
 
-    def dump(self, so):
+    def dump(self, so, attributes):
         d = {"write_back": so.write_back, "readonly": common.info_value(so, "readonly") == "1",
              "wwn": so.wwn, "dev": so.udev_path}
         # Only rtslib-fb 2.2.4 and later take `exclusive` (Debian bookworm's 2.1.75 refuses the

@@ -35,6 +35,7 @@ class Kind:
     hba = ""                    # its HBA directories in core/: <hba>_<N>
     module = ""                 # the kernel module that provides it
     identity: tuple[str, ...] = ()  # saved keys only creation sets: a change re-creates it
+    user_space = False          # a handler in user space serves its blocks (TCMU)
     lossy = False               # its data lives only in the kernel or a handler: a removal
     #                             cannot be undone whole, so it runs after every other one
     planned_attributes: frozenset[str] = frozenset()  # attributes its own plan writes
@@ -55,6 +56,11 @@ class Kind:
 
     def completion(self, param: str, handler: str | None = None) -> str | None:
         return self.completes.get(param)
+
+    def complete_spec(self, word: str, given: dict, handler: str | None) -> tuple[list, bool]:
+        """(value, what) candidates of create's own for a SIZE or CFGSTRING being typed, and
+        whether they are all there is; `given`: the KEY=VALUE parameters typed so far."""
+        return [], False
 
     # ---- the running object (so: a tree.snapshot.StorageObject)
     def device(self, so) -> str:
@@ -77,8 +83,8 @@ class Kind:
         return {}
 
     # ---- saveconfig.json
-    def dump(self, so) -> dict:
-        """Its own keys, after attributes, name, plugin and alua_tpgs."""
+    def dump(self, so, attributes: dict) -> dict:
+        """Its own keys, after attributes (given: read once), name, plugin and alua_tpgs."""
         return {"wwn": so.wwn, "size": so.size}
 
     def check_saved(self, saved: dict, path: str, earlier: list[dict]) -> None:
@@ -90,6 +96,11 @@ class Kind:
         """Refuses a backing file or device that is not there (after check_saved). Apart from
         check_saved because at boot a missing one is no fault of the file: restore --boot names
         that object, skips what needs it and restores the rest."""
+
+    def saved_paths(self, saved: dict) -> list[str]:
+        """The files and devices a saved object needs (the boot units wait for them)."""
+        dev = saved.get("dev")
+        return [dev] if isinstance(dev, str) else []
 
     def plan_saved(self, saved: dict, hba: str) -> Plan:
         """Made again as saved (restore, or the inverse of a removal), in HBA `hba`; its
@@ -289,7 +300,7 @@ def dump_storage_object(so) -> dict:
     d["name"] = so.name
     d["plugin"] = so.plugin
     d["alua_tpgs"] = [dump_alua(so, name) for name in so.alua_tpgs]
-    d.update(so.kind.dump(so))
+    d.update(so.kind.dump(so, attrs))
     return d
 
 

@@ -15,7 +15,7 @@ from lioctl.units import parse_bool, parse_size
 def plan_fileio(snap, name: str, file: str, size=None, write_back: bool = True,
                 sparse: bool = True, wwn: str | None = None, model_alias: bool = True,
                 hba: str | None = None, create_missing: bool = True) -> Plan:
-    common.check_new_name(snap, "fileio", name)
+    common.check_new_name(snap, KIND.name, name)
     if not file.startswith("/"):
         file = os.path.abspath(file)
     if "," in file or "\n" in file:
@@ -92,7 +92,7 @@ class Fileio(common.Kind):
     def json(self, so):
         return {"write_back": so.write_back}
 
-    def dump(self, so):
+    def dump(self, so, attributes):
         return {"write_back": so.write_back, "wwn": so.wwn, "dev": so.udev_path, "size": so.size,
                 "aio": common.info_value(so, "async") == "1" or "Async: 1" in so.info.get("_raw", "")}
 

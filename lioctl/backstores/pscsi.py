@@ -30,7 +30,7 @@ def _hctl_of(dev: str) -> tuple[str, str]:
 
 
 def plan_pscsi(snap, name: str, dev: str, hba: str | None = None) -> Plan:
-    common.check_new_name(snap, "pscsi", name)
+    common.check_new_name(snap, KIND.name, name)
     hctl, devpath = _hctl_of(dev)
     if not HCTL.match(hctl):
         raise LioError(f"{dev}: cannot find its SCSI address")
@@ -65,7 +65,7 @@ class Pscsi(common.Kind):
     def summary(self, so):
         return [so.udev_path or "?", common.size_text(so)]
 
-    def dump(self, so):
+    def dump(self, so, attributes):
         return {"dev": so.udev_path}
 
     def check_saved(self, saved, path, earlier):

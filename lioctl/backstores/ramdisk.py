@@ -9,7 +9,7 @@ from lioctl.units import parse_bool, parse_size
 
 def plan_ramdisk(snap, name: str, size, nullio: bool = False, wwn: str | None = None,
                  model_alias: bool = True, hba: str | None = None) -> Plan:
-    common.check_new_name(snap, "ramdisk", name)
+    common.check_new_name(snap, KIND.name, name)
     pages = (parse_size(size) + 4095) // 4096
     plan, path = common.start(KIND, name, hba)
     plan.write(f"{path}/control", f"rd_pages={pages}", undoable=False)
@@ -38,7 +38,7 @@ class Ramdisk(common.Kind):
         pages, page_size = so.info.get("PAGES/PAGE_SIZE", "0*0").split("*")
         return int(pages) * int(page_size)
 
-    def dump(self, so):
+    def dump(self, so, attributes):
         d = {"wwn": so.wwn, "size": so.size}
         if common.info_value(so, "nullio") == "1":
             d["nullio"] = True

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import errno
 import glob
+import inspect
 import os
 
-from lioctl import configfs
 from lioctl.backstores import common
-from lioctl.errors import InUse, LioError, NotFound, UsageError
+from lioctl.errors import LioError, NotFound, UsageError
 from lioctl.plan import CreateFile, Plan, ServeUser, Write
 from lioctl.saveconfig import rules
 from lioctl.tcmu import config as tcmu_config
@@ -83,14 +83,14 @@ def plan_user(snap, name: str, size, config: str, subtype: str | None = None,
     `attributes` (from a saved file) that the kernel only takes before enable are written
     before it; the rest are the caller's. `control` (targetcli's control=) goes to the control
     file before enable."""
-    common.check_new_name(snap, "user", name)
+    common.check_new_name(snap, KIND.name, name)
     pairs = parse_control(control) if control else []
     if hw_max_sectors and "hw_max_sectors" in dict(pairs):
         raise LioError("hw_max_sectors given both as a parameter and in control=")
     size_bytes = parse_size(size)
     subtype = subtype or tcmu_config.DEFAULT_SUBTYPE
     if validate:
-        existing = [so.user_config for so in snap.storage_objects.values() if so.plugin == "user"]
+        existing = [so.user_config for so in snap.storage_objects.values() if so.kind is KIND]
         tcmu_config.validate(subtype, config, size_bytes, existing)
     plan, path = common.start(KIND, name, hba)
     _create_missing_file(plan, subtype, config, size_bytes, f"user backstore {name}", create_missing)
@@ -120,27 +120,13 @@ def plan_user(snap, name: str, size, config: str, subtype: str | None = None,
     return plan
 
 
-def plan_user_rbd(snap, name: str, size, arg: str, options: dict, create: bool = False, grow: bool = False,
-                  **kw):
-    """`create NAME [SIZE] rbd:POOL/IMAGE[@SNAP]`: a lioctl_rbd user backstore, the image made
-    (create) or grown (grow) first; size omitted = the image's."""
-    from lioctl import ceph        # python3-rados/rbd: only for an RBD image
-    from lioctl.tcmu import rbdspec
-    spec = ceph.spec_from(arg, options)
-    if spec.read_only and (create or grow):
-        raise LioError(f"snapshot {spec.name} is read-only: it cannot be created or grown here")
-    existing = [so for so in snap.storage_objects.values() if so.plugin == "user" and so.user_config
-                and so.user_config.startswith("lioctl_rbd/")]
-    for so in existing:
-        try:
-            other = rbdspec.parse_config(so.user_config[len("lioctl_rbd/"):])
-        except rbdspec.SpecError:
-            continue
-        if other.same_image(spec):
-            raise InUse(f"RBD image {spec.pool}/{spec.image} is already served by {so.tree_path}")
-    lun_size, before = ceph.resolve(spec, parse_size(size) if size else None, create, grow)
-    plan = plan_user(snap, name, lun_size, spec.config(), rbdspec.SUBTYPE, **kw)
-    plan.ops[0:0] = before
+def plan_medium(snap, name: str, medium, arg: str, size, options: dict, subtype: str | None = None,
+                **kw) -> Plan:
+    """A user backstore on what `arg` names (lioctl/backstores/media/): the medium's own first
+    steps (an image made, say), then the backstore; size None: the medium's."""
+    prepared = medium.prepare(snap, arg, size, options, subtype)
+    plan = plan_user(snap, name, prepared.size, prepared.config, prepared.subtype, **kw)
+    plan.ops[0:0] = prepared.before
     return plan
 
 
@@ -161,8 +147,12 @@ class ReconfigWrite(Write):
 def plan_change_medium(snap, so, handler: str, cfgstring: str, size) -> Plan:
     """targetcli's changemedium: a new config (medium) and size for a user backstore that stays
     exported. A missing backing file is made as at create."""
+    from lioctl.backstores import media    # start-up: media load only to create, change or complete
     size = parse_size(size)
-    others = [o.user_config for o in snap.storage_objects.values() if o.plugin == "user" and o is not so]
+    medium = media.for_subtype(handler)
+    if medium:
+        medium.check_change(so, size, f"/backstores/user:{handler}/{so.name}")
+    others = [o.user_config for o in snap.storage_objects.values() if o.kind is KIND and o is not so]
     tcmu_config.validate(handler, cfgstring, size, others)
     plan = Plan()
     new_cfg = f"{handler}/{cfgstring}"
@@ -189,7 +179,7 @@ def handlers(snap) -> list[str]:
         for so_file in glob.glob(f"{d}/handler_*.so"):
             names.add(os.path.basename(so_file)[len("handler_"):-len(".so")])
     for so in snap.storage_objects.values():
-        if so.plugin == "user" and so.user_config:
+        if so.kind is KIND and so.user_config:
             names.add(subtype_of(so))
     return sorted(names)
 
@@ -203,54 +193,54 @@ class User(common.Kind):
     hba = "user"
     module = "target_core_user"
     identity = ("config", "size")
+    user_space = True
     lossy = True
     planned_attributes = frozenset(TCMU_BEFORE_ENABLE + TCMU_CONTROL_ATTRS)
 
     def create(self, ctx, name, size=None, cfgstring=None, subtype=None, wwn=None, hw_max_sectors=None,
-               write_back=None, control=None, create=None, grow=None, conf=None, id=None, keyring=None,
-               cluster=None, timeout=None):
+               write_back=None, control=None, **options):
         """Create user (TCMU) storage object NAME of SIZE. CFGSTRING is the handler's
         configuration; subtype picks the handler (lioctl_file by default: CFGSTRING is a file or
-        block device, a missing file is created sparse; lioctl_ram; lioctl_rbd; or a tcmu-runner
+        block device, a missing file is created sparse; another of lioctl's, or a tcmu-runner
         handler); control= is targetcli's string for the kernel's control file.
-        CFGSTRING rbd:POOL/IMAGE[@SNAP] serves a Ceph RBD image (lioctl_rbd): SIZE omitted is
-        the image's; --create makes a missing image of SIZE; --grow makes the image SIZE when
-        bigger; @SNAP is read-only; conf=, id=, keyring= (a path: never a key), cluster= and
-        timeout= (seconds) say how to reach the cluster (default: CEPH_CONF or
-        /etc/ceph/ceph.conf, client.admin).
         Example: /backstores/user create disk1 10G /srv/disk1.img
-        Example: /backstores/user create vol1 rbd:rbd/vol1
-        Example: /backstores/user create vol2 10G rbd:rbd/vol2 --create id=gw keyring=/etc/ceph/ceph.client.gw.keyring
-        Example: /backstores/user create rbd1 10G rbd/pool/image subtype=rbd
         Example: /backstores/user create u1 1G /srv/u1.img control=max_data_area_mb=64"""
-        from lioctl.tcmu import rbdspec     # the RBD form's parsing: a few regexes, no Ceph
-        if cfgstring is None and rbdspec.is_spec(size):
+        from lioctl.backstores import media    # start-up: media load only to create, change or complete
+        if cfgstring is None and media.of(size).sized:    # a medium with a size of its own
             size, cfgstring = None, size
-        rbd_opts = {"conf": conf, "id": id, "keyring": keyring, "cluster": cluster, "timeout": timeout}
-        if rbdspec.is_spec(cfgstring) and subtype in (None, rbdspec.SUBTYPE):
-            plan = plan_user_rbd(
-                ctx.snap, name, size, cfgstring, rbd_opts, create=bool(create and parse_bool(create, "create")),
-                grow=bool(grow and parse_bool(grow, "grow")), wwn=wwn,
-                hw_max_sectors=int(hw_max_sectors) if hw_max_sectors else None, model_alias=common.model_alias(ctx),
-                write_back=True if write_back is None else parse_bool(write_back, "write_back"), control=control)
-            return plan, f"Created user storage object {name} on {cfgstring}"
-        given = [k for k, v in {**rbd_opts, "create": create, "grow": grow}.items() if v is not None]
-        if given:
-            raise LioError(f"{given[0]}= is for rbd:POOL/IMAGE backstores")
-        if size is None or cfgstring is None:
-            raise UsageError("create needs NAME SIZE CFGSTRING (SIZE may be left out for rbd:POOL/IMAGE)")
-        if subtype is None and ":" in cfgstring:   # a subtype's own form names the subtype
-            subtype, cfgstring = next(((s, c) for s in BACKENDS
-                                       if (c := backend(s).from_cfgstring(cfgstring)) is not None),
-                                      (None, cfgstring))
-        plan = plan_user(ctx.snap, name, size, cfgstring, subtype, wwn,
-                         int(hw_max_sectors) if hw_max_sectors else None, common.model_alias(ctx),
-                         write_back=True if write_back is None else parse_bool(write_back, "write_back"),
-                         control=control)
-        return plan, f"Created user storage object {name} size {size}"
+        medium = media.of(cfgstring, subtype)
+        other = media.stray(medium, options)
+        if other:
+            raise LioError(f"{other[1].name}= is for {other[0].form} backstores")
+        if cfgstring is None or (size is None and not medium.sized):
+            raise UsageError("create needs NAME SIZE CFGSTRING (SIZE may be left out for "
+                             + media.listed([m.form for m in media.MEDIA if m.sized]) + ")")
+        plan = plan_medium(ctx.snap, name, medium, cfgstring, size, options, subtype, wwn=wwn,
+                           hw_max_sectors=int(hw_max_sectors) if hw_max_sectors else None,
+                           model_alias=common.model_alias(ctx),
+                           write_back=True if write_back is None else parse_bool(write_back, "write_back"),
+                           control=control)
+        return plan, f"Created user storage object {name} " + (f"on {cfgstring}" if medium.prefix else f"size {size}")
 
-    create.usage = ("NAME [SIZE] CFGSTRING [subtype=…] [wwn=…] [hw_max_sectors=…] [write_back=…] "
-                    "[control=…] [--create] [--grow] [conf=…] [id=…] [keyring=…] [cluster=…] [timeout=…]")
+    def creator(self, ctx):
+        """create's signature, help and usage with each medium's parameters, form and examples
+        (grammar, help and completion)."""
+        from lioctl.backstores import media    # start-up: media load only to create, change or complete
+        fn = super().creator(ctx)
+        sig = inspect.signature(fn)
+        fixed = [p for p in sig.parameters.values() if p.kind != p.VAR_KEYWORD]
+        fn.__signature__ = sig.replace(parameters=fixed + [
+            inspect.Parameter(o.name, inspect.Parameter.KEYWORD_ONLY, default=None) for o in media.options()])
+        text = [line for line in fn.__doc__.splitlines() if not line.strip().startswith("Example:")]
+        examples = [line.strip() for line in fn.__doc__.splitlines() if line.strip().startswith("Example:")]
+        fn.__doc__ = "\n".join(
+            [line.strip() for line in text] + [f"lioctl's subtypes: {', '.join(BACKENDS)}."]
+            + [m.create_help for m in media.MEDIA if m.create_help]
+            + examples + [f"Example: {e}" for m in media.MEDIA for e in m.create_examples])
+        fn.usage = " ".join(
+            ["NAME [SIZE] CFGSTRING [subtype=…] [wwn=…] [hw_max_sectors=…] [write_back=…] [control=…]"]
+            + [f"[--{o.name}]" if o.metavar is None else f"[{o.name}=…]" for o in media.options()])
+        return fn
 
     def completion(self, param, handler=None):
         cls = backend(handler or "")
@@ -258,6 +248,10 @@ class User(common.Kind):
             return None
         own = cls.complete_config.__func__ is not Backend.complete_config.__func__
         return cls.complete_config if own else cls.config_completion
+
+    def complete_spec(self, word, given, handler):
+        from lioctl.backstores import media    # start-up: media load only to create, change or complete
+        return media.complete(word, given, handler)
 
     def backed_by(self, so, real):
         # lioctl_file's config ends with its path
@@ -269,7 +263,7 @@ class User(common.Kind):
     def json(self, so):
         return {"config": so.user_config}
 
-    def dump(self, so):
+    def dump(self, so, attributes):
         cfg = common.info_value(so, "Config")
         control = []
         mda = common.info_value(so, "MaxDataAreaMB")
@@ -279,7 +273,7 @@ class User(common.Kind):
         # that never answers netlink (lioctl's) needs enable not to wait for a reply: with a
         # tcmu-runner running (Debian's targetcli starts one over D-Bus) the kernel waits, and
         # tcmu-runner, which has no such handler, answers ENOENT and fails the enable.
-        nl_reply = common.saved_value(configfs.read(so.path + "/attrib/nl_reply_supported") or "")
+        nl_reply = attributes.get("nl_reply_supported")
         if isinstance(nl_reply, int) and nl_reply <= 0:
             control.append(f"nl_reply_supported={nl_reply}")
         return {"wwn": so.wwn, "size": so.size, "config": None if cfg == "NULL" else cfg,
@@ -299,6 +293,12 @@ class User(common.Kind):
             rules.int_range(hw, 0, (1 << 32) - 1, path + ".hw_max_sectors", "hw_max_sectors")
         if saved.get("control") is not None:
             rules.text(saved["control"], path + ".control", "control")
+
+    def saved_paths(self, saved):
+        subtype, _, config = str(saved.get("config") or "").partition("/")
+        cls = backend(subtype)
+        path = cls.backing_file(config) if cls else None
+        return [path] if path else []
 
     def plan_saved(self, saved, hba):
         subtype, _, rest = (saved.get("config") or "").partition("/")

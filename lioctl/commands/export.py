@@ -8,32 +8,26 @@ from __future__ import annotations
 
 import os
 import socket
-import stat
 import uuid
 
 from lioctl import configfs, render, wwn as wwnmod
-from lioctl.backstores import block, fileio, user
+from lioctl.backstores import media, user
 from lioctl.backstores.common import free_hba, object_path
-from lioctl.errors import AlreadyExists, LioError, NotFound, UsageError
+from lioctl.errors import AlreadyExists, LioError, UsageError
 from lioctl.names import check_object_name
 from lioctl.plan import Modprobe, Mount, Plan
-from lioctl.tcmu.backends.file import FileBackend
+from lioctl.secrets import resolve_creds
 from lioctl.tree import snapshot, targets as tg
 from lioctl.tree.fabrics import spec_for
 
-HELP = "export a file, block device or Ceph RBD image as an iSCSI target in one step"
-EXAMPLES = """examples:
-  lioctl export /srv/disk.img
-  lioctl export /dev/sdb -p 192.0.2.10
-  lioctl export rbd:rbd/vol1                       # a Ceph RBD image, through lioctl's handler
-  lioctl export rbd:rbd/vol2 --create --lun-size 10G --id gw --keyring /etc/ceph/ceph.client.gw.keyring
-  lioctl export rbd:rbd/vol1@monday                # a snapshot: read-only
-"""
+HELP = f"export a {media.listed([n for m in media.by_form() for n in m.nouns], 'or')} as an iSCSI target in one step"
+EXAMPLES = "\n  ".join(["examples:", "lioctl export /srv/disk.img", "lioctl export /dev/sdb -p 192.0.2.10",
+                         *(e for m in media.MEDIA for e in m.export_examples)]) + "\n"
 
 
 def configure(p):
-    p.add_argument("device", metavar="DEVICE|FILE|rbd:POOL/IMAGE[@SNAP]",
-                   help="block device, regular file, or Ceph RBD image to export")
+    p.add_argument("device", metavar="|".join(m.form for m in media.by_form()),
+                   help=f"{media.listed([n for m in media.by_form() for n in m.nouns], 'or')} to export")
     p.add_argument("-p", "--portal", action="append", default=[], metavar="PORTAL",
                    help="IP[:PORT] or [IPv6][:PORT] to listen on (repeatable; default 0.0.0.0:3260)")
     p.add_argument("--iqn", help="target IQN (default iqn.2003-01.org.linux-iscsi.HOST:BASENAME)")
@@ -56,20 +50,30 @@ def configure(p):
     p.add_argument("--user", action="store_true",
                    help="serve it through a TCMU user backstore and lioctl's bundled handler "
                         "(started when needed) instead of the kernel's fileio/iblock")
-    g = p.add_argument_group("Ceph RBD images (rbd:POOL/IMAGE)")
-    g.add_argument("--create", action="store_true", help="create the image (of --lun-size) when missing")
-    g.add_argument("--grow", action="store_true", help="grow the image to --lun-size when it is smaller")
-    g.add_argument("--conf", metavar="PATH", help="ceph.conf (default: $CEPH_CONF, /etc/ceph/CLUSTER.conf)")
-    g.add_argument("--id", dest="ceph_id", metavar="NAME", help="cephx user without 'client.' (default: admin)")
-    g.add_argument("--keyring", metavar="PATH", help="keyring file of that user (a path: never the key)")
-    g.add_argument("--cluster", metavar="NAME", help="cluster name (default: ceph)")
+    for m in media.MEDIA:     # each medium's own options (--create, --conf... for rbd:)
+        if any(o.export for o in m.options):
+            g = p.add_argument_group(m.export_title)
+            for o in m.options:
+                if o.export:
+                    kind = {"action": "store_true"} if o.metavar is None else {"metavar": o.metavar}
+                    g.add_argument(o.export, dest=f"{m.name}_{o.name}", help=o.help, **kind)
+
+
+def medium_options(args) -> tuple[media.Medium, dict]:
+    """The medium args.device names, and its options; another medium's option is an error."""
+    medium = media.of(args.device)
+    given = {o.name: getattr(args, f"{m.name}_{o.name}") for m in media.MEDIA for o in m.options if o.export}
+    other = media.stray(medium, given)
+    if other:
+        flags = [o.export for o in other[0].options if o.export]
+        raise UsageError(f"{media.listed(flags)} {'are' if len(flags) > 1 else 'is'} for {other[0].form}")
+    return medium, {o.name: given[o.name] for o in medium.options if o.export}
 
 
 def credentials(args) -> tuple[tuple[str, str] | None, tuple[str, str] | None]:
     """(chap, mutual) from the options, files, environment or a prompt; resolved once per
     command (build runs again under the lock and must not ask twice)."""
     if getattr(args, "resolved_creds", None) is None:
-        from lioctl.secrets import resolve_creds
 
         def need_acl():
             if not args.acl:
@@ -92,53 +96,9 @@ def default_name(device: str) -> str:
     return "".join(c if c.isalnum() or c in "_.-" else "_" for c in base) or "disk"
 
 
-def check_device(device: str) -> str:
-    """Return 'block' or 'file'; one-line errors for everything else."""
-    try:
-        st = os.stat(device)
-    except FileNotFoundError:
-        raise NotFound(f"{device}: no such file or device") from None
-    except OSError as e:
-        raise LioError(f"{device}: {e.strerror}") from None
-    if stat.S_ISDIR(st.st_mode):
-        raise LioError(f"{device} is a directory; give a block device or a regular file")
-    if stat.S_ISCHR(st.st_mode):
-        raise LioError(f"{device} is a character device; give a block device or a regular file")
-    if not (stat.S_ISBLK(st.st_mode) or stat.S_ISREG(st.st_mode)):
-        raise LioError(f"{device} is not a block device or a regular file")
-    if not os.access(device, os.R_OK):
-        raise LioError(f"{device} is not readable")
-    return "block" if stat.S_ISBLK(st.st_mode) else "file"
-
-
-def find_export(snap, device: str):
-    """(target, storage object) already exporting this device over iSCSI, if any."""
-    real = os.path.realpath(device)
-    for so in snap.storage_objects.values():
-        if so.kind.backed_by(so, real):
-            for lun in so.luns:
-                if lun.tpg.target.fabric.name == "iscsi":
-                    return lun.tpg.target, so
-            return None, so
-    return None, None
-
-
-def rbd_spec(args):
-    """The RbdSpec of an `rbd:` argument (None for a file or device)."""
-    from lioctl import ceph as rbd_admin
-    from lioctl.tcmu import rbdspec
-    if not rbdspec.is_spec(args.device):
-        if args.create or args.grow or args.conf or args.ceph_id or args.keyring or args.cluster:
-            raise UsageError("--create, --grow, --conf, --id, --keyring and --cluster are for rbd:POOL/IMAGE")
-        return None
-    return rbd_admin.spec_from(args.device, {"conf": args.conf, "id": args.ceph_id, "keyring": args.keyring,
-                                             "cluster": args.cluster})
-
-
-def find_rbd_export(snap, spec):
-    """(target, storage object) serving spec's image over iSCSI, if any."""
-    from lioctl import ceph as rbd_admin
-    for so in rbd_admin.served_by(snap, spec):
+def find_export(snap, medium, device: str, options: dict):
+    """(target, storage object) already exporting what device names over iSCSI, if any."""
+    for so in medium.exports(snap, device, options):
         for lun in so.luns:
             if lun.tpg.target.fabric.name == "iscsi":
                 return lun.tpg.target, so
@@ -147,20 +107,10 @@ def find_rbd_export(snap, spec):
 
 
 def build(args, snap) -> tuple[Plan, dict]:
-    spec = rbd_spec(args)
-    if spec is not None:        # an RBD image: a lioctl_rbd user backstore (lioctl/ceph.py)
-        device = kind = args.device
-        base = spec.image + (f"_{spec.snap}" if spec.snap else "")
-        name = check_object_name(args.name or default_name(base), "backstore name")
-        # RFC 3722: no '_' in an IQN (LIO takes it, open-iscsi's discovery refuses the target)
-        iqn_base = base.replace("_", "-")
-    else:
-        device = iqn_base = os.path.abspath(args.device)
-        if not os.path.exists(device) and args.lun_size:
-            kind = "file"  # created sparse with --lun-size, like fileio create
-        else:
-            kind = check_device(device)
-        name = check_object_name(args.name or default_name(device), "backstore name")
+    medium, options = medium_options(args)
+    device, base, iqn_base = medium.export_names(args.device, args.lun_size)
+    kind = medium.export_kind(device, args.lun_size, args.user)      # None: a user backstore
+    name = check_object_name(args.name or default_name(base), "backstore name")
     iqn, _ = wwnmod.normalize(("iqn",), args.iqn or default_iqn(iqn_base), "target IQN")
     portals = args.portal or [spec_for("iscsi").default_portal]
     parsed = []
@@ -184,30 +134,18 @@ def build(args, snap) -> tuple[Plan, dict]:
     if "iscsi" in snap.fabrics and iqn in snap.fabrics["iscsi"].targets:
         raise AlreadyExists(f"target {iqn} already exists; choose another with --iqn")
 
-    backstore = user.KIND if args.user or spec else block.KIND if kind == "block" else fileio.KIND
+    backstore = kind or user.KIND
     # Deterministic serial and LUN link name: the --dry-run script makes exactly this tree.
     serial = str(uuid.uuid5(uuid.NAMESPACE_URL, f"lioctl:{iqn}:{backstore.name}/{name}"))
     hba = free_hba(backstore)
     plan = Plan()
     plan.add(Mount(configfs.CONFIGFS_MOUNT))
     plan.add(Modprobe("target_core_mod"))
-    if spec is not None:
-        sub = user.plan_user_rbd(snap, name, args.lun_size, args.device,
-                                 {"conf": spec.conf, "id": spec.id, "keyring": spec.keyring, "cluster": spec.cluster},
-                                 create=args.create, grow=args.grow, wwn=serial, write_back=not args.readonly,
-                                 hba=hba)
-    elif backstore is user.KIND:
-        size = args.lun_size or FileBackend.medium_size(device)
-        if not size:
-            raise LioError(f"file {device} is empty; give --lun-size to use it")
-        sub = user.plan_user(snap, name, size, device, "lioctl_file", wwn=serial,
-                             write_back=not args.readonly, hba=hba)
-    elif backstore is fileio.KIND:
-        # fileio has no read-only mode: --readonly write-protects the mapped LUN / demo mode
-        sub = fileio.plan_fileio(snap, name, device, args.lun_size, write_back=not args.readonly,
-                                 wwn=serial, hba=hba)
+    if kind is None:
+        sub = user.plan_medium(snap, name, medium, device, args.lun_size, options, wwn=serial,
+                               write_back=not args.readonly, hba=hba)
     else:
-        sub = block.plan_block(snap, name, device, True if args.readonly else None, wwn=serial, hba=hba)
+        sub = medium.plan_kernel(snap, kind, name, device, args.lun_size, args.readonly, serial, hba)
     plan.extend(sub)
 
     target, _ = tg.plan_target(snap, "iscsi", iqn, default_portal=False, enable=False)
@@ -240,13 +178,8 @@ def build(args, snap) -> tuple[Plan, dict]:
 
 def already_exported(args, snap) -> bool:
     """Refuse a second export of the same device, naming the first; --exist-ok makes it a no-op."""
-    spec = rbd_spec(args)
-    if spec is not None:
-        target, so = find_rbd_export(snap, spec)
-    elif not os.path.exists(args.device):
-        return False
-    else:
-        target, so = find_export(snap, os.path.abspath(args.device))
+    medium, options = medium_options(args)
+    target, so = find_export(snap, medium, medium.export_names(args.device, args.lun_size)[0], options)
     if so is None:
         return False
     if target is not None and args.exist_ok:
@@ -265,7 +198,7 @@ def already_exported(args, snap) -> bool:
 
 
 def run(args) -> int:
-    from lioctl.lock import write_lock
+    from lioctl.lock import write_lock  # start-up: completion and --help build this verb's parser only
     from lioctl.plan import executor
     if args.dry_run:
         snap = snapshot.read()

@@ -23,6 +23,7 @@ from importlib import resources
 from lioctl.errors import AlreadyExists, LioError, UsageError
 from lioctl import results
 from lioctl.render import print_json as render_json
+from lioctl.tree.fabrics import KNOWN
 
 HELP = """write the source of a new LIO fabric module for a kernel (Kbuild, Makefile, Kconfig,
 C sources, README), ready to build with make and load with insmod; lioctl then manages
@@ -107,7 +108,6 @@ def check_name(name: str, kver: str) -> None:
     if len(name) > MAX_NAME:
         raise UsageError(f"fabric-skeleton: {name!r} is longer than {MAX_NAME} characters "
                          "(configfs's limit for fabric names)")
-    from lioctl.tree.fabrics import KNOWN
     if name in RESERVED or name in KNOWN:
         raise UsageError(f"fabric-skeleton: {name!r} is the name of an existing configfs "
                          "fabric directory in target/")

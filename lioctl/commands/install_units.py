@@ -14,6 +14,7 @@ import subprocess
 import sys
 
 from lioctl import render
+from lioctl.backstores import KINDS
 from lioctl.errors import LioError
 from lioctl.saveconfig import store
 
@@ -79,15 +80,10 @@ def dependencies(savefile: str) -> list[str]:
         return []
     files, devices = set(), set()
     for so in objects:
-        if not isinstance(so, dict):
-            continue
-        dev = so.get("dev")
-        if so.get("plugin") == "user" and isinstance(so.get("config"), str):
-            subtype, _, dev = so["config"].partition("/")
-            dev = dev if subtype.startswith("lioctl_") and dev.startswith("/") else None
-        if not isinstance(dev, str) or not dev.startswith("/"):
-            continue
-        (devices if dev.startswith("/dev/") else files).add(dev)
+        kind = KINDS.get(so.get("plugin")) if isinstance(so, dict) and isinstance(so.get("plugin"), str) else None
+        for dev in kind.saved_paths(so) if kind else ():
+            if dev.startswith("/"):
+                (devices if dev.startswith("/dev/") else files).add(dev)
     # one per line, quoted: a space separates paths in this setting
     lines = [f'RequiresMountsFor="{d}"' for d in sorted({os.path.dirname(f) for f in files})]
     for d in sorted(devices):

@@ -10,7 +10,8 @@ when it is not running. `status --json` prints
                 "io_threads", "asynchronous", "latency_us_total", "latency_us_max",
                 and for asynchronous backends "backend_in_flight", "latency_us_avg", and for
                 lioctl_rbd "image", "cluster_reachable", "backend_errors", "timeouts",
-                "read_only"}],
+                "read_only", "error" (why the image cannot be served, or null)}],
+   "opening": ["user_N/NAME" whose medium is being opened (a cluster connect)],
    "failed": [{"device", "error"}],
    "unserved": ["user_N/NAME" of lioctl subtypes nobody serves]}
 """
@@ -79,7 +80,7 @@ def _status(args) -> int:
         raise NotPermitted(f"the TCMU handler (pid {pid}) tells its status to root only")
     st = st or {"pid": pid, "devices": [], "failed": []}
     st["running"] = running
-    st["unserved"] = unserved(launcher.served(st))
+    st["unserved"] = unserved(launcher.served(st) | set(st.get("opening", [])))
     if args.json:
         render.print_json(st, "tcmu-status")
         return 0 if running else 1
@@ -108,7 +109,10 @@ def _status(args) -> int:
             print(f"user/{d['name']}: rbd {d['image']}{' (read-only)' if d['read_only'] else ''}, cluster "
                   f"{'reachable' if d['cluster_reachable'] else 'NOT ANSWERING'}, {d['backend_in_flight']} in flight, "
                   f"latency {d['latency_us_avg']} us avg / {d['latency_us_max']} us max, "
-                  f"{d['backend_errors']} errors ({d['timeouts']} timeouts)")
+                  f"{d['backend_errors']} errors ({d['timeouts']} timeouts)"
+                  + (f"; ERROR: {d['error']}" if d.get("error") else ""))
+    for k in st.get("opening", []):
+        print(f"opening: {k} (its medium is being opened)")
     for f in st["failed"]:
         print(f"not served: {f['device']}: {f['error']}")
     for u in st["unserved"]:

@@ -3,10 +3,9 @@ its backstore; nothing is left behind."""
 
 from __future__ import annotations
 
-import os
 
 from lioctl import configfs, render
-from lioctl.backstores import common as bsc
+from lioctl.backstores import common as bsc, media
 from lioctl.errors import NotFound
 from lioctl.plan import Plan
 from lioctl.tree import snapshot, targets as tg
@@ -14,41 +13,26 @@ from lioctl.tree import snapshot, targets as tg
 HELP = "remove a target made by export, and its backstore if unused"
 
 
-EXAMPLES = """examples:
-  lioctl unexport iqn.2003-01.org.linux-iscsi.host:disk
-  lioctl unexport /srv/disk.img
-  lioctl unexport rbd:rbd/vol1         # the RBD image export made (the image itself stays)
-"""
+EXAMPLES = "\n  ".join(["examples:", "lioctl unexport iqn.2003-01.org.linux-iscsi.host:disk",
+                         "lioctl unexport /srv/disk.img", *(e for m in media.MEDIA for e in m.unexport_examples)]) + "\n"
 
 
 def configure(p):
-    p.add_argument("what", metavar="TARGET_IQN|DEVICE|FILE|rbd:POOL/IMAGE[@SNAP]")
+    p.add_argument("what", metavar="|".join(["TARGET_IQN"] + [m.form for m in media.by_form()]))
 
 
 def build(snap, what: str) -> tuple[Plan, dict]:
     iscsi = snap.fabrics.get("iscsi")
-    targets = []
-    rbd_sos = None
+    targets, served = [], []
     if iscsi and what.lower() in iscsi.targets:
         targets = [iscsi.targets[what.lower()]]
     elif what.startswith("iqn.") or what.startswith(("naa.", "eui.")):
         raise NotFound(f"target {what} does not exist")
-    elif what.startswith("rbd:"):
-        from lioctl import ceph as rbd_admin
-        sos = rbd_sos = rbd_admin.served_by(snap, rbd_admin.spec_from(what, {}), loose=True)
-        if not sos:
-            raise NotFound(f"{what} is not exported")
-        for so in sos:
-            for lun in so.luns:
-                if lun.tpg.target.fabric.name == "iscsi" and lun.tpg.target not in targets:
-                    targets.append(lun.tpg.target)
     else:
-        real = os.path.realpath(what)
-        sos = [so for so in snap.storage_objects.values()
-               if so.kind.backed_by(so, real)]
-        if not sos:
+        served = media.of(what).exports(snap, what, {}, loose=True)
+        if not served:
             raise NotFound(f"{what} is not exported")
-        for so in sos:
+        for so in served:
             for lun in so.luns:
                 if lun.tpg.target.fabric.name == "iscsi" and lun.tpg.target not in targets:
                     targets.append(lun.tpg.target)
@@ -60,11 +44,8 @@ def build(snap, what: str) -> tuple[Plan, dict]:
             for lun in tpg.luns.values():
                 if lun.storage_object and lun.storage_object not in sos:
                     sos.append(lun.storage_object)
-    if not targets and rbd_sos is not None:
-        sos = rbd_sos
-    elif not targets:
-        sos = [so for so in snap.storage_objects.values()
-               if so.udev_path and os.path.realpath(so.udev_path) == os.path.realpath(what)]
+    if not targets:
+        sos = served
     kept, removed = [], []
     for so in sos:
         others = [lun for lun in so.luns if lun.tpg.target not in targets]

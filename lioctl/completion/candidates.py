@@ -214,15 +214,12 @@ class Candidates:
                     if v.startswith(val):
                         yield f"{key}={v}", "value"
             return
-        if cmd == "create" and node.name in ("user", "user:lioctl_rbd") and 1 <= len(positional) <= 2:
-            if word.startswith("rbd:"):     # the cluster's pools and images, 2 s at most
-                from lioctl import ceph as rbd_admin
-                opts = {k: v for k, _, v in (g.partition("=") for g in given if "=" in g)
-                        if k in ("conf", "id", "keyring", "cluster")}
-                yield from ((n, "RBD image") for n in rbd_admin.complete_names(word, opts))
+        if cmd == "create" and isinstance(node, BackstoreKind) and 1 <= len(positional) <= 2:
+            # a medium's own form (rbd:POOL/IMAGE: the cluster's pools and images, 2 s at most)
+            found, final = node.complete_spec(word, dict(g.partition("=")[::2] for g in given if "=" in g))
+            yield from found
+            if final:
                 return
-            if word and "rbd:".startswith(word):
-                yield "rbd:", "RBD image"
         if len(positional) < len(params):
             yield from self.value_for(node, params[len(positional)], word)
         for p in params:

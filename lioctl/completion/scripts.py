@@ -128,28 +128,27 @@ def verb_candidates(verb: str, words: list[str], word: str, sess: _Session):
     if verb == "tcmu" and positional[:1] == ["start"]:
         for so in sess.snap().storage_objects.values():
             key = f"{so.hba}/{so.name}"
-            if so.plugin == "user" and key.startswith(word) and key not in positional:
+            if so.kind.user_space and key.startswith(word) and key not in positional:
                 yield key
         return
-    if verb == "export" and not positional and word.startswith("rbd:"):
-        from lioctl import ceph as rbd_admin      # the cluster's pools and images, 2 s at most
-        given = {k: words[i + 1] for i, k in enumerate(words[:-1])
-                 if k in ("--conf", "--id", "--keyring", "--cluster")}
-        yield from rbd_admin.complete_names(word, {"conf": given.get("--conf"), "id": given.get("--id"),
-                                                   "keyring": given.get("--keyring"),
-                                                   "cluster": given.get("--cluster")})
-        return
+    if verb in ("export", "unexport"):
+        from lioctl.backstores import media   # start-up: loaded by these verbs' parsers anyway
+    if verb == "export" and not positional:
+        # a medium's own form (rbd:POOL/IMAGE: the cluster's pools and images, 2 s at most)
+        given = {words[i]: words[i + 1] for i in range(len(words) - 1)}
+        found, final = media.complete(word, {o.name: given.get(o.export) for o in media.options() if o.export})
+        if final:
+            yield from (n for n, _ in found)
+            return
     if verb == "unexport" and not positional:
         iscsi = sess.snap().fabrics.get("iscsi")
         for t in (iscsi.targets if iscsi else {}):
             if t.startswith(word):
                 yield t
         for so in sess.snap().storage_objects.values():
-            cfg = so.user_config or ""
-            if so.plugin == "user" and cfg.startswith("lioctl_rbd/"):
-                name = "rbd:" + cfg[len("lioctl_rbd/"):].split(";")[0]
-                if name.startswith(word):
-                    yield name
+            named = media.spec_of(so)
+            if named and named.startswith(word):
+                yield named
     if verb == "restore" and ("=" in word or positional):
         key, eq, val = word.partition("=")
         if eq and key in ("target", "storage_object"):

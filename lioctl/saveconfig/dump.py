@@ -24,11 +24,16 @@ def _auth(path: str, d: dict) -> None:
             d["chap_" + key] = v
 
 
+def settings(path: str, params: bool = True) -> dict:
+    """A target's, TPG's or ACL's saved attributes (numbers) and parameters (text), when any."""
+    d = {"attributes": rw_group(path + "/attrib")}
+    if params:
+        d["parameters"] = rw_group(path + "/param", as_text=True)
+    return {k: v for k, v in d.items() if v}
+
+
 def dump_acl(acl: NodeACL) -> dict:
-    d: dict = {}
-    attrs = rw_group(acl.path + "/attrib")
-    if attrs:
-        d["attributes"] = attrs
+    d = settings(acl.path, params=False)
     d["node_wwn"] = acl.tpg.target.fabric.spec.display_wwn(acl.wwn)
     d["mapped_luns"] = [{"write_protect": m.write_protect, "index": m.index, "tpg_lun": m.tpg_lun,
                          "alias": m.alias} for m in acl.mapped_luns.values()]
@@ -40,13 +45,7 @@ def dump_acl(acl: NodeACL) -> dict:
 
 
 def dump_tpg(tpg: TPG) -> dict:
-    d: dict = {}
-    attrs = rw_group(tpg.path + "/attrib")
-    if attrs:
-        d["attributes"] = attrs
-    params = rw_group(tpg.path + "/param", as_text=True)
-    if params:
-        d["parameters"] = params
+    d = settings(tpg.path)
     d["tag"] = tpg.tag
     d["enable"] = tpg.enabled
     d["luns"] = [{"storage_object": lun.storage_object.tree_path if lun.storage_object else None,
@@ -65,13 +64,7 @@ def dump(snap: Snapshot) -> dict:
     targets = []
     for fab in snap.fabrics.values():
         for t in fab.targets.values():
-            d = {}
-            attrs = rw_group(t.path + "/attrib")
-            if attrs:
-                d["attributes"] = attrs
-            params = rw_group(t.path + "/param", as_text=True)
-            if params:
-                d["parameters"] = params
+            d = settings(t.path)
             d.update(wwn=fab.spec.display_wwn(t.wwn), fabric=fab.name,
                      tpgs=[dump_tpg(tpg) for tpg in t.tpgs.values()])
             targets.append(d)

@@ -11,6 +11,7 @@ import sys
 from lioctl import configfs, names, wwn as wwnmod
 from lioctl.backstores import KINDS
 from lioctl.errors import LioError, NotFound
+from lioctl.tree import fabrics
 from lioctl.saveconfig.rules import (S64, U64, at, err, int_range, kind_of, rule, shown,
                                      text, typed)
 
@@ -338,11 +339,10 @@ def _fabric_module(fm, p: str, fseen: set[str], warnings: list[str]) -> None:
 
 
 def _fabric(name: str, path: str):
-    from lioctl.tree.fabrics import KNOWN, spec_for
-    rule(path, names.check_fabric_name, name, KNOWN)
-    if name not in KNOWN and not os.path.isdir(os.path.join(configfs.ROOT, name)):
-        err(path, f"unknown fabric {name!r} (known: {', '.join(sorted(KNOWN))})")
-    return spec_for(name)
+    rule(path, names.check_fabric_name, name, fabrics.KNOWN)
+    if name not in fabrics.KNOWN and not os.path.isdir(os.path.join(configfs.ROOT, name)):
+        err(path, f"unknown fabric {name!r} (known: {', '.join(sorted(fabrics.KNOWN))})")
+    return fabrics.spec_for(name)
 
 
 def _chap(d: dict, path: str):

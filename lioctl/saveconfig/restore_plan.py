@@ -10,11 +10,11 @@ from __future__ import annotations
 import os
 import shlex
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from lioctl import configfs
 from lioctl.errors import LioError, NotFound, reworded
-from lioctl.plan import Modprobe, Plan, Write
+from lioctl.plan import Modprobe, Plan, Rmdir, Unlink, Write
 from lioctl.backstores import KINDS, common as bsc
 from lioctl.saveconfig.dump import AUTH, dump_storage_object, rw_group
 from lioctl.tree import targets as tg
@@ -433,7 +433,6 @@ def scope(snap: Snapshot, desired: dict, target: str | None = None,
     plus the storage objects its LUNs use) and/or one storage object. Everything else is left
     out of both sides, so it is neither changed nor pruned. Returns (running part, file part,
     a label naming the scope)."""
-    from dataclasses import replace
     want_targets, so_keys, labels = [], set(), []
     file_sos = {(s["plugin"], s["name"]): s for s in desired.get("storage_objects", [])}
     if target:
@@ -472,7 +471,6 @@ def scope(snap: Snapshot, desired: dict, target: str | None = None,
 def check_within(ch: Change, view: Snapshot, label: str) -> None:
     """A scoped restore must not remove or rewrite anything outside its scope: a storage object
     it has to re-create while LUNs of other targets use it would take those LUNs along."""
-    from lioctl.plan import Rmdir, Unlink
     inside = set(ch.plan.made)
     for so in view.storage_objects.values():
         inside |= {so.path, os.path.dirname(so.path)}

@@ -5,6 +5,7 @@ nothing changed. A kill or a full disk mid-save leaves the previous file intact.
 from __future__ import annotations
 
 import datetime
+import glob
 import gzip
 import json
 import os
@@ -33,7 +34,6 @@ def rtslib_save_file(root: str = "/") -> str | None:
     """The file the distribution's rtslib-fb saves to and restores from: its root.py names it
     in default_save_file (Debian patches that line to /etc/rtslib-fb-target; upstream,
     RHEL and Fedora keep /etc/target). Read as text: importing rtslib costs a second."""
-    import glob
     for pattern in _RTSLIB_ROOTS:
         for path in sorted(glob.glob(os.path.join(root, pattern)), reverse=True):
             try:

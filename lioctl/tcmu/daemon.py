@@ -17,12 +17,15 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 
 from lioctl import rundir
 from lioctl.tcmu import config as tcmu_config
 from lioctl.tcmu import netlink
 from lioctl.tcmu.aio import CompletionQueue
+from lioctl.tcmu.backends import Backend
+from lioctl.tcmu.backends import backend as backend_class
 from lioctl.tcmu.device import Device, scan
 from lioctl.tcmu.ring import RingError
 
@@ -117,6 +120,9 @@ class Daemon:
         self.idle_exit = idle_exit
         self.devices: dict[int, Device] = {}
         self.failed: dict[str, str] = {}     # 'user_N/NAME' -> why it is not served
+        # minor -> (device, thread) of a device whose medium is being opened off the loop
+        self.opening: dict[int, tuple[Device, threading.Thread]] = {}
+        self.notified = False               # systemd told we serve (once the first opens ended)
         # epoll itself rather than selectors: this loop runs once per doorbell, and under
         # emulation every Python step of the per-command path shows in the latency
         self.ep = select.epoll()
@@ -159,6 +165,7 @@ class Daemon:
 
     def run(self) -> int:
         lock = take_lock()
+        Backend.state_dir = RUN_DIR
         wake_r, wake_w = socket.socketpair()
         wake_r.setblocking(False)
         wake_w.setblocking(False)
@@ -173,11 +180,12 @@ class Daemon:
         self.watch(wake_r.fileno(), "signal")
         self.watch(self.completions.fd, "completions")
         self.rescan(restart=True)
-        log.info("lioctl TCMU handler %d serving %d device(s)", os.getpid(), len(self.devices))
-        sd_notify("READY=1")
+        log.info("lioctl TCMU handler %d serving %d device(s)%s", os.getpid(), len(self.devices),
+                 f", opening {len(self.opening)}" if self.opening else "")
+        self._ready()
         try:
             while not self.stopping:
-                if self.idle_exit and not self.devices:
+                if self.idle_exit and not self.devices and not self.opening:
                     log.info("no devices left, exiting")
                     break
                 for fd, _ in self.poll():
@@ -213,6 +221,7 @@ class Daemon:
 
     def _reap(self, dev: Device) -> None:
         """Finished backend operations: their next steps and answers now, one doorbell each."""
+        self.completions.tick()
         try:
             if dev.backend is not None:
                 dev.backend.reap()
@@ -245,10 +254,17 @@ class Daemon:
         self.stopping = True
 
     # devices
+    def _ready(self) -> None:
+        """Tell systemd we serve once the devices present at start are served or failed (a
+        restore at boot exposes LUNs after this)."""
+        if not self.notified and not self.opening:
+            self.notified = True
+            sd_notify("READY=1")
+
     def rescan(self, restart: bool) -> None:
         present = scan()
         minors = {m for m, _ in present}
-        for minor in list(self.devices):
+        for minor in list(self.devices) + list(self.opening):
             if minor not in minors:
                 self.detach(minor)
         keys = {tcmu_config.key_of(n) for _, n in present}
@@ -256,27 +272,72 @@ class Daemon:
             if key not in keys:
                 del self.failed[key]
         for minor, name in present:
-            if minor not in self.devices:
+            if minor not in self.devices and minor not in self.opening:
                 # a device failed earlier (a corrupt ring, say) comes back with a reset ring
                 self.attach(minor, name, restart or tcmu_config.key_of(name) in self.failed)
 
     def attach(self, minor: int, name: str, restart: bool) -> None:
-        if tcmu_config.key_of(name) is None:
+        """Serve a device. A medium that opens slowly (an RBD image: a cluster connect) is
+        opened on a thread of its own while the loop serves the others; the device is claimed
+        (its ring mapped) once it is open, and only then is it served and in the status, which
+        is what `create` waits for before a LUN can reach it."""
+        if tcmu_config.key_of(name) is None or minor in self.opening:
             return      # tcmu-runner's (or anyone else's): never touched
         dev = Device(minor, name)
         dev.pool, dev.disk_pool, dev.queue = self.pool, self.disk_pool, self.completions
-        try:
-            dev.open(restart)
-        except Exception as e:   # a bad ring or config must not stop the others
-            if isinstance(e, OSError) and e.errno == errno.EBUSY:
-                why = f"uio{minor} is held by another process"
-            elif isinstance(e, OSError):
-                why = f"{e.strerror or e}" + (f": {e.filename}" if e.filename else "")
-            else:
-                why = str(e)
-            self.failed[dev.key] = why
-            log.error("%s: cannot serve %s/%s: %s", dev.key, dev.subtype, dev.config, why)
+        cls = backend_class(dev.subtype)
+        if cls is not None and cls.opens_slowly:
+            t = threading.Thread(target=self._open_medium, args=(dev, restart), name=f"tcmu-open-{minor}",
+                                 daemon=True)
+            self.opening[minor] = (dev, t)
+            t.start()
             return
+        try:
+            dev.open_medium()
+        except Exception as e:   # a bad config must not stop the others
+            self._cannot_serve(dev, e)
+            return
+        self._claim(dev, restart)
+
+    def _open_medium(self, dev: Device, restart: bool) -> None:
+        """On its own thread: open the medium, then hand the device back to the loop."""
+        try:
+            dev.open_medium()
+            error = None
+        except Exception as e:
+            error = e
+        self.completions.post(self._opened, dev, restart, error)
+
+    def _opened(self, dev: Device, restart: bool, error: Exception | None) -> None:
+        """On the loop: a medium opened (or not) off the loop; a device removed meanwhile is let go."""
+        if self.opening.get(dev.minor, (None,))[0] is not dev:
+            dev.close()
+            return
+        del self.opening[dev.minor]
+        if error is not None:
+            dev.close()
+            self._cannot_serve(dev, error)
+        else:
+            self._claim(dev, restart)
+        self._ready()
+
+    def _cannot_serve(self, dev: Device, e: Exception) -> None:
+        if isinstance(e, OSError) and e.errno == errno.EBUSY:
+            why = f"uio{dev.minor} is held by another process"
+        elif isinstance(e, OSError):
+            why = f"{e.strerror or e}" + (f": {e.filename}" if e.filename else "")
+        else:
+            why = str(e)
+        self.failed[dev.key] = why
+        log.error("%s: cannot serve %s/%s: %s", dev.key, dev.subtype, dev.config, why)
+
+    def _claim(self, dev: Device, restart: bool) -> None:
+        try:
+            dev.claim(restart)
+        except Exception as e:   # a bad ring must not stop the others
+            self._cannot_serve(dev, e)
+            return
+        minor = dev.minor
         self.failed.pop(dev.key, None)
         self.devices[minor] = dev
         # edge-triggered: every kernel notification wakes us once, so the doorbell's event
@@ -291,6 +352,8 @@ class Daemon:
         self._service(dev)   # anything queued before we mapped it
 
     def detach(self, minor: int) -> None:
+        if self.opening.pop(minor, None) is not None:
+            return      # its thread's answer finds it gone and closes it (_opened)
         dev = self.devices.pop(minor, None)
         if dev is None:
             return
@@ -356,6 +419,7 @@ class Daemon:
     def status(self) -> dict:
         return {"pid": os.getpid(), "since": int(self.started), "idle_exit": self.idle_exit,
                 "devices": [d.status() for d in sorted(self.devices.values(), key=lambda d: d.key)],
+                "opening": sorted(d.key for d, _ in self.opening.values()),
                 "failed": [{"device": k, "error": v} for k, v in sorted(self.failed.items())]}
 
     def _answer(self, listener: socket.socket) -> None:
@@ -382,7 +446,13 @@ class Daemon:
         self.completions.run()
 
     def shutdown(self) -> None:
-        """Clean stop: answer whatever the kernel has queued, then let go of every device."""
+        """Clean stop: answer whatever the kernel has queued, then let go of every device. A
+        medium still opening is waited for (its own timeout bounds it): a library left
+        connecting on a thread while the interpreter ends can crash it."""
+        for dev, t in list(self.opening.values()):
+            t.join(120)
+            self.detach(dev.minor)
+        self.completions.run()      # their _opened: each closes its device
         for dev in list(self.devices.values()):
             try:
                 dev.drain()

@@ -113,9 +113,13 @@ class Device:
         return f"{self.hba}/{self.name}"
 
     def open(self, restart: bool) -> None:
-        """Claim the device. On restart the ring may hold answered and unanswered entries
-        from a dead handler: block the device, reset the ring (the kernel fails what was in
-        flight with BUSY so initiators retry), map it, then unblock."""
+        self.open_medium()
+        self.claim(restart)
+
+    def open_medium(self) -> None:
+        """Open the backend and learn the unit's geometry: configfs reads and the backend's own
+        open, nothing of the ring (the daemon runs this on a thread of its own for a backend
+        whose open waits for the network)."""
         size = device_size(self.cfs)
         self.backend = open_backend(self.subtype, self.config, size)
         # the medium's own size wins (an RBD image grown while no handler ran)
@@ -126,6 +130,11 @@ class Device:
         self.emulator = Emulator(self.unit, self.backend)
         if self.backend.asynchronous and self.queue is not None:
             self.start_async()
+
+    def claim(self, restart: bool) -> None:
+        """Map the ring (after open_medium). On restart the ring may hold answered and
+        unanswered entries from a dead handler: block the device, reset the ring (the kernel
+        fails what was in flight with BUSY so initiators retry), map it, then unblock."""
         blocked = False
         try:
             if restart:
@@ -145,7 +154,7 @@ class Device:
     def start_async(self) -> None:
         """Medium commands go to the backend's aio calls, answers come back through the queue."""
         b = self.backend
-        self.acmds = AsyncCommands(self.emulator, self.queue.post)
+        self.acmds = AsyncCommands(self.emulator, self.queue)
         self.unit.max_compare_write_blocks = b.compare_and_write_max // self.unit.block_size
         b.changed(lambda: self.queue.post(self.size_changed))
 
@@ -175,8 +184,10 @@ class Device:
 
     def _late(self, cmd, opc, started, r) -> None:
         """On the loop: an asynchronous command's answer, written with the others of this
-        wake-up and one doorbell (_flush_late)."""
-        us = int((time.monotonic() - started) * 1e6)
+        wake-up and one doorbell (_flush_late). Latency from the clock read once per batch
+        taken and once per wake-up (the queue's stamp): a clock read is a system call under
+        emulation."""
+        us = int((self.queue.stamp - started) * 1e6) if self.queue.stamp > started else 0
         c = self.counters
         c.latency_us_total += us
         if us > c.latency_us_max:
@@ -213,7 +224,6 @@ class Device:
         acmds = self.acmds
         atable = acmds.table if acmds is not None else {}
         late = self._late
-        now = time.monotonic
         # a backend that may block sends every command through _on_thread; memory only large ones
         if self.emulator.backend.blocking:
             pool, big = self.disk_pool, 0
@@ -234,6 +244,7 @@ class Device:
             if not batch:
                 return done
             c.batches += 1
+            started = None
             n = len(batch)
             if n > c.max_batch:
                 c.max_batch = n
@@ -245,7 +256,9 @@ class Device:
                 elif cdb and cdb[0] in atable:
                     c.asynchronous += 1
                     opc = cdb[0]
-                    r = acmds.submit(cdb, cmd.iovecs, cmd.length, functools.partial(late, cmd, opc, now()))
+                    if started is None:
+                        started = time.monotonic()
+                    r = acmds.submit(cdb, cmd.iovecs, cmd.length, functools.partial(late, cmd, opc, started))
                     if r is not None:
                         answers.append((cmd, opc, r))
                 elif pool is not None and cmd.length >= big and self._on_thread(cdb):
@@ -355,7 +368,7 @@ class Device:
                      "latency_us_avg": c.latency_us_total // c.asynchronous if c.asynchronous else 0}
             if hasattr(b, "reachable"):
                 extra.update(image=b.spec.name, cluster_reachable=b.reachable, backend_errors=b.errors,
-                             timeouts=b.timeouts, read_only=b.read_only)
+                             timeouts=b.timeouts, read_only=b.read_only, error=b.error)
         return {**extra, "name": self.name, "hba": self.hba, "uio": f"uio{self.minor}", "subtype": self.subtype,
                 "config": self.config, "size": u.num_blocks * u.block_size, "block_size": u.block_size,
                 "write_cache": u.write_cache, "in_flight": self.ring.pending if self.map else 0,

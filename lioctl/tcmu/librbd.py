@@ -23,7 +23,6 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import errno
-import itertools
 import os
 import threading
 
@@ -70,6 +69,8 @@ def _load():
             (rados, "rados_shutdown"): (None, [P]),
             (rados, "rados_ioctx_create"): (I, [P, S, PP]),
             (rados, "rados_ioctx_destroy"): (None, [P]),
+            (rados, "rados_getaddrs"): (I, [P, PP]),
+            (rados, "rados_buffer_free"): (None, [P]),
             (rbd, "rbd_open"): (I, [P, S, PP, S]),
             (rbd, "rbd_open_read_only"): (I, [P, S, PP, S]),
             (rbd, "rbd_close"): (I, [P]),
@@ -78,11 +79,12 @@ def _load():
             (rbd, "rbd_resize"): (I, [P, U64]),
             (rbd, "rbd_aio_create_completion"): (I, [P, P, PP]),   # callback: NULL or a _CALLBACK
             (rbd, "rbd_aio_get_return_value"): (ctypes.c_ssize_t, [P]),
-            (rbd, "rbd_aio_get_arg"): (P, [P]),
             (rbd, "rbd_set_image_notification"): (I, [P, I, I]),
             (rbd, "rbd_poll_io_events"): (I, [P, P, I]),
             (rbd, "rbd_aio_release"): (None, [P]),
             (rbd, "rbd_aio_readv"): (I, [P, P, I, U64, P]),
+            (rbd, "rbd_aio_read"): (I, [P, U64, ctypes.c_size_t, P, P]),
+            (rbd, "rbd_aio_write"): (I, [P, U64, ctypes.c_size_t, P, P]),
             (rbd, "rbd_aio_writev"): (I, [P, P, I, U64, P]),
             (rbd, "rbd_aio_flush"): (I, [P, P]),
             (rbd, "rbd_aio_discard"): (I, [P, U64, U64, P]),
@@ -92,6 +94,9 @@ def _load():
                                                      ctypes.POINTER(U64), I]),
             (rbd, "rbd_update_watch"): (I, [P, ctypes.POINTER(U64), _WATCH_CALLBACK, P]),
             (rbd, "rbd_update_unwatch"): (I, [P, U64]),
+            (rbd, "rbd_lock_get_owners"): (I, [P, ctypes.POINTER(I), P, ctypes.POINTER(ctypes.c_size_t)]),
+            (rbd, "rbd_lock_get_owners_cleanup"): (None, [P, ctypes.c_size_t]),
+            (rbd, "rbd_lock_break"): (I, [P, I, S]),
         }
         for (lib, name), (res, args) in sig.items():
             fn = getattr(lib, name)
@@ -128,10 +133,15 @@ class Cluster:
             if keyring:
                 check(rados.rados_conf_set(self.handle, b"keyring", keyring.encode()), "keyring")
             check(rados.rados_connect(self.handle), "cannot connect to the cluster")
+            addr = ctypes.c_void_p()
+            check(rados.rados_getaddrs(self.handle, ctypes.byref(addr)), "rados_getaddrs")
+            self.address = ctypes.string_at(addr.value).decode()
+            rados.rados_buffer_free(addr)
         except BaseException:
             rados.rados_shutdown(self.handle)
             raise
         self.users = 0
+        self.blocklisted = False    # the cluster refused this client (EBLOCKLISTED): open a new one
 
     def ioctx(self, pool: str) -> ctypes.c_void_p:
         io = ctypes.c_void_p()
@@ -152,7 +162,8 @@ class Image:
     by reap() (on whichever thread calls it: the event loop when `fileno()` is readable), with
     ret >= 0 or -errno (extra: the mismatch offset of a compare)."""
 
-    def __init__(self, cluster: Cluster, pool: str, name: str, snap: str | None, read_only: bool):
+    def __init__(self, cluster: Cluster, pool: str, name: str, snap: str | None, read_only: bool,
+                 efd: int | None = None):
         _, self.rbd = _load()
         self.cluster = cluster
         self.io = cluster.ioctx(pool)
@@ -163,17 +174,21 @@ class Image:
             cluster.rados.rados_ioctx_destroy(self.io)
             what = f"image {pool}/{name}" + (f"@{snap}" if snap else "")
             raise CephError(-r, f"{what}: {os.strerror(-r)}")
-        self.pending: dict[int, tuple] = {}     # token -> (done, keep-alive objects, mismatch)
-        self.tokens = itertools.count(1)        # next() is atomic under the GIL
+        self.pending: dict[int, tuple] = {}     # completion -> (done, keep-alive objects, mismatch)
         self.watch_handle = None
-        self.reaping = threading.Lock()
-        self.efd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
-        self.comps = (ctypes.c_void_p * 128)()
+        self.on_error = _same       # (image, -errno) -> the -errno done() gets
+        self.on_recovered = _nothing
+        self.failing = False        # set by on_error's owner: on_recovered at the next success
+        # an image reopened in place of a blocklisted one signals on its predecessor's eventfd
+        self.own_efd = efd is None
+        self.efd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC) if efd is None else efd
+        self.comps = completions()
         r = self.rbd.rbd_set_image_notification(self.handle, self.efd, EVENT_TYPE_EVENTFD)
         if r < 0:
             self.rbd.rbd_close(self.handle)
             cluster.rados.rados_ioctx_destroy(self.io)
-            os.close(self.efd)
+            if self.own_efd:
+                os.close(self.efd)
             raise CephError(-r, f"rbd_set_image_notification: {os.strerror(-r)}")
         self._callback = _CALLBACK(self._called_back)     # kept alive as long as the image
 
@@ -191,85 +206,132 @@ class Image:
     def resize(self, size: int) -> None:
         check(self.rbd.rbd_resize(self.handle, size), "rbd_resize")
 
-    # asynchronous I/O
-    def _start(self, done, keep, mismatch=None, callback=None) -> tuple[ctypes.c_void_p, int]:
-        token = next(self.tokens)
-        comp = ctypes.c_void_p()
-        check(self.rbd.rbd_aio_create_completion(ctypes.c_void_p(token), callback, ctypes.byref(comp)),
-              "rbd_aio_create_completion")
-        self.pending[token] = (done, keep, mismatch)
-        return comp, token
+    # the exclusive lock (images with the exclusive-lock feature)
+    def lock_owners(self) -> list[str]:
+        """Client addresses ('127.0.0.1:0/NONCE') holding the image's exclusive lock."""
+        mode, n = ctypes.c_int(), ctypes.c_size_t(8)
+        owners = (ctypes.c_char_p * 8)()
+        r = self.rbd.rbd_lock_get_owners(self.handle, ctypes.byref(mode), owners, ctypes.byref(n))
+        if r == -errno.ENOENT or r == -errno.EOPNOTSUPP or r == -errno.EINVAL:
+            return []       # nobody holds it, or the image has no exclusive lock
+        check(r, "rbd_lock_get_owners")
+        got = [owners[i].decode() for i in range(n.value)]
+        self.rbd.rbd_lock_get_owners_cleanup(owners, n.value)
+        return got
 
-    def _submitted(self, r: int, comp, token: int) -> None:
-        if r < 0:       # refused at once: no callback will come
-            self.pending.pop(token, None)
+    def break_lock(self, owner: str) -> None:
+        """Take the exclusive lock from a dead owner (librbd blocklists it first)."""
+        check(self.rbd.rbd_lock_break(self.handle, 0, owner.encode()), f"rbd_lock_break {owner}")
+
+    # asynchronous I/O: every operation is keyed by its completion's address while in flight
+    # (an address is reused only after rbd_aio_release, and its entry is popped before that)
+    def _start(self, done, keep, mismatch=None, callback=None) -> int:
+        comp = ctypes.c_void_p()
+        r = self.rbd.rbd_aio_create_completion(None, callback, ctypes.byref(comp))
+        if r < 0:
+            raise CephError(-r, f"rbd_aio_create_completion: {os.strerror(-r)}")
+        comp = comp.value
+        self.pending[comp] = (done, keep, mismatch)
+        return comp
+
+    def _submitted(self, r: int, comp: int) -> None:
+        if r < 0:       # refused at once: no completion will come
+            self.pending.pop(comp, None)
             self.rbd.rbd_aio_release(comp)
             raise CephError(-r, os.strerror(-r))
 
-    def _called_back(self, comp, token) -> None:
+    def _called_back(self, comp, arg) -> None:
         """On a librbd thread: an operation whose completion librbd 16.2 does not put on the
         event notification (compare-and-write: measured, its aio never reached
         rbd_poll_io_events), so it comes as a callback."""
         ret = self.rbd.rbd_aio_get_return_value(comp)
+        done, _, mismatch = self.pending.pop(comp, _NONE)
         self.rbd.rbd_aio_release(comp)
-        done, _, mismatch = self.pending.pop(token, (None, None, None))
         if done is not None:
+            if ret < 0:
+                ret = self.on_error(self, ret)
             done(ret, mismatch.value if mismatch is not None and ret == -errno.EILSEQ else None)
 
     def fileno(self) -> int:
         """Readable when operations have finished: then reap()."""
         return self.efd
 
-    def reap(self) -> int:
-        """Call done() of every finished operation; returns how many. One thread at a time."""
-        rbd, comps, pending = self.rbd, self.comps, self.pending
+    def reap(self, comps=None) -> int:
+        """Call done() of every finished operation; returns how many. The event loop reaps
+        into the image's own array; any other thread passes one of its own. A failure's
+        -errno goes through on_error first (the backend's accounting: it may map it); the
+        first success after failures calls on_recovered."""
+        rbd, pending = self.rbd, self.pending
+        if comps is None:
+            comps = self.comps
+        size = len(comps)
         n = 0
-        with self.reaping:
-            try:
-                os.eventfd_read(self.efd)
-            except BlockingIOError:
-                pass
-            while True:
-                got = rbd.rbd_poll_io_events(self.handle, comps, len(comps))
-                if got <= 0:
-                    return n
-                for i in range(got):
-                    comp = comps[i]
-                    token = rbd.rbd_aio_get_arg(comp)
-                    ret = rbd.rbd_aio_get_return_value(comp)
-                    rbd.rbd_aio_release(comp)
-                    done, _, mismatch = pending.pop(token, (None, None, None))
-                    if done is not None:
-                        done(ret, mismatch.value if mismatch is not None and ret == -errno.EILSEQ else None)
-                n += got
+        try:
+            os.eventfd_read(self.efd)
+        except BlockingIOError:
+            pass
+        poll, value, release = rbd.rbd_poll_io_events, rbd.rbd_aio_get_return_value, rbd.rbd_aio_release
+        while True:
+            got = poll(self.handle, comps, size)
+            if got <= 0:
+                return n
+            for i in range(got):
+                comp = comps[i]
+                ret = value(comp)
+                done, _, mismatch = pending.pop(comp, _NONE)
+                release(comp)
+                if done is None:
+                    continue
+                if ret < 0:
+                    ret = self.on_error(self, ret)
+                    done(ret, mismatch.value if mismatch is not None and ret == -errno.EILSEQ else None)
+                else:
+                    if self.failing:
+                        self.failing = False
+                        self.on_recovered()
+                    done(ret, None)
+            n += got
+            if got < size:      # drained: anything later bumps the eventfd again
+                return n
 
     def aio_readv(self, bufs, offset: int, done) -> None:
+        if len(bufs) == 1:      # every 4 KiB command: no iovec array
+            b = bufs[0]
+            buf = ctypes.c_char.from_buffer(b)
+            comp = self._start(done, buf)
+            self._submitted(self.rbd.rbd_aio_read(self.handle, offset, len(b), ctypes.byref(buf), comp), comp)
+            return
         iov = _iovecs(bufs)
-        comp, token = self._start(done, (iov, bufs))
-        self._submitted(self.rbd.rbd_aio_readv(self.handle, iov, len(iov), offset, comp), comp, token)
+        comp = self._start(done, (iov, bufs))
+        self._submitted(self.rbd.rbd_aio_readv(self.handle, iov, len(iov), offset, comp), comp)
 
     def aio_writev(self, bufs, offset: int, done) -> None:
+        if len(bufs) == 1:
+            b = bufs[0]
+            buf = ctypes.c_char.from_buffer(b)
+            comp = self._start(done, buf)
+            self._submitted(self.rbd.rbd_aio_write(self.handle, offset, len(b), ctypes.byref(buf), comp), comp)
+            return
         iov = _iovecs(bufs)
-        comp, token = self._start(done, (iov, bufs))
-        self._submitted(self.rbd.rbd_aio_writev(self.handle, iov, len(iov), offset, comp), comp, token)
+        comp = self._start(done, (iov, bufs))
+        self._submitted(self.rbd.rbd_aio_writev(self.handle, iov, len(iov), offset, comp), comp)
 
     def aio_flush(self, done) -> None:
-        comp, token = self._start(done, None)
-        self._submitted(self.rbd.rbd_aio_flush(self.handle, comp), comp, token)
+        comp = self._start(done, None)
+        self._submitted(self.rbd.rbd_aio_flush(self.handle, comp), comp)
 
     def aio_discard(self, offset: int, length: int, done) -> None:
-        comp, token = self._start(done, None)
-        self._submitted(self.rbd.rbd_aio_discard(self.handle, offset, length, comp), comp, token)
+        comp = self._start(done, None)
+        self._submitted(self.rbd.rbd_aio_discard(self.handle, offset, length, comp), comp)
 
     def aio_write_zeroes(self, offset: int, length: int, done) -> None:
-        comp, token = self._start(done, None)
-        self._submitted(self.rbd.rbd_aio_write_zeroes(self.handle, offset, length, comp, 0, 0), comp, token)
+        comp = self._start(done, None)
+        self._submitted(self.rbd.rbd_aio_write_zeroes(self.handle, offset, length, comp, 0, 0), comp)
 
     def aio_writesame(self, offset: int, length: int, block: bytes, done) -> None:
         buf = ctypes.create_string_buffer(block, len(block))
-        comp, token = self._start(done, (buf,))
-        self._submitted(self.rbd.rbd_aio_writesame(self.handle, offset, length, buf, len(block), comp, 0),
-                        comp, token)
+        comp = self._start(done, (buf,))
+        self._submitted(self.rbd.rbd_aio_writesame(self.handle, offset, length, buf, len(block), comp, 0), comp)
 
     def aio_compare_and_write(self, offset: int, compare: bytes, data: bytes, done) -> None:
         """librbd takes 512 bytes within one 512-byte sector; a mismatch ends with -EILSEQ and
@@ -277,9 +339,9 @@ class Image:
         mismatch = ctypes.c_uint64()
         cmp_buf = ctypes.create_string_buffer(compare, len(compare))
         buf = ctypes.create_string_buffer(data, len(data))
-        comp, token = self._start(done, (cmp_buf, buf), mismatch, self._callback)
+        comp = self._start(done, (cmp_buf, buf), mismatch, self._callback)
         self._submitted(self.rbd.rbd_aio_compare_and_write(self.handle, offset, len(data), cmp_buf, buf, comp,
-                                                           ctypes.byref(mismatch), 0), comp, token)
+                                                           ctypes.byref(mismatch), 0), comp)
 
     # size changes made elsewhere (rbd resize, another gateway)
     def watch(self, changed) -> None:
@@ -316,7 +378,24 @@ class Image:
         self.rbd.rbd_close(self.handle)
         self.cluster.rados.rados_ioctx_destroy(self.io)
         self.handle = ctypes.c_void_p()
-        os.close(self.efd)
+        if self.own_efd:
+            os.close(self.efd)
+
+
+_NONE = (None, None, None)
+
+
+def completions():
+    """An array for reap(): a batch of finished operations' completions."""
+    return (ctypes.c_void_p * 128)()
+
+
+def _same(image, ret):
+    return ret
+
+
+def _nothing():
+    pass
 
 
 def _iovecs(bufs) -> ctypes.Array:

@@ -10,6 +10,7 @@ from functools import cached_property
 from lioctl import configfs
 from lioctl.backstores import BY_HBA, KINDS
 from lioctl.backstores.common import Kind
+from lioctl.tree.fabrics import spec_for
 
 NOT_FABRICS = {"core", "version", "dbroot"}
 
@@ -300,7 +301,6 @@ class Fabric:
 
     @cached_property
     def spec(self):
-        from lioctl.tree.fabrics import spec_for
         return spec_for(self.name, self.path)
 
     def has(self, feature: str) -> bool:

@@ -3,6 +3,7 @@ import io
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -93,6 +94,32 @@ class Ceph:
             raise AssertionError(f"rbd {args}: {p.stderr}")
         return p
 
+    def ceph(self, *args, timeout=120):
+        """The ceph CLI (3-5 s a call under TCG: mon commands only)."""
+        p = subprocess.run(["timeout", "-k", "5", str(timeout), "ceph", "-c", str(self.conf), *map(str, args)],
+                           capture_output=True, text=True)
+        if p.returncode:
+            raise AssertionError(f"ceph {args}: {p.stderr}")
+        return p
+
+    def watchers(self, image: str) -> list[str]:
+        """Client addresses watching an image (its open handles)."""
+        return [w.split()[0] for w in self.rbd("status", image).stdout.split("watcher=")[1:]]
+
+    def osd_stop(self) -> None:
+        pid = self.pid("osd.0")
+        os.kill(pid, 15)
+        for _ in range(600):
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.1)
+        raise AssertionError("osd.0 did not stop")
+
+    def osd_start(self) -> None:
+        subprocess.run(["ceph-osd", "-c", str(self.conf), "-i", "0"], check=True, capture_output=True, timeout=120)
+
     def pid(self, daemon: str) -> int:
         return int((self.dir / "run" / f"{daemon}.pid").read_text())
 
@@ -101,12 +128,12 @@ class Ceph:
         return f"conf={self.conf};keyring={self.keyring}"
 
 
-def _ceph(tmp_path_factory, store: str):
-    import time
+def _ceph(tmp_path_factory, store: str, ports: tuple[int, int] = (3300, 6789)):
     d = Path(f"/tmp/ceph-{store}-{os.getpid()}")
     t = time.monotonic()
+    env = dict(os.environ, STORE=store, MON_PORT=str(ports[0]), MON_PORT_V1=str(ports[1]))
     p = subprocess.run(["bash", str(REPO / "tests/kernel/ceph.sh"), "up", str(d)], capture_output=True, text=True,
-                       env=dict(os.environ, STORE=store), timeout=300)
+                       env=env, timeout=300)
     if p.returncode:
         raise AssertionError(f"ceph.sh up: {p.stdout[-2000:]} {p.stderr[-2000:]}")
     c = Ceph(d, store)
@@ -126,5 +153,6 @@ def ceph(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def ceph_bluestore(tmp_path_factory):
-    """bluestore on a loop device: for tests that restart the OSD."""
-    yield from _ceph(tmp_path_factory, "bluestore")
+    """bluestore on a loop device: for tests that restart the OSD (ports of its own: the
+    memstore cluster may be up beside it)."""
+    yield from _ceph(tmp_path_factory, "bluestore", (3301, 6790))

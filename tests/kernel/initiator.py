@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import glob
 import os
 import subprocess
@@ -43,6 +44,21 @@ def wait_for(cond, what: str, timeout: float = 30.0, interval: float = 0.05):
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def opens(dev: str) -> bool:
+    """Whether a disk's node opens. sysfs and /dev show a new disk before it can be opened:
+    6.1's device_add_disk() adds the device (its sysfs directory and devtmpfs node) and only
+    later, after registering its queue, makes the block device findable (bdev_add); an open
+    in between fails with ENXIO (seen in the guest: 1 new tcm_loop disk in 40, for up to
+    23 ms, with the kernel's own ramdisk backstore and nothing in dmesg)."""
+    try:
+        os.close(os.open(dev, os.O_RDONLY | os.O_CLOEXEC))
+        return True
+    except OSError as e:
+        if e.errno in (errno.ENXIO, errno.ENOENT, errno.ENODEV):
+            return False
+        raise
+
+
 def discover(portal: str = PORTAL) -> str:
     return sh("iscsiadm", "-m", "discovery", "-t", "sendtargets", "-p", portal).stdout
 
@@ -80,7 +96,7 @@ def disk_for(target: str, timeout: float = 30.0) -> str:
             devs = glob.glob(f"{sess}/device/target*/*:0:0:0/block/*")
             if devs:
                 dev = "/dev/" + os.path.basename(devs[0])
-                if os.path.exists(dev):
+                if opens(dev):
                     return dev
         return None
     return wait_for(find, f"a disk from {target}", timeout)
@@ -106,7 +122,8 @@ def loopback_disk(wwn: str, lun: int, timeout: float = 60.0) -> str:
     """The /dev/sdX of a tcm_loop LUN, found by its SCSI address: tcm_loop's TPG `address`
     names the host and target (H:0:T), the LUN index is the SCSI LUN. No VPD page or model
     string is needed (those a probe that met a unit attention may lack). A device not there
-    after a few seconds is asked for again by a scan of that one address."""
+    after a few seconds is asked for again by a scan of that one address. Found means its
+    node opens (`opens`)."""
     addr = glob.glob(f"/sys/kernel/config/target/loopback/{wwn}/tpgt_*/address")
     assert addr, f"no tcm_loop TPG for {wwn}"
     host, _, target = open(addr[0]).read().strip().split(":")
@@ -117,7 +134,7 @@ def loopback_disk(wwn: str, lun: int, timeout: float = 60.0) -> str:
     def find():
         nonlocal scanned
         blocks = glob.glob(f"/sys/class/scsi_device/{hctl}/device/block/*")
-        if blocks and os.path.exists(f"/dev/{os.path.basename(blocks[0])}"):
+        if blocks and opens(f"/dev/{os.path.basename(blocks[0])}"):
             return f"/dev/{os.path.basename(blocks[0])}"
         if not scanned and time.monotonic() - start > 5:
             scanned = True

@@ -307,7 +307,7 @@ def test_missing_python3_rbd_is_a_one_line_error_and_nothing_is_made(lioctl, cep
     import sys
 
     import cfs
-    from lioctl import ceph as rbd_admin
+    from lioctl.backstores.media import rbd as rbd_admin
     monkeypatch.setattr(rbd_admin, "_modules", None)
     monkeypatch.setattr(rbd_admin, "DIST_PACKAGES", ("/nonexistent",))
     monkeypatch.setitem(sys.modules, "rados", None)
@@ -318,3 +318,128 @@ def test_missing_python3_rbd_is_a_one_line_error_and_nothing_is_made(lioctl, cep
     assert cfs.snapshot() == []
     ok(lioctl("/backstores/user", "create", "ram11", "8M", "x", "subtype=lioctl_ram"))   # RAM still works
     ok(lioctl("/backstores/user", "delete", "ram11"))
+
+
+def sense_of(dev, lba=0):
+    """sg_dd's account of one 512-byte read through the disk's sg node (no retries)."""
+    p = sg("sg_dd", f"if={sg_node(dev)}", "of=/dev/null", "bs=512", "count=1", f"skip={lba}", "-v", check=False)
+    return p.returncode, (p.stdout + p.stderr).lower()
+
+
+def test_an_image_deleted_while_exported_is_medium_not_present_and_nothing_else_stops(lioctl, ceph, image):
+    """The admin's way to delete an image in use: blocklist its client (the handler's), then
+    `rbd rm`. The handler reopens its images on a new connection: the deleted one answers
+    MEDIUM NOT PRESENT and says why in the status, the other image on that connection goes on
+    (its commands meanwhile are 'becoming ready', which the initiator retries), a RAM LUN too."""
+    ceph.rbd("create", "--size", "16", f"rbd/{image}_b")
+    rbd_backstore(lioctl, ceph, "r12", image)
+    rbd_backstore(lioctl, ceph, "r12b", f"{image}_b", size="16M")
+    ok(lioctl("/backstores/user", "create", "ram12", "8M", "scratch", "subtype=lioctl_ram"))
+    wwn, dev = loopback_lun(lioctl, "/backstores/user/r12")
+    ok(lioctl(f"/loopback/{wwn}/luns", "create", "/backstores/user/r12b"))
+    ok(lioctl(f"/loopback/{wwn}/luns", "create", "/backstores/user/ram12"))
+    import initiator as ini
+    other, ram = ini.loopback_disk(wwn, 1), ini.loopback_disk(wwn, 2)
+    before = os.urandom(65536)
+    pwrite(other, 0, before)
+    pwrite(dev, 0, before)
+    pid = test_tcmu.handler_pid()
+    (client,) = ceph.watchers(f"rbd/{image}")
+    ceph.ceph("osd", "blocklist", "add", client)
+    ceph.rbd("rm", f"rbd/{image}")
+    t = time.monotonic()
+    wait_for(lambda: "medium not present" in sense_of(dev)[1], "MEDIUM NOT PRESENT from the deleted image's LUN")
+    assert time.monotonic() - t < 30
+    st = [d for d in status(lioctl)["devices"] if d["name"] == "r12"][0]
+    assert "no longer exists" in st["error"] and f"rbd/{image}" in st["error"], st
+    text = lioctl("tcmu", "status").stdout
+    assert "no longer exists" in text
+    data = os.urandom(8192)
+    pwrite(other, 8192, data)                  # the other image: reopened, retried, written
+    assert pread(other, 0, 16384) == before[:8192] + data
+    pwrite(ram, 0, data)
+    assert pread(ram, 0, 8192) == data
+    assert test_tcmu.handler_pid() == pid
+    assert [d for d in status(lioctl)["devices"] if d["name"] == "r12b"][0]["error"] is None
+    ok(lioctl("/loopback", "delete", wwn))
+    for name in ("r12", "r12b", "ram12"):
+        ok(lioctl("/backstores/user", "delete", name))
+    ceph.rbd("rm", f"rbd/{image}_b")
+
+
+def test_kill9_under_fio_on_an_rbd_lun_then_restart_resumes_and_verifies(lioctl, ceph, image):
+    """The restarted handler takes the exclusive lock its dead predecessor held (else its
+    writes would wait 30 s, the kernel's command timeout, for the dead client's watch to end)."""
+    bs = rbd_backstore(lioctl, ceph, "r13", image)
+    wwn, dev = loopback_lun(lioctl, bs)
+    job = subprocess.Popen(["fio", "--name=t", f"--filename={dev}", "--direct=1", "--ioengine=libaio",
+                            "--verify_state_save=0", "--rw=randwrite", "--bs=4k", "--size=4M", "--iodepth=16",
+                            "--verify=crc32c", "--do_verify=1", "--verify_fatal=1", "--output-format=json"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: status(lioctl)["devices"][0]["writes"] > 100, "fio to be writing", timeout=120)
+        old = test_tcmu.handler_pid()
+        os.kill(old, signal.SIGKILL)
+        wait_for(lambda: test_tcmu.handler_pid() is None, "the killed handler's lock to go")
+        assert job.poll() is None          # fio waits, it has not failed
+        t = time.monotonic()
+        ok(lioctl("tcmu", "start"))        # reopens the image, takes its lock, resets the ring
+        assert test_tcmu.handler_pid() not in (None, old)
+        out, err = job.communicate(timeout=600)
+        resumed = time.monotonic() - t
+    finally:
+        if job.poll() is None:
+            job.kill()
+    assert job.returncode == 0, err[-2000:]
+    res = json.loads(out[out.index("{"):])["jobs"][0]
+    assert res["error"] == 0 and res["write"]["io_bytes"] == 4 * MiB
+    assert status(lioctl)["devices"][0]["backend_errors"] == 0, resumed
+    teardown(lioctl, wwn, "r13")
+
+
+def test_an_osd_restart_fails_commands_in_bounded_time_then_io_resumes(lioctl, ceph_bluestore):
+    """bluestore (memstore loses its data when the OSD restarts): the OSD stopped, a read fails
+    NOT READY within the image's timeout; the OSD back, I/O resumes with the data intact."""
+    c = ceph_bluestore
+    c.rbd("create", "--size", "32", "rbd/osd_restart")
+    cfg = f"rbd/osd_restart;{c.options()};timeout=5"
+    ok(lioctl("/backstores/user", "create", "r14", "32M", cfg, "subtype=lioctl_rbd"))
+    wwn, dev = loopback_lun(lioctl, "/backstores/user/r14")
+    data = os.urandom(MiB)
+    pwrite(dev, 0, data)
+    c.osd_stop()
+    try:
+        t = time.monotonic()
+        rc, text = sense_of(dev, 2048)
+        failed_after = time.monotonic() - t
+        assert rc != 0 and "not ready" in text, text
+        assert failed_after < 30, failed_after
+        st = [d for d in status(lioctl)["devices"] if d["name"] == "r14"][0]
+        assert st["cluster_reachable"] is False and st["timeouts"] >= 1
+    finally:
+        c.osd_start()
+    # the PGs peer again within a few seconds; reads meanwhile may still time out
+    wait_for(lambda: sense_of(dev, 2048)[0] == 0, "reads to succeed again", timeout=120, interval=1)
+    assert pread(dev, 0, MiB) == data
+    more = os.urandom(65536)
+    pwrite(dev, 2 * MiB, more)
+    assert pread(dev, 2 * MiB, 65536) == more
+    assert [d for d in status(lioctl)["devices"] if d["name"] == "r14"][0]["cluster_reachable"] is True
+    teardown(lioctl, wwn, "r14")
+    c.rbd("rm", "rbd/osd_restart")
+
+
+def test_a_wrong_keyring_or_cephx_user_at_create_is_one_line_and_makes_nothing(lioctl, ceph, image, tmp_path):
+    import cfs
+    key = subprocess.run(["ceph-authtool", "--gen-print-key"], capture_output=True, text=True).stdout.strip()
+    bad = tmp_path / "bad.keyring"
+    bad.write_text(f"[client.admin]\n\tkey = {key}\n")
+    env = {"CEPH_CONF": str(ceph.conf)}
+    for extra in ([f"keyring={bad}"], ["id=nobody"]):
+        t = time.monotonic()
+        p = lioctl("/backstores/user", "create", "r15", f"rbd:rbd/{image}", *extra, env=env)
+        assert p.returncode == 1 and p.stderr.count("\n") == 1, p.stderr
+        assert "permission denied" in p.stderr and "cephx user and keyring" in p.stderr, p.stderr
+        assert key not in p.stderr and "Traceback" not in p.stderr
+        assert time.monotonic() - t < 30
+        assert cfs.snapshot() == []

@@ -179,7 +179,7 @@ def test_units_restore_serve_and_stop_under_systemd(lioctl, tmp_path, systemd, l
              f"/loopback create {LOOP}",
              f"/loopback/{LOOP}/luns create /backstores/user/u1",
              f"/loopback/{LOOP}/luns create /backstores/ramdisk/r1",
-             f"/iscsi create {IQN}",
+             f"/iscsi create {IQN}",           # and its default portal 0.0.0.0:3260: NET_BIND_SERVICE
              f"/iscsi/{IQN}/tpg1/portals create 127.0.0.1 3276",
              f"/iscsi/{IQN}/tpg1/luns create /backstores/fileio/f1",
              f"/iscsi/{IQN}/tpg1/luns create /backstores/block/b1",

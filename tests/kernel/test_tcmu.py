@@ -65,7 +65,7 @@ def disk_by_serial(serial: str) -> str:
             if not os.path.exists(dev):
                 continue
             try:
-                if serial.encode() in open(f"{dev}/vpd_pg80", "rb").read() and os.path.exists(f"/dev/{d}"):
+                if serial.encode() in open(f"{dev}/vpd_pg80", "rb").read() and ini.opens(f"/dev/{d}"):
                     return f"/dev/{d}"
             except FileNotFoundError:
                 seen = first_seen.setdefault(d, time.monotonic())

@@ -238,7 +238,7 @@ def test_runtime_dependencies_are_what_lioctl_imports():
                     imported |= {a.name.split(".")[0] for a in node.names}
                 elif isinstance(node, ast.ImportFrom) and not node.level:
                     imported.add(node.module.split(".")[0])
-    # Debian's python3-rados/python3-rbd: not on PyPI, optional, loaded by lioctl/ceph.py for RBD
+    # Debian's python3-rados/python3-rbd: not on PyPI, optional, loaded by lioctl/backstores/media/rbd.py
     distribution = {"rados", "rbd"}
     third_party = {m for m in imported if m not in sys.stdlib_module_names and m != "lioctl"} - distribution
     assert third_party == declared, f"imported {sorted(third_party)}, declared {sorted(declared)}"

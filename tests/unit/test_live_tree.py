@@ -296,3 +296,11 @@ def test_delete_backstore_in_use_names_its_user(live):
     root = Root(Context(snapshot.read(), force=True))
     got = ops_of(resolve(root, "/backstores/pscsi").ui_delete("p1").plan, live)
     assert [k for k, _ in got] == ["Unlink", "Rmdir", "RemoveStorageObject", "Rmdir"]
+
+
+def test_verb_completion_on_the_live_tree(live):
+    """unexport offers the running targets (a medium's spec of a served image once ran over
+    the verb's spec and completion came back empty); tcmu start offers the user backstores."""
+    from lioctl.completion import scripts
+    assert scripts.candidates("lioctl unexport iqn.2003-01.org.example:li")[:1] == ["iqn.2003-01.org.example:live1"]
+    assert scripts.candidates("lioctl tcmu start ") == ["user_0/u1", "user_1/u2"]

@@ -109,7 +109,7 @@ def test_completion_offers_pools_and_images_and_never_hangs_on_a_dead_cluster(cl
 
 def test_missing_python3_rbd_is_one_line_naming_the_packages(monkeypatch):
     from lioctl.errors import LioError
-    from lioctl import ceph as rbd_admin
+    from lioctl.backstores.media import rbd as rbd_admin
     monkeypatch.setattr(rbd_admin, "_modules", None)
     monkeypatch.setattr(rbd_admin, "DIST_PACKAGES", ("/nonexistent",))
     monkeypatch.setitem(sys.modules, "rados", None)     # import rados -> ImportError
@@ -139,7 +139,7 @@ def test_the_venv_finds_the_distributions_modules_without_system_site_packages()
     if not os.path.exists("/usr/lib/python3/dist-packages/rbd" + __import__("importlib.machinery").machinery
                           .EXTENSION_SUFFIXES[0]):
         pytest.skip("python3-rbd for this Python is not installed")
-    code = ("import sys; from lioctl import ceph as rbd_admin; rados, rbd = rbd_admin.modules(); "
+    code = ("import sys; from lioctl.backstores.media import rbd as rbd_admin; rados, rbd = rbd_admin.modules(); "
             "print(rbd.__file__); print(any('dist-packages' in p for p in sys.path))")
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
     assert p.returncode == 0, p.stderr
@@ -163,7 +163,7 @@ def test_completion_with_the_monitor_stopped_returns_within_its_bound(cluster):
 
 def test_image_ops_are_not_configfs_paths():
     """The executor refuses an op outside configfs unless it says it is none (plan/ops.py)."""
-    from lioctl.ceph import CreateImage, GrowImage, RemoveImage
+    from lioctl.backstores.media.rbd import CreateImage, GrowImage, RemoveImage
     from lioctl.tcmu.rbdspec import RbdSpec
     spec = RbdSpec("rbd", "v")
     for op in (CreateImage("rbd/v", spec=spec, size=1), GrowImage("rbd/v", spec=spec, size=2, before=1),

@@ -99,7 +99,10 @@ def test_a_rescan_claims_a_failed_device_again_with_a_reset_ring(handler, monkey
             self.minor, self.key, self.fd = minor, "user_1/d0", -1
             self.subtype = self.config = "x"
 
-        def open(self, restart):
+        def open_medium(self):
+            pass
+
+        def claim(self, restart):
             opened.append(restart)
             raise OSError(5, "stop here")
 
@@ -107,3 +110,65 @@ def test_a_rescan_claims_a_failed_device_again_with_a_reset_ring(handler, monkey
     monkeypatch.setattr(D, "scan", lambda: [(0, "tcm-user/1/d0/lioctl_ram/d0"), (1, "tcm-user/1/d1/lioctl_ram/d1")])
     d.rescan(restart=False)
     assert opened == [True]
+
+
+def test_a_medium_that_opens_slowly_is_opened_off_the_loop_and_served_once_open(handler, monkeypatch):
+    """An RBD image's open (a cluster connect: seconds, or its timeout) runs on a thread of its
+    own: the loop serves the other devices meanwhile, and the device is claimed and in the
+    status only once open; one removed while opening is closed when its open ends."""
+    import select
+    import threading
+
+    from lioctl.tcmu import backends
+    d, ((k0, dev0, _), _) = handler
+    gate = threading.Event()
+    claimed, closed, threads = [], [], []
+
+    class SlowMedium(RamBackend):
+        opens_slowly = True
+
+    class Opening:
+        def __init__(self, minor, name):
+            self.minor, self.key, self.subtype, self.config = minor, f"user_1/s{minor}", "lioctl_rbd", "p/i"
+            self.broken = None
+            r, self.fd = os.pipe()
+            os.close(r)
+
+        def open_medium(self):
+            threads.append(threading.current_thread())
+            assert gate.wait(5)
+            self.backend = SlowMedium(1 << 20)
+            self.unit = dev0.unit
+
+        def claim(self, restart):
+            claimed.append((self.minor, restart))
+
+        def drain(self):
+            return 0
+
+        def status(self):
+            return {}
+
+        def close(self):
+            closed.append(self.minor)
+            os.close(self.fd)
+
+    monkeypatch.setitem(backends.BACKENDS, "lioctl_rbd", SlowMedium)
+    monkeypatch.setattr(D, "Device", Opening)
+    d.attach(5, "tcm-user/1/s5/lioctl_rbd/p/i", restart=True)
+    d.attach(6, "tcm-user/1/s6/lioctl_rbd/p/i", restart=False)
+    assert d.status()["opening"] == ["user_1/s5", "user_1/s6"] and 5 not in d.devices
+    cid = k0.queue(READ_8, data_in=4096)           # the others are served meanwhile
+    d._service(dev0)
+    assert k0.reap()[cid]["status"] == 0
+    d.detach(6)                                     # removed while its medium opens
+    gate.set()
+    for t in threads:
+        t.join(5)
+    assert select.select([d.completions.fd], [], [], 5)[0]
+    d._completions()
+    assert all(t is not threading.main_thread() for t in threads)
+    assert claimed == [(5, True)] and 5 in d.devices and d.status()["opening"] == []
+    assert closed == [6] and 6 not in d.devices
+    d.detach(5)
+    assert closed == [6, 5]

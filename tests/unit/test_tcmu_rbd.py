@@ -163,3 +163,91 @@ def test_rbd_growing_the_lun_from_lioctl_grows_the_image(rdev, cluster):
     r = k.queue(rw(0x28, 0, 8), data_in=4096)
     dev.drain()
     assert k.reap()[r]["sense"][12:14] == b"\x2a\x09"      # CAPACITY DATA HAS CHANGED
+
+
+def _rbd_dev(cluster, name, spec_timeout=5):
+    from lioctl.tcmu.aio import CompletionQueue
+    from lioctl.tcmu.backends.rbd import RbdBackend
+    from tcmu_sim import sim_device
+    spec = rbdspec.RbdSpec("rbd", name, conf=str(cluster / "ceph.conf"), keyring=str(cluster / "keyring"),
+                           timeout=spec_timeout)
+    q = CompletionQueue()
+    w = os.open("/dev/null", os.O_WRONLY | os.O_CLOEXEC)        # the doorbell
+    k, dev = sim_device(RbdBackend(spec), w, queue=q, write_cache=True)
+    return k, dev, q, w
+
+
+@needs_ceph
+def test_rbd_a_blocklisted_client_reopens_and_a_deleted_image_is_medium_not_present(cluster):
+    """`ceph osd blocklist add` + `rbd rm`: both images of the connection are refused; the one
+    still there is reopened on a new connection and served again, the deleted one answers
+    MEDIUM NOT PRESENT; meanwhile commands are 'becoming ready' (04/01, the initiator retries)."""
+    for n in ("bl_gone", "bl_kept"):
+        rbd(cluster, "create", "--size", "8", f"rbd/{n}")
+    (kg, gone, qg, wg), (kk, kept, qk, wk) = _rbd_dev(cluster, "bl_gone"), _rbd_dev(cluster, "bl_kept")
+    assert gone.backend.cluster is kept.backend.cluster
+    try:
+        for k, dev, q in ((kg, gone, qg), (kk, kept, qk)):
+            w = k.queue(rw(0x2A, 0, 8), data_out=b"A" * 4096)
+            assert serve(k, dev, q, [w])[w]["status"] == 0
+        client = gone.backend.cluster.address
+        subprocess.run(["ceph", "-c", str(cluster / "ceph.conf"), "osd", "blocklist", "add", client], check=True,
+                       capture_output=True, timeout=60)
+        rbd(cluster, "rm", "rbd/bl_gone")
+
+        def until(k, dev, q, sense):
+            for _ in range(100):
+                w = k.queue(rw(0x2A, 8, 8), data_out=b"B" * 4096)
+                got = serve(k, dev, q, [w])[w]
+                if (got["status"], got["sense"][2:3] + got["sense"][12:14] if got["status"] else b"") == sense:
+                    return
+                assert got["status"] == 2 and got["sense"][2] == 2 and got["sense"][12:14] == b"\x04\x01", got
+                select.select([], [], [], 0.1)
+            raise AssertionError(f"never {sense}")
+        until(kk, kept, qk, (0, b""))                             # reopened: written
+        until(kg, gone, qg, (2, b"\x02\x3a\x00"))                 # deleted: MEDIUM NOT PRESENT
+        assert "no longer exists" in gone.backend.error and kept.backend.error is None
+        assert kept.backend.cluster is not gone.backend.cluster and not kept.backend.cluster.blocklisted
+        r = kk.queue(rw(0x28, 0, 16), data_in=8192)
+        assert serve(kk, kept, qk, [r])[r]["data"] == b"A" * 4096 + b"B" * 4096
+    finally:
+        for dev, q, w in ((gone, qg, wg), (kept, qk, wk)):
+            dev.backend.close()
+            q.close()
+            os.close(w)
+        rbd(cluster, "rm", "rbd/bl_kept")
+
+
+@needs_ceph
+def test_rbd_a_restarted_handler_takes_the_lock_of_its_dead_predecessor(cluster, tmp_path, monkeypatch):
+    """Without it the first write waits ~30 s for the dead client's watch to time out."""
+    import time
+
+    from lioctl.tcmu.backends import rbd as rbd_backend
+    from lioctl.tcmu.backends.base import Backend
+    rbd(cluster, "create", "--size", "8", "rbd/dead_lock")
+    os.chmod(tmp_path, 0o700)
+    code = ("import os, sys, select; sys.path.insert(0, sys.argv[1]); sys.path.insert(0, sys.argv[2]); "
+            "from test_tcmu_rbd import _rbd_dev, rw, serve; from lioctl.tcmu.backends.base import Backend; "
+            "from pathlib import Path; Backend.state_dir = sys.argv[3]; "
+            "k, dev, q, w = _rbd_dev(Path(sys.argv[4]), 'dead_lock'); "
+            "c = k.queue(rw(0x2A, 0, 8), data_out=b'D' * 4096); assert serve(k, dev, q, [c])[c]['status'] == 0; "
+            "os.kill(os.getpid(), 9)")
+    p = subprocess.run([os.sys.executable, "-c", code, str(REPO), str(REPO / "tests/unit"), str(tmp_path),
+                        str(cluster)], capture_output=True, text=True, timeout=120)
+    assert p.returncode == -9, p.stderr
+    assert (tmp_path / rbd_backend.CLIENTS).read_text().count("\n") == 1
+    monkeypatch.setattr(Backend, "state_dir", str(tmp_path))
+    monkeypatch.setattr(rbd_backend, "_dead", None)
+    k, dev, q, w = _rbd_dev(cluster, "dead_lock")
+    try:
+        t = time.monotonic()
+        c = k.queue(rw(0x2A, 0, 8), data_out=b"E" * 4096)
+        assert serve(k, dev, q, [c])[c]["status"] == 0
+        assert time.monotonic() - t < 10
+        assert (tmp_path / rbd_backend.CLIENTS).read_text() == dev.backend.cluster.address + "\n"
+    finally:
+        dev.backend.close()
+        q.close()
+        os.close(w)
+        rbd(cluster, "rm", "rbd/dead_lock")

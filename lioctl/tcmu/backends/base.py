@@ -36,6 +36,13 @@ class Backend:
     # writes, flushes and discards on I/O threads so one slow medium never stalls the event
     # loop (which serves every device); memory answers inline
     blocking: bool = True
+    # opening it may wait for the network (a cluster to connect to): the daemon opens it on a
+    # thread of its own and serves the device once it is open, so the other devices never wait
+    opens_slowly: bool = False
+
+    # the handler's private runtime directory, for state a backend keeps across a crash (set by
+    # the daemon once it holds the handler lock; None elsewhere: tools and tests keep nothing)
+    state_dir: str | None = None
 
     # ---- the subtype's configuration, checked and completed before any device exists
     config_completion: str | None = None    # what completes CFGSTRING: "file", or nothing

@@ -9,6 +9,14 @@ imposes on it:
   (20 s by default, under the kernel's 30 s cmd_time_out): an operation on a cluster that does
   not answer (an OSD stopped) fails with -ETIMEDOUT, which the initiator sees as NOT READY,
   instead of waiting for ever; the image stays usable and I/O resumes when the OSD is back.
+A client the cluster blocklisted (an admin's `ceph osd blocklist add`, the usual step before
+`rbd rm` of an image in use, or another gateway breaking the lock) gets ESHUTDOWN for every
+operation, on every image of its connection: the image is reopened on a new connection, off
+the loop, and commands answer NOT READY, becoming ready (the initiator retries) meanwhile. An
+image that no longer exists then is MEDIUM NOT PRESENT from then on, and says so in the status.
+A handler restarted after a crash takes the exclusive locks its predecessor held (their owners'
+addresses are in the handler's private runtime directory): otherwise writes would wait for the
+dead client's watch to time out (30 s, the kernel's own command timeout).
 COMPARE AND WRITE is librbd's compare-and-write, an OSD-side compare-extent + write: atomic
 against every gateway and client of the image. librbd takes exactly 512 bytes within one
 512-byte sector, so an rbd LUN offers COMPARE AND WRITE of one block when its logical block
@@ -17,14 +25,20 @@ is 512 bytes (the default) and not at all otherwise (block limits VPD: 0)."""
 from __future__ import annotations
 
 import errno
+import logging
+import os
 import threading
 
+from lioctl import rundir
 from lioctl.tcmu import librbd, rbdspec
 from lioctl.tcmu.backends.base import Backend
 
 _clusters: dict[tuple, librbd.Cluster] = {}
 _clusters_lock = threading.Lock()
 CAW_BYTES = 512
+CLIENTS = "rbd-clients"     # in Backend.state_dir: this handler's cluster client addresses
+_dead: set[str] | None = None   # a crashed predecessor's (read at the first connect)
+log = logging.getLogger("lioctl.tcmu")
 
 
 def _connect(spec: rbdspec.RbdSpec) -> librbd.Cluster:
@@ -32,13 +46,40 @@ def _connect(spec: rbdspec.RbdSpec) -> librbd.Cluster:
     key = (spec.conf_path(), spec.id or "admin", spec.keyring, spec.cluster or "ceph", t)
     with _clusters_lock:
         c = _clusters.get(key)
-        if c is None:
+        if c is None or c.blocklisted:
             c = librbd.Cluster(spec.conf_path(), spec.id or "admin", spec.keyring, spec.cluster or "ceph",
                                {"rbd_skip_partial_discard": "false", "rados_osd_op_timeout": t,
                                 "rados_mon_op_timeout": t, "client_mount_timeout": t})
             _clusters[key] = c
+            _record(c.address)
         c.users += 1
         return c
+
+
+def _record(address: str) -> None:
+    """Keep this handler's client addresses in its private runtime directory; the first time,
+    read what a previous handler left there (it is dead: this one holds the handler lock)."""
+    global _dead
+    if Backend.state_dir is None:
+        return
+    try:
+        if _dead is None:
+            try:
+                fd = rundir.open_private(CLIENTS, os.O_RDONLY, directory=Backend.state_dir)
+                with os.fdopen(fd) as f:
+                    _dead = set(f.read().split())
+            except FileNotFoundError:
+                _dead = set()
+            flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+        else:
+            flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND
+        fd = rundir.open_private(CLIENTS, flags, directory=Backend.state_dir)
+        try:
+            os.write(fd, f"{address}\n".encode())
+        finally:
+            os.close(fd)
+    except OSError as e:
+        log.warning("cannot record the RBD client %s in %s: %s", address, Backend.state_dir, e)
 
 
 def _disconnect(c: librbd.Cluster) -> None:
@@ -56,17 +97,17 @@ class RbdBackend(Backend):
     config_help = "POOL/IMAGE[@SNAP][;conf=PATH][;id=NAME][;keyring=PATH][;cluster=NAME][;timeout=SECONDS]"
     asynchronous = True
     blocking = True         # its synchronous calls (VERIFY) wait for the network: I/O threads
+    opens_slowly = True     # a cluster connect and an image open: seconds, or the timeout
     thin = True
     nonrotational = True
 
     def __init__(self, spec: rbdspec.RbdSpec):
         self.spec = spec
-        self.cluster = _connect(spec)
-        try:
-            self.image = librbd.Image(self.cluster, spec.pool, spec.image, spec.snap, spec.read_only)
-        except BaseException:
-            _disconnect(self.cluster)
-            raise
+        self.cluster, self.image = self._open()
+        self.retired: list[librbd.Image] = []   # blocklisted images, closed once idle
+        self.reopening = False
+        self.error: str | None = None           # why the image cannot be served (the status)
+        self.notify = None
         self.read_only = spec.read_only
         self.thin = not spec.read_only      # a snapshot offers no UNMAP (thin provisioning VPD: none)
         self.size = self.image.size()
@@ -98,37 +139,98 @@ class RbdBackend(Backend):
     def open(cls, config: str, size: int) -> "RbdBackend":
         return cls(rbdspec.parse_config(config))
 
-    # results pass through here on librbd's thread: counts only, never blocks
-    def _track(self, done):
-        def finished(ret, extra=None):
-            if ret < 0:
-                self.errors += 1
-                if -ret == errno.ETIMEDOUT:
-                    self.timeouts += 1
-                    self.reachable = False
-            else:
-                self.reachable = True
-            done(ret, extra)
-        return finished
+    def _open(self, efd: int | None = None) -> tuple[librbd.Cluster, librbd.Image]:
+        spec = self.spec
+        cluster = _connect(spec)
+        try:
+            image = librbd.Image(cluster, spec.pool, spec.image, spec.snap, spec.read_only, efd)
+        except BaseException:
+            _disconnect(cluster)
+            raise
+        image.on_error, image.on_recovered = self._failed, self._recovered
+        if _dead and not spec.read_only:
+            try:
+                for owner in image.lock_owners():
+                    if owner in _dead:
+                        image.break_lock(owner)
+                        log.info("rbd %s: took the exclusive lock of a crashed handler's client %s", spec.name, owner)
+            except OSError as e:
+                log.warning("rbd %s: %s", spec.name, e)
+        return cluster, image
+
+    # failures pass through here before their done(), on whichever thread reaps: counts and
+    # the cluster's state, never blocks
+    def _failed(self, image, ret):
+        self.errors += 1
+        if ret == -errno.ETIMEDOUT:
+            self.timeouts += 1
+            self.reachable = False
+            image.failing = True        # _recovered at its next success
+        elif ret == -errno.ESHUTDOWN:
+            self._blocklisted(image)
+            ret = -errno.ENOMEDIUM if self.error else -errno.EAGAIN
+        return ret
+
+    def _recovered(self):
+        self.reachable = True
+
+    def _blocklisted(self, image) -> None:
+        """The cluster refused this image's client: reopen it on a new connection, on a thread
+        (once; commands meanwhile are becoming ready, and a deleted image is then gone)."""
+        if image is not self.image or self.reopening or self.error:
+            return
+        self.reopening = True
+        self.cluster.blocklisted = True
+        threading.Thread(target=self._reopen, name=f"rbd-reopen-{self.spec.name}", daemon=True).start()
+
+    def _reopen(self) -> None:
+        old = self.image
+        try:
+            cluster, image = self._open(old.efd)
+            old.own_efd, image.own_efd = False, True
+            if self.notify is not None:
+                image.watch(self.notify)
+            self.retired.append(old)        # closed by reap() once its operations have ended
+            self.cluster, self.image = cluster, image
+            log.info("rbd %s: reopened after its client was blocklisted", self.spec.name)
+        except OSError as e:
+            if e.errno == errno.ENOENT:
+                self.error = f"image {self.spec.name} no longer exists (deleted while exported)"
+                log.error("rbd %s", self.error)
+            else:       # the next blocklisted answer tries again
+                self.reachable = False
+                log.error("rbd %s: cannot reopen it after its client was blocklisted: %s", self.spec.name, e)
+        finally:
+            self.reopening = False
+
+    def _live(self):
+        """The image to start an operation on; OSError once it is gone (answered at once)."""
+        if self.error:
+            raise OSError(errno.ENOMEDIUM, self.error)
+        return self.image
 
     # the asynchronous form
     def aio_readv(self, bufs, offset, done):
-        self.image.aio_readv(bufs, offset, self._track(done))
+        if self.error:      # _live(), inline: the per-command path
+            raise OSError(errno.ENOMEDIUM, self.error)
+        self.image.aio_readv(bufs, offset, done)
 
     def aio_writev(self, bufs, offset, done):
-        self.image.aio_writev(bufs, offset, self._track(done))
+        if self.error:
+            raise OSError(errno.ENOMEDIUM, self.error)
+        self.image.aio_writev(bufs, offset, done)
 
     def aio_flush(self, done):
-        self.image.aio_flush(self._track(done))
+        self._live().aio_flush(done)
 
     def aio_discard(self, offset, length, done):
-        self.image.aio_discard(offset, length, self._track(done))
+        self._live().aio_discard(offset, length, done)
 
     def aio_write_zeroes(self, offset, length, done):
-        self.image.aio_write_zeroes(offset, length, self._track(done))
+        self._live().aio_write_zeroes(offset, length, done)
 
     def aio_write_same(self, offset, length, block, done):
-        self.image.aio_writesame(offset, length, block, self._track(done))
+        self._live().aio_writesame(offset, length, block, done)
 
     def aio_compare_and_write(self, offset, compare, data, done):
         """One 512-byte sector. librbd 16.2 reports a mismatch as the offset of the object
@@ -145,18 +247,28 @@ class RbdBackend(Backend):
                     rel = mismatch - offset // obj * obj
                 mismatch = rel if 0 <= rel < CAW_BYTES else 0
             done(ret, mismatch)
-        self.image.aio_compare_and_write(offset, compare, data, self._track(compared))
+        self._live().aio_compare_and_write(offset, compare, data, compared)
 
     def in_flight(self) -> int:
-        return self.image.in_flight()
+        return self.image.in_flight() + sum(i.in_flight() for i in self.retired)
 
     def completion_fd(self) -> int:
-        return self.image.fileno()
+        return self.image.fileno()      # a reopened image signals on the same eventfd
 
     def reap(self) -> int:
-        return self.image.reap()
+        n = self.image.reap()
+        if self.retired:
+            for old in list(self.retired):
+                n += old.reap()
+                if not old.pending:
+                    self.retired.remove(old)
+                    cluster = old.cluster
+                    old.close()
+                    _disconnect(cluster)
+        return n
 
     def changed(self, notify):
+        self.notify = notify
         self.image.watch(notify)
 
     def current_size(self) -> int:
@@ -167,13 +279,14 @@ class RbdBackend(Backend):
     def _wait(self, start, *args) -> int:
         ev = threading.Event()
         out = []
+        comps = librbd.completions()
 
         def done(ret, extra=None):
             out.append(ret)
             ev.set()
         start(*args, done)
         while not ev.wait(0.005):
-            self.image.reap()
+            self.image.reap(comps)
         if out[0] < 0:
             raise OSError(-out[0], f"rbd {self.spec.name}: {errno.errorcode.get(-out[0], out[0])}")
         return out[0]
@@ -200,6 +313,10 @@ class RbdBackend(Backend):
         self.size = size
 
     def close(self):
+        for old in self.retired:
+            old.close()
+            _disconnect(old.cluster)
+        self.retired = []
         if self.image is not None:
             self.image.close()
             self.image = None

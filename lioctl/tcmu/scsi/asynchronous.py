@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import errno
 import struct
+import threading
 
 from lioctl.tcmu.scsi import opcodes as op
 from lioctl.tcmu.scsi import sense as S
@@ -28,9 +29,16 @@ UNREACHABLE = frozenset((errno.ETIMEDOUT, errno.ESHUTDOWN, errno.ECONNREFUSED, e
 
 def failure(ret: int, writing: bool) -> Response:
     """-errno of a backend operation as SCSI sense. A timed-out cluster is NOT READY (04/00):
-    the Linux initiator fails the I/O rather than retrying it for ever."""
+    the Linux initiator fails the I/O rather than retrying it for ever. A medium being
+    reopened (EAGAIN: an RBD client the cluster blocklisted) is becoming ready (04/01): the
+    initiator retries after a delay. A medium that no longer exists (ENOMEDIUM: an image
+    deleted while exported) is MEDIUM NOT PRESENT (3A/00)."""
     e = -ret
-    if e in UNREACHABLE:
+    if e == errno.EAGAIN:
+        key, asc = S.NOT_READY, S.BECOMING_READY
+    elif e == errno.ENOMEDIUM:
+        key, asc = S.NOT_READY, S.MEDIUM_NOT_PRESENT
+    elif e in UNREACHABLE:
         key, asc = S.NOT_READY, S.LOGICAL_UNIT_NOT_READY
     elif e in (errno.EROFS, errno.EPERM, errno.EACCES) and writing:
         key, asc = S.DATA_PROTECT, S.WRITE_PROTECTED
@@ -44,9 +52,9 @@ def failure(ret: int, writing: bool) -> Response:
 
 
 class AsyncCommands:
-    def __init__(self, emulator, post):
+    def __init__(self, emulator, queue):
         self.emu = emulator
-        self.post = post
+        self.post, self.loop = queue.post, queue.loop
         t = {c: self.read for c in READS}
         t.update({c: self.write for c in WRITES})
         t.update({op.SYNCHRONIZE_CACHE_10: self.synchronize_cache, op.SYNCHRONIZE_CACHE_16: self.synchronize_cache,
@@ -59,9 +67,16 @@ class AsyncCommands:
         self.table = t
 
     def _then(self, step, *args):
-        """A done(ret, extra) for the backend that runs step(*args, ret, extra) on the loop."""
-        post = self.post
-        return lambda ret, extra=None: post(step, *args, ret, extra)
+        """A done(ret, extra) for the backend that runs step(*args, ret, extra) on the loop: at
+        once when it is called there (a backend reaped by the loop), else posted to it."""
+        post, loop, ident = self.post, self.loop, threading.get_ident
+
+        def done(ret, extra=None):
+            if ident() == loop:
+                step(*args, ret, extra)
+            else:
+                post(step, *args, ret, extra)
+        return done
 
     def submit(self, cdb: bytes, iovecs, length: int, finish) -> Response | None:
         emu = self.emu

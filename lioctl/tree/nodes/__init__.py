@@ -4,7 +4,7 @@ tpg: LUNs, portals, ACLs and mapped LUNs). Root is here: the top of the tree."""
 
 from __future__ import annotations
 
-from lioctl import configfs
+from lioctl import __version__, configfs
 from lioctl.errors import UsageError
 from lioctl.tree import sessions
 from lioctl.tree.fabrics import KNOWN, loaded_fabrics
@@ -46,7 +46,6 @@ class Root(Node):
     def ui_version(self):
         """Show lioctl's and the kernel target's versions.
         Example: version"""
-        from lioctl import __version__
         kv = configfs.read(configfs.ROOT + "/version", "not loaded")
         return Result(data={"lioctl": __version__, "kernel_target": kv},
                       text=f"lioctl {__version__}\nkernel: {kv}")

@@ -4,12 +4,15 @@ views of the user kind, storage objects and their ALUA groups."""
 from __future__ import annotations
 
 import inspect
+import json
+import sys
 
 from lioctl import configfs
 from lioctl.backstores import KINDS, user as bs_user
 from lioctl.units import parse_size
 from lioctl.errors import AlreadyExists, LioError, NotFound, UsageError
 from lioctl.grammar import usage
+from lioctl.names import check_object_name
 from lioctl.plan import Plan
 from lioctl.tree import targets as tg
 from lioctl.tree.snapshot import StorageObject
@@ -52,6 +55,10 @@ class BackstoreKind(Node):
     def completion(self, param: str) -> str | None:
         """What completes a create parameter here ("file", "block device")."""
         return self.backstore.completion(param)
+
+    def complete_spec(self, word: str, given: dict) -> tuple[list, bool]:
+        """Candidates of a medium's own for create's SIZE or CFGSTRING word (final: no other)."""
+        return self.backstore.complete_spec(word, given, None)
 
     def help_target(self, command: str):
         if command == "create" and type(self).ui_create is BackstoreKind.ui_create:
@@ -152,6 +159,8 @@ class UserHandlerKind(BackstoreKind):
         so = next((s for s in self.objects() if s.name == name), None)
         asked = {"size": size, "cfgstring": cfgstring, "wwn": wwn, "write_back": write_back}
         return ("storage_object", so, _differences(so, asked)) if so else None
+    def complete_spec(self, word: str, given: dict) -> tuple[list, bool]:
+        return self.backstore.complete_spec(word, given, self.handler)
 
     @writes
     def ui_create(self, name: str, size: str, cfgstring: str, wwn: str | None = None,
@@ -173,9 +182,6 @@ class UserHandlerKind(BackstoreKind):
         so = self.ctx.snap.so(bs_user.KIND.name, name)
         if so is None or so not in self.objects():
             raise NotFound(f"backstore {self.name}/{name} does not exist", obj=f"{self.path}/{name}")
-        if self.handler == "lioctl_rbd" and parse_size(size) < so.size:
-            raise LioError(f"{self.path}/{name}: an RBD image is grown, never shrunk, under a LUN "
-                           f"({parse_size(size)} < {so.size} bytes)")
         plan = bs_user.plan_change_medium(self.ctx.snap, so, self.handler, cfgstring, size)
         return Result(plan=plan, message=f"{self.path}/{name}: medium {cfgstring}, size {size}"
                       if plan else f"{self.path}/{name} already has that medium and size")
@@ -185,9 +191,7 @@ def _forget_saved(so: StorageObject, ctx: Context) -> None:
     """After `delete NAME save=true`: the saved configuration without that object, the LUNs on
     it and the mapped LUNs to those; the rest of the file is kept as it is (rtslib drops the
     whole target that had such a LUN). Backups rotate as with save."""
-    import json
-    import sys
-    from lioctl.saveconfig import store
+    from lioctl.saveconfig import store   # start-up: gzip, shutil, datetime only to save
     ref = f"/backstores/{so.plugin}/{so.name}"
     try:
         with open(store.DEFAULT) as f:
@@ -254,7 +258,6 @@ class AluaNode(Node):
     def ui_create(self, name: str, tag: str):
         """Create ALUA target port group NAME with numeric TAG.
         Example: /backstores/fileio/disk1/alua create ao_group 2"""
-        from lioctl.names import check_object_name
         check_object_name(name, "ALUA group name")
         if name in self.parent.so.alua_tpgs:
             raise AlreadyExists(f"ALUA group {name} already exists on {self.parent.path}")

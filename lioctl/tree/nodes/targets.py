@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from lioctl import configfs
+from lioctl import configfs, wwn as wwnmod
 from lioctl.errors import AlreadyExists, KernelUnavailable, LioError, NotFound
 from lioctl.plan import Plan
 from lioctl.tree import targets as tg
@@ -232,8 +232,7 @@ class TPGNode(Node):
         Example: /loopback/naa.5001405000000abd set_nexus naa.5001405000000abe"""
         if not self.tpg.target.fabric.has("nexus"):
             raise LioError(f"{self.path}: this fabric has no nexus")
-        from lioctl import wwn as w
-        value = w.normalize(("naa", "free"), wwn)[0] if wwn else w.generate("naa")
+        value = wwnmod.normalize(("naa", "free"), wwn)[0] if wwn else wwnmod.generate("naa")
         plan = Plan()
         plan.write(self.tpg.path + "/nexus", value, undoable=False)
         return Result(plan=plan, message=f"{self.path}: nexus {value}")

@@ -1,6 +1,8 @@
-"""What the lioctl command asks of a Ceph cluster for lioctl_rbd backstores (the handler
-itself speaks to librbd: lioctl/tcmu/librbd.py): an image's size, create, grow, and the pools
-and images completion offers. Through Debian's python3-rados / python3-rbd, every call
+"""The RBD medium: `rbd:POOL/IMAGE[@SNAP]`, served by lioctl's lioctl_rbd subtype (the handler
+itself speaks to librbd: lioctl/tcmu/backends/rbd.py). Everything the lioctl command does with
+an image before the user kind plans its backstore lives here: the spec and its options, the
+image's size, create and grow (plan ops), what already serves it (export, unexport) and the
+pools and images completion offers. Through Debian's python3-rados / python3-rbd, every call
 bounded by a timeout (an unreachable monitor is a one-line error, never a hang).
 
 The modules are not on PyPI. A venv made without --system-site-packages (lioctl's default
@@ -18,9 +20,12 @@ import sys
 import threading
 from dataclasses import dataclass, field
 
-from lioctl.errors import Conflict, LioError, NotFound
+from lioctl.backstores.media.base import Medium, Option, Prepared, flag, user_backstores
+from lioctl.errors import Conflict, InUse, LioError, NotFound
 from lioctl.plan.ops import Op
+from lioctl.tcmu import rbdspec
 from lioctl.tcmu.rbdspec import RbdSpec
+from lioctl.units import parse_size
 
 PACKAGES = "python3-rbd python3-rados"
 DIST_PACKAGES = ("/usr/lib/python3/dist-packages",)
@@ -33,7 +38,7 @@ def modules():
     global _modules
     if _modules is not None:
         return _modules
-    try:
+    try:        # Debian's, optional: loaded only when an RBD image is asked about
         import rados
         import rbd
     except ImportError:
@@ -193,54 +198,57 @@ def resolve(spec: RbdSpec, size: int | None, create: bool = False, grow: bool = 
 
 
 @dataclass(frozen=True)
-class CreateImage(Op):
-    """A new RBD image, removed again on rollback (it holds nothing yet)."""
-    in_configfs = False         # path: POOL/IMAGE
+class ImageOp(Op):
+    """A step on an RBD image (path: POOL/IMAGE), through a session of its own."""
+    in_configfs = False
     spec: RbdSpec = field(default=None, kw_only=True)
     size: int = field(default=0, kw_only=True)
+    verb = ""                   # the rbd tool's subcommand doing the same
 
     def apply(self):
         with Session(self.spec) as s:
-            s.create(self.spec.pool, self.spec.image, self.size)
-        return RemoveImage(self.path, spec=self.spec)
+            return self.run(s)
+
+    def run(self, s: Session):
+        raise NotImplementedError
 
     def sh(self):
-        return f"rbd {_cli(self.spec)}create --size {self.size}B {self.spec.name}"
+        size = f"--size {self.size}B " if self.size else ""
+        return f"rbd {_cli(self.spec)}{self.verb} {size}{self.spec.name}"
+
+
+@dataclass(frozen=True)
+class CreateImage(ImageOp):
+    """A new RBD image, removed again on rollback (it holds nothing yet)."""
+    verb = "create"
+
+    def run(self, s):
+        s.create(self.spec.pool, self.spec.image, self.size)
+        return RemoveImage(self.path, spec=self.spec)
 
     def describe(self):
         return f"create RBD image {self.spec.name} ({self.size} bytes)"
 
 
 @dataclass(frozen=True)
-class RemoveImage(Op):
-    in_configfs = False
-    spec: RbdSpec = field(default=None, kw_only=True)
+class RemoveImage(ImageOp):
+    verb = "rm"
 
-    def apply(self):
-        with Session(self.spec) as s:
-            s.remove(self.spec.pool, self.spec.image)
-
-    def sh(self):
-        return f"rbd {_cli(self.spec)}rm {self.spec.name}"
+    def run(self, s):
+        s.remove(self.spec.pool, self.spec.image)
 
     def describe(self):
         return f"remove RBD image {self.spec.name}"
 
 
 @dataclass(frozen=True)
-class GrowImage(Op):
+class GrowImage(ImageOp):
     """Grow an image before its LUN is made (not shrunk back on rollback: data stays safe)."""
-    in_configfs = False
-    spec: RbdSpec = field(default=None, kw_only=True)
-    size: int = field(default=0, kw_only=True)
+    verb = "resize"
     before: int = field(default=0, kw_only=True)
 
-    def apply(self):
-        with Session(self.spec) as s:
-            s.resize(self.spec.pool, self.spec.image, self.size)
-
-    def sh(self):
-        return f"rbd {_cli(self.spec)}resize --size {self.size}B {self.spec.name}"
+    def run(self, s):
+        s.resize(self.spec.pool, self.spec.image, self.size)
 
     def describe(self):
         return f"grow RBD image {self.spec.name} from {self.before} to {self.size} bytes"
@@ -289,7 +297,7 @@ def _leave_now() -> None:
 def complete_names(prefix: str, spec_options: dict | None = None, timeout: float = 2.0) -> list[str]:
     """'rbd:' completions: 'rbd:POOL/' from the cluster's pools, 'rbd:POOL/IMAGE' once a pool
     is typed; [] when the cluster does not answer within timeout."""
-    body = prefix[len("rbd:"):]
+    body = prefix[len(rbdspec.PREFIX):]
     pool, slash, _ = body.partition("/")
 
     def ask():
@@ -305,8 +313,7 @@ def complete_names(prefix: str, spec_options: dict | None = None, timeout: float
 def spec_from(arg: str, options: dict) -> RbdSpec:
     """`rbd:POOL/IMAGE[@SNAP]` and the admin's options; no conf= takes CEPH_CONF, as the Ceph
     tools do (written into the config: the handler does not see the admin's environment)."""
-    from lioctl.tcmu import rbdspec
-    options = {k: v for k, v in options.items() if v not in (None, "")}
+    options = {k: v for k, v in options.items() if k in rbdspec.OPTIONS and v not in (None, "")}
     if "conf" not in options and os.environ.get("CEPH_CONF"):
         options["conf"] = os.path.abspath(os.environ["CEPH_CONF"])
     for k in ("conf", "keyring"):
@@ -323,18 +330,92 @@ def spec_from(arg: str, options: dict) -> RbdSpec:
         raise LioError(str(e)) from None
 
 
+def served(snap) -> list[tuple[object, RbdSpec]]:
+    """The lioctl_rbd user backstores, each with the image it serves."""
+    out = []
+    for so, config in user_backstores(snap, rbdspec.SUBTYPE):
+        try:
+            out.append((so, rbdspec.parse_config(config)))
+        except rbdspec.SpecError:
+            continue
+    return out
+
+
 def served_by(snap, spec: RbdSpec, loose: bool = False) -> list:
     """The user backstores serving spec's image (or that snapshot of it); loose: whatever
     cluster they name (unexport rbd:POOL/IMAGE needs no --conf)."""
-    from lioctl.tcmu import rbdspec
-    out = []
-    for so in snap.storage_objects.values():
-        if so.plugin == "user" and (so.user_config or "").startswith("lioctl_rbd/"):
-            try:
-                other = rbdspec.parse_config(so.user_config[len("lioctl_rbd/"):])
-            except rbdspec.SpecError:
-                continue
-            same = (other.pool, other.image) == (spec.pool, spec.image) if loose else other.same_image(spec)
-            if same and other.snap == spec.snap:
-                out.append(so)
-    return out
+    return [so for so, other in served(snap) if other.snap == spec.snap and (
+        (other.pool, other.image) == (spec.pool, spec.image) if loose else other.same_image(spec))]
+
+
+class Rbd(Medium):
+    name = "rbd"
+    prefix = rbdspec.PREFIX
+    subtype = rbdspec.SUBTYPE
+    form = "rbd:POOL/IMAGE[@SNAP]"
+    what = "RBD image"
+    nouns = ("Ceph RBD image",)
+    sized = True
+    options = (
+        Option("create", "create the image (of --lun-size) when missing", export="--create"),
+        Option("grow", "grow the image to --lun-size when it is smaller", export="--grow"),
+        Option("conf", "ceph.conf (default: $CEPH_CONF, /etc/ceph/CLUSTER.conf)", "PATH", "--conf", True),
+        Option("id", "cephx user without 'client.' (default: admin)", "NAME", "--id", True),
+        Option("keyring", "keyring file of that user (a path: never the key)", "PATH", "--keyring", True),
+        Option("cluster", "cluster name (default: ceph)", "NAME", "--cluster", True),
+        Option("timeout", "seconds each cluster call may take", "SECONDS"),
+    )
+    create_help = """CFGSTRING rbd:POOL/IMAGE[@SNAP] serves a Ceph RBD image (lioctl_rbd): SIZE omitted is
+the image's; --create makes a missing image of SIZE; --grow makes the image SIZE when
+bigger; @SNAP is read-only; conf=, id=, keyring= (a path: never a key), cluster= and
+timeout= (seconds) say how to reach the cluster (default: CEPH_CONF or
+/etc/ceph/ceph.conf, client.admin)."""
+    create_examples = (
+        "/backstores/user create vol1 rbd:rbd/vol1",
+        "/backstores/user create vol2 10G rbd:rbd/vol2 --create id=gw keyring=/etc/ceph/ceph.client.gw.keyring",
+        "/backstores/user create rbd1 10G rbd/pool/image subtype=rbd",     # tcmu-runner's handler
+    )
+    export_title = "Ceph RBD images (rbd:POOL/IMAGE)"
+    export_examples = (
+        "lioctl export rbd:rbd/vol1                       # a Ceph RBD image, through lioctl's handler",
+        "lioctl export rbd:rbd/vol2 --create --lun-size 10G --id gw --keyring /etc/ceph/ceph.client.gw.keyring",
+        "lioctl export rbd:rbd/vol1@monday                # a snapshot: read-only",
+    )
+    unexport_examples = ("lioctl unexport rbd:rbd/vol1         # the RBD image export made (the image itself stays)",)
+
+    def prepare(self, snap, arg, size, options, subtype=None):
+        create, grow = flag(options.get("create"), "create"), flag(options.get("grow"), "grow")
+        spec = spec_from(arg, options)
+        if spec.read_only and (create or grow):
+            raise LioError(f"snapshot {spec.name} is read-only: it cannot be created or grown here")
+        for so, other in served(snap):
+            if other.same_image(spec):
+                raise InUse(f"RBD image {spec.pool}/{spec.image} is already served by {so.tree_path}")
+        lun_size, before = resolve(spec, parse_size(size) if size else None, create, grow)
+        return Prepared(self.subtype, spec.config(), lun_size, before)
+
+    def export_names(self, arg, size):
+        spec = spec_from(arg, {})
+        base = spec.image + (f"_{spec.snap}" if spec.snap else "")
+        # RFC 3722: no '_' in an IQN (LIO takes it, open-iscsi's discovery refuses the target)
+        return arg, base, base.replace("_", "-")
+
+    def exports(self, snap, arg, options, loose=False):
+        return served_by(snap, spec_from(arg, {} if loose else options), loose)
+
+    def spec_of(self, so):
+        config = so.user_config or ""
+        if config.startswith(self.subtype + "/"):
+            return self.prefix + config[len(self.subtype) + 1:].split(";")[0]
+        return None
+
+    def complete(self, word, options):
+        return complete_names(word, {o.name: options.get(o.name) for o in self.options if o.locates})
+
+    def check_change(self, so, size, where):
+        if size < so.size:
+            raise LioError(f"{where}: an RBD image is grown, never shrunk, under a LUN "
+                           f"({size} < {so.size} bytes)")
+
+
+MEDIUM = Rbd()
