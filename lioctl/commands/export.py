@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import os
 import socket
-import sys
 import uuid
 
 from lioctl import configfs, render, wwn as wwnmod
 from lioctl.backstores import media, user
 from lioctl.backstores.common import free_hba, object_path
-from lioctl.errors import LioError, UsageError
+from lioctl.errors import AlreadyExists, LioError, UsageError
 from lioctl.names import check_object_name
 from lioctl.plan import Modprobe, Mount, Plan
 from lioctl.secrets import resolve_creds
@@ -133,7 +132,7 @@ def build(args, snap) -> tuple[Plan, dict]:
             raise LioError(f"--acl {w} is given twice")
         acls.append(w)
     if "iscsi" in snap.fabrics and iqn in snap.fabrics["iscsi"].targets:
-        raise LioError(f"target {iqn} already exists; choose another with --iqn")
+        raise AlreadyExists(f"target {iqn} already exists; choose another with --iqn")
 
     backstore = kind or user.KIND
     # Deterministic serial and LUN link name: the --dry-run script makes exactly this tree.
@@ -186,22 +185,26 @@ def already_exported(args, snap) -> bool:
     if target is not None and args.exist_ok:
         info = {"target": target.wwn, "backstore": so.tree_path, "existing": True}
         if args.json:
-            render.print_json(info)
+            from lioctl import results  # start-up: only for --json
+            render.print_json(results.write_result(
+                "export", changed=False, data=info, message=f"{args.device} is already exported",
+                unchanged=[results.describe("target", target), results.describe("storage_object", so)]), "write")
         else:
             print(f"{args.device} is already exported as {target.wwn}")
         return True
     where = f"target {target.wwn}" if target else f"backstore {so.tree_path}"
-    raise LioError(f"{args.device} is already exported by {where}"
+    raise AlreadyExists(f"{args.device} is already exported by {where}"
                    + ("" if target is None else " (use --exist-ok to accept)"))
 
 
 def run(args) -> int:
     from lioctl.lock import write_lock  # start-up: completion and --help build this verb's parser only
-    from lioctl.plan import executor, script
+    from lioctl.plan import executor
     if args.dry_run:
         snap = snapshot.read()
         plan, info = build(args, snap)
-        sys.stdout.write(script.render(plan, f"export {args.device}", args.show_secrets))
+        from lioctl import results  # start-up: as executor
+        results.print_dry_run(plan, f"export {args.device}", args)
         return 0
     if already_exported(args, snapshot.read()):
         return 0
@@ -212,9 +215,13 @@ def run(args) -> int:
         if already_exported(args, snap):
             return 0
         plan, info = build(args, snap)
+        from lioctl import results  # start-up: as executor
+        from lioctl.commands import save as save_cmd
+        tracker = results.Tracker(plan, snap) if args.json else None
         executor.execute(plan)
-    if args.json:
-        render.print_json(info)
+        info.update(save_cmd.after_write(args))
+    if tracker is not None:
+        render.print_json(tracker.result("export", data=info), "write")
     else:
         print(f"Target {info['target']}, portal {', '.join(info['portals'])} has been created")
     return 0
