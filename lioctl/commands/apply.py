@@ -1,0 +1,72 @@
+"""`lioctl apply FILE`: converge what a saveconfig document names, whole or partial (one
+target with its TPGs, LUNs and ACLs; one storage object; several), and nothing else. The
+orchestrator's "desired state" form of restore: restore's planner, scoped to the document."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from lioctl import configfs, render
+from lioctl.lock import write_lock
+from lioctl.plan import executor, script
+from lioctl.saveconfig import load, restore_plan
+from lioctl.tree import snapshot
+
+HELP = "make what a (partial) saveconfig document names match it, nothing else"
+EPILOG = """examples:
+  lioctl apply volume-7.json                  one target with its LUNs and ACLs, as the file has it
+  lioctl save - | jq '{targets: [.targets[0]]}' | lioctl apply - --prune
+  lioctl apply volume-7.json --dry-run        the configfs operations, as sh
+  lioctl apply volume-7.json --json           {"changes": [...], "operations": N}
+
+The document is lioctl.json(5)'s format; any part of it may be left out. The storage
+objects and targets it lists are made, or changed where they differ (an object already
+right is not touched: its sessions keep running). A LUN may use a running storage object the
+document does not list. Nothing else changes: other targets, their sessions and other
+storage objects stay as they are. With --prune, inside each listed target the TPGs, LUNs,
+portals, ACLs and mapped LUNs the document lacks are removed (and a listed storage object's
+ALUA groups); objects the document does not list are never removed. All or nothing: on any
+failure nothing changes (exit 1)."""
+
+
+def configure(p):
+    p.epilog = EPILOG
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
+    p.add_argument("file", help="the desired state, a saveconfig document (- for standard input)")
+    p.add_argument("--prune", action="store_true",
+                   help="also remove the children of the listed objects that the document lacks")
+
+
+def running_objects() -> set[tuple[str, str]]:
+    """The storage objects a LUN of the document may use without listing them."""
+    return set(snapshot.read().storage_objects)
+
+
+def converge(desired: dict, prune: bool = False, dry_run: bool = False):
+    """The checked document applied (or, dry_run, planned): (the --json result, the plan when
+    dry_run). Shared with lioctl.api."""
+    if dry_run:
+        ch = restore_plan.plan_apply(snapshot.read(), desired, prune=prune)
+        return {"changes": ch.lines, "operations": len(ch.plan), "dry_run": True}, ch.plan
+    configfs.ensure_ready()
+    with write_lock():
+        ch = restore_plan.plan_apply(snapshot.read(), desired, prune=prune)
+        executor.execute(ch.plan)
+    return {"changes": ch.lines, "operations": len(ch.plan)}, None
+
+
+def run(args) -> int:
+    # every check before any module loads or the lock is taken; stdin is read once, here
+    desired, unknown = load.read(args.file, running=running_objects())
+    load.report_unknown(unknown)
+    name = "standard input" if args.file == "-" else args.file
+    result, plan = converge(desired, args.prune, args.dry_run)
+    if args.json:
+        render.print_json(result)
+    elif args.dry_run:
+        sys.stdout.write(script.render(plan, f"apply {name}", args.show_secrets))
+    else:
+        render.print_text(f"Applied {name}: {len(result['changes'])} change(s)" if result["operations"]
+                          else f"{name}: the running configuration already matches")
+    return 0
