@@ -10,7 +10,7 @@ import sys
 import traceback
 
 from lioctl import __version__
-from lioctl.errors import LioError, UsageError
+from lioctl.errors import INTERRUPTED, LioError, UsageError
 from lioctl.verbs import ROOT_COMMANDS, TARGETCLI_FORMS, VERBS, Options, print_help, run_verb, split_globals
 
 
@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
         return e.exit_code
     except KeyboardInterrupt:
         print("lioctl: interrupted", file=sys.stderr)
-        return 130
+        return INTERRUPTED
     except BrokenPipeError:
         return 0
     except Exception as e:  # noqa: BLE001 - the one place a bug becomes a one-line error

@@ -23,23 +23,17 @@ from contextlib import ExitStack, contextmanager
 from contextvars import ContextVar
 
 from lioctl import rundir
-from lioctl.errors import LioError, UsageError
+from lioctl.errors import LioError, LockBusy, UsageError
 
 LOCK_NAME = "write.lock"
 TARGETCLI_LOCK = os.environ.get("LIOCTL_TARGETCLI_LOCK", "/var/run/targetcli.lock")
 DEFAULT_WAIT = 60.0
-EXIT_LOCK_BUSY = 75  # EX_TEMPFAIL from sysexits.h: try again later
+EXIT_LOCK_BUSY = LockBusy.exit_code  # 75, EX_TEMPFAIL from sysexits.h: try again later
 
 _wait_override: float | None = None
 # lioctl.api's calls: how long this call waits, polling (a library must not take the caller's
 # SIGALRM); per thread and per call
 _call_wait: ContextVar[float | None] = ContextVar("lioctl_call_wait", default=None)
-
-
-class LockBusy(LioError):
-    """Another process held a write lock for longer than we were allowed to wait."""
-
-    exit_code = EXIT_LOCK_BUSY
 
 
 def parse_wait(text: str, source: str) -> float:

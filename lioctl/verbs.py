@@ -162,7 +162,8 @@ Examples:
   lioctl saveconfig               # as targetcli's; also restoreconfig, clearconfig confirm=true
 
 Exit status: 0 success, 1 operation failed, 2 usage error, 3 restore --boot partly restored,
-75 write lock busy, 130 interrupted (rolled back).
+4 not found, 5 already exists (or differs, with --exist-ok), 6 in use, 7 no kernel target,
+75 write lock busy, 77 not root, 130 interrupted (rolled back); see man lioctl, EXIT STATUS.
 """
 
 

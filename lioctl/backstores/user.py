@@ -13,7 +13,7 @@ import os
 
 from lioctl import configfs
 from lioctl.backstores import common
-from lioctl.errors import LioError, UsageError
+from lioctl.errors import InUse, LioError, NotFound, UsageError
 from lioctl.plan import CreateFile, Plan, ServeUser, Write
 from lioctl.saveconfig import rules
 from lioctl.tcmu import config as tcmu_config
@@ -70,7 +70,7 @@ def _create_missing_file(plan: Plan, subtype: str, config: str, size: int, what:
     path = cls.backing_file(config) if cls else None
     if path and not os.path.exists(path):
         if not create_missing:
-            raise LioError(f"backing file {path} of {what} does not exist")
+            raise NotFound(f"backing file {path} of {what} does not exist")
         plan.ops.insert(0, CreateFile(path, size, True))
 
 
@@ -137,7 +137,7 @@ def plan_user_rbd(snap, name: str, size, arg: str, options: dict, create: bool =
         except rbdspec.SpecError:
             continue
         if other.same_image(spec):
-            raise LioError(f"RBD image {spec.pool}/{spec.image} is already served by {so.tree_path}")
+            raise InUse(f"RBD image {spec.pool}/{spec.image} is already served by {so.tree_path}")
     lun_size, before = ceph.resolve(spec, parse_size(size) if size else None, create, grow)
     plan = plan_user(snap, name, lun_size, spec.config(), rbdspec.SUBTYPE, **kw)
     plan.ops[0:0] = before

@@ -15,7 +15,7 @@ import uuid
 from lioctl import configfs, render, wwn as wwnmod
 from lioctl.backstores import block, fileio, user
 from lioctl.backstores.common import free_hba, object_path
-from lioctl.errors import LioError, UsageError
+from lioctl.errors import AlreadyExists, LioError, NotFound, UsageError
 from lioctl.names import check_object_name
 from lioctl.plan import Modprobe, Mount, Plan
 from lioctl.tcmu.backends.file import FileBackend
@@ -98,7 +98,7 @@ def check_device(device: str) -> str:
     try:
         st = os.stat(device)
     except FileNotFoundError:
-        raise LioError(f"{device}: no such file or device") from None
+        raise NotFound(f"{device}: no such file or device") from None
     except OSError as e:
         raise LioError(f"{device}: {e.strerror}") from None
     if stat.S_ISDIR(st.st_mode):
@@ -183,7 +183,7 @@ def build(args, snap) -> tuple[Plan, dict]:
             raise LioError(f"--acl {w} is given twice")
         acls.append(w)
     if "iscsi" in snap.fabrics and iqn in snap.fabrics["iscsi"].targets:
-        raise LioError(f"target {iqn} already exists; choose another with --iqn")
+        raise AlreadyExists(f"target {iqn} already exists; choose another with --iqn")
 
     backstore = user.KIND if args.user or spec else block.KIND if kind == "block" else fileio.KIND
     # Deterministic serial and LUN link name: the --dry-run script makes exactly this tree.
@@ -258,7 +258,7 @@ def already_exported(args, snap) -> bool:
             print(f"{args.device} is already exported as {target.wwn}")
         return True
     where = f"target {target.wwn}" if target else f"backstore {so.tree_path}"
-    raise LioError(f"{args.device} is already exported by {where}"
+    raise AlreadyExists(f"{args.device} is already exported by {where}"
                    + ("" if target is None else " (use --exist-ok to accept)"))
 
 

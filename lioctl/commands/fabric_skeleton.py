@@ -20,7 +20,7 @@ import tempfile
 from dataclasses import dataclass
 from importlib import resources
 
-from lioctl.errors import LioError, UsageError
+from lioctl.errors import AlreadyExists, LioError, UsageError
 from lioctl.render import print_json as render_json
 
 HELP = """write the source of a new LIO fabric module for a kernel (Kbuild, Makefile, Kconfig,
@@ -243,7 +243,7 @@ def write_tree(files: dict[str, str], outdir: str, force: bool) -> None:
         raise LioError(f"fabric-skeleton: {outdir} exists and is not a directory")
     if os.path.isdir(outdir):
         if not force:
-            raise LioError(f"fabric-skeleton: {outdir} already exists; use --force to "
+            raise AlreadyExists(f"fabric-skeleton: {outdir} already exists; use --force to "
                            "overwrite its generated files")
         for fname, text in files.items():
             _write_atomic(os.path.join(outdir, fname), text)

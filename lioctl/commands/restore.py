@@ -10,7 +10,7 @@ import sys
 
 from lioctl import configfs, render
 from lioctl.backstores import common as bsc
-from lioctl.errors import LioError, UsageError
+from lioctl.errors import LioError, PartialFailure, UsageError
 from lioctl.lock import write_lock
 from lioctl.plan import executor, script
 from lioctl.saveconfig import load, restore_plan, store
@@ -30,7 +30,7 @@ With --boot each object that cannot be made (a missing backing file or device, a
 whose port is taken, a device another program holds) is rolled back alone and named on
 standard error with its reason, what depends on it is skipped and named, the rest is
 restored, and the exit status is 3."""
-PARTIAL = 3  # restore --boot restored some objects, not all (lioctl(8), EXIT STATUS)
+PARTIAL = PartialFailure.exit_code  # 3: restore --boot restored some objects, not all
 
 
 def configure(p):

@@ -7,7 +7,7 @@ import json
 import sys
 
 from lioctl import configfs, prefs, render
-from lioctl.errors import LioError
+from lioctl.errors import KernelUnavailable, LioError
 from lioctl.saveconfig import dump, load, store
 from lioctl.tree import snapshot
 
@@ -58,7 +58,7 @@ def running_config() -> dict:
     """The kernel's configuration, or an error: an unreadable kernel is not an empty one."""
     snap = snapshot.read()
     if not snap.mounted:
-        raise LioError(f"cannot read the running configuration: {configfs.ROOT} does not exist "
+        raise KernelUnavailable(f"cannot read the running configuration: {configfs.ROOT} does not exist "
                        "(target_core_mod not loaded or configfs not mounted); nothing saved")
     return dump.dump(snap)
 

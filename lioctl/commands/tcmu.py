@@ -22,7 +22,7 @@ import signal
 import time
 
 from lioctl import render
-from lioctl.errors import LioError
+from lioctl.errors import LioError, NotPermitted
 from lioctl.units import human
 
 HELP = "run, inspect or stop lioctl's TCMU handler (user backstores)"
@@ -53,7 +53,7 @@ def run(args) -> int:
 
 def _require_root() -> None:
     if os.geteuid() != 0:
-        raise LioError("the TCMU handler must run as root")
+        raise NotPermitted("the TCMU handler must run as root")
 
 
 def _run(args) -> int:
@@ -75,8 +75,8 @@ def _status(args) -> int:
     pid = daemon.running_pid()
     if not running and pid is not None and os.geteuid() != 0:
         if pid < 0:     # its runtime directory is root's: whether it runs is root's to know
-            raise LioError("the TCMU handler tells its status to root only")
-        raise LioError(f"the TCMU handler (pid {pid}) tells its status to root only")
+            raise NotPermitted("the TCMU handler tells its status to root only")
+        raise NotPermitted(f"the TCMU handler (pid {pid}) tells its status to root only")
     st = st or {"pid": pid, "devices": [], "failed": []}
     st["running"] = running
     st["unserved"] = unserved(launcher.served(st))

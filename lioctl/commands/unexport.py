@@ -8,7 +8,7 @@ import sys
 
 from lioctl import configfs, render
 from lioctl.backstores import common as bsc
-from lioctl.errors import LioError
+from lioctl.errors import NotFound
 from lioctl.plan import Plan
 from lioctl.tree import snapshot, targets as tg
 
@@ -33,12 +33,12 @@ def build(snap, what: str) -> tuple[Plan, dict]:
     if iscsi and what.lower() in iscsi.targets:
         targets = [iscsi.targets[what.lower()]]
     elif what.startswith("iqn.") or what.startswith(("naa.", "eui.")):
-        raise LioError(f"target {what} does not exist")
+        raise NotFound(f"target {what} does not exist")
     elif what.startswith("rbd:"):
         from lioctl import ceph as rbd_admin
         sos = rbd_sos = rbd_admin.served_by(snap, rbd_admin.spec_from(what, {}), loose=True)
         if not sos:
-            raise LioError(f"{what} is not exported")
+            raise NotFound(f"{what} is not exported")
         for so in sos:
             for lun in so.luns:
                 if lun.tpg.target.fabric.name == "iscsi" and lun.tpg.target not in targets:
@@ -48,7 +48,7 @@ def build(snap, what: str) -> tuple[Plan, dict]:
         sos = [so for so in snap.storage_objects.values()
                if so.kind.backed_by(so, real)]
         if not sos:
-            raise LioError(f"{what} is not exported")
+            raise NotFound(f"{what} is not exported")
         for so in sos:
             for lun in so.luns:
                 if lun.tpg.target.fabric.name == "iscsi" and lun.tpg.target not in targets:

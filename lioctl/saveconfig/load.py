@@ -10,7 +10,7 @@ import sys
 
 from lioctl import configfs, names, wwn as wwnmod
 from lioctl.backstores import KINDS
-from lioctl.errors import LioError
+from lioctl.errors import LioError, NotFound
 from lioctl.saveconfig.rules import (S64, U64, at, err, int_range, kind_of, rule, shown,
                                      text, typed)
 
@@ -108,7 +108,7 @@ def read(path: str, boot: bool = False, running=None) -> tuple[dict, list[str]]:
             with open(path, "rb") as f:
                 raw = f.read()
     except FileNotFoundError:
-        raise LioError(f"{shown}: no such file") from None
+        raise NotFound(f"{shown}: no such file") from None
     except OSError as e:
         raise LioError(f"{shown}: {e.strerror}") from None
     try:

@@ -13,7 +13,7 @@ import sys
 from dataclasses import dataclass, field
 
 from lioctl import configfs
-from lioctl.errors import LioError
+from lioctl.errors import LioError, NotFound, reworded
 from lioctl.plan import Modprobe, Plan, Write
 from lioctl.backstores import KINDS, common as bsc
 from lioctl.saveconfig.dump import AUTH, dump_storage_object, rw_group
@@ -47,7 +47,7 @@ def _context(where: str, fn, *a, **kw):
     try:
         return fn(*a, **kw)
     except LioError as e:
-        raise LioError(f"{where}: {e}") from None
+        raise reworded(e, f"{where}: {e}") from None
 
 
 @dataclass
@@ -434,7 +434,7 @@ def scope(snap: Snapshot, desired: dict, target: str | None = None,
         want_targets = [t for t in desired.get("targets", []) if t["wwn"].lower() == target.lower()]
         if not want_targets:
             names = ", ".join(t["wwn"] for t in desired.get("targets", [])) or "none"
-            raise LioError(f"target {target} is not in the file (its targets: {names})")
+            raise NotFound(f"target {target} is not in the file (its targets: {names})")
         for tw in want_targets:
             for tpg in tw.get("tpgs", []):
                 for lw in tpg.get("luns", []):
@@ -444,7 +444,7 @@ def scope(snap: Snapshot, desired: dict, target: str | None = None,
         wanted = storage_object.removeprefix("/backstores/").strip("/")
         hits = [k for k in file_sos if wanted in (k[1], f"{k[0]}/{k[1]}", f"{k[0].split(':')[0]}/{k[1]}")]
         if not hits:
-            raise LioError(f"storage object {storage_object} is not in the file")
+            raise NotFound(f"storage object {storage_object} is not in the file")
         if len(hits) > 1:
             raise LioError(f"storage object name {storage_object} is ambiguous in the file "
                            f"({', '.join('/'.join(k) for k in hits)}): give PLUGIN/NAME")

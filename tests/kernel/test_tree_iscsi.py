@@ -54,7 +54,7 @@ def test_mutual_chap_login_through_an_acl_and_sessions(lioctl):
         assert [d["initiator"] for d in detail] == [ME] and "LIO Session ID" in detail[0]["info"]
         # the session's ACL cannot silently vanish: the in-use LUN's backstore names its user
         r = lioctl("/backstores/ramdisk", "delete", "r1")
-        assert r.returncode == 1 and f"used by LUN 0 of {IQN} tpg1" in r.stderr
+        assert r.returncode == 6 and f"used by LUN 0 of {IQN} tpg1" in r.stderr
     finally:
         initiator.logout(IQN)
     ok(lioctl("/iscsi", "delete", IQN))

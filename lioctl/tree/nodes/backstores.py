@@ -8,7 +8,7 @@ import inspect
 from lioctl import configfs
 from lioctl.backstores import KINDS, user as bs_user
 from lioctl.units import parse_size
-from lioctl.errors import LioError, UsageError
+from lioctl.errors import AlreadyExists, LioError, NotFound, UsageError
 from lioctl.grammar import usage
 from lioctl.plan import Plan
 from lioctl.tree import targets as tg
@@ -85,7 +85,7 @@ class BackstoreKind(Node):
         Example: /backstores/fileio delete disk1 save=true"""
         so = self.ctx.snap.so(self.name.split(":")[0], name)
         if so is None or so not in self.objects():
-            raise LioError(f"backstore {self.name}/{name} does not exist")
+            raise NotFound(f"backstore {self.name}/{name} does not exist")
         result = Result(plan=tg.plan_delete_storage_object(self.ctx.snap, so, self.ctx.force),
                         message=f"Deleted storage object {name}.")
         if save is not None and _b(save, "save"):
@@ -127,7 +127,7 @@ class UserHandlerKind(BackstoreKind):
         Example: /backstores/user:lioctl_file changemedium u1 2G /srv/other.img"""
         so = self.ctx.snap.so(bs_user.KIND.name, name)
         if so is None or so not in self.objects():
-            raise LioError(f"backstore {self.name}/{name} does not exist")
+            raise NotFound(f"backstore {self.name}/{name} does not exist")
         if self.handler == "lioctl_rbd" and parse_size(size) < so.size:
             raise LioError(f"{self.path}/{name}: an RBD image is grown, never shrunk, under a LUN "
                            f"({parse_size(size)} < {so.size} bytes)")
@@ -205,7 +205,7 @@ class AluaNode(Node):
         from lioctl.names import check_object_name
         check_object_name(name, "ALUA group name")
         if name in self.parent.so.alua_tpgs:
-            raise LioError(f"ALUA group {name} already exists on {self.parent.path}")
+            raise AlreadyExists(f"ALUA group {name} already exists on {self.parent.path}")
         if not tag.isdigit() or not 1 <= int(tag) <= 65535:
             raise LioError(f"ALUA group tag {tag!r} is not in 1-65535")
         plan = Plan()
@@ -221,7 +221,7 @@ class AluaNode(Node):
         if name == "default_tg_pt_gp":
             raise LioError("the default ALUA group cannot be deleted")
         if name not in self.parent.so.alua_tpgs:
-            raise LioError(f"no ALUA group {name} on {self.parent.path}")
+            raise NotFound(f"no ALUA group {name} on {self.parent.path}")
         plan = Plan()
         plan.rmdir(f"{self.parent.so.path}/alua/{name}")
         return Result(plan=plan, message=f"Deleted ALUA group {name}")

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from lioctl import configfs
-from lioctl.errors import LioError, UsageError
+from lioctl.errors import LioError, NotFound, UsageError
 from lioctl.grammar import usage
 from lioctl.plan import Plan
 from lioctl.tree import snapshot
@@ -291,6 +291,6 @@ def resolve(start: Node, path: str) -> Node:
         nxt = node.child(part)
         if nxt is None:
             where = node.path
-            raise LioError(f"no such path: {path} ({part!r} not found under {where})")
+            raise NotFound(f"no such path: {path} ({part!r} not found under {where})")
         node = nxt
     return node

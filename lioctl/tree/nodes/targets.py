@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 from lioctl import configfs
-from lioctl.errors import LioError
+from lioctl.errors import AlreadyExists, KernelUnavailable, LioError, NotFound
 from lioctl.plan import Plan
 from lioctl.tree import targets as tg
 from lioctl.tree.snapshot import TPG, Fabric, Target
@@ -57,7 +57,7 @@ class FabricNode(Node):
         spec = self.fabric.spec
         if spec.wwns_from and spec.module and not configfs.module_loaded(spec.module) \
                 and spec.hardware_wwns():
-            raise LioError(f"{self.name}: ports exist but target-mode module {spec.module} is not "
+            raise KernelUnavailable(f"{self.name}: ports exist but target-mode module {spec.module} is not "
                            f"loaded (modprobe {spec.module})")
         plan, w = tg.plan_target(self.ctx.snap, self.name, wwn,
                                  default_portal=bool(self.ctx.pref("auto_add_default_portal", True)),
@@ -75,7 +75,7 @@ class FabricNode(Node):
         Example: /iscsi delete iqn.2003-01.org.example:t1"""
         t = self.child(wwn)
         if t is None:
-            raise LioError(f"target {wwn} does not exist in /{self.name}")
+            raise NotFound(f"target {wwn} does not exist in /{self.name}")
         return Result(plan=tg.plan_delete_target(t.target), message=f"Deleted Target {t.name}.")
 
 
@@ -132,7 +132,7 @@ class TargetNode(Node):
         if t is None:
             t = next(i for i in range(1, 65536) if i not in self.target.tpgs)
         if t in self.target.tpgs:
-            raise LioError(f"TPG {t} already exists on {self.path}")
+            raise AlreadyExists(f"TPG {t} already exists on {self.path}")
         plan = tg.plan_tpg_at(self.spec, self.target.path, t, default_portal=False,   # TPG 1's only
                               enable=bool(self.ctx.pref("auto_enable_tpgt", True)))
         return Result(plan=plan, message=f"Created TPG {t}.")
@@ -143,7 +143,7 @@ class TargetNode(Node):
         Example: /iscsi/iqn.2003-01.org.example:t1 delete tpg2"""
         t = int(tag.removeprefix("tpg")) if tag.removeprefix("tpg").isdigit() else None
         if t not in self.target.tpgs:
-            raise LioError(f"TPG {tag} does not exist on {self.path}")
+            raise NotFound(f"TPG {tag} does not exist on {self.path}")
         return Result(plan=tg.plan_delete_tpg(self.target.tpgs[t]), message=f"Deleted TPG {t}.")
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 from lioctl.backstores import block, common as bsc, fileio
-from lioctl.errors import LioError
+from lioctl.errors import AlreadyExists, Conflict, LioError, NotFound
 from lioctl.plan import Plan
 from lioctl.tree import targets as tg
 from lioctl.tree.snapshot import TPG, Lun, MappedLun, NodeACL, Portal
@@ -39,7 +39,7 @@ Example: /iscsi/iqn.2003-01.org.example:t1/tpg1/luns create /srv/disk2.img lun=3
                 raise LioError(f"{storage_object!r} is not a backstore path (/backstores/KIND/NAME)")
             so = snap.so(parts[1].split(":")[0], parts[2])
             if so is None:
-                raise LioError(f"backstore {parts[1]}/{parts[2]} does not exist")
+                raise NotFound(f"backstore {parts[1]}/{parts[2]} does not exist")
         else:
             path = os.path.abspath(storage_object)
             so = bsc.devices_in_use(snap).get(os.path.realpath(path))
@@ -50,7 +50,7 @@ Example: /iscsi/iqn.2003-01.org.example:t1/tpg1/luns create /srv/disk2.img lun=3
             name = os.path.basename(path).replace(" ", "_") or "disk"
             kind = block.KIND if os.path.exists(path) and bsc.is_block(path) else fileio.KIND
             if snap.so(kind.name, name):
-                raise LioError(f"backstore {kind.name}/{name} already exists for another path")
+                raise Conflict(f"backstore {kind.name}/{name} already exists for another path")
             hba = bsc.free_hba(kind)
             plan.extend(block.plan_block(snap, name, path, hba=hba) if kind is block.KIND
                         else fileio.plan_fileio(snap, name, path, hba=hba))
@@ -69,7 +69,7 @@ Example: /iscsi/iqn.2003-01.org.example:t1/tpg1/luns create /srv/disk2.img lun=3
         Example: /iscsi/iqn.2003-01.org.example:t1/tpg1/luns delete lun0"""
         i = tg.check_lun_index(str(lun).removeprefix("lun"))
         if i not in self.tpg.luns:
-            raise LioError(f"LUN {i} does not exist in {self.path}")
+            raise NotFound(f"LUN {i} does not exist in {self.path}")
         return Result(plan=tg.plan_delete_lun(self.tpg.luns[i]), message=f"Deleted LUN {i}.")
 
 
@@ -98,7 +98,7 @@ class LunNode(Node):
         Example: /iscsi/iqn.2003-01.org.example:t1/tpg1/luns/lun0 set_alua ao_group"""
         so = self.lun.storage_object
         if so is None or group not in so.alua_tpgs:
-            raise LioError(f"{self.path}: no ALUA group {group!r} on its backstore")
+            raise NotFound(f"{self.path}: no ALUA group {group!r} on its backstore")
         plan = Plan()
         plan.write(self.lun.path + "/alua_tg_pt_gp", group)
         return Result(plan=plan, message=f"{self.path}: ALUA group {group}")
@@ -133,7 +133,7 @@ class PortalsNode(Node):
         text = ip_address if ip_port is None else tg.portal_name(ip_address, ip_port)
         _, _, name = tg.parse_portal(text)
         if name not in self.tpg.portals:
-            raise LioError(f"portal {name} does not exist in {self.path}")
+            raise NotFound(f"portal {name} does not exist in {self.path}")
         plan = Plan()
         plan.rmdir(self.tpg.portals[name].path)
         return Result(plan=plan, message=f"Deleted network portal {name}")
@@ -207,7 +207,7 @@ class AclsNode(Node):
         Example: /iscsi/iqn.2003-01.org.example:t1/tpg1/acls delete iqn.1994-05.com.example:client1"""
         a = self.child(wwn)
         if a is None:
-            raise LioError(f"ACL {wwn} does not exist in {self.path}")
+            raise NotFound(f"ACL {wwn} does not exist in {self.path}")
         return Result(plan=tg.plan_delete_acl(a.acl), message=f"Deleted Node ACL {a.name}.")
 
     @writes
@@ -217,7 +217,7 @@ class AclsNode(Node):
         Example: /iscsi/iqn.2003-01.org.example:t1/tpg1/acls untag db-servers"""
         tagged = [a for a in self.tpg.acls.values() if wwn_or_tag in (a.wwn, a.tag)]
         if not tagged:
-            raise LioError(f"no ACL named or tagged {wwn_or_tag} in {self.path}")
+            raise NotFound(f"no ACL named or tagged {wwn_or_tag} in {self.path}")
         return _untag_result(self.path, [a for a in tagged if a.tag])
 
 
@@ -254,7 +254,7 @@ class AclNode(Node):
         Example: /iscsi/iqn.2003-01.org.example:t1/tpg1/acls/iqn.1994-05.com.example:client1 create 1 /backstores/fileio/disk2 write_protect=true"""
         i = tg.check_lun_index(str(mapped_lun).removeprefix("mapped_lun"))
         if i in self.acl.mapped_luns:
-            raise LioError(f"mapped LUN {i} already exists in {self.path}")
+            raise AlreadyExists(f"mapped LUN {i} already exists in {self.path}")
         tpg = self.acl.tpg
         src = tpg_lun_or_backstore
         lun = None
@@ -264,7 +264,7 @@ class AclNode(Node):
         elif src.removeprefix("lun").isdigit():
             lun = tpg.luns.get(int(src.removeprefix("lun")))
         if lun is None:
-            raise LioError(f"{src} is not a LUN of {tpg.tree_path}")
+            raise NotFound(f"{src} is not a LUN of {tpg.tree_path}")
         plan = tg.plan_mapped_lun_at(self.acl.path, i, lun.path, _b(write_protect, "write_protect"))
         return Result(plan=plan, message=f"Created Mapped LUN {i}.")
 
@@ -274,7 +274,7 @@ class AclNode(Node):
         Example: /iscsi/iqn.2003-01.org.example:t1/tpg1/acls/iqn.1994-05.com.example:client1 delete 0"""
         i = tg.check_lun_index(str(mapped_lun).removeprefix("mapped_lun"))
         if i not in self.acl.mapped_luns:
-            raise LioError(f"mapped LUN {i} does not exist in {self.path}")
+            raise NotFound(f"mapped LUN {i} does not exist in {self.path}")
         return Result(plan=tg.plan_delete_mapped_lun(self.acl.mapped_luns[i]),
                       message=f"Deleted Mapped LUN {i}.")
 
