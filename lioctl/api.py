@@ -3,9 +3,12 @@ as functions, run in-process by the same code.
 
 Each function runs exactly what the matching command line runs (the same tree command or verb,
 planner and all-or-nothing executor) and returns what that command prints with ``--json``, as
-plain dicts and lists. Failures raise the exceptions of :mod:`lioctl.errors` (a subclass of
-``LioError`` whose ``exit_code`` is the command line's exit status); nothing is half-made after
-one (the executor rolls back). Example::
+plain dicts and lists. Failures raise the exceptions of :mod:`lioctl.errors`, re-exported
+here: ``LioError`` and its subclasses ``NotFound``, ``AlreadyExists`` (``Conflict``: there,
+but not as asked), ``InUse``, ``LockBusy``, ``KernelUnavailable``, ``NotPermitted``,
+``UsageError``, ``PartialFailure``; each has the command line's ``exit_code``, a stable
+machine name ``code`` and the object ``obj`` when known. Nothing is half-made after one (the
+executor rolls back). Example::
 
     from lioctl import api
     api.create_backstore("block", "vol-1", dev="/dev/vg0/vol-1")
@@ -34,11 +37,12 @@ from __future__ import annotations
 
 import copy
 
-from lioctl.errors import LioError, UsageError
-from lioctl.lock import LockBusy
+from lioctl.errors import (AlreadyExists, Conflict, InUse, KernelUnavailable, LioError, LockBusy,
+                           NotFound, NotPermitted, PartialFailure, UsageError)
 
 __all__ = [
-    "LioError", "UsageError", "LockBusy",
+    "LioError", "UsageError", "PartialFailure", "NotFound", "AlreadyExists", "Conflict", "InUse",
+    "KernelUnavailable", "NotPermitted", "LockBusy",
     "ls", "info", "get", "sessions", "running_config",
     "create_backstore", "delete_backstore", "create_target", "delete_target", "create_tpg",
     "delete_tpg", "enable_tpg", "create_lun", "delete_lun", "create_portal", "delete_portal",

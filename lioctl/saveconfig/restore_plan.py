@@ -482,8 +482,8 @@ def plan_apply(snap: Snapshot, desired: dict, prune: bool = False) -> Change:
         for tpg in tw.get("tpgs", []):
             for lw in tpg.get("luns", []):
                 if so_key(lw["storage_object"]) not in so_keys | set(refs):
-                    raise LioError(f"targets[{n}]: {lw['storage_object']} is neither in the "
-                                   "document nor running")
+                    raise NotFound(f"targets[{n}]: {lw['storage_object']} is neither in the "
+                                   "document nor running", obj=lw["storage_object"])
     ch = plan_restore(view, desired, prune=prune, refs=refs)
     outside = {f"{configfs.ROOT}/{fm['name']}" for fm in desired.get("fabric_modules", [])}
     check_within(ch, view, "applying only the objects the document names", also=outside,
