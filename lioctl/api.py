@@ -287,9 +287,9 @@ def apply(document: dict | str, *, prune: bool = False, dry_run: bool = False,
     from lioctl.commands import apply as verb
     from lioctl.saveconfig import load
     if isinstance(document, str):
-        desired, unknown = load.read(document, running=verb.running_objects())
+        desired, unknown = load.read(document, partial=True)
     else:
-        desired, unknown = load.check(copy.deepcopy(document), running=verb.running_objects())
+        desired, unknown = load.check(copy.deepcopy(document), partial=True)
     load.report_unknown(unknown)
     from lioctl import lock
     with lock.waiting(lock.wait_seconds() if wait is None else float(wait)):

@@ -38,11 +38,6 @@ def configure(p):
                    help="also remove the children of the listed objects that the document lacks")
 
 
-def running_objects() -> set[tuple[str, str]]:
-    """The storage objects a LUN of the document may use without listing them."""
-    return set(snapshot.read().storage_objects)
-
-
 def converge(desired: dict, prune: bool = False, dry_run: bool = False):
     """The checked document applied (or, dry_run, planned): (the --json result, the plan when
     dry_run). Shared with lioctl.api."""
@@ -57,8 +52,8 @@ def converge(desired: dict, prune: bool = False, dry_run: bool = False):
 
 
 def run(args) -> int:
-    # every check before any module loads or the lock is taken; stdin is read once, here
-    desired, unknown = load.read(args.file, running=running_objects())
+    # every check of the document before any module loads or the lock is taken
+    desired, unknown = load.read(args.file, partial=True)
     load.report_unknown(unknown)
     name = "standard input" if args.file == "-" else args.file
     result, plan = converge(desired, args.prune, args.dry_run)

@@ -96,9 +96,9 @@ class _BadNumber(ValueError):
     pass
 
 
-def read(path: str, boot: bool = False, running=None) -> tuple[dict, list[str]]:
+def read(path: str, boot: bool = False, partial: bool = False) -> tuple[dict, list[str]]:
     """Parsed and checked config + the unknown keys found (reported, and kept by save).
-    `-` is standard input. boot, running: see check."""
+    `-` is standard input. boot, partial: see check."""
     shown = "standard input" if path == "-" else _printable_path(path)
     try:
         if path == "-":
@@ -116,7 +116,7 @@ def read(path: str, boot: bool = False, running=None) -> tuple[dict, list[str]]:
     except UnicodeDecodeError as e:
         line = raw.count(b"\n", 0, e.start) + 1
         raise LioError(f"{shown}: not valid UTF-8 (line {line}, byte {e.start + 1} of the file)") from None
-    return check(parse(text, shown), boot, running)
+    return check(parse(text, shown), boot, partial)
 
 
 def parse(text: str, shown: str = "saveconfig"):
@@ -154,12 +154,12 @@ def _where(text: str, token: str) -> str:
     return f" (line {line}, column {column})"
 
 
-def check(data, boot: bool = False, running=None) -> tuple[dict, list[str]]:
+def check(data, boot: bool = False, partial: bool = False) -> tuple[dict, list[str]]:
     """The checked document (WWNs normalised in place) and the JSON paths of its unknown keys.
     Each object is checked by its own function below; a storage object's own keys by its kind.
     boot: a backing file or device that is not there is no fault of the file (Kind.check_backing).
-    running: (plugin, name) of the running storage objects a LUN may use without the document
-    listing them (apply's partial documents); their ALUA groups are left for the kernel to check."""
+    partial: a LUN may use a storage object the document does not list (apply's partial
+    documents): the planner finds it among the running ones, the kernel checks its ALUA group."""
     warnings: list[str] = []
     if not isinstance(data, dict) or not ({"storage_objects", "targets"} & set(data) or data == {}):
         raise LioError("not a saveconfig file: expected an object with storage_objects and targets")
@@ -169,7 +169,7 @@ def check(data, boot: bool = False, running=None) -> tuple[dict, list[str]]:
     for i, so in enumerate(sos):
         _storage_object(so, f"storage_objects[{i}]", sos[:i], alua_groups, warnings, boot)
     tseen: set[tuple[str, str]] = set()
-    usable = alua_groups if running is None else _WithRunning({**dict.fromkeys(running), **alua_groups})
+    usable = _OrRunning(alua_groups) if partial else alua_groups
     for i, t in enumerate(typed(data.get("targets", []), list, "targets", "targets")):
         _target(t, f"targets[{i}]", tseen, usable, warnings)
     fseen: set[str] = set()
@@ -178,9 +178,15 @@ def check(data, boot: bool = False, running=None) -> tuple[dict, list[str]]:
     return data, warnings
 
 
-class _WithRunning(dict):
-    """The storage objects a LUN may name: the document's and the running ones (ALUA groups
-    unknown: None)."""
+class _OrRunning(dict):
+    """The storage objects a LUN of a partial document may name: the document's (with their
+    ALUA groups), or any other, which must be running (restore_plan.plan_apply checks)."""
+
+    def __contains__(self, key):
+        return True
+
+    def __missing__(self, key):
+        return None
 
 
 def _storage_object(so, p: str, earlier: list[dict], alua_groups: dict, warnings: list[str],
@@ -272,8 +278,7 @@ def _lun(lun, r: str, lidx: set[int], alua_groups: dict, warnings: list[str]) ->
     so_path = typed(lun.get("storage_object"), str, r + ".storage_object", "storage_object")
     parts = so_path.strip("/").split("/")
     if len(parts) != 3 or parts[0] != "backstores" or (parts[1], parts[2]) not in alua_groups:
-        err(r + ".storage_object", f"{so_path!r} is neither in this document nor running"
-            if isinstance(alua_groups, _WithRunning) else f"{so_path!r} is not a storage object of this file")
+        err(r + ".storage_object", f"{so_path!r} is not a storage object of this file")
     if lun.get("alias") is not None:
         _name(lun, "alias", r, "LUN alias")
     gp = lun.get("alua_tg_pt_gp_name")

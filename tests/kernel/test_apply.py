@@ -94,7 +94,7 @@ def _refused_and_rolled_back(lioctl):
     # a LUN on a storage object neither in the document nor running: refused before anything
     bad = json.dumps(_doc([{"index": 0, "storage_object": "/backstores/ramdisk/nope"}], []))
     r = lioctl("apply", "-", input=bad)
-    assert r.returncode == 1 and "neither in this document nor running" in r.stderr, r.stderr
+    assert r.returncode == 4 and "neither in the document nor running" in r.stderr, r.stderr
     assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
     # a TPG attribute the kernel refuses, late in the plan: everything made before it undone
     doc = _doc([LUN0], [_acl(C1, 0)])

@@ -100,20 +100,21 @@ def _doc(so: str, with_object: bool = False):
                 {"index": 0, "storage_object": f"/backstores/ramdisk/{so}"}]}]}]}
 
 
-def test_a_partial_document_may_use_running_storage_objects():
+def test_a_partial_document_may_use_storage_objects_it_does_not_list():
     with pytest.raises(LioError, match="not a storage object of this file"):
         load.check(_doc("r0"))
-    with pytest.raises(LioError, match="neither in this document nor running"):
-        load.check(_doc("r0"), running=set())
-    load.check(_doc("r0"), running={("ramdisk", "r0")})
-    load.check(_doc("r1", with_object=True), running=set())
+    load.check(_doc("r0"), partial=True)
+    doc = _doc("r1", with_object=True)
+    doc["targets"][0]["tpgs"][0]["luns"][0]["alua_tg_pt_gp_name"] = "nope"
+    with pytest.raises(LioError, match="has no ALUA group 'nope'"):
+        load.check(doc, partial=True)
 
 
 def test_apply_links_to_the_running_object_and_touches_nothing_else():
     r0 = StorageObject("ramdisk", "rd_mcp_0", "r0", f"{CORE}/rd_mcp_0/r0")
     other = StorageObject("ramdisk", "rd_mcp_1", "r9", f"{CORE}/rd_mcp_1/r9")
     snap = Snapshot(storage_objects={("ramdisk", "r0"): r0, ("ramdisk", "r9"): other})
-    ch = restore_plan.plan_apply(snap, load.check(_doc("r0"), running=set(snap.storage_objects))[0],
+    ch = restore_plan.plan_apply(snap, load.check(_doc("r0"), partial=True)[0],
                                  prune=True)
     links = [op for op in ch.plan if type(op).__name__ == "Symlink"]
     assert [op.target for op in links] == [r0.path]
