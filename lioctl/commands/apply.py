@@ -8,6 +8,7 @@ import argparse
 import sys
 
 from lioctl import configfs, render
+from lioctl.errors import UsageError
 from lioctl.lock import write_lock
 from lioctl.plan import executor, script
 from lioctl.saveconfig import load, restore_plan
@@ -52,6 +53,8 @@ def converge(desired: dict, prune: bool = False, dry_run: bool = False):
 
 
 def run(args) -> int:
+    if args.file == "-" and getattr(args, "batch", False):
+        raise UsageError("lioctl apply -: standard input is this batch; give the document's file")
     # every check of the document before any module loads or the lock is taken
     desired, unknown = load.read(args.file, partial=True)
     load.report_unknown(unknown)

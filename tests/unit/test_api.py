@@ -121,3 +121,12 @@ def test_apply_links_to_the_running_object_and_touches_nothing_else():
     assert not [op for op in ch.plan if op.path.startswith(CORE)], "no storage object is touched"
     with pytest.raises(NotFound, match="neither in the document nor running"):
         restore_plan.plan_apply(Snapshot(), _doc("r0"))
+
+
+def test_apply_from_stdin_is_refused_inside_a_batch_on_stdin(monkeypatch, capsys):
+    import io
+    from lioctl.batch import run_batch
+    from lioctl.verbs import Options
+    monkeypatch.setattr(sys, "stdin", io.StringIO("apply -\n"))
+    assert run_batch(Options()) == 2
+    assert "line 1: lioctl apply -: standard input is this batch" in capsys.readouterr().err
