@@ -44,9 +44,10 @@ def disks(tmp_path_factory):
             initiator.sh("losetup", "-d", dev, check=False)
 
 
-def in_parallel(lioctl, jobs):
+def in_parallel(lioctl, jobs, meanwhile=None):
     """Run each job(run) in a process of its own, all at once; run(*argv, input=) runs one lioctl
-    command there and records (argv, exit status, stdout, stderr). Returns each job's record."""
+    command there and records (argv, exit status, stdout, stderr). meanwhile() runs here while
+    they do (iSCSI logins). Returns each job's record."""
     procs = []
     for job in jobs:
         r, w = os.pipe()
@@ -68,6 +69,8 @@ def in_parallel(lioctl, jobs):
             os._exit(0)
         os.close(w)
         procs.append((pid, r))
+    if meanwhile:
+        meanwhile()
     out = []
     for pid, r in procs:
         with os.fdopen(r) as f:
@@ -162,14 +165,17 @@ def test_cinder_rtstool_sequence(lioctl, disks, bystander):
     jobs = [cinder_volume(v, disks[v]) for v in range(N)]
     first = in_parallel(lioctl, jobs)
     exits(first)
-    # the compute node logs in to volume 0 with its CHAP secret, and stays during pass two
+    # the compute node logs in to volume 0 with its CHAP secret, and stays during pass two; it
+    # logs in to volume 2 while pass two runs
     initiator.discover()
-    initiator.set_chap(cinder_iqn(0), "user0", "pass-0-secret")
+    for v in (0, 2):
+        initiator.set_chap(cinder_iqn(v), f"user{v}", f"pass-{v}-secret")
     initiator.login(cinder_iqn(0))
     read_4k(cinder_iqn(0))
     sid0 = sid_of(cinder_iqn(0))
-    second = in_parallel(lioctl, jobs)
+    second = in_parallel(lioctl, jobs, meanwhile=lambda: initiator.login(cinder_iqn(2)))
     exits(second)
+    sid2 = sid_of(cinder_iqn(2))
     for v, rec in enumerate(second):
         created = json.loads(rec[0][2])
         # pass two: a kept volume is already right (no change at all); a deleted one is re-made
@@ -177,7 +183,9 @@ def test_cinder_rtstool_sequence(lioctl, disks, bystander):
         listed = [c["name"] for c in json.loads(rec[3][2])["children"]]
         assert cinder_iqn(v) in listed
     assert sid_of(cinder_iqn(0)) == sid0, "volume 0's session was dropped by pass two"
-    read_4k(cinder_iqn(0))
+    for v in (0, 2):
+        read_4k(cinder_iqn(v))
+    assert sid_of(cinder_iqn(2)) == sid2
     # the configuration: exactly the kept volumes, each whole
     cfg = json.loads(lioctl("save", "-").stdout)
     kept = {cinder_iqn(v) for v in range(0, N, 2)}
@@ -199,7 +207,6 @@ def test_cinder_rtstool_sequence(lioctl, disks, bystander):
     # rtstool delete of a volume already gone: the documented not-found status, nothing changed
     r = lioctl("/iscsi", "delete", cinder_iqn(1))
     assert r.returncode == 4 and len(r.stderr.strip().splitlines()) == 1, (r.returncode, r.stderr)
-    initiator.logout(cinder_iqn(0))
 
 
 # --- Proxmox: src/PVE/Storage/LunCmd/LIO.pm ---------------------------------------------------
@@ -235,11 +242,10 @@ def test_proxmox_lio_sequence(lioctl, disks, bystander, tmp_path):
                  "cache_dynamic_acls=1 authentication=0"):
         assert lioctl(*line.split()).returncode == 0
     initiator.discover()
-    initiator.login(PVE)
-    sid = sid_of(PVE)
     jobs = [pve_volume(v, disks[v], saved) for v in range(N)]
-    first = in_parallel(lioctl, jobs)
+    first = in_parallel(lioctl, jobs, meanwhile=lambda: initiator.login(PVE))  # LUNs come and go
     exits(first)
+    sid = sid_of(PVE)
     created = {v: int(re.search(r"LUN (\d+)", rec[2][2]).group(1)) for v, rec in enumerate(first)}
     assert sorted(created.values()) == list(range(N)), "every volume got a LUN index of its own"
     # pass two, the same sequence: a kept volume's backstore is there, so its create exits with
@@ -259,7 +265,6 @@ def test_proxmox_lio_sequence(lioctl, disks, bystander, tmp_path):
     so = {s["name"]: s for s in cfg["storage_objects"] if s["plugin"] == "block"}
     assert set(so) == {f"pve-vm-100-disk-{v}" for v in range(0, N, 2)}
     assert all(s["attributes"]["emulate_tpu"] == 1 for s in so.values())
-    initiator.logout(PVE)
 
 
 # --- democratic-csi: src/driver/controller-zfs-generic (iscsi, shareStrategyTargetCli) ---------
@@ -311,25 +316,26 @@ def test_csi_targetcli_sequence(lioctl, disks, bystander):
                 run(input=csi_delete_script(v))
         return job
     exits(in_parallel(lioctl, [volume(v, delete=False) for v in range(N)]))
-    # publish (NodeStageVolume: the node logs in) three volumes
     initiator.discover()
     published = [f"{CSI_BASE}:pvc-{v:02d}" for v in (0, 2, 4)]
-    for t in published:
-        initiator.login(t)
-    sids = {t: sid_of(t) for t in published}
     before = {t: cfs.tree(cfs.ROOT / "iscsi" / t) for t in published}
+
+    def publish():  # NodeStageVolume: the node logs in, while the controller works
+        for t in published:
+            initiator.login(t)
     # pass two: CreateVolume again for every volume, then DeleteVolume for the odd ones. The
     # script stops at its first line, the target being there, with the documented
     # already-exists status, and changes nothing
-    second = in_parallel(lioctl, [volume(v, delete=v % 2) for v in range(N)])
+    second = in_parallel(lioctl, [volume(v, delete=v % 2) for v in range(N)], meanwhile=publish)
+    sids = {t: sid_of(t) for t in published}
     for v, rec in enumerate(second):
         assert [rc for _, rc, _, _ in rec] == ([5, 0] if v % 2 else [5]), (v, rec)
         assert "line 4:" in rec[0][3] and "already exists" in rec[0][3], rec[0][3]
     assert {t: cfs.tree(cfs.ROOT / "iscsi" / t) for t in published} == before
-    assert {t: sid_of(t) for t in published} == sids
     for t in published:
         read_4k(t)
     initiator.logout(published[0])   # unpublish (NodeUnstageVolume)
+    assert {t: sid_of(t) for t in published[1:]} == {t: sids[t] for t in published[1:]}
     cfg = json.loads(lioctl("save", "-").stdout)
     kept = {f"{CSI_BASE}:pvc-{v:02d}" for v in range(0, N, 2)}
     assert {t["wwn"] for t in cfg["targets"]} == kept | {BYSTANDER}
