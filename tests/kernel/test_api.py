@@ -60,6 +60,12 @@ def test_operations_results_and_exceptions(clean, tmp_path):
     # the secret: in configfs, in no result, no message
     shown = json.dumps([made, tree, api.info(f"/iscsi/{T}/tpg1/acls/{C1}")]) + err.getvalue()
     assert SECRET not in shown
+    # a secret refused (by lioctl, by the kernel): the message does not show it
+    for bad in ("bad\nsecret-xyz", "secret-xyz" * 30):
+        with pytest.raises(api.LioError) as e:
+            api.set_chap(T, "alice", bad, initiator=C1)
+        assert "secret-xyz" not in str(e.value)
+    assert (tpg / "acls" / C1 / "auth/password").read_text().strip() == SECRET
     # exceptions: the CLI's classes, with its exit codes, nothing half-made
     with pytest.raises(api.AlreadyExists) as e:
         api.create_target(T)
