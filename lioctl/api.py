@@ -87,18 +87,22 @@ def _word(v) -> str:
 
 
 def command(path: str, name: str, *args, wait: float | None = None, force: bool = False,
-            **params):
-    """Any tree command, as ``lioctl [--force] PATH NAME ARGS... KEY=VALUE...`` runs it; returns
-    its --json output. Positional ARGS and KEY=VALUE parameters are given separately; a value
-    is passed as one word, never split or read from a file."""
+            exist_ok: bool = False, missing_ok: bool = False, save: bool = False, **params):
+    """Any tree command, as ``lioctl [--force] [--exist-ok] [--missing-ok] [--save] PATH NAME
+    ARGS... KEY=VALUE...`` runs it; returns its --json document. Positional ARGS and KEY=VALUE
+    parameters are given separately; a value is passed as one word, never split or read from
+    a file. exist_ok: a create of what is there as asked changes nothing (what differs raises
+    Conflict); missing_ok: a delete of what is not there changes nothing; save: save the
+    configuration after the write (as the auto_save preference does)."""
     from lioctl import dispatch
     tokens = [path, name, *_tokens(args, params)]
-    return _run(lambda: dispatch.run_tokens(tokens, _opts(force=force)), wait)
+    opts = _opts(force=force, exist_ok=exist_ok, missing_ok=missing_ok, save=save)
+    return _run(lambda: dispatch.run_tokens(tokens, opts), wait)
 
 
-def _verb(verb: str, argv: list[str], wait: float | None = None):
+def _verb(verb: str, argv: list[str], wait: float | None = None, **flags):
     from lioctl.verbs import run_verb
-    return _run(lambda: run_verb(verb, [str(a) for a in argv], _opts()), wait)
+    return _run(lambda: run_verb(verb, [str(a) for a in argv], _opts(**flags)), wait)
 
 
 def _tpg(wwn: str, tpg: int, fabric: str) -> str:
@@ -135,118 +139,133 @@ def running_config() -> dict:
 
 # --- backstores ----------------------------------------------------------------------------
 
-def create_backstore(kind: str, name: str, *args, wait: float | None = None, **params) -> dict:
+def create_backstore(kind: str, name: str, *args, exist_ok: bool = False, save: bool = False,
+                     wait: float | None = None, **params) -> dict:
     """``/backstores/KIND create NAME ...``: e.g. ("fileio", "d1", file_or_dev="/srv/d1.img",
     size="1G"), ("block", "v1", dev="/dev/vg/v1"), ("ramdisk", "r1", size="64M")."""
-    return command(f"/backstores/{kind}", "create", name, *args, wait=wait, **params)
+    return command(f"/backstores/{kind}", "create", name, *args, wait=wait, exist_ok=exist_ok, save=save, **params)
 
 
-def delete_backstore(kind: str, name: str, *, wait: float | None = None, force: bool = False) -> dict:
+def delete_backstore(kind: str, name: str, *, force: bool = False, missing_ok: bool = False,
+                     save: bool = False, wait: float | None = None) -> dict:
     """``/backstores/KIND delete NAME`` (refused while LUNs use it, unless force)."""
-    return command(f"/backstores/{kind}", "delete", name, wait=wait, force=force)
+    return command(f"/backstores/{kind}", "delete", name, wait=wait, missing_ok=missing_ok, save=save, force=force)
 
 
 # --- targets, TPGs, LUNs, portals, ACLs ------------------------------------------------------
 
-def create_target(wwn: str | None = None, *, fabric: str = "iscsi", wait: float | None = None) -> dict:
+def create_target(wwn: str | None = None, *, fabric: str = "iscsi", exist_ok: bool = False, save: bool = False,
+        wait: float | None = None) -> dict:
     """``/FABRIC create [WWN]`` (iSCSI: TPG 1 and the default portal with it)."""
-    return command(f"/{fabric}", "create", *([wwn] if wwn else []), wait=wait)
+    return command(f"/{fabric}", "create", *([wwn] if wwn else []), wait=wait, exist_ok=exist_ok, save=save)
 
 
-def delete_target(wwn: str, *, fabric: str = "iscsi", wait: float | None = None) -> dict:
+def delete_target(wwn: str, *, fabric: str = "iscsi", missing_ok: bool = False, save: bool = False,
+        wait: float | None = None) -> dict:
     """``/FABRIC delete WWN``, with everything under it (sessions on it end)."""
-    return command(f"/{fabric}", "delete", wwn, wait=wait)
+    return command(f"/{fabric}", "delete", wwn, wait=wait, missing_ok=missing_ok, save=save)
 
 
 def create_tpg(wwn: str, tag: int | None = None, *, fabric: str = "iscsi",
-               wait: float | None = None) -> dict:
-    return command(f"/{fabric}/{wwn}", "create", *([tag] if tag is not None else []), wait=wait)
+               exist_ok: bool = False, save: bool = False,
+        wait: float | None = None) -> dict:
+    return command(f"/{fabric}/{wwn}", "create", *([tag] if tag is not None else []), wait=wait, exist_ok=exist_ok, save=save)
 
 
-def delete_tpg(wwn: str, tag: int, *, fabric: str = "iscsi", wait: float | None = None) -> dict:
-    return command(f"/{fabric}/{wwn}", "delete", tag, wait=wait)
+def delete_tpg(wwn: str, tag: int, *, fabric: str = "iscsi", missing_ok: bool = False, save: bool = False,
+        wait: float | None = None) -> dict:
+    return command(f"/{fabric}/{wwn}", "delete", tag, wait=wait, missing_ok=missing_ok, save=save)
 
 
 def enable_tpg(wwn: str, enabled: bool = True, *, tpg: int = 1, fabric: str = "iscsi",
-               wait: float | None = None) -> dict:
-    return command(_tpg(wwn, tpg, fabric), "enable" if enabled else "disable", wait=wait)
+               save: bool = False, wait: float | None = None) -> dict:
+    return command(_tpg(wwn, tpg, fabric), "enable" if enabled else "disable", wait=wait, save=save)
 
 
 def create_lun(wwn: str, storage_object: str, lun: int | None = None, *, tpg: int = 1,
                fabric: str = "iscsi", add_mapped_luns: bool | None = None,
-               wait: float | None = None) -> dict:
+               exist_ok: bool = False, save: bool = False,
+        wait: float | None = None) -> dict:
     """``.../tpgN/luns create STORAGE_OBJECT [lun=N]``; the result holds the LUN index chosen."""
     return command(_tpg(wwn, tpg, fabric) + "/luns", "create", storage_object, lun=lun,
-                   add_mapped_luns=add_mapped_luns, wait=wait)
+                   add_mapped_luns=add_mapped_luns, wait=wait, exist_ok=exist_ok, save=save)
 
 
 def delete_lun(wwn: str, lun: int, *, tpg: int = 1, fabric: str = "iscsi",
-               wait: float | None = None) -> dict:
-    return command(_tpg(wwn, tpg, fabric) + "/luns", "delete", lun, wait=wait)
+               missing_ok: bool = False, save: bool = False,
+        wait: float | None = None) -> dict:
+    return command(_tpg(wwn, tpg, fabric) + "/luns", "delete", lun, wait=wait, missing_ok=missing_ok, save=save)
 
 
 def create_portal(wwn: str, ip_address: str = "0.0.0.0", port: int | None = None, *, tpg: int = 1,
-                  wait: float | None = None) -> dict:
+                  exist_ok: bool = False, save: bool = False,
+        wait: float | None = None) -> dict:
     return command(_tpg(wwn, tpg, "iscsi") + "/portals", "create", ip_address,
-                   *([port] if port is not None else []), wait=wait)
+                   *([port] if port is not None else []), wait=wait, exist_ok=exist_ok, save=save)
 
 
 def delete_portal(wwn: str, ip_address: str, port: int | None = None, *, tpg: int = 1,
-                  wait: float | None = None) -> dict:
+                  missing_ok: bool = False, save: bool = False,
+        wait: float | None = None) -> dict:
     return command(_tpg(wwn, tpg, "iscsi") + "/portals", "delete", ip_address,
-                   *([port] if port is not None else []), wait=wait)
+                   *([port] if port is not None else []), wait=wait, missing_ok=missing_ok, save=save)
 
 
 def create_acl(wwn: str, initiator: str, *, tpg: int = 1, fabric: str = "iscsi",
-               add_mapped_luns: bool | None = None, wait: float | None = None) -> dict:
+               add_mapped_luns: bool | None = None, exist_ok: bool = False, save: bool = False,
+        wait: float | None = None) -> dict:
     return command(_tpg(wwn, tpg, fabric) + "/acls", "create", initiator,
-                   add_mapped_luns=add_mapped_luns, wait=wait)
+                   add_mapped_luns=add_mapped_luns, wait=wait, exist_ok=exist_ok, save=save)
 
 
 def delete_acl(wwn: str, initiator: str, *, tpg: int = 1, fabric: str = "iscsi",
-               wait: float | None = None) -> dict:
-    return command(_tpg(wwn, tpg, fabric) + "/acls", "delete", initiator, wait=wait)
+               missing_ok: bool = False, save: bool = False,
+        wait: float | None = None) -> dict:
+    return command(_tpg(wwn, tpg, fabric) + "/acls", "delete", initiator, wait=wait, missing_ok=missing_ok, save=save)
 
 
 def create_mapped_lun(wwn: str, initiator: str, mapped_lun: int, tpg_lun: int, *,
                       write_protect: bool = False, tpg: int = 1, fabric: str = "iscsi",
-                      wait: float | None = None) -> dict:
+                      exist_ok: bool = False, save: bool = False,
+        wait: float | None = None) -> dict:
     return command(f"{_tpg(wwn, tpg, fabric)}/acls/{initiator}", "create", mapped_lun, tpg_lun,
-                   write_protect=write_protect, wait=wait)
+                   write_protect=write_protect, wait=wait, exist_ok=exist_ok, save=save)
 
 
 def delete_mapped_lun(wwn: str, initiator: str, mapped_lun: int, *, tpg: int = 1,
-                      fabric: str = "iscsi", wait: float | None = None) -> dict:
-    return command(f"{_tpg(wwn, tpg, fabric)}/acls/{initiator}", "delete", mapped_lun, wait=wait)
+                      fabric: str = "iscsi", missing_ok: bool = False, save: bool = False,
+        wait: float | None = None) -> dict:
+    return command(f"{_tpg(wwn, tpg, fabric)}/acls/{initiator}", "delete", mapped_lun, wait=wait, missing_ok=missing_ok, save=save)
 
 
 def set_chap(wwn: str, userid: str, password: str, *, initiator: str | None = None,
              mutual_userid: str | None = None, mutual_password: str | None = None, tpg: int = 1,
-             wait: float | None = None) -> dict:
+             save: bool = False, wait: float | None = None) -> dict:
     """CHAP of an ACL (initiator given) or of the TPG (its demo mode): ``set auth``. The
     secrets are written as given and appear in no message and no result."""
     path = _tpg(wwn, tpg, "iscsi") + (f"/acls/{initiator}" if initiator else "")
-    return command(path, "set", "auth", wait=wait, userid=userid, password=password,
+    return command(path, "set", "auth", wait=wait, save=save, userid=userid, password=password,
                    mutual_userid=mutual_userid, mutual_password=mutual_password)
 
 
-def set_values(path: str, group: str, *, wait: float | None = None, **values) -> dict:
+def set_values(path: str, group: str, *, save: bool = False, wait: float | None = None,
+               **values) -> dict:
     """``PATH set GROUP NAME=VALUE...`` (attribute, parameter, auth...)."""
-    return command(path, "set", group, wait=wait, **values)
+    return command(path, "set", group, wait=wait, save=save, **values)
 
 
 # --- verbs -----------------------------------------------------------------------------------
 
-def export(device: str, *, wait: float | None = None, **options) -> dict:
+def export(device: str, *, save: bool = False, wait: float | None = None, **options) -> dict:
     """``lioctl export DEVICE --OPTION VALUE...``: options by their long names with _ for -,
     e.g. export("/srv/d.img", iqn=..., portal=["192.0.2.1"], acl=[...], lun_size="1G",
     exist_ok=True). True is a flag; a list repeats the option."""
-    return _verb("export", [device, *_options(options)], wait)
+    return _verb("export", [device, *_options(options)], wait, save=save)
 
 
-def unexport(what: str, *, wait: float | None = None, **options) -> dict:
-    """``lioctl unexport DEVICE|IQN``."""
-    return _verb("unexport", [what, *_options(options)], wait)
+def unexport(what: str, *, save: bool = False, wait: float | None = None, **options) -> dict:
+    """``lioctl unexport DEVICE|IQN`` (missing_ok=True: nothing there is fine)."""
+    return _verb("unexport", [what, *_options(options)], wait, save=save)
 
 
 def _options(options: dict) -> list[str]:
@@ -270,20 +289,21 @@ def save(file: str | None = None, *, force: bool = False) -> dict:
 
 def restore(file: str | None = None, *, prune: bool = False, clear: bool = False,
             target: str | None = None, storage_object: str | None = None,
-            dry_run: bool = False, wait: float | None = None) -> dict:
+            dry_run: bool = False, save: bool = False, wait: float | None = None) -> dict:
     """``lioctl restore [FILE] [--prune|--clear] [--target IQN] [--storage-object NAME]``."""
     from lioctl.verbs import run_verb
     argv = [*([file] if file else []), *(["--prune"] if prune else []),
             *(["--clear"] if clear else []), *(["--target", target] if target else []),
             *(["--storage-object", storage_object] if storage_object else [])]
-    return _run(lambda: run_verb("restore", argv, _opts(dry_run=dry_run)), wait)
+    return _run(lambda: run_verb("restore", argv, _opts(dry_run=dry_run, save=save)), wait)
 
 
 def apply(document: dict | str, *, prune: bool = False, dry_run: bool = False,
-          wait: float | None = None) -> dict:
+          save: bool = False, wait: float | None = None) -> dict:
     """``lioctl apply``: make what DOCUMENT (a saveconfig dict, or a file's path) names match it,
-    nothing else; returns {"changes": [...], "operations": N} (with "dry_run": true when only
-    planned). The dict is not modified."""
+    nothing else. Returns the write document (its "changes" and "operations" too; a "plan"
+    document when dry_run). The dict is not modified."""
+    from lioctl import lock, render
     from lioctl.commands import apply as verb
     from lioctl.saveconfig import load
     if isinstance(document, str):
@@ -291,6 +311,6 @@ def apply(document: dict | str, *, prune: bool = False, dry_run: bool = False,
     else:
         desired, unknown = load.check(copy.deepcopy(document), partial=True)
     load.report_unknown(unknown)
-    from lioctl import lock
     with lock.waiting(lock.wait_seconds() if wait is None else float(wait)):
-        return verb.converge(desired, prune, dry_run)[0]
+        kind, data, _ = verb.converge(desired, _opts(dry_run=dry_run, save=save), prune)
+    return render.document(kind, data)

@@ -148,7 +148,7 @@ def check_new_name(snap, kind: str, name: str) -> None:
     """snap None: the object is being made again, its name already checked."""
     check_object_name(name, "backstore name")
     if snap is not None and snap.so(kind, name):
-        raise AlreadyExists(f"backstore {kind}/{name} already exists")
+        raise AlreadyExists(f"backstore {kind}/{name} already exists", obj=f"/backstores/{kind}/{name}")
 
 
 def is_block(path: str) -> bool:
@@ -190,7 +190,7 @@ def enable(plan: Plan, path: str, *, wwn: str | None = None, model_alias: bool =
     the model alias (INQUIRY shows the object's name)."""
     plan.write(f"{path}/enable", "1", undoable=False)
     if serial:
-        plan.write(f"{path}/wwn/vpd_unit_serial", wwn or wwnmod.generate("unit_serial"),
+        plan.write(f"{path}/wwn/vpd_unit_serial", wwnmod.unit_serial(wwn),
                    undoable=False)
     if model_alias:
         plan.write(f"{path}/attrib/emulate_model_alias", "1", undoable=False)
@@ -219,7 +219,7 @@ def check_unused(so, force: bool) -> None:
     if so.luns and not force:
         raise InUse(f"backstore {so.plugin}/{so.name} is used by {users_of(so)[0]}"
                        + (f" and {len(so.luns) - 1} more" if len(so.luns) > 1 else "")
-                       + "; delete the LUN first or use --force")
+                       + "; delete the LUN first or use --force", obj=so.tree_path)
 
 
 def plan_remove_objects(snap, sos: list) -> Plan:

@@ -7,7 +7,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from lioctl import configfs, render
+from lioctl import configfs, render, results
+from lioctl.commands import save as save_cmd
 from lioctl.errors import UsageError
 from lioctl.lock import write_lock
 from lioctl.plan import executor, script
@@ -19,7 +20,8 @@ EPILOG = """examples:
   lioctl apply volume-7.json                  one target with its LUNs and ACLs, as the file has it
   lioctl save - | jq '{targets: [.targets[0]]}' | lioctl apply - --prune
   lioctl apply volume-7.json --dry-run        the configfs operations, as sh
-  lioctl apply volume-7.json --json           {"changes": [...], "operations": N}
+  lioctl apply volume-7.json --json           what was created, changed, removed (lioctl-json(7))
+  lioctl --save apply volume-7.json           and save the configuration after it
 
 The document is lioctl.json(5)'s format; any part of it may be left out. The storage
 objects and targets it lists are made, or changed where they differ (an object already
@@ -39,17 +41,21 @@ def configure(p):
                    help="also remove the children of the listed objects that the document lacks")
 
 
-def converge(desired: dict, prune: bool = False, dry_run: bool = False):
-    """The checked document applied (or, dry_run, planned): (the --json result, the plan when
-    dry_run). Shared with lioctl.api."""
-    if dry_run:
+def converge(desired: dict, opts, prune: bool = False) -> tuple[str, dict, object]:
+    """The checked document applied (or, with opts.dry_run, planned): (the kind of --json
+    document, its content, the plan). Shared with lioctl.api."""
+    if opts.dry_run:
         ch = restore_plan.plan_apply(snapshot.read(), desired, prune=prune)
-        return {"changes": ch.lines, "operations": len(ch.plan), "dry_run": True}, ch.plan
+        return "plan", {"changes": ch.lines, "operations": len(ch.plan)}, ch.plan
     configfs.ensure_ready()
     with write_lock():
-        ch = restore_plan.plan_apply(snapshot.read(), desired, prune=prune)
+        snap = snapshot.read()
+        ch = restore_plan.plan_apply(snap, desired, prune=prune)
+        tracker = results.Tracker(ch.plan, snap) if opts.json else None
         executor.execute(ch.plan)
-    return {"changes": ch.lines, "operations": len(ch.plan)}, None
+        saved = save_cmd.after_write(opts, bool(ch.plan))
+    data = {"changes": ch.lines, "operations": len(ch.plan), **saved}
+    return "write", tracker.result("apply", data=data) if tracker else data, ch.plan
 
 
 def run(args) -> int:
@@ -59,12 +65,12 @@ def run(args) -> int:
     desired, unknown = load.read(args.file, partial=True)
     load.report_unknown(unknown)
     name = "standard input" if args.file == "-" else args.file
-    result, plan = converge(desired, args.prune, args.dry_run)
+    kind, data, plan = converge(desired, args, args.prune)
     if args.json:
-        render.print_json(result)
+        render.print_json(data, kind)
     elif args.dry_run:
         sys.stdout.write(script.render(plan, f"apply {name}", args.show_secrets))
     else:
-        render.print_text(f"Applied {name}: {len(result['changes'])} change(s)" if result["operations"]
+        render.print_text(f"Applied {name}: {len(data['changes'])} change(s)" if data["operations"]
                           else f"{name}: the running configuration already matches")
     return 0

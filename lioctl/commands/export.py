@@ -253,7 +253,10 @@ def already_exported(args, snap) -> bool:
     if target is not None and args.exist_ok:
         info = {"target": target.wwn, "backstore": so.tree_path, "existing": True}
         if args.json:
-            render.print_json(info)
+            from lioctl import results  # start-up: only for --json
+            render.print_json(results.write_result(
+                "export", changed=False, data=info, message=f"{args.device} is already exported",
+                unchanged=[results.describe("target", target), results.describe("storage_object", so)]), "write")
         else:
             print(f"{args.device} is already exported as {target.wwn}")
         return True
@@ -279,9 +282,13 @@ def run(args) -> int:
         if already_exported(args, snap):
             return 0
         plan, info = build(args, snap)
+        from lioctl import results  # start-up: as executor
+        from lioctl.commands import save as save_cmd
+        tracker = results.Tracker(plan, snap) if args.json else None
         executor.execute(plan)
-    if args.json:
-        render.print_json(info)
+        info.update(save_cmd.after_write(args))
+    if tracker is not None:
+        render.print_json(tracker.result("export", data=info), "write")
     else:
         print(f"Target {info['target']}, portal {', '.join(info['portals'])} has been created")
     return 0

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from importlib import resources
 
 from lioctl.errors import AlreadyExists, LioError, UsageError
+from lioctl import results
 from lioctl.render import print_json as render_json
 
 HELP = """write the source of a new LIO fabric module for a kernel (Kbuild, Makefile, Kconfig,
@@ -301,9 +302,10 @@ def run(args) -> int:
     if not args.dry_run:
         write_tree(files, outdir, args.force)
     if args.json:
-        render_json(dict(facts, written=not args.dry_run))
-        return 0
-#DELdict(facts, written=not args.dry_run))
+        made = [] if args.dry_run else [{"type": "file", "path": os.path.join(facts["directory"], f)}
+                                        for f in sorted(files)]
+        render_json(results.write_result("fabric-skeleton", changed=not args.dry_run, created=made,
+                                         data=dict(facts, written=not args.dry_run)), "write")
         return 0
     verb = "would write" if args.dry_run else "wrote"
     print(f"{verb} {outdir}: {', '.join(sorted(files))}")

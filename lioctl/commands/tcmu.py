@@ -81,7 +81,7 @@ def _status(args) -> int:
     st["running"] = running
     st["unserved"] = unserved(launcher.served(st))
     if args.json:
-        render.print_json(st)
+        render.print_json(st, "tcmu-status")
         return 0 if running else 1
     if not running:
         print("lioctl TCMU handler: not running" +
@@ -121,11 +121,21 @@ def _start(args) -> int:
     _require_root()
     keys = args.devices or unserved(set())
     if not keys:
-        print("no user backstores of lioctl's subtypes to serve")
+        _say(args, "no user backstores of lioctl's subtypes to serve", False)
         return 0
     st = launcher.ensure_serving(keys)
-    print(f"lioctl TCMU handler (pid {st['pid']}) serves {', '.join(sorted(keys))}")
+    _say(args, f"lioctl TCMU handler (pid {st['pid']}) serves {', '.join(sorted(keys))}", True,
+         pid=st["pid"], devices=sorted(keys))
     return 0
+
+
+def _say(args, message: str, changed: bool, **data) -> None:
+    if args.json:
+        from lioctl import results  # start-up: only for --json
+        render.print_json(results.write_result(f"tcmu {args.action}", changed=changed,
+                                               message=message, data=data), "write")
+    else:
+        print(message)
 
 
 def _stop(args) -> int:
@@ -133,7 +143,7 @@ def _stop(args) -> int:
     _require_root()
     pid = daemon.running_pid()
     if pid is None:
-        print("lioctl TCMU handler: not running")
+        _say(args, "lioctl TCMU handler: not running", False)
         return 0
     if pid <= 0:
         raise LioError(f"cannot tell the handler's pid from {daemon.LOCK}")
@@ -148,5 +158,5 @@ def _stop(args) -> int:
             raise LioError(f"the TCMU handler (pid {pid}) did not stop within {args.timeout:g} s")
         time.sleep(delay)
         delay = min(delay * 2, 0.2)
-    print(f"lioctl TCMU handler (pid {pid}) stopped")
+    _say(args, f"lioctl TCMU handler (pid {pid}) stopped", True, pid=pid)
     return 0

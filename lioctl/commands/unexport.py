@@ -87,10 +87,23 @@ def run(args) -> int:
         return 0
     configfs.ensure_ready()
     with write_lock():
-        plan, info = build(snapshot.read(), args.what)
+        snap = snapshot.read()
+        try:
+            plan, info = build(snap, args.what)
+        except NotFound as e:
+            if not args.missing_ok:
+                raise
+            plan, info = Plan(), {"targets": [], "backstores_removed": [], "backstores_kept": [],
+                                  "missing": True, "message": f"{e}; nothing to remove"}
+        from lioctl import results  # start-up: as executor
+        tracker = results.Tracker(plan, snap) if args.json else None
         executor.execute(plan)
-    if args.json:
-        render.print_json(info)
+        from lioctl.commands import save as save_cmd  # start-up: as executor
+        info.update(save_cmd.after_write(args, bool(plan)))
+    if tracker is not None:
+        render.print_json(tracker.result("unexport", data=info, message=info.pop("message", None)), "write")
+    elif "message" in info:
+        print(info["message"])
     else:
         for t in info["targets"]:
             print(f"Removed target {t}")

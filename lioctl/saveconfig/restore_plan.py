@@ -54,6 +54,7 @@ def _context(where: str, fn, *a, **kw):
 class Change:
     plan: Plan = field(default_factory=Plan)
     lines: list[str] = field(default_factory=list)
+    before: Snapshot | None = field(default=None, repr=False)  # what the plan was made from
 
     def add(self, sign: str, what: str, detail: str = ""):
         self.lines.append(f"{sign} {what}" + (f" ({detail})" if detail else ""))

@@ -54,7 +54,7 @@ def test_operations_results_and_exceptions(clean, tmp_path):
     # reads as data
     tree = api.ls(f"/iscsi/{T}/tpg1/luns")
     assert sorted(c["name"] for c in tree["children"]) == ["lun0", "lun5"]
-    assert api.get(f"/iscsi/{T}/tpg1", "attribute", "authentication") == {"attribute": {"authentication": "1"}}
+    assert api.get(f"/iscsi/{T}/tpg1", "attribute", "authentication")["attribute"] == {"authentication": "1"}
     cfg = api.running_config()
     assert [t["wwn"] for t in cfg["targets"]] == [T]
     # the secret: in configfs, in no result, no message
@@ -80,7 +80,13 @@ def test_operations_results_and_exceptions(clean, tmp_path):
     doc["targets"][0]["tpgs"][0]["attributes"]["default_cmdsn_depth"] = 40
     assert api.apply(doc)["operations"] == 1
     assert (tpg / "attrib/default_cmdsn_depth").read_text().strip() == "40"
-    assert api.apply(doc) == {"changes": [], "operations": 0}
+    again = api.apply(doc)
+    assert (again["output"], again["changed"], again["operations"]) == ("write", False, 0)
+    # the idempotent forms: there as asked is no change, absent is nothing to delete
+    assert api.create_lun(T, "/backstores/ramdisk/r1", exist_ok=True)["lun"] == 0
+    assert api.delete_acl(T, "iqn.1994-05.com.example:absent", missing_ok=True)["changed"] is False
+    with pytest.raises(api.Conflict):
+        api.create_lun(T, "/backstores/ramdisk/r1", lun=5, exist_ok=True)
     assert api.restore(str(tmp_path / "saved.json"), dry_run=True)["operations"] == 1
     # deletes
     api.delete_mapped_lun(T, C1, 3)

@@ -63,7 +63,8 @@ def test_apply_converges_only_what_the_document_names(lioctl, tmp_path):
         assert (tpg / "enable").read_text().strip() == "1"
         # the same document again: nothing to do
         again = json.loads(ok(lioctl("--json", "apply", doc)).stdout)
-        assert again == {"changes": [], "operations": 0}
+        assert (again["changed"], again["changes"], again["operations"], again["created"]) == (False, [], 0, [])
+        assert {o["type"] for o in first["created"]} >= {"storage_object", "target", "lun", "acl", "portal"}
         # a smaller document from stdin: without --prune nothing goes, with it C2 and LUN 1 go
         small = json.dumps(_doc([LUN0], [_acl(C1, 0)]))
         assert json.loads(ok(lioctl("--json", "apply", "-", input=small)).stdout)["operations"] == 0

@@ -204,9 +204,14 @@ def test_cinder_rtstool_sequence(lioctl, disks, bystander):
         assert [m["tpg_lun"] for m in acl["mapped_luns"]] == [0]
         assert (cfs.ROOT / "iscsi" / t["wwn"] / "tpgt_1/acls" / HOST_A / "auth/password").read_text().strip() \
             == f"pass-{v}-secret"
-    # rtstool delete of a volume already gone: the documented not-found status, nothing changed
+    # rtstool delete of a volume already gone: --missing-ok makes it a no-op (exit 0), as
+    # rtstool's own loop is; without it, the documented not-found status, nothing changed
+    before = cfs.snapshot()
+    r = lioctl("--missing-ok", "/iscsi", "delete", cinder_iqn(1))
+    assert r.returncode == 0, r.stderr
     r = lioctl("/iscsi", "delete", cinder_iqn(1))
     assert r.returncode == 4 and len(r.stderr.strip().splitlines()) == 1, (r.returncode, r.stderr)
+    assert cfs.snapshot() == before
 
 
 # --- Proxmox: src/PVE/Storage/LunCmd/LIO.pm ---------------------------------------------------
@@ -214,19 +219,22 @@ def test_cinder_rtstool_sequence(lioctl, disks, bystander):
 PVE = "iqn.2003-01.org.example:pve-storage"
 
 
-def pve_volume(v, dev, saved):
-    """create_lu, and delete_lu for odd volumes; like LIO.pm, a step that fails ends it (die)."""
+def pve_volume(v, dev, saved, again=False):
+    """create_lu, and delete_lu for odd volumes; like LIO.pm, a step that fails ends it (die).
+    The first time the LUN index is read from the text, as LIO.pm does ("Created LUN 3.");
+    again, with --exist-ok, from --json (the index of the LUN already there)."""
     name = f"pve-vm-100-disk-{v}"
     luns = f"/iscsi/{PVE}/tpg1/luns/"
+    flags = ("--json", "--exist-ok") if again else ()
 
     def job(run):
-        for argv in (("/backstores/block", "create", f"name={name}", f"dev={dev}"),
+        for argv in ((*flags, "/backstores/block", "create", f"name={name}", f"dev={dev}"),
                      (f"/backstores/block/{name}", "set", "attribute", "emulate_tpu=1"),
-                     (luns, "create", f"/backstores/block/{name}")):
+                     (*flags, luns, "create", f"/backstores/block/{name}")):
             p = run(*argv)
             if p.returncode:
                 return
-        idx = re.search(r"LUN (\d+)", p.stdout).group(1)  # as LIO.pm reads it
+        idx = json.loads(p.stdout)["lun"] if again else re.search(r"LUN (\d+)", p.stdout).group(1)
         run("save", saved)
         if v % 2:  # delete_lu: the LUN by its index, then the backstore
             run(luns, "delete", f"lun{idx}")
@@ -248,16 +256,19 @@ def test_proxmox_lio_sequence(lioctl, disks, bystander, tmp_path):
     sid = sid_of(PVE)
     created = {v: int(re.search(r"LUN (\d+)", rec[2][2]).group(1)) for v, rec in enumerate(first)}
     assert sorted(created.values()) == list(range(N)), "every volume got a LUN index of its own"
-    # pass two, the same sequence: a kept volume's backstore is there, so its create exits with
-    # the documented already-exists status (LIO.pm dies there) and changes nothing; a deleted
-    # volume is made and deleted again
-    second = in_parallel(lioctl, jobs)
+    # pass two, the same sequence with --exist-ok: a kept volume is there as asked (no change,
+    # the same LUN index); a deleted one is made and deleted again
+    second = in_parallel(lioctl, [pve_volume(v, disks[v], saved, again=True) for v in range(N)])
+    exits(second)
     for v in range(0, N, 2):
-        assert [rc for _, rc, _, _ in second[v]] == [5], second[v]
-    exits(second[1::2])
+        made = json.loads(second[v][0][2]), json.loads(second[v][2][2])
+        assert [d["changed"] for d in made] == [False, False] and made[1]["lun"] == created[v], made
+    # without --exist-ok LIO.pm's create of a volume that is there: exit 5, nothing changed
+    before = cfs.snapshot()
+    r = lioctl("/backstores/block", "create", "name=pve-vm-100-disk-0", f"dev={disks[0]}")
+    assert r.returncode == 5 and cfs.snapshot() == before, (r.returncode, r.stderr)
     assert sid_of(PVE) == sid, "the session on the shared target was dropped"
     # the read back: the saved file lists each kept volume at the index the output named
-    assert lioctl("save", saved).returncode == 0
     cfg = json.loads(saved.read_text())
     (t,) = [t for t in cfg["targets"] if t["wwn"] == PVE]
     listed = {lun["storage_object"]: lun["index"] for lun in t["tpgs"][0]["luns"]}
@@ -265,6 +276,7 @@ def test_proxmox_lio_sequence(lioctl, disks, bystander, tmp_path):
     so = {s["name"]: s for s in cfg["storage_objects"] if s["plugin"] == "block"}
     assert set(so) == {f"pve-vm-100-disk-{v}" for v in range(0, N, 2)}
     assert all(s["attributes"]["emulate_tpu"] == 1 for s in so.values())
+    assert json.loads(lioctl("save", "-").stdout) == cfg, "the last save is the running configuration"
 
 
 # --- democratic-csi: src/driver/controller-zfs-generic (iscsi, shareStrategyTargetCli) ---------
@@ -309,29 +321,33 @@ delete {asset}
 
 
 def test_csi_targetcli_sequence(lioctl, disks, bystander):
-    def volume(v, delete):
+    def volume(v, again):
         def job(run):
-            run(input=csi_create_script(v, disks[v]))
-            if delete:
+            # the driver's retry of CreateVolume runs the same script: --exist-ok makes it safe
+            run(*(["--exist-ok"] if again else []), input=csi_create_script(v, disks[v]))
+            if again and v % 2:
                 run(input=csi_delete_script(v))
         return job
-    exits(in_parallel(lioctl, [volume(v, delete=False) for v in range(N)]))
+    exits(in_parallel(lioctl, [volume(v, again=False) for v in range(N)]))
     initiator.discover()
     published = [f"{CSI_BASE}:pvc-{v:02d}" for v in (0, 2, 4)]
-    before = {t: cfs.tree(cfs.ROOT / "iscsi" / t) for t in published}
+    saved_targets = lambda: {t["wwn"]: t for t in json.loads(lioctl("save", "-").stdout)["targets"]}  # noqa: E731
+    before = saved_targets()
 
     def publish():  # NodeStageVolume: the node logs in, while the controller works
         for t in published:
             initiator.login(t)
-    # pass two: CreateVolume again for every volume, then DeleteVolume for the odd ones. The
-    # script stops at its first line, the target being there, with the documented
-    # already-exists status, and changes nothing
-    second = in_parallel(lioctl, [volume(v, delete=v % 2) for v in range(N)], meanwhile=publish)
+    # pass two: CreateVolume again for every volume, then DeleteVolume for the odd ones
+    second = in_parallel(lioctl, [volume(v, again=True) for v in range(N)], meanwhile=publish)
+    exits(second)
     sids = {t: sid_of(t) for t in published}
-    for v, rec in enumerate(second):
-        assert [rc for _, rc, _, _ in rec] == ([5, 0] if v % 2 else [5]), (v, rec)
-        assert "line 4:" in rec[0][3] and "already exists" in rec[0][3], rec[0][3]
-    assert {t: cfs.tree(cfs.ROOT / "iscsi" / t) for t in published} == before
+    after = saved_targets()
+    assert {t: after[t] for t in published} == {t: before[t] for t in published}
+    # without --exist-ok the script stops at its first create, the target being there, with the
+    # documented already-exists status, and changes nothing
+    snap = cfs.snapshot()
+    r = lioctl(input=csi_create_script(6, disks[6]))
+    assert r.returncode == 5 and "line 4:" in r.stderr and cfs.snapshot() == snap, (r.returncode, r.stderr)
     for t in published:
         read_4k(t)
     initiator.logout(published[0])   # unpublish (NodeUnstageVolume)

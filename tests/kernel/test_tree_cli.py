@@ -213,7 +213,7 @@ def test_loopback_lun_is_a_local_disk(lioctl, tmp_path):
     r = ok(lioctl("/loopback", "create", "--json"))
     wwn = json.loads(r.stdout)["wwn"]
     ok(lioctl(f"/loopback/{wwn}/luns", "create", "/backstores/fileio/lb"))
-    sessions = json.loads(ok(lioctl("sessions", "--json")).stdout)
+    sessions = json.loads(ok(lioctl("sessions", "--json")).stdout)["sessions"]
     assert any(s["fabric"] == "loopback" and s["acl"] == "nexus" for s in sessions)
 
     def find_disk():

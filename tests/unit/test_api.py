@@ -4,6 +4,7 @@ apply's scope and its references to running storage objects."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import threading
@@ -50,7 +51,7 @@ def test_json_output_is_collected_per_thread(capsys):
 
     def worker(n):
         with render.collecting() as out:
-            render.print_json({"n": n})
+            render.print_json({"n": n}, "ls")
             render.print_text("not printed while collecting")
             seen[n] = out
     threads = [threading.Thread(target=worker, args=(n,)) for n in range(4)]
@@ -58,9 +59,9 @@ def test_json_output_is_collected_per_thread(capsys):
         t.start()
     for t in threads:
         t.join()
-    assert seen == {n: [{"n": n}] for n in range(4)}
-    render.print_json({"after": 1})
-    assert capsys.readouterr().out == '{\n  "after": 1\n}\n'
+    assert seen == {n: [{"schema": render.SCHEMA, "output": "ls", "n": n}] for n in range(4)}
+    render.print_json({"after": 1}, "ls")
+    assert json.loads(capsys.readouterr().out)["after"] == 1
 
 
 def test_lock_wait_is_per_call_and_thread(monkeypatch):

@@ -291,6 +291,6 @@ def resolve(start: Node, path: str) -> Node:
         nxt = node.child(part)
         if nxt is None:
             where = node.path
-            raise NotFound(f"no such path: {path} ({part!r} not found under {where})")
+            raise NotFound(f"no such path: {path} ({part!r} not found under {where})", obj=path)
         node = nxt
     return node
