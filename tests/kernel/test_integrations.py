@@ -255,7 +255,8 @@ def test_proxmox_lio_sequence(lioctl, disks, bystander, tmp_path):
     exits(first)
     sid = sid_of(PVE)
     created = {v: int(re.search(r"LUN (\d+)", rec[2][2]).group(1)) for v, rec in enumerate(first)}
-    assert sorted(created.values()) == list(range(N)), "every volume got a LUN index of its own"
+    # an index freed by a deleted volume may be taken again; the kept volumes' are their own
+    assert len({created[v] for v in range(0, N, 2)}) == N // 2, created
     # pass two, the same sequence with --exist-ok: a kept volume is there as asked (no change,
     # the same LUN index); a deleted one is made and deleted again
     second = in_parallel(lioctl, [pve_volume(v, disks[v], saved, again=True) for v in range(N)])
