@@ -29,10 +29,16 @@ SO_SKIP_ATTRS = {"hw_block_size", "hw_max_sectors", "hw_pi_prot_type", "hw_queue
 class OptionalWrite(Write):
     """A setting of an object this plan creates. Which files the kernel offers is only known once
     the directory exists, so a setting this kernel lacks (a file saved on a newer kernel) is
-    reported and skipped, as rtslib does, instead of failing the whole restore."""
+    reported and skipped, as rtslib does, instead of failing the whole restore. A file whose
+    absence already means the value asked (`enable` = 1 of a TPG that is always on, tcm_loop's)
+    is skipped without a word."""
+
+    absent_means_done: bool = False
 
     def apply(self):
         if not os.path.exists(self.path):
+            if self.absent_means_done:
+                return None
             short = self.path[len(configfs.ROOT) + 1:] if self.path.startswith(configfs.ROOT) else self.path
             print(f"lioctl: warning: the kernel has no {short}; not applied", file=sys.stderr)
             return None
@@ -350,7 +356,8 @@ def _tpg_body(ch: Change, path: str, tw: dict, tpg: TPG | None, so_paths, replac
             ch.add("+", f"{label} ACL {aw['node_wwn']} mapped LUN {mw['index']}")
     enable = tw.get("enable", True)
     if tpg is None:  # fabrics without an enable file are always on (rtslib skips it too)
-        ch.plan.add(OptionalWrite(path + "/enable", "1" if enable else "0", undoable=False))
+        ch.plan.add(OptionalWrite(path + "/enable", "1" if enable else "0", undoable=False,
+                                  absent_means_done=bool(enable)))
     elif os.path.exists(path + "/enable") and bool(tpg.enabled) != bool(enable):
         ch.plan.write(path + "/enable", "1" if enable else "0")
         ch.add("~", f"{label} enable", f"{int(bool(tpg.enabled))} -> {int(bool(enable))}")

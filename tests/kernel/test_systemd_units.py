@@ -260,3 +260,53 @@ def test_units_restore_serve_and_stop_under_systemd(lioctl, tmp_path, systemd, l
         systemd.ctl("stop", "lioctl-restore.service", "lioctl-tcmu.service", check=False, timeout=300)
         systemd.ctl("disable", "lioctl-tcmu.service", "lioctl-restore.service", check=False)
         lioctl("clear", "--yes")
+
+
+def test_handler_unit_serves_an_rbd_image_from_its_sandbox(lioctl, tmp_path, systemd, ceph):
+    """An RBD user backstore restored at boot: the handler's unit reaches the cluster's
+    monitors and OSDs over TCP from inside its sandbox (address families, system calls, file
+    access to ceph.conf and the keyring), serves I/O, and the data is in Ceph."""
+    from test_rbd import rbd_backstore
+    ceph.rbd("create", "--size", "16", "rbd/systemd")
+    saved = tmp_path / "saveconfig.json"
+    try:
+        bs = rbd_backstore(lioctl, ceph, "rb1", "systemd", size="16M")
+        ok(lioctl("/loopback", "create", LOOP))
+        ok(lioctl(f"/loopback/{LOOP}/luns", "create", bs))
+        ok(lioctl("save", saved))
+        ok(lioctl("clear", "--yes"))
+        ok(lioctl("tcmu", "stop"))
+        systemd.run(*LIOCTL, "install-units", "--file", saved)
+        systemd.ctl("start", "lioctl-restore.service", "lioctl-tcmu.service", timeout=400)
+        rest = systemd.show("lioctl-restore.service")
+        journal = systemd.run("journalctl", "--no-pager", "-o", "cat", "-u", "lioctl-tcmu.service",
+                              "-u", "lioctl-restore.service").stdout
+        assert (rest["ActiveState"], rest["Result"], rest["ExecMainStatus"]) == ("active", "success", "0"), journal
+        st = json.loads(systemd.run(*LIOCTL, "tcmu", "status", "--json").stdout)
+        (d,) = st["devices"]
+        assert (d["name"], d["subtype"], d["cluster_reachable"]) == ("rb1", "lioctl_rbd", True), st
+
+        import mmap
+        data = os.urandom(MiB)
+        buf = mmap.mmap(-1, MiB)
+        buf.write(data)
+        fd = os.open(ini.loopback_disk(LOOP, 0), os.O_RDWR | os.O_DIRECT)
+        try:
+            assert os.pwritev(fd, [buf], 5 * MiB) == MiB
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        systemd.ctl("stop", "lioctl-restore.service", timeout=300)
+        systemd.ctl("stop", "lioctl-tcmu.service", timeout=300)
+        ceph.rbd("export", "rbd/systemd", tmp_path / "x")
+        with open(tmp_path / "x", "rb") as f:
+            f.seek(5 * MiB)
+            assert f.read(MiB) == data
+        journal = systemd.run("journalctl", "--no-pager", "-o", "cat", "-u", "lioctl-tcmu.service",
+                              "-u", "lioctl-restore.service").stdout
+        assert not DENIED.search(journal), journal
+    finally:
+        systemd.ctl("stop", "lioctl-restore.service", "lioctl-tcmu.service", check=False, timeout=300)
+        lioctl("clear", "--yes")
+        lioctl("tcmu", "stop")
+        ceph.rbd("rm", "rbd/systemd", check=False)
