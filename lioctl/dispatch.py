@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import os
-import sys
 
 import lioctl.tree.nodes as nodes
 from lioctl import configfs, prefs, render
@@ -191,7 +190,7 @@ def apply(result: Result, opts, command: str, before: snapshot.Snapshot) -> int:
     """Run (or, with --dry-run, print) a write command's plan, then report; with --json, what it
     made, changed and removed (lioctl/results.py), `before` being what the plan was made from."""
     from lioctl import results  # start-up: reads (ls, info) never load the executor
-    from lioctl.plan import executor, script
+    from lioctl.plan import executor
     if result.plan is None:
         data = result.data if isinstance(result.data, dict) else {}
         if opts.json:
@@ -203,7 +202,7 @@ def apply(result: Result, opts, command: str, before: snapshot.Snapshot) -> int:
             show(result, opts, command)
         return 0
     if opts.dry_run:
-        sys.stdout.write(script.render(result.plan, show_secrets=bool(getattr(opts, "show_secrets", False))))
+        results.print_dry_run(result.plan, None, opts)
         return 0
     tracker = results.Tracker(result.plan, before) if opts.json else None
     executor.execute(result.plan)

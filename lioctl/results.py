@@ -125,6 +125,22 @@ class Tracker:
                             created=created, modified=modified, deleted=deleted, unchanged=unchanged)
 
 
+def print_dry_run(plan: Plan, title: str | None, opts) -> None:
+    """--dry-run: the sh script; with --json a "plan" document holding each operation's
+    description and the same script."""
+    import sys
+
+    from lioctl import render
+    from lioctl.plan import script
+    text = script.render(plan, title, bool(getattr(opts, "show_secrets", False))) if title \
+        else script.render(plan, show_secrets=bool(getattr(opts, "show_secrets", False)))
+    if getattr(opts, "json", False):
+        render.print_json({"changes": [op.describe() for op in plan], "operations": len(plan),
+                           "script": text}, "plan")
+    else:
+        sys.stdout.write(text)
+
+
 def write_result(command: str, *, changed: bool, message: str | None = None, data: dict | None = None,
                  created=(), modified=(), deleted=(), unchanged=()) -> dict:
     """The write document's own keys; a command's own keys (export's "target", a LUN's "lun")

@@ -8,7 +8,7 @@ from lioctl import configfs, render, results
 from lioctl.commands import save as save_cmd
 from lioctl.errors import LioError
 from lioctl.lock import write_lock
-from lioctl.plan import executor, script
+from lioctl.plan import executor
 from lioctl.saveconfig import restore_plan
 from lioctl.tree import snapshot
 
@@ -21,7 +21,7 @@ def configure(p):
 
 def run(args) -> int:
     if args.dry_run:
-        sys.stdout.write(script.render(restore_plan.plan_clear(snapshot.read()), "clear", args.show_secrets))
+        results.print_dry_run(restore_plan.plan_clear(snapshot.read()), "clear", args)
         return 0
     snap = snapshot.read()
     n_t = sum(1 for _ in snap.targets())

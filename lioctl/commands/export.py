@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import socket
 import stat
-import sys
 import uuid
 
 from lioctl import configfs, render, wwn as wwnmod
@@ -267,11 +266,12 @@ def already_exported(args, snap) -> bool:
 
 def run(args) -> int:
     from lioctl.lock import write_lock
-    from lioctl.plan import executor, script
+    from lioctl.plan import executor
     if args.dry_run:
         snap = snapshot.read()
         plan, info = build(args, snap)
-        sys.stdout.write(script.render(plan, f"export {args.device}", args.show_secrets))
+        from lioctl import results  # start-up: as executor
+        results.print_dry_run(plan, f"export {args.device}", args)
         return 0
     if already_exported(args, snapshot.read()):
         return 0

@@ -4,7 +4,6 @@ its backstore; nothing is left behind."""
 from __future__ import annotations
 
 import os
-import sys
 
 from lioctl import configfs, render
 from lioctl.backstores import common as bsc
@@ -80,10 +79,11 @@ def build(snap, what: str) -> tuple[Plan, dict]:
 
 def run(args) -> int:
     from lioctl.lock import write_lock  # start-up: completion builds this verb's parser only
-    from lioctl.plan import executor, script
+    from lioctl.plan import executor
     if args.dry_run:
         plan, info = build(snapshot.read(), args.what)
-        sys.stdout.write(script.render(plan, f"unexport {args.what}", args.show_secrets))
+        from lioctl import results  # start-up: as executor
+        results.print_dry_run(plan, f"unexport {args.what}", args)
         return 0
     configfs.ensure_ready()
     with write_lock():

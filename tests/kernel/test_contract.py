@@ -94,6 +94,9 @@ def test_every_command_prints_one_valid_document_saying_what_it_did(lioctl, vali
                  [TPG, "status"], ["version"], ["sessions"], ["/", "sessions"], [TPG, "pwd"], [TPG, "help"],
                  ["/iscsi", "refresh"], ["help", "restore"], ["/", "get", "global", "auto_save"]):
         assert j(*args)["output"] != "write"
+    d = j("--dry-run", "/backstores/ramdisk", "create", "rx", "1M")
+    assert d["output"] == "plan" and d["operations"] == len(d["changes"]) and "mkdir" in d["script"]
+    assert j("--dry-run", "unexport", IQN)["operations"] > 0 and j("--dry-run", "clear")["operations"] > 0
     saved = tmp_path / "saved.json"
     d = j("save", saved)
     assert d["changed"] and d["modified"] == [{"type": "file", "path": str(saved)}]

@@ -56,7 +56,8 @@ READS = [["ls"], ["/backstores", "ls", ".", "1"], [f"/iscsi/{T1}/tpg1", "info"],
          [f"/iscsi/{T1}", "status"], ["/backstores/fileio/f1", "get"], [f"/iscsi/{T1}/tpg1", "get", "attribute"],
          ["/backstores", "help"], ["/backstores/ramdisk", "help", "create"], ["version"], ["/iscsi", "pwd"],
          ["/", "sessions"], ["/iscsi", "refresh"], ["/", "get", "global", "auto_save"],
-         ["help"], ["help", "export"], ["help", "saveconfig"], ["/backstores/fileio", "create", "--help"]]
+         ["help"], ["help", "export"], ["help", "saveconfig"], ["/backstores/fileio", "create", "--help"],
+         ["--dry-run", "/backstores/ramdisk", "create", "rx", "1M"], ["--dry-run", "/iscsi", "delete", T1]]
 
 
 @pytest.mark.parametrize("argv", READS, ids=[" ".join(a) for a in READS])
@@ -146,3 +147,21 @@ def test_new_options_and_preference_complete():
     from lioctl.completion.scripts import candidates
     assert {"--exist-ok", "--missing-ok", "--save"} <= set(candidates("lioctl --"))
     assert "auto_save=" in " ".join(candidates("lioctl set global auto_s"))
+
+
+def test_file_writing_verbs_print_valid_write_documents(validator, tmp_path):
+    rc, (doc,), err = run(["install-units", "--dry-run", "--dir", str(tmp_path / "u")])
+    assert rc == 0 and doc["output"] == "units", err
+    check(validator, doc)
+    rc, (doc,), err = run(["install-units", "--dir", str(tmp_path / "u")])
+    assert rc == 0, err
+    check(validator, doc)
+    assert doc["changed"] and {o["path"] for o in doc["created"]} == set(doc["files"])
+    from test_fabric_skeleton import KVER
+    for extra in (["--dry-run"], []):
+        rc, (doc,), err = run(["fabric-skeleton", "tcm_j", "--proto", "SBP", "-k", KVER,
+                               "-o", str(tmp_path / "tcm_j"), *extra])
+        assert rc == 0, err
+        check(validator, doc)
+        assert doc["changed"] is not bool(extra) and doc["written"] is not bool(extra)
+    assert {o["path"] for o in doc["created"]} == {str(tmp_path / "tcm_j" / f) for f in doc["files"]}
