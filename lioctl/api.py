@@ -126,8 +126,8 @@ def get(path: str, group: str | None = None, *names: str) -> dict:
     return command(path, "get", *([group] if group else []), *names)
 
 
-def sessions(detail: bool = False) -> list:
-    """Logged-in initiator sessions, as ``lioctl sessions [detail] --json``."""
+def sessions(detail: bool = False) -> dict:
+    """Logged-in initiator sessions (its "sessions" list), as ``lioctl sessions [detail] --json``."""
     return _verb("sessions", ["detail" if detail else "list"])
 
 
