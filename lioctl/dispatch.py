@@ -44,8 +44,9 @@ def run_tokens(tokens: list[str], opts, cwd: str = "/") -> int:
         node = _node(make_context(opts), path, cwd)
         show(node.ui_help(None if cmd in HELP_FLAGS else cmd), opts, "help")
         return 0
-    if cmd == "set" and args[:1] in (["auth"], ["discovery_auth"]):
+    if cmd == "set" and args[:1] in (["auth"], ["discovery_auth"]) and not getattr(opts, "literal_secrets", False):
         # secrets from stdin, a prompt or a file: read now, never with the write lock held
+        # (lioctl.api passes them as they are: `password=-` is then the password "-")
         args = args[:1] + resolve_auth_values(args[1:], bool(getattr(opts, "batch", False)))
     if cmd in _write_verbs() and not opts.dry_run and os.geteuid() == 0 and configfs.is_mounted():
         # Likely a write and nothing to set up first: lock, then read the tree once (a large

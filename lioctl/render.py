@@ -8,6 +8,23 @@ from __future__ import annotations
 import json
 import os
 import sys
+from contextlib import contextmanager
+from contextvars import ContextVar
+
+# lioctl.api's calls: what a command would print with --json is handed to the caller instead
+# (per thread and per call: a ContextVar, never sys.stdout swapped under other threads)
+_collected: ContextVar[list | None] = ContextVar("lioctl_collected", default=None)
+
+
+@contextmanager
+def collecting():
+    """Within: print_json appends to the list yielded, print_text prints nothing."""
+    out: list = []
+    token = _collected.set(out)
+    try:
+        yield out
+    finally:
+        _collected.reset(token)
 
 
 def color_ok() -> bool:
@@ -27,6 +44,10 @@ def document(output: str, data: dict) -> dict:
 
 def print_json(data: dict, output: str) -> None:
     """One --json document on stdout: `output` says which (read name, "write" or "error")."""
+    sink = _collected.get()
+    if sink is not None:
+        sink.append(document(output, data))
+        return
     sys.stdout.write(json.dumps(document(output, data), indent=2, sort_keys=False) + "\n")
 
 
@@ -83,5 +104,5 @@ def print_tree(node, depth: int | None = None) -> None:
 
 
 def print_text(text: str) -> None:
-    if text:
+    if text and _collected.get() is None:
         sys.stdout.write(text.rstrip("\n") + "\n")

@@ -21,6 +21,7 @@ VERBS = {
     "unexport": ("lioctl.commands.unexport", "remove a target made by export, and its backstore if unused"),
     "save": ("lioctl.commands.save", "save the running configuration (targetcli's saveconfig.json)"),
     "restore": ("lioctl.commands.restore", "apply a saved configuration, changing only what differs"),
+    "apply": ("lioctl.commands.apply", "make what a (partial) saveconfig document names match it, nothing else"),
     "diff": ("lioctl.commands.diff", "show what restore would change (exit 1 if anything differs)"),
     "clear": ("lioctl.commands.clear", "remove the whole target configuration"),
     "sessions": ("lioctl.commands.sessions", "list logged-in initiator sessions"),

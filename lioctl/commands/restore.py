@@ -113,7 +113,7 @@ def _compute_scoped(args, snap, desired, scope) -> restore_plan.Change:
         ch.lines += rest.lines
     else:
         ch = restore_plan.plan_restore(view, part, prune=args.prune)
-    restore_plan.check_within(ch, view, label)
+    restore_plan.check_within(ch, view, f"restoring only {label}")
     return ch
 
 

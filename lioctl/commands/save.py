@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import sys
 
 from lioctl import configfs, prefs, render
 from lioctl.errors import KernelUnavailable, LioError
+from lioctl.lock import write_lock
 from lioctl.saveconfig import dump, load, store
 from lioctl.tree import snapshot
 
@@ -88,20 +91,25 @@ def after_write(opts, changed: bool = True) -> dict:
 
 def run(args) -> int:
     path = args.file
-    config = running_config()
     if path == "-":
+        config = running_config()
         if args.json:  # the configuration inside a document: every --json output is one
             render.print_json({"config": config}, "config")
         else:
             sys.stdout.write(store.render(config))
         return 0
-    if not args.force and not any(config.get(k) for k in store.OBJECT_KEYS) \
-            and _holds_configuration(path):
-        raise LioError(f"{path} holds a configuration and the running one is empty; "
-                       "not replaced (use --force to save the empty configuration)")
-    carried = _carry_from_previous(path, config)
-    keep = int(prefs.load().get("backup_count", 10))
-    changed = store.save(config, path, keep)
+    # under the write lock, as autosave: saves of several programs at once (Proxmox saves
+    # after each LUN) must not interleave their backups' rotation, and the file must be the
+    # configuration as the last write left it (only root may take the lock)
+    with write_lock() if os.geteuid() == 0 else contextlib.nullcontext():
+        config = running_config()
+        if not args.force and not any(config.get(k) for k in store.OBJECT_KEYS) \
+                and _holds_configuration(path):
+            raise LioError(f"{path} holds a configuration and the running one is empty; "
+                           "not replaced (use --force to save the empty configuration)")
+        carried = _carry_from_previous(path, config)
+        keep = int(prefs.load().get("backup_count", 10))
+        changed = store.save(config, path, keep)
     if args.json:
         from lioctl import results  # start-up: only for --json
         render.print_json(results.write_result(
