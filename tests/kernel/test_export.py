@@ -210,6 +210,43 @@ def test_reexport_refused_or_exist_ok(lioctl, image):
     assert cfs.snapshot() == []
 
 
+def test_exist_ok_names_what_differs(lioctl, image):
+    """--exist-ok accepts an export made the same way and refuses (exit 5, conflict) one that is
+    not, naming each difference; a CHAP secret is compared, never shown; nothing changes."""
+    ini = "iqn.1994-05.com.redhat:exist-ok"
+    same = ["--acl", ini, "--chap-file", "-", "-p", "127.0.0.1:3260", "--readonly"]
+    r = lioctl("export", image, *same, input="alice:s3cret-one-two\n")
+    assert r.returncode == 0, r.stderr
+    before = cfs.tree()
+    r = lioctl("export", image, "--exist-ok", *same, input="alice:s3cret-one-two\n")
+    assert r.returncode == 0 and "already exported" in r.stdout, r.stderr
+    cases = [
+        (["--acl", ini, "-p", "127.0.0.1:3260", "--readonly", "--chap-file", "-"],
+         "alice:another-secret1\n", ["CHAP credentials of ACL"]),
+        (["--acl", ini, "--acl", "iqn.1994-05.com.redhat:other", "-p", "127.0.0.1:3260", "--readonly"],
+         None, ["its ACLs are " + ini]),
+        (["-p", "127.0.0.1:3261"], None,
+         ["its portals are 127.0.0.1:3260, not 127.0.0.1:3261", "allows only " + ini, "read-only"]),
+        (["--acl", ini, "--chap-file", "-", "-p", "127.0.0.1:3260", "--lun-size", "32M",
+          "--iqn", "iqn.2003-01.org.example:elsewhere", "--readonly"], "alice:s3cret-one-two\n",
+         ["its size is 67108864 bytes, not 32M", "its target is iqn.2003-01.org.linux-iscsi."]),
+    ]
+    for args, stdin, needles in cases:
+        r = lioctl("export", image, "--exist-ok", *args, input=stdin)
+        assert r.returncode == 5, (args, r.stdout, r.stderr)
+        err = r.stderr.strip()
+        assert len(err.splitlines()) == 1 and "differs" in err, err
+        for n in needles:
+            assert n in err, (n, err)
+        assert "s3cret-one-two" not in err and "another-secret1" not in err, err
+    r = lioctl("--json", "export", image, "--exist-ok", "-p", "127.0.0.1:3261")
+    assert r.returncode == 5
+    assert json.loads(r.stdout)["error"]["code"] == "conflict"
+    assert cfs.tree() == before
+    assert lioctl("unexport", image).returncode == 0
+    assert cfs.snapshot() == []
+
+
 def test_rollback_midway_leaves_nothing(lioctl, image):
     before = cfs.tree()
     r = lioctl("export", image, env={"LIOCTL_FAULT_AT": "15"})
