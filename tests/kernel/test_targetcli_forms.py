@@ -160,7 +160,7 @@ def _disk_by_serial(so_dir) -> str:
         for d in os.listdir("/sys/block"):
             try:
                 if serial.encode() in open(f"/sys/block/{d}/device/vpd_pg80", "rb").read() \
-                        and os.path.exists(f"/dev/{d}"):
+                        and initiator.opens(f"/dev/{d}"):
                     return f"/dev/{d}"
             except OSError:
                 continue

@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 import cfs
-from initiator import wait_for
+from initiator import opens, wait_for
 
 MiB = 1 << 20
 IQN = "iqn.2003-01.org.example:t1"
@@ -223,7 +223,7 @@ def test_loopback_lun_is_a_local_disk(lioctl, tmp_path):
                 model = open(f"/sys/block/{d}/device/model").read().strip()
             except OSError:
                 continue
-            if vendor == "LIO-ORG" and model == "lb" and os.path.exists(f"/dev/{d}"):
+            if vendor == "LIO-ORG" and model == "lb" and opens(f"/dev/{d}"):
                 return f"/dev/{d}"
     dev = wait_for(find_disk, "the loopback LUN as /dev/sdX")
     data = os.urandom(4 * MiB)
@@ -288,7 +288,7 @@ def test_pscsi_backstore_on_a_scsi_debug_disk(lioctl):
             for d in os.listdir("/sys/block"):
                 try:
                     if open(f"/sys/block/{d}/device/model").read().strip() == "scsi_debug":
-                        return f"/dev/{d}" if os.path.exists(f"/dev/{d}") else None
+                        return f"/dev/{d}" if opens(f"/dev/{d}") else None
                 except OSError:
                     continue
         dev = wait_for(find, "the scsi_debug disk")
