@@ -9,7 +9,7 @@ imposes on it:
 - rbd_skip_partial_discard=false: a discard that does not cover whole 64 KiB units would
   otherwise leave the data in place, and the LUN says unmapped blocks read back as zeros;
 - rados_osd_op_timeout / rados_mon_op_timeout / client_mount_timeout = the config's timeout
-  (20 s by default, under the kernel's 30 s cmd_time_out): an operation on a cluster that does
+  (20 s by default; the backstore's cmd_time_out is 30 s more): an operation on a cluster that does
   not answer (an OSD stopped) fails with -ETIMEDOUT, which the initiator sees as NOT READY,
   instead of waiting for ever; the image stays usable and I/O resumes when the OSD is back.
 The backstore's cmd_time_out is that timeout + CMD_TIME_OUT_MARGIN (50 s by default, not the
