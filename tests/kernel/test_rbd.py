@@ -372,7 +372,7 @@ def test_an_image_deleted_while_exported_is_medium_not_present_and_nothing_else_
 
 def test_kill9_under_fio_on_an_rbd_lun_then_restart_resumes_and_verifies(lioctl, ceph, image):
     """The restarted handler takes the exclusive lock its dead predecessor held (else its
-    writes would wait 30 s, the kernel's command timeout, for the dead client's watch to end)."""
+    writes would wait 30 s, the kernel's default command timeout, for the dead client's watch to end)."""
     bs = rbd_backstore(lioctl, ceph, "r13", image)
     wwn, dev = loopback_lun(lioctl, bs)
     job = subprocess.Popen(["fio", "--name=t", f"--filename={dev}", "--direct=1", "--ioengine=libaio",

@@ -25,7 +25,7 @@ the loop, and commands answer NOT READY, becoming ready (the initiator retries) 
 image that no longer exists then is MEDIUM NOT PRESENT from then on, and says so in the status.
 A handler restarted after a crash takes the exclusive locks its predecessor held (their owners'
 addresses are in the handler's private runtime directory): otherwise writes would wait for the
-dead client's watch to time out (30 s, the kernel's own command timeout).
+dead client's watch to time out (30 s, the kernel's default command timeout).
 COMPARE AND WRITE is librbd's compare-and-write, an OSD-side compare-extent + write: atomic
 against every gateway and client of the image. librbd takes exactly 512 bytes within one
 512-byte sector, so an rbd LUN offers COMPARE AND WRITE of one block when its logical block
