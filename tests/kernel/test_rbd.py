@@ -216,16 +216,16 @@ def test_create_rbd_form_takes_the_images_size_and_export_over_iscsi(lioctl, cep
     import initiator as ini
     env = {"CEPH_CONF": str(ceph.conf)}
     p = lioctl("/backstores/user", "create", "r8", "32M", f"rbd:rbd/{image}", env=env)
-    assert p.returncode == 1 and "33554432" in p.stderr and "67108864" in p.stderr     # nothing made
+    assert p.returncode == 5 and "33554432" in p.stderr and "67108864" in p.stderr     # nothing made
     ok(lioctl("/backstores/user", "create", "r8", f"rbd:rbd/{image}", env=env))
     assert [d for d in status(lioctl)["devices"] if d["name"] == "r8"][0]["size"] == 64 * MiB
     p = lioctl("/backstores/user", "create", "r8b", f"rbd:rbd/{image}", env=env)
-    assert p.returncode == 1 and "already served by /backstores/user/r8" in p.stderr
+    assert p.returncode == 6 and "already served by /backstores/user/r8" in p.stderr
     ok(lioctl("/backstores/user", "delete", "r8"))
     r = ok(lioctl("export", f"rbd:rbd/{image}", "--json", env=env))
     info = json.loads(r.stdout)
     p = lioctl("export", f"rbd:rbd/{image}", env=env)
-    assert p.returncode == 1 and f"already exported by target {info['target']}" in p.stderr
+    assert p.returncode == 5 and f"already exported by target {info['target']}" in p.stderr
     ini.start()
     ini.discover()
     ini.login(info["target"])

@@ -126,7 +126,7 @@ def test_scoped_restore_refuses_to_reach_outside(lioctl, tmp_path):
     f.write_text(json.dumps(cfg))
     before = cfs.tree()
     one_line_error(lioctl("restore", f, f"target={T1}"), 1, "outside")
-    one_line_error(lioctl("restore", f, "--target", "iqn.2003-01.org.example:absent"), 1,
+    one_line_error(lioctl("restore", f, "--target", "iqn.2003-01.org.example:absent"), 4,
                    "is not in the file")
     one_line_error(lioctl("restore", f, "tgt=x"), 2, "is not target=IQN")
     assert cfs.tree() == before
@@ -160,7 +160,7 @@ def _disk_by_serial(so_dir) -> str:
         for d in os.listdir("/sys/block"):
             try:
                 if serial.encode() in open(f"/sys/block/{d}/device/vpd_pg80", "rb").read() \
-                        and os.path.exists(f"/dev/{d}"):
+                        and initiator.opens(f"/dev/{d}"):
                     return f"/dev/{d}"
             except OSError:
                 continue
@@ -223,7 +223,7 @@ def test_user_handler_paths_control_and_changemedium(lioctl, tmp_path):
         initiator.wait_for(lambda: open(f"/sys/block/{dev[5:]}/size").read().strip() == str(32768),
                            "the initiator to see 16 MiB")
         assert _read_direct(dev, 12 * MiB, 4096) == b"B" * 4096
-        one_line_error(lioctl("/backstores/user:lioctl_file", "changemedium", "nope", "1M", b), 1,
+        one_line_error(lioctl("/backstores/user:lioctl_file", "changemedium", "nope", "1M", b), 4,
                        "does not exist")
         ok(lioctl("/loopback", "delete", wwn))
         ok(lioctl("/backstores/user:lioctl_file", "delete", "u1"))
