@@ -247,12 +247,12 @@ def test_untag(lioctl):
     base = cfs.ROOT / "iscsi" / T1 / "tpgt_1/acls"
     assert (base / I1 / "tag").read_text().strip() == "grp"
     out = json.loads(ok(lioctl(acls, "untag", "grp", "--json")).stdout)
-    assert out == {"untagged": [I1, I2]}
+    assert out["schema"] == 1 and out["untagged"] == [I1, I2] and out["changed"] is True
     assert [(base / i / "tag").read_text().strip() for i in (I1, I2, I3)] == ["", "", "other"]
     assert (base / I1 / "lun_0").is_dir(), "untag kept the ACL's settings"
     ok(lioctl(f"{acls}/{I3}", "untag"))
     assert (base / I3 / "tag").read_text().strip() == ""
-    one_line_error(lioctl(acls, "untag", "nosuch"), 1, "no ACL named or tagged nosuch")
+    one_line_error(lioctl(acls, "untag", "nosuch"), 4, "no ACL named or tagged nosuch")
     ok(lioctl("clear", "--yes"))
 
 
@@ -313,7 +313,9 @@ def test_refresh_and_delete_save(lioctl, tmp_path, monkeypatch):
     ]) + "\n"))
     ok(lioctl("save", saved))
     got = json.loads(ok(lioctl("/backstores/ramdisk", "refresh", "--json")).stdout)
-    assert got == {"path": "/backstores/ramdisk", "storage_objects": 2, "targets": 1, "children": 2}
+    assert got["schema"] == 1 and got["output"] == "refresh"
+    assert {k: got[k] for k in ("path", "storage_objects", "targets", "children")} == {
+        "path": "/backstores/ramdisk", "storage_objects": 2, "targets": 1, "children": 2}
     assert "re-read configfs: 2 storage object(s), 1 target(s)" in ok(lioctl("/", "refresh")).stdout
     ok(lioctl("/backstores/ramdisk", "delete", "r1", "save=true", "--force"))
     cfg = json.loads(saved.read_text())

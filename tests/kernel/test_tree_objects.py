@@ -35,7 +35,9 @@ def test_second_tpg_with_tpg_chap_alua_tags_and_mapped_luns(lioctl, tmp_path):
     # a LUN made straight from a file path creates its fileio backstore
     img = tmp_path / "objs disk.img"
     img.write_bytes(b"\0" * (1 << 20))
-    assert js(lioctl(f"{tpg2}/luns", "create", img, "--json")) == {"lun": 0}
+    made = js(lioctl(f"{tpg2}/luns", "create", img, "--json"))
+    assert made["schema"] == 1 and made["lun"] == 0
+    assert {c["type"] for c in made["created"]} >= {"storage_object", "lun"}, made["created"]
     so = js(lioctl("/backstores/fileio/objs_disk.img", "info", "--json"))
     assert so["dev"] == str(img)
     ok(lioctl("/backstores/fileio/objs_disk.img/alua", "create", "ao", "7"))
