@@ -10,8 +10,13 @@ One memstore cluster (tests/kernel/ceph.sh) on 127.0.0.1 in the guest; every pat
 image of BENCH_SIZE (default 128M), written whole before the runs (reads of never-written RBD
 objects cost nothing). Every job runs on every path in turn, the order rotating per round;
 BENCH_ROUNDS=N reports medians with every round shown. Verification is off for speed; a
-separate fio verify run checks lioctl's LUN. CPU per I/O: the handler process (lioctl's or
-tcmu-runner's), user + system microseconds per I/O over the whole run.
+separate fio verify run checks lioctl's LUN (on a failure: the kernel's log and the handler's
+worst latency, to tell a command the kernel timed out from a wrong answer). CPU per I/O: the
+handler process (lioctl's or tcmu-runner's), user + system microseconds per I/O over the whole
+run. Every librbd client has `rbd_cache = false` (the [client] section of the cluster's
+ceph.conf): tcmu-runner sets it itself, lioctl's handler too, krbd has no such cache, and fio's
+rbd engine would otherwise acknowledge writes before the OSD has them. The guest's load
+average is printed beside every figure (under TCG everything shares two host cores).
 """
 
 from __future__ import annotations
@@ -76,12 +81,29 @@ def run_rbd_engine(name: str, args: list[str]) -> dict:
             "wall": time.monotonic() - w0}
 
 
+def why(daemon) -> None:
+    """After a failed verify: what the kernel logged (a TCMU command timeout shows as no line
+    of its own, an aborted or failed command as sd/tcm_loop lines) and the handler's worst
+    command latency against the device's cmd_time_out."""
+    log = subprocess.run(["dmesg"], capture_output=True, text=True).stdout.splitlines()
+    print("  kernel: " + "\n  kernel: ".join([ln for ln in log if any(w in ln for w in (
+        "tcmu", "TCMU", "sd ", "tcm_loop", "I/O error", "ring", "abort"))][-15:]), flush=True)
+    st = daemon.query() or {}
+    for d in st.get("devices", []):
+        cmd_time_out = open(f"/sys/kernel/config/target/core/{d['hba']}/{d['name']}/attrib/cmd_time_out").read()
+        print(f"  handler: {d['name']} max latency {d['latency_us_max'] / 1e6:.1f} s, cmd_time_out "
+              f"{cmd_time_out.strip()} s, errors {d['errors']}, backend errors {d.get('backend_errors')}",
+              flush=True)
+
+
 def main() -> int:
     cfs.clear()
     t = time.monotonic()
     subprocess.run(["bash", os.path.join(HERE, "..", "tests/kernel/ceph.sh"), "up", CEPH], check=True,
                    capture_output=True)
     print(f"cluster up in {time.monotonic() - t:.0f} s", flush=True)
+    with open(f"{CEPH}/ceph.conf", "a") as f:       # [client] is the file's last section
+        f.write("rbd_cache = false\n")
     os.makedirs(tb.DIR, exist_ok=True)
     runner = tb.start_runner()
     mapped = None
@@ -107,6 +129,8 @@ def main() -> int:
                             "--verify=crc32c", "--verify_fatal=1", "--output-format=json"],
                            capture_output=True, text=True)
         print("passed" if v.returncode == 0 else f"FAILED {v.stderr[-300:]}", flush=True)
+        if v.returncode:
+            why(daemon)
         runs: dict[tuple[str, str], list[dict]] = {}
         labels = list(LABELS)
         for rnd in range(ROUNDS):
@@ -122,7 +146,7 @@ def main() -> int:
                     print(f"{label:<15} {name:<20} {r['iops']:>9.0f} IOPS {r['mibs']:>8.1f} MiB/s "
                           f"lat {r['lat_us']:>8.0f} us"
                           + (f"  handler {r['handler_cpu']:5.1f}%" if r["handler_cpu"] is not None else "")
-                          + f"  (round {rnd + 1})", flush=True)
+                          + f"  (round {rnd + 1}, load {os.getloadavg()[0]:.1f})", flush=True)
         results = {label: {} for label in LABELS}
         for (label, name), rs in runs.items():
             results[label][name] = tb.median_run(rs)

@@ -110,6 +110,9 @@ def plan_user(snap, name: str, size, config: str, subtype: str | None = None,
     attributes = dict(attributes or {})
     if write_back is not None and "emulate_write_cache" not in attributes:
         attributes["emulate_write_cache"] = "1" if write_back else "0"
+    if subtype in BACKENDS:
+        for k, v in backend(subtype).kernel_attributes(config).items():
+            attributes.setdefault(k, v)
     for k in TCMU_BEFORE_ENABLE:
         if k in attributes:
             plan.write(f"{path}/attrib/{k}", str(attributes[k]), undoable=False)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, fields
 
 SUBTYPE = "lioctl_rbd"
 PREFIX = "rbd:"
-DEFAULT_TIMEOUT = 20        # seconds: below the kernel's cmd_time_out (30 s)
+DEFAULT_TIMEOUT = 20        # seconds; the backstore's cmd_time_out is this + backends/rbd.py CMD_TIME_OUT_MARGIN
 _NAME = re.compile(r"[A-Za-z0-9_.+-][A-Za-z0-9_.+\-]*\Z")      # pool, image, snapshot
 _ID = re.compile(r"[A-Za-z0-9_.-]+\Z")                          # cephx id, cluster name
 OPTIONS = ("conf", "id", "keyring", "cluster", "timeout")

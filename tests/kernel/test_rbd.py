@@ -4,6 +4,7 @@ target_core_user + the handler + librbd + a real one-node cluster on 127.0.0.1
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import signal
@@ -14,6 +15,8 @@ import pytest
 
 import test_tcmu
 from initiator import sh, wait_for
+from lioctl.tcmu import rbdspec
+from lioctl.tcmu.backends.rbd import CMD_TIME_OUT_MARGIN
 from test_tcmu import fio, loopback_lun, ok, status
 
 no_handler_left = test_tcmu.no_handler_left     # autouse: every test ends with no handler running
@@ -371,7 +374,7 @@ def test_an_image_deleted_while_exported_is_medium_not_present_and_nothing_else_
 
 def test_kill9_under_fio_on_an_rbd_lun_then_restart_resumes_and_verifies(lioctl, ceph, image):
     """The restarted handler takes the exclusive lock its dead predecessor held (else its
-    writes would wait 30 s, the kernel's command timeout, for the dead client's watch to end)."""
+    writes would wait 30 s, the kernel's default command timeout, for the dead client's watch to end)."""
     bs = rbd_backstore(lioctl, ceph, "r13", image)
     wwn, dev = loopback_lun(lioctl, bs)
     job = subprocess.Popen(["fio", "--name=t", f"--filename={dev}", "--direct=1", "--ioengine=libaio",
@@ -445,3 +448,40 @@ def test_a_wrong_keyring_or_cephx_user_at_create_is_one_line_and_makes_nothing(l
         assert key not in p.stderr and "Traceback" not in p.stderr
         assert time.monotonic() - t < 30
         assert cfs.snapshot() == []
+
+
+def test_commands_the_kernel_timed_out_are_answered_late_and_the_ring_stays_sound(lioctl, ceph, image):
+    """The EIO the benchmark's QD32 verify met under heavy host load, made deterministic: a
+    command the kernel gives up on (cmd_time_out: 2 s here, with the OSD stopped) fails at the
+    initiator with an I/O error (LUN COMMUNICATION FAILURE), while the handler still has it in
+    librbd. The kernel keeps its cmd_id until the handler answers: the late answers, out of
+    order, are taken without breaking the ring, the device stays served and a verify passes."""
+    bs = rbd_backstore(lioctl, ceph, "r16", image)
+    (attrib,) = glob.glob(f"{test_tcmu.CORE}/user_*/r16/attrib")
+    assert open(f"{attrib}/cmd_time_out").read().strip() == str(rbdspec.DEFAULT_TIMEOUT + CMD_TIME_OUT_MARGIN)
+    with open(f"{attrib}/cmd_time_out", "w") as f:        # before the LUN: the kernel refuses after
+        f.write("2")
+    wwn, dev = loopback_lun(lioctl, bs)
+    osd = ceph.pid("osd.0")
+    os.kill(osd, signal.SIGSTOP)
+    try:
+        t = time.monotonic()
+        p = subprocess.run(["fio", "--name=t", f"--filename={dev}", "--direct=1", "--ioengine=libaio",
+                            "--rw=randwrite", "--bs=4k", "--iodepth=16", "--size=1M", "--number_ios=16"],
+                           capture_output=True, text=True, timeout=120)
+        failed_after = time.monotonic() - t
+        assert p.returncode != 0 and "Input/output error" in p.stdout + p.stderr, p.stdout + p.stderr
+        assert failed_after < rbdspec.DEFAULT_TIMEOUT, failed_after   # the kernel's 2 s, not the handler's 20
+        st = [d for d in status(lioctl)["devices"] if d["name"] == "r16"][0]
+        assert st["in_flight"] >= 1 and st["backend_in_flight"] == st["in_flight"], st
+    finally:
+        os.kill(osd, signal.SIGCONT)
+    wait_for(lambda: [d for d in status(lioctl)["devices"] if d["name"] == "r16"][0]["in_flight"] == 0,
+             "the late answers", timeout=60)
+    s = status(lioctl)
+    assert s["failed"] == [] and [d["name"] for d in s["devices"]] == ["r16"], s
+    job = fio(dev, "--rw=randwrite", "--bs=4k", "--iodepth=16", "--size=4M", "--verify=crc32c",
+              "--verify_fatal=1", "--do_verify=1")
+    assert job["write"]["io_bytes"] == 4 * MiB
+    assert "ring is broken" not in subprocess.run(["dmesg"], capture_output=True, text=True).stdout
+    teardown(lioctl, wwn, "r16")

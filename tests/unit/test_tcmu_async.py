@@ -164,6 +164,35 @@ def test_fua_and_no_write_cache_chain_a_flush_before_the_answer(adev):
     assert k.reap()[s]["status"] == 0 and b.log[-1] == "flush"
 
 
+def test_a_backend_with_durable_writes_answers_fua_and_write_through_without_a_flush():
+    """RBD with rbd_cache=false: a completed write is on the OSDs, so FUA, WRITE AND VERIFY,
+    COMPARE AND WRITE and writes with the write cache off are answered after the write alone
+    (one cluster round trip, not two); SYNCHRONIZE CACHE still flushes."""
+    r, w = os.pipe()
+    q = CompletionQueue()
+    b = FakeAio()
+    b.durable_writes = True
+    k, dev = sim_device(b, w, queue=q, write_cache=False)
+    try:
+        ids = [k.queue(rw(0x2A, 0, 8, flags=0x08), data_out=os.urandom(4096)),    # FUA
+               k.queue(rw(0x2A, 8, 8), data_out=os.urandom(4096)),                # write cache off
+               k.queue(rw(0x2E, 16, 8), data_out=os.urandom(4096))]               # WRITE AND VERIFY
+        dev.drain()
+        b.release()
+        pump(q)
+        got = k.reap()
+        assert [got[i]["status"] for i in ids] == [0, 0, 0] and b.log == ["write"] * 3
+        s = k.queue(bytes([0x35]) + bytes(9))
+        dev.drain()
+        b.release()
+        pump(q)
+        assert k.reap()[s]["status"] == 0 and b.log[-1] == "flush"
+    finally:
+        q.close()
+        os.close(r)
+        os.close(w)
+
+
 def test_unmap_answers_after_every_discard_and_reads_back_zeros(adev):
     k, dev, b, q, bell = adev
     k.queue(rw(0x2A, 0, 64), data_out=b"\xAA" * 32768)

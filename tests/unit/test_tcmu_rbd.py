@@ -50,6 +50,17 @@ def test_config_string_round_trip_and_no_secret_field():
             parse_config(bad)
 
 
+def test_an_rbd_backstore_gives_the_kernel_more_time_than_its_own_cluster_timeout():
+    """cmd_time_out = the config's timeout + the margin: the handler's NOT READY (after
+    `timeout=`) comes before the kernel's LUN COMMUNICATION FAILURE, and the kernel's timer is
+    left for a hung handler."""
+    from lioctl.tcmu.backends.rbd import CMD_TIME_OUT_MARGIN, RbdBackend
+    assert RbdBackend.kernel_attributes("rbd/img") == {"cmd_time_out": str(rbdspec.DEFAULT_TIMEOUT
+                                                                            + CMD_TIME_OUT_MARGIN)}
+    assert RbdBackend.kernel_attributes("rbd/img;timeout=5") == {"cmd_time_out": str(5 + CMD_TIME_OUT_MARGIN)}
+    assert rbdspec.DEFAULT_TIMEOUT + CMD_TIME_OUT_MARGIN > 30       # the kernel's default
+
+
 def test_file_and_ram_backends_never_import_ceph():
     code = ("import sys; from lioctl.tcmu.backends import open_backend; "
             "b = open_backend('lioctl_ram', 'x', 1 << 20); "

@@ -39,6 +39,9 @@ class Backend:
     # opening it may wait for the network (a cluster to connect to): the daemon opens it on a
     # thread of its own and serves the device once it is open, so the other devices never wait
     opens_slowly: bool = False
+    # a completed write is on stable storage (no volatile cache between the handler and the
+    # medium): FUA, WRITE AND VERIFY and writes with the write cache off need no flush after it
+    durable_writes: bool = False
 
     # the handler's private runtime directory, for state a backend keeps across a crash (set by
     # the daemon once it holds the handler lock; None elsewhere: tools and tests keep nothing)
@@ -65,6 +68,11 @@ class Backend:
         """Candidates (value, what it is) of its own for a CFGSTRING being typed (pools and
         images, say), for a subtype that overrides this; the others have config_completion."""
         return None
+
+    @classmethod
+    def kernel_attributes(cls, config: str) -> dict[str, str]:
+        """attrib/ values the backstore is made with (before enable) unless the admin gave them."""
+        return {}
 
     @classmethod
     def backing_file(cls, config: str) -> str | None:
@@ -107,7 +115,7 @@ class Backend:
         raise NotImplementedError
 
     def aio_writev(self, bufs: list, offset: int, done) -> None:
-        """Write the buffers at offset (durable only after a later aio_flush)."""
+        """Write the buffers at offset (durable only after a later aio_flush, unless durable_writes)."""
         raise NotImplementedError
 
     def aio_flush(self, done) -> None:

@@ -3,12 +3,21 @@ lioctl_rbd subtype. Config: see lioctl/tcmu/rbdspec.py.
 
 Devices with the same cluster settings share one librados connection. Settings the handler
 imposes on it:
+- rbd_cache=false, as tcmu-runner's rbd handler and the kernel's rbd driver have no cache of
+  librbd's in front either: a write completes once the OSDs have it, so FUA and writes with
+  the write cache off need no flush of their own (durable_writes);
 - rbd_skip_partial_discard=false: a discard that does not cover whole 64 KiB units would
   otherwise leave the data in place, and the LUN says unmapped blocks read back as zeros;
 - rados_osd_op_timeout / rados_mon_op_timeout / client_mount_timeout = the config's timeout
-  (20 s by default, under the kernel's 30 s cmd_time_out): an operation on a cluster that does
+  (20 s by default; the backstore's cmd_time_out is 30 s more): an operation on a cluster that does
   not answer (an OSD stopped) fails with -ETIMEDOUT, which the initiator sees as NOT READY,
   instead of waiting for ever; the image stays usable and I/O resumes when the OSD is back.
+The backstore's cmd_time_out is that timeout + CMD_TIME_OUT_MARGIN (50 s by default, not the
+kernel's 30): the kernel's own timer is then the last resort against a hung handler, not a
+race with a command that is only slow. A command the kernel times out fails at the initiator
+with LUN COMMUNICATION FAILURE, an I/O error nothing retries (fio's verify at QD32 met it in
+a guest starved of CPU); the handler still answers it when librbd completes it, which the
+kernel takes and drops (it keeps the command's id until then): the ring stays sound.
 A client the cluster blocklisted (an admin's `ceph osd blocklist add`, the usual step before
 `rbd rm` of an image in use, or another gateway breaking the lock) gets ESHUTDOWN for every
 operation, on every image of its connection: the image is reopened on a new connection, off
@@ -16,7 +25,7 @@ the loop, and commands answer NOT READY, becoming ready (the initiator retries) 
 image that no longer exists then is MEDIUM NOT PRESENT from then on, and says so in the status.
 A handler restarted after a crash takes the exclusive locks its predecessor held (their owners'
 addresses are in the handler's private runtime directory): otherwise writes would wait for the
-dead client's watch to time out (30 s, the kernel's own command timeout).
+dead client's watch to time out (30 s, the kernel's default command timeout).
 COMPARE AND WRITE is librbd's compare-and-write, an OSD-side compare-extent + write: atomic
 against every gateway and client of the image. librbd takes exactly 512 bytes within one
 512-byte sector, so an rbd LUN offers COMPARE AND WRITE of one block when its logical block
@@ -37,6 +46,7 @@ from lioctl.tcmu.backends.base import Backend
 _clusters: dict[tuple, librbd.Cluster] = {}
 _clusters_lock = threading.Lock()
 CAW_BYTES = 512
+CMD_TIME_OUT_MARGIN = 30   # seconds the kernel waits beyond the cluster operation timeout
 CLIENTS = "rbd-clients"     # in Backend.state_dir: this handler's cluster client addresses
 _dead: set[str] | None = None   # a crashed predecessor's (read at the first connect)
 log = logging.getLogger("lioctl.tcmu")
@@ -49,7 +59,7 @@ def _connect(spec: rbdspec.RbdSpec) -> librbd.Cluster:
         c = _clusters.get(key)
         if c is None or c.blocklisted:
             c = librbd.Cluster(spec.conf_path(), spec.id or "admin", spec.keyring, spec.cluster or "ceph",
-                               {"rbd_skip_partial_discard": "false", "rados_osd_op_timeout": t,
+                               {"rbd_cache": "false", "rbd_skip_partial_discard": "false", "rados_osd_op_timeout": t,
                                 "rados_mon_op_timeout": t, "client_mount_timeout": t})
             _clusters[key] = c
             _record(c.address)
@@ -101,6 +111,7 @@ class RbdBackend(Backend):
     opens_slowly = True     # a cluster connect and an image open: seconds, or the timeout
     thin = True
     nonrotational = True
+    durable_writes = True   # rbd_cache=false
 
     def __init__(self, spec: rbdspec.RbdSpec):
         self.spec = spec
@@ -134,6 +145,14 @@ class RbdBackend(Backend):
                     continue
                 if theirs.same_image(spec) and theirs.snap == spec.snap:
                     raise LioError(f"another user backstore already serves RBD image {spec.name}")
+
+    @classmethod
+    def kernel_attributes(cls, config: str) -> dict[str, str]:
+        try:
+            timeout = rbdspec.parse_config(config).timeout
+        except rbdspec.SpecError:
+            return {}
+        return {"cmd_time_out": str((timeout or rbdspec.DEFAULT_TIMEOUT) + CMD_TIME_OUT_MARGIN)}
 
     @classmethod
     def open(cls, config: str, size: int) -> "RbdBackend":
@@ -296,9 +315,7 @@ class RbdBackend(Backend):
 
     def writev(self, bufs, offset, sync=False):
         bufs = [b if isinstance(b, memoryview) and not b.readonly else memoryview(bytearray(b)) for b in bufs]
-        self._wait(self.aio_writev, bufs, offset)
-        if sync:
-            self.flush()
+        self._wait(self.aio_writev, bufs, offset)     # durable: no flush for sync
 
     def flush(self):
         self._wait(self.aio_flush)

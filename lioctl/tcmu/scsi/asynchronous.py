@@ -60,6 +60,7 @@ class AsyncCommands:
         t.update({op.SYNCHRONIZE_CACHE_10: self.synchronize_cache, op.SYNCHRONIZE_CACHE_16: self.synchronize_cache,
                   op.UNMAP: self.unmap})
         b = emulator.backend
+        self.durable = b.durable_writes     # a completed write needs no flush to be durable
         if b.aio_write_zeroes is not None and b.aio_write_same is not None:
             t[op.WRITE_SAME_10] = t[op.WRITE_SAME_16] = self.write_same
         if b.aio_compare_and_write is not None:
@@ -115,7 +116,7 @@ class AsyncCommands:
         offset, want = emu.write_extent(cdb, length)
         if want == 0:
             return GOOD
-        sync = bool(synchronous_write(emu.unit, cdb))
+        sync = not self.durable and bool(synchronous_write(emu.unit, cdb))
         emu.backend.aio_writev(iovecs, offset, self._then(self._written, sync, finish))
         return None
 
@@ -177,7 +178,7 @@ class AsyncCommands:
         lba, n, unmap, block = emu.write_same_args(cdb, iovecs)
         bs = emu.unit.block_size
         offset, total = lba * bs, n * bs
-        done = self._then(self._written, not emu.unit.write_cache, finish)
+        done = self._then(self._written, not (emu.unit.write_cache or self.durable), finish)
         b = emu.backend
         if not any(block):
             if unmap and emu.unit.thin:
@@ -213,7 +214,7 @@ class AsyncCommands:
                                                          info=extra or 0)))
         elif ret < 0:
             finish(failure(ret, True))
-        elif not self.emu.unit.write_cache:
+        elif not (self.emu.unit.write_cache or self.durable):
             self._flush(finish)
         else:
             finish(GOOD)
