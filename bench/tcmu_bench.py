@@ -91,12 +91,25 @@ def disk_of(backstore: str, timeout: float = 120) -> str:
                                           os.listdir("/sys/kernel/config/target/core"))
           if os.path.isdir(os.path.join(r, name))][0]
     serial = open(f"{so}/wwn/vpd_unit_serial").read().split(":")[1].strip().encode()
+    # a probe that met a unit attention (another LUN added just then) leaves a disk without
+    # vpd_pg80 until it is rescanned (as tests/kernel/test_tcmu.py's disk_by_serial does)
+    first_seen: dict[str, float] = {}
 
     def find():
         for d in os.listdir("/sys/block"):
+            dev = f"/sys/block/{d}/device"
             try:
-                if serial in open(f"/sys/block/{d}/device/vpd_pg80", "rb").read():
+                if serial in open(f"{dev}/vpd_pg80", "rb").read():
                     return f"/dev/{d}"
+            except FileNotFoundError:
+                seen = first_seen.setdefault(d, time.monotonic())
+                if os.path.exists(dev) and seen and time.monotonic() - seen > 1.0:
+                    first_seen[d] = 0.0
+                    try:
+                        with open(f"{dev}/rescan", "w") as f:
+                            f.write("1")
+                    except OSError:
+                        pass
             except OSError:
                 pass
     return wait_for(find, f"the disk of {backstore}", timeout)
