@@ -44,6 +44,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "kernel"))
 import cfs  # noqa: E402
+import initiator as ini  # noqa: E402
 
 LIOCTL = [os.path.join(os.path.dirname(sys.executable), "lioctl")]
 SIZE = os.environ.get("BENCH_SIZE", "128M")
@@ -84,42 +85,37 @@ def wait_for(cond, what, timeout=120):
     raise SystemExit(f"timed out waiting for {what}")
 
 
-def disk_of(backstore: str, timeout: float = 120) -> str:
+def disk_of(backstore: str) -> str:
     """By unit serial: tcmu-runner calls every LUN 'TCMU device'."""
     name = backstore.rsplit("/", 1)[1]
     so = [os.path.join(r, name) for r in (f"/sys/kernel/config/target/core/{h}" for h in
                                           os.listdir("/sys/kernel/config/target/core"))
           if os.path.isdir(os.path.join(r, name))][0]
     serial = open(f"{so}/wwn/vpd_unit_serial").read().split(":")[1].strip().encode()
-    # a probe that met a unit attention (another LUN added just then) leaves a disk without
-    # vpd_pg80 until it is rescanned (as tests/kernel/test_tcmu.py's disk_by_serial does)
-    first_seen: dict[str, float] = {}
 
     def find():
         for d in os.listdir("/sys/block"):
-            dev = f"/sys/block/{d}/device"
             try:
-                if serial in open(f"{dev}/vpd_pg80", "rb").read():
+                if serial in open(f"/sys/block/{d}/device/vpd_pg80", "rb").read():
                     return f"/dev/{d}"
-            except FileNotFoundError:
-                seen = first_seen.setdefault(d, time.monotonic())
-                if os.path.exists(dev) and seen and time.monotonic() - seen > 1.0:
-                    first_seen[d] = 0.0
-                    try:
-                        with open(f"{dev}/rescan", "w") as f:
-                            f.write("1")
-                    except OSError:
-                        pass
             except OSError:
                 pass
-    return wait_for(find, f"the disk of {backstore}", timeout)
+    return wait_for(find, f"the disk of {backstore}")
 
 
 def loopback_disk(backstore: str, timeout: float = 120) -> str:
-    """A new loopback target with one LUN on the backstore: its /dev/sdX."""
+    """A new loopback target with one LUN on the backstore: its /dev/sdX, found by its SCSI
+    address as the kernel tests find theirs (a probe that met a unit attention, another LUN
+    added just then, leaves a disk without the VPD page a serial lookup needs)."""
     wwn = json.loads(lioctl("/loopback", "create", "--json"))["wwn"]
     lioctl(f"/loopback/{wwn}/luns", "create", backstore)
-    return disk_of(backstore, timeout)
+    try:
+        return ini.loopback_disk(wwn, 0, timeout)
+    except AssertionError:      # what the kernel and the handler saw
+        for cmd in (["lsscsi"], ["dmesg"], ["tail", "-20", f"{DIR}-null-handler.log"], LIOCTL + ["tcmu", "status"]):
+            p = subprocess.run(cmd, capture_output=True, text=True)
+            print(f"== {' '.join(cmd)}\n{(p.stdout + p.stderr)[-2500:]}", flush=True)
+        raise
 
 
 def cpu_busy() -> tuple[int, int]:
