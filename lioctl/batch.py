@@ -6,7 +6,7 @@ from __future__ import annotations
 import sys
 import traceback
 
-from lioctl import dispatch
+from lioctl import dispatch, render
 from lioctl.errors import LioError, UsageError
 from lioctl.grammar import split
 from lioctl.shell import targetcli_forms
@@ -52,6 +52,8 @@ def run_batch(opts, stream=None) -> int:
             if opts.debug:
                 traceback.print_exc()
             print(f"lioctl: line {lineno}: {e}", file=sys.stderr)
+            if opts.json:
+                render.print_error(e.code, e.exit_code, f"line {lineno}: {e}", e.obj)
             rc = e.exit_code
         if rc:
             failed = failed or rc

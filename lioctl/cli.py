@@ -10,7 +10,8 @@ import sys
 import traceback
 
 from lioctl import __version__
-from lioctl.errors import LioError, UsageError
+from lioctl import render
+from lioctl.errors import INTERNAL, INTERRUPTED, LioError, UsageError
 from lioctl.verbs import ROOT_COMMANDS, TARGETCLI_FORMS, VERBS, Options, print_help, run_verb, split_globals
 
 
@@ -84,14 +85,21 @@ def main(argv: list[str] | None = None) -> int:
         if opts.debug:
             traceback.print_exc()
         print(f"lioctl: {e}", file=sys.stderr)
+        if opts.json:
+            render.print_error(e.code, e.exit_code, str(e), e.obj)
         return e.exit_code
     except KeyboardInterrupt:
         print("lioctl: interrupted", file=sys.stderr)
-        return 130
+        if opts.json:
+            render.print_error("interrupted", INTERRUPTED, "interrupted")
+        return INTERRUPTED
     except BrokenPipeError:
         return 0
     except Exception as e:  # noqa: BLE001 - the one place a bug becomes a one-line error
         if opts.debug:
             traceback.print_exc()
-        print(f"lioctl: internal error: {type(e).__name__}: {e} (rerun with --debug)", file=sys.stderr)
+        message = f"internal error: {type(e).__name__}: {e} (rerun with --debug)"
+        print(f"lioctl: {message}", file=sys.stderr)
+        if opts.json:
+            render.print_error(INTERNAL, 1, message)
         return 1

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 
-from lioctl.errors import LioError
+from lioctl.errors import KernelUnavailable, LioError, NotPermitted
 
 CONFIGFS_MOUNT = "/sys/kernel/config"
 ROOT = CONFIGFS_MOUNT + "/target"
@@ -21,10 +21,10 @@ def modprobe(module: str) -> None:
     try:
         proc = subprocess.run(["modprobe", module], capture_output=True, text=True)
     except FileNotFoundError:
-        raise LioError(f"cannot load kernel module {module}: modprobe not found") from None
+        raise KernelUnavailable(f"cannot load kernel module {module}: modprobe not found") from None
     if proc.returncode != 0:
         reason = proc.stderr.strip().splitlines()[-1:] or ["modprobe failed"]
-        raise LioError(f"cannot load kernel module {module}: {reason[0]}")
+        raise KernelUnavailable(f"cannot load kernel module {module}: {reason[0]}")
 
 
 def is_mounted() -> bool:
@@ -34,18 +34,18 @@ def is_mounted() -> bool:
 def ensure_ready(modules: tuple[str, ...] | list[str] = ()) -> None:
     """Load target_core_mod (+ the given modules) and mount configfs, as the export script does."""
     if os.geteuid() != 0:
-        raise LioError("lioctl must run as root to change the kernel target configuration")
+        raise NotPermitted("lioctl must run as root to change the kernel target configuration")
     modprobe("target_core_mod")
     if not os.path.ismount(CONFIGFS_MOUNT):
         modprobe("configfs")
         proc = subprocess.run(["mount", "-t", "configfs", "none", CONFIGFS_MOUNT],
                               capture_output=True, text=True)
         if proc.returncode != 0:
-            raise LioError(f"cannot mount configfs on {CONFIGFS_MOUNT}: {proc.stderr.strip()}")
+            raise KernelUnavailable(f"cannot mount configfs on {CONFIGFS_MOUNT}: {proc.stderr.strip()}")
     for m in modules:
         modprobe(m)
     if not os.path.isdir(ROOT):
-        raise LioError(f"{ROOT} is missing although target_core_mod is loaded")
+        raise KernelUnavailable(f"{ROOT} is missing although target_core_mod is loaded")
 
 
 def read(path: str, default: str | None = None, dir_fd: int | None = None) -> str | None:

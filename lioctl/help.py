@@ -5,11 +5,31 @@ from __future__ import annotations
 from lioctl.dispatch import run_tokens
 from lioctl.errors import UsageError
 from lioctl.shell import targetcli_forms
-from lioctl.verbs import TARGETCLI_FORMS, VERBS, print_help, run_verb
+from lioctl.verbs import TARGETCLI_FORMS, VERBS, print_help, run_verb, verb_parser
+
+
+def _json_help(word: str | None) -> int:
+    """--json help of lioctl itself, a verb or a targetcli form: its text in a help document."""
+    import io
+
+    from lioctl import render
+    if word is None:
+        buf = io.StringIO()
+        print_help(buf)
+        text = buf.getvalue()
+    elif word in VERBS:
+        text = verb_parser(word)[1].format_help()
+    else:
+        text = targetcli_forms.help_text(word)
+    render.print_json({"command": word, "help": text}, "help")
+    return 0
 
 
 def run_help(words: list[str], opts) -> int:
     """`lioctl help [VERB | saveconfig... | [PATH] [COMMAND]]`."""
+    if getattr(opts, "json", False) and (len(words) < 2 and (not words or words[0] in VERBS
+                                                             or words[0] in TARGETCLI_FORMS)):
+        return _json_help(words[0] if words else None)
     if not words:
         print_help()
         return 0

@@ -20,22 +20,20 @@ import signal
 import threading
 import time
 from contextlib import ExitStack, contextmanager
+from contextvars import ContextVar
 
 from lioctl import rundir
-from lioctl.errors import LioError, UsageError
+from lioctl.errors import LioError, LockBusy, UsageError
 
 LOCK_NAME = "write.lock"
 TARGETCLI_LOCK = os.environ.get("LIOCTL_TARGETCLI_LOCK", "/var/run/targetcli.lock")
 DEFAULT_WAIT = 60.0
-EXIT_LOCK_BUSY = 75  # EX_TEMPFAIL from sysexits.h: try again later
+EXIT_LOCK_BUSY = LockBusy.exit_code  # 75, EX_TEMPFAIL from sysexits.h: try again later
 
 _wait_override: float | None = None
-
-
-class LockBusy(LioError):
-    """Another process held a write lock for longer than we were allowed to wait."""
-
-    exit_code = EXIT_LOCK_BUSY
+# lioctl.api's calls: how long this call waits, polling (a library must not take the caller's
+# SIGALRM); per thread and per call
+_call_wait: ContextVar[float | None] = ContextVar("lioctl_call_wait", default=None)
 
 
 def parse_wait(text: str, source: str) -> float:
@@ -54,7 +52,19 @@ def set_wait(seconds: float | None) -> None:
     _wait_override = seconds
 
 
+@contextmanager
+def waiting(seconds: float):
+    """Within: write locks wait at most `seconds`, by polling (lioctl.api)."""
+    token = _call_wait.set(seconds)
+    try:
+        yield
+    finally:
+        _call_wait.reset(token)
+
+
 def wait_seconds() -> float:
+    if _call_wait.get() is not None:
+        return _call_wait.get()
     if _wait_override is not None:
         return _wait_override
     env = os.environ.get("LIOCTL_LOCK_WAIT")
@@ -184,10 +194,10 @@ def _flock(fd: int, name: str, deadline: float, wait: float) -> None:
         pass
     remaining = deadline - time.monotonic()
     if remaining > 0:
-        if threading.current_thread() is threading.main_thread():
+        if threading.current_thread() is threading.main_thread() and _call_wait.get() is None:
             if _blocking_flock(fd, remaining):
                 return
-        else:  # signals reach only the main thread: poll (a thread never happens in the CLI)
+        else:  # signals reach only the main thread, and lioctl.api leaves them alone: poll
             delay = 0.005
             while time.monotonic() < deadline:
                 time.sleep(min(delay, max(0.0, deadline - time.monotonic())))

@@ -16,6 +16,7 @@ DEFAULTS = {
     "max_backup_files": 10,
     "color": True,
     "auto_save_on_exit": True,  # targetcli's name and default: the shell saves when it exits
+    "auto_save": False,  # save after every successful write, as --save does
     "logfile": "",
     "loglevel": "info",
 }

@@ -8,14 +8,53 @@ from __future__ import annotations
 import json
 import os
 import sys
+from contextlib import contextmanager
+from contextvars import ContextVar
+
+# lioctl.api's calls: what a command would print with --json is handed to the caller instead
+# (per thread and per call: a ContextVar, never sys.stdout swapped under other threads)
+_collected: ContextVar[list | None] = ContextVar("lioctl_collected", default=None)
+
+
+@contextmanager
+def collecting():
+    """Within: print_json appends to the list yielded, print_text prints nothing."""
+    out: list = []
+    token = _collected.set(out)
+    try:
+        yield out
+    finally:
+        _collected.reset(token)
 
 
 def color_ok() -> bool:
     return sys.stdout.isatty() and not os.environ.get("NO_COLOR") and os.environ.get("TERM") != "dumb"
 
 
-def print_json(data) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, sort_keys=False) + "\n")
+# --json documents (lioctl-json(7), lioctl/schema/lioctl.schema.json): every one is an object
+# that starts with the schema version and what kind of output it is
+SCHEMA = 1
+
+
+def document(output: str, data: dict) -> dict:
+    doc = {"schema": SCHEMA, "output": output}
+    doc.update((k, v) for k, v in data.items() if k not in doc)
+    return doc
+
+
+def print_json(data: dict, output: str) -> None:
+    """One --json document on stdout: `output` says which (read name, "write" or "error")."""
+    sink = _collected.get()
+    if sink is not None:
+        sink.append(document(output, data))
+        return
+    sys.stdout.write(json.dumps(document(output, data), indent=2, sort_keys=False) + "\n")
+
+
+def print_error(code: str, exit_status: int, message: str, obj: str | None = None) -> None:
+    """With --json a failure is a document on stdout too (the one line on stderr stays): a
+    program parses one stream whatever the exit status."""
+    print_json({"error": {"code": code, "exit": exit_status, "object": obj, "message": message}}, "error")
 
 
 def tree_lines(node, depth: int | None = None, width: int = 78) -> list[str]:
@@ -65,5 +104,5 @@ def print_tree(node, depth: int | None = None) -> None:
 
 
 def print_text(text: str) -> None:
-    if text:
+    if text and _collected.get() is None:
         sys.stdout.write(text.rstrip("\n") + "\n")

@@ -21,6 +21,7 @@ VERBS = {
     "unexport": ("lioctl.commands.unexport", "remove a target made by export, and its backstore if unused"),
     "save": ("lioctl.commands.save", "save the running configuration (targetcli's saveconfig.json)"),
     "restore": ("lioctl.commands.restore", "apply a saved configuration, changing only what differs"),
+    "apply": ("lioctl.commands.apply", "make what a (partial) saveconfig document names match it, nothing else"),
     "diff": ("lioctl.commands.diff", "show what restore would change (exit 1 if anything differs)"),
     "clear": ("lioctl.commands.clear", "remove the whole target configuration"),
     "sessions": ("lioctl.commands.sessions", "list logged-in initiator sessions"),
@@ -83,7 +84,8 @@ ROOT_COMMANDS = ("ls", "info", "get", "set", "status", "help", "version", "pwd")
 GLOBAL_FLAGS = {
     "--json": "json", "--debug": "debug", "--dry-run": "dry_run", "--force": "force",
     "--yes": "yes", "-y": "yes", "--show-secrets": "show_secrets", "--keep-going": "keep_going",
-    "--no-color": "no_color", "--script": "script",
+    "--no-color": "no_color", "--script": "script", "--save": "save",
+    "--exist-ok": "exist_ok", "--missing-ok": "missing_ok",
 }
 
 # global options that take a value (completion skips them and their value)
@@ -92,6 +94,7 @@ GLOBAL_VALUE_OPTIONS = {"--wait": "wait"}
 
 class Options(argparse.Namespace):
     json = debug = dry_run = force = yes = show_secrets = keep_going = no_color = script = False
+    save = exist_ok = missing_ok = False  # after a write: save; create/delete: idempotent
     wait = None  # --wait SECONDS: how long a write waits for the lock (lioctl/lock.py)
 
 
@@ -137,7 +140,7 @@ Paths:
   /qla2xxx /tcm_fc /srpt /efct ... and any other fabric configfs shows
 
 Options:
-  --json          machine-readable output for every read
+  --json          machine-readable output of every command (man lioctl-json)
   --dry-run       print the configfs operations as a sh script; change nothing
   --force         delete objects in use (their users go first)
   -y, --yes       do not ask for confirmation
@@ -147,6 +150,9 @@ Options:
   --no-color      plain output even on a terminal (as NO_COLOR=1 does)
   --debug         show tracebacks on errors
   --wait SECONDS  how long a write waits for the write lock (default 60; 0: fail at once)
+  --save          save the configuration after every successful write (auto_save preference)
+  --exist-ok      create: an object that exists as asked is fine (exit 0, nothing changed)
+  --missing-ok    delete: an object that is not there is fine (exit 0)
   -V, --version   print the version
   -h, --help      this help; `lioctl help VERB`, `lioctl help PATH [COMMAND]` for more
                   (or VERB --help, PATH COMMAND --help)
@@ -159,9 +165,12 @@ Examples:
   lioctl --dry-run /iscsi/iqn.2003-01.org.example:t1/tpg1/luns create /backstores/fileio/disk1
   lioctl help /backstores/fileio create
   lioctl saveconfig               # as targetcli's; also restoreconfig, clearconfig confirm=true
+  lioctl --json --exist-ok --save /backstores/block create vol1 /dev/sdb wwn=from:vol-1
+  lioctl --missing-ok /iscsi delete iqn.2003-01.org.example:t1
 
 Exit status: 0 success, 1 operation failed, 2 usage error, 3 restore --boot partly restored,
-75 write lock busy, 130 interrupted (rolled back).
+4 not found, 5 already exists (or differs, with --exist-ok), 6 in use, 7 no kernel target,
+75 write lock busy, 77 not root, 130 interrupted (rolled back); see man lioctl, EXIT STATUS.
 """
 
 

@@ -46,6 +46,38 @@ def normalize(wwn_types: tuple[str, ...], wwn: str, what: str = "WWN") -> tuple[
                    + (" (e.g. iqn.2003-01.org.example:name)" if "iqn" in wwn_types else ""))
 
 
+# `wwn=from:NAME`: an identity derived from a name the orchestrator owns, the same on every
+# host and every creation, so a volume moved to another gateway shows initiators the same unit
+# serial (VPD 0x80, and the NAA designator of VPD 0x83 the kernel builds from it) and the same
+# target WWN. A UUID-5 of NAME in lioctl's own namespace (uuid5(NAMESPACE_URL, "urn:lioctl:identity")).
+FROM = "from:"
+IDENTITY_NAMESPACE = "f7a7d74e-6db1-5d72-9b6e-1afdbd8580dc"
+
+
+def derive(wwn_type: str, name: str) -> str:
+    import uuid     # here, as in generate
+    if not name or any(c in name for c in "\n\0"):
+        raise LioError(f"{FROM}NAME wants a name without newline or NUL, got {name!r}")
+    u = uuid.uuid5(uuid.UUID(IDENTITY_NAMESPACE), name)
+    h = u.hex
+    if wwn_type == "iqn":
+        return f"iqn.2003-01.org.linux-iscsi.lioctl:id.{h[:16]}"
+    if wwn_type == "naa":
+        return "naa.5001405" + h[:9]
+    if wwn_type == "eui":
+        return "eui.001405" + h[:10]
+    if wwn_type == "unit_serial":
+        return str(u)
+    raise LioError(f"cannot derive a WWN of type {wwn_type}")
+
+
+def unit_serial(wwn: str | None) -> str:
+    """A storage object's unit serial: as given, derived from `from:NAME`, or a new random one."""
+    if wwn and wwn.startswith(FROM):
+        return derive("unit_serial", wwn[len(FROM):])
+    return wwn or generate("unit_serial")
+
+
 def generate(wwn_type: str) -> str:
     import uuid     # here, not at the top: uuid pulls in platform and socket on every start
     u = uuid.uuid4().hex

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from lioctl import configfs
 from lioctl.backstores import common
-from lioctl.errors import LioError
+from lioctl.errors import LioError, NotFound
 from lioctl.plan import Op, Plan
 from lioctl.saveconfig import rules
 from lioctl.units import parse_bool
@@ -45,7 +45,7 @@ def plan_block(snap, name: str, dev: str, readonly: bool | None = None,
     shares it with other openers (Linux 6.17+), so another backstore may use it too."""
     common.check_new_name(snap, KIND.name, name)
     if not os.path.exists(dev):
-        raise LioError(f"block device {dev} does not exist")
+        raise NotFound(f"block device {dev} does not exist")
     if not common.is_block(dev):
         raise LioError(f"{dev} is not a block device")
     if exclusive is not False:
@@ -116,7 +116,7 @@ class Block(common.Kind):
         try:
             st = os.stat(dev)
         except OSError:
-            rules.err(path + ".dev", f"block device {dev} of storage object block/{name} does not exist")
+            rules.err(path + ".dev", f"block device {dev} of storage object block/{name} does not exist", NotFound)
         if not stat.S_ISBLK(st.st_mode):
             rules.err(path + ".dev", f"{dev} of storage object block/{name} is not a block device")
 

@@ -18,7 +18,7 @@ import stat
 from dataclasses import dataclass, field
 
 from lioctl import configfs, wwn as wwnmod
-from lioctl.errors import LioError
+from lioctl.errors import AlreadyExists, InUse, LioError
 from lioctl.names import check_object_name
 from lioctl.plan import Modprobe, Op, Plan
 from lioctl.plan.ops import Incomplete, Rmdir, capture, restore
@@ -159,7 +159,7 @@ def check_new_name(snap, kind: str, name: str) -> None:
     """snap None: the object is being made again, its name already checked."""
     check_object_name(name, "backstore name")
     if snap is not None and snap.so(kind, name):
-        raise LioError(f"backstore {kind}/{name} already exists")
+        raise AlreadyExists(f"backstore {kind}/{name} already exists", obj=f"/backstores/{kind}/{name}")
 
 
 def is_block(path: str) -> bool:
@@ -181,7 +181,7 @@ def devices_in_use(snap) -> dict:
 def check_device_free(snap, dev: str, what: str) -> None:
     so = devices_in_use(snap).get(os.path.realpath(dev))
     if so is not None:
-        raise LioError(f"{what} {dev} is already used by backstore {so.plugin}/{so.name}")
+        raise InUse(f"{what} {dev} is already used by backstore {so.plugin}/{so.name}")
 
 
 def start(kind: Kind, name: str, hba: str | None) -> tuple[Plan, str]:
@@ -201,7 +201,7 @@ def enable(plan: Plan, path: str, *, wwn: str | None = None, model_alias: bool =
     the model alias (INQUIRY shows the object's name)."""
     plan.write(f"{path}/enable", "1", undoable=False)
     if serial:
-        plan.write(f"{path}/wwn/vpd_unit_serial", wwn or wwnmod.generate("unit_serial"),
+        plan.write(f"{path}/wwn/vpd_unit_serial", wwnmod.unit_serial(wwn),
                    undoable=False)
     if model_alias:
         plan.write(f"{path}/attrib/emulate_model_alias", "1", undoable=False)
@@ -228,9 +228,9 @@ def users_of(so) -> list[str]:
 def check_unused(so, force: bool) -> None:
     """In use, a deletion fails naming the user, unless forced (its LUNs then go first)."""
     if so.luns and not force:
-        raise LioError(f"backstore {so.plugin}/{so.name} is used by {users_of(so)[0]}"
+        raise InUse(f"backstore {so.plugin}/{so.name} is used by {users_of(so)[0]}"
                        + (f" and {len(so.luns) - 1} more" if len(so.luns) > 1 else "")
-                       + "; delete the LUN first or use --force")
+                       + "; delete the LUN first or use --force", obj=so.tree_path)
 
 
 def plan_remove_objects(snap, sos: list) -> Plan:

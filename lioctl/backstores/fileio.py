@@ -6,7 +6,7 @@ import os
 
 from lioctl import blockdev
 from lioctl.backstores import common
-from lioctl.errors import LioError
+from lioctl.errors import LioError, NotFound
 from lioctl.plan import CreateFile, Plan
 from lioctl.saveconfig import rules
 from lioctl.units import parse_bool, parse_size
@@ -42,9 +42,9 @@ def plan_fileio(snap, name: str, file: str, size=None, write_back: bool = True,
                 raise LioError(f"file {file} is empty; give a size to use it")
     else:
         if size is None:
-            raise LioError(f"file {file} does not exist; give a size to create it")
+            raise NotFound(f"file {file} does not exist; give a size to create it")
         if not create_missing:
-            raise LioError(f"file {file} does not exist")
+            raise NotFound(f"file {file} does not exist")
         parent = os.path.dirname(file) or "."
         if not os.path.isdir(parent):
             raise LioError(f"cannot create {file}: directory {parent} does not exist")
@@ -103,7 +103,7 @@ class Fileio(common.Kind):
     def check_backing(self, saved, path):
         dev = saved["dev"]  # checked by check_saved: no control characters
         if not os.path.exists(dev):
-            rules.err(path + ".dev", f"backing file {dev} of storage object fileio/{saved['name']} does not exist")
+            rules.err(path + ".dev", f"backing file {dev} of storage object fileio/{saved['name']} does not exist", NotFound)
 
     def plan_saved(self, saved, hba):
         return plan_fileio(None, saved["name"], saved["dev"], saved.get("size") or None,

@@ -6,7 +6,7 @@ import os
 import re
 
 from lioctl.backstores import common
-from lioctl.errors import LioError
+from lioctl.errors import LioError, NotFound
 from lioctl.plan import Plan
 
 HCTL = re.compile(r"^(\d+):(\d+):(\d+):(\d+)$")
@@ -21,7 +21,7 @@ def _hctl_of(dev: str) -> tuple[str, str]:
             if os.path.isdir(f"/sys/class/scsi_device/{hctl}/device/block") else []
         return hctl, (f"/dev/{devs[0]}" if devs else "")
     if not os.path.exists(dev):
-        raise LioError(f"SCSI device {dev} does not exist")
+        raise NotFound(f"SCSI device {dev} does not exist")
     base = os.path.basename(os.path.realpath(dev))
     link = f"/sys/class/block/{base}/device"
     if not os.path.exists(link):

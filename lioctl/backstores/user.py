@@ -13,7 +13,7 @@ import inspect
 import os
 
 from lioctl.backstores import common
-from lioctl.errors import LioError, UsageError
+from lioctl.errors import LioError, NotFound, UsageError
 from lioctl.plan import CreateFile, Plan, ServeUser, Write
 from lioctl.saveconfig import rules
 from lioctl.tcmu import config as tcmu_config
@@ -70,7 +70,7 @@ def _create_missing_file(plan: Plan, subtype: str, config: str, size: int, what:
     path = cls.backing_file(config) if cls else None
     if path and not os.path.exists(path):
         if not create_missing:
-            raise LioError(f"backing file {path} of {what} does not exist")
+            raise NotFound(f"backing file {path} of {what} does not exist")
         plan.ops.insert(0, CreateFile(path, size, True))
 
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import sys
 
-from lioctl import configfs, render
+from lioctl import configfs, render, results
+from lioctl.commands import save as save_cmd
 from lioctl.errors import LioError
 from lioctl.lock import write_lock
-from lioctl.plan import executor, script
+from lioctl.plan import executor
 from lioctl.saveconfig import restore_plan
 from lioctl.tree import snapshot
 
@@ -20,7 +21,7 @@ def configure(p):
 
 def run(args) -> int:
     if args.dry_run:
-        sys.stdout.write(script.render(restore_plan.plan_clear(snapshot.read()), "clear", args.show_secrets))
+        results.print_dry_run(restore_plan.plan_clear(snapshot.read()), "clear", args)
         return 0
     snap = snapshot.read()
     n_t = sum(1 for _ in snap.targets())
@@ -34,10 +35,14 @@ def run(args) -> int:
             return 1
     configfs.ensure_ready()
     with write_lock():
-        plan = restore_plan.plan_clear(snapshot.read())
+        snap = snapshot.read()
+        plan = restore_plan.plan_clear(snap)
+        tracker = results.Tracker(plan, snap) if args.json else None
         executor.execute(plan)
-    if args.json:
-        render.print_json({"targets_removed": n_t, "storage_objects_removed": n_s})
+        saved = save_cmd.after_write(args, bool(plan))
+    if tracker is not None:
+        render.print_json(tracker.result("clear", data={"targets_removed": n_t, "storage_objects_removed": n_s,
+                                                        **saved}), "write")
     else:
         print(f"Removed {n_t} target(s) and {n_s} storage object(s).")
     return 0

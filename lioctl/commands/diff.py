@@ -24,7 +24,7 @@ def run(args) -> int:
     # running configuration twice doubled diff's time on a large configuration)
     ch = restore_plan.plan_restore(snapshot.read(), desired, prune=True)
     if args.json:
-        render.print_json({"differs": bool(ch.lines), "changes": ch.lines})
+        render.print_json({"differs": bool(ch.lines), "changes": ch.lines}, "diff")
     elif ch.lines:
         render.print_text("\n".join(ch.lines))
     return 1 if ch.lines else 0

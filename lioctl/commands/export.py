@@ -8,18 +8,18 @@ from __future__ import annotations
 
 import os
 import socket
-import sys
 import uuid
 
 from lioctl import configfs, render, wwn as wwnmod
 from lioctl.backstores import media, user
 from lioctl.backstores.common import free_hba, object_path
-from lioctl.errors import LioError, UsageError
+from lioctl.errors import AlreadyExists, Conflict, LioError, UsageError
 from lioctl.names import check_object_name
 from lioctl.plan import Modprobe, Mount, Plan
 from lioctl.secrets import resolve_creds
 from lioctl.tree import snapshot, targets as tg
 from lioctl.tree.fabrics import spec_for
+from lioctl.units import parse_size
 
 HELP = f"export a {media.listed([n for m in media.by_form() for n in m.nouns], 'or')} as an iSCSI target in one step"
 EXAMPLES = "\n  ".join(["examples:", "lioctl export /srv/disk.img", "lioctl export /dev/sdb -p 192.0.2.10",
@@ -47,7 +47,8 @@ def configure(p):
     p.add_argument("--mutual-chap", metavar="USER[:SECRET]", help="credentials the target gives back")
     p.add_argument("--mutual-chap-file", metavar="FILE",
                    help="as --chap-file, for --mutual-chap (or LIOCTL_MUTUAL_CHAP=USER:SECRET)")
-    p.add_argument("--exist-ok", action="store_true", help="exporting an exported device is a no-op")
+    p.add_argument("--exist-ok", action="store_true", help="exporting a device already exported the same way is a no-op (exit 0); "
+                   "exported otherwise (another target, size, portal, ACL, CHAP, read-only) is a conflict (exit 5) naming what differs")
     p.add_argument("--user", action="store_true",
                    help="serve it through a TCMU user backstore and lioctl's bundled handler "
                         "(started when needed) instead of the kernel's fileio/iblock")
@@ -98,13 +99,55 @@ def default_name(device: str) -> str:
 
 
 def find_export(snap, medium, device: str, options: dict):
-    """(target, storage object) already exporting what device names over iSCSI, if any."""
+    """(iSCSI LUN, storage object) already exporting what device names, if any."""
     for so in medium.exports(snap, device, options):
         for lun in so.luns:
             if lun.tpg.target.fabric.name == "iscsi":
-                return lun.tpg.target, so
+                return lun, so
         return None, so
     return None, None
+
+
+def differences(args, lun, so) -> list[str]:
+    """What the existing export does otherwise than these options ask (--exist-ok accepts only an
+    export that matches): target, backstore, size, kind, portals, ACLs, CHAP, read-only. Secrets
+    are compared, never shown."""
+    tpg, out = lun.tpg, []
+    if args.iqn and wwnmod.normalize(("iqn",), args.iqn, "target IQN")[0] != tpg.target.wwn:
+        out.append(f"its target is {tpg.target.wwn}, not {args.iqn}")
+    if args.name and args.name != so.name:
+        out.append(f"its backstore is {so.tree_path}, not {args.name}")
+    if args.lun_size and parse_size(args.lun_size, "--lun-size") != so.size:
+        out.append(f"its size is {so.size} bytes, not {args.lun_size}")
+    if args.user != (so.plugin == "user"):
+        out.append(f"it is served by a {so.plugin} backstore" + (", not a user one" if args.user else ""))
+    want = {tg.parse_portal(p)[2] for p in args.portal or [spec_for("iscsi").default_portal]}
+    if set(tpg.portals) != want:
+        out.append(f"its portals are {', '.join(sorted(tpg.portals)) or 'none'}, not {', '.join(sorted(want))}")
+    acls = {wwnmod.normalize(("iqn", "naa", "eui"), a, "initiator IQN")[0] for a in args.acl}
+    demo = configfs.read(tpg.path + "/attrib/generate_node_acls") == "1"
+    if acls and (demo or set(tpg.acls) != acls):
+        out.append("it is open to every initiator (demo mode)" if demo else
+                   f"its ACLs are {', '.join(sorted(tpg.acls)) or 'none'}, not {', '.join(sorted(acls))}")
+    elif not acls and not demo:
+        out.append(f"it allows only {', '.join(sorted(tpg.acls)) or 'no initiator'} (ACLs), not every initiator")
+    if acls and not out:
+        chap, mutual = credentials(args)
+        want_auth = {"userid": chap[0] if chap else "", "password": chap[1] if chap else "",
+                     "userid_mutual": mutual[0] if mutual else "",
+                     "password_mutual": mutual[1] if mutual else ""}
+        for a in tpg.acls.values():
+            have = configfs.read_group(a.path + "/auth")
+            if any((have.get(k) or "") != v for k, v in want_auth.items()):
+                out.append(f"the CHAP credentials of ACL {a.wwn} differ")
+    if demo:
+        readonly = configfs.read(tpg.path + "/attrib/demo_mode_write_protect") == "1"
+    else:
+        mapped = [m for a in tpg.acls.values() for m in a.mapped_luns.values() if m.tpg_lun == lun.index]
+        readonly = bool(mapped) and all(m.write_protect for m in mapped)
+    if readonly != bool(args.readonly):
+        out.append("it is read-only" if readonly else "it is writable")
+    return out
 
 
 def build(args, snap) -> tuple[Plan, dict]:
@@ -133,7 +176,7 @@ def build(args, snap) -> tuple[Plan, dict]:
             raise LioError(f"--acl {w} is given twice")
         acls.append(w)
     if "iscsi" in snap.fabrics and iqn in snap.fabrics["iscsi"].targets:
-        raise LioError(f"target {iqn} already exists; choose another with --iqn")
+        raise AlreadyExists(f"target {iqn} already exists; choose another with --iqn")
 
     backstore = kind or user.KIND
     # Deterministic serial and LUN link name: the --dry-run script makes exactly this tree.
@@ -180,28 +223,37 @@ def build(args, snap) -> tuple[Plan, dict]:
 def already_exported(args, snap) -> bool:
     """Refuse a second export of the same device, naming the first; --exist-ok makes it a no-op."""
     medium, options = medium_options(args)
-    target, so = find_export(snap, medium, medium.export_names(args.device, args.lun_size)[0], options)
+    lun, so = find_export(snap, medium, medium.export_names(args.device, args.lun_size)[0], options)
     if so is None:
         return False
+    target = lun.tpg.target if lun is not None else None
     if target is not None and args.exist_ok:
+        differ = differences(args, lun, so)
+        if differ:
+            raise Conflict(f"{args.device} is exported by target {target.wwn} but differs: "
+                           + "; ".join(differ), obj=target.wwn)
         info = {"target": target.wwn, "backstore": so.tree_path, "existing": True}
         if args.json:
-            render.print_json(info)
+            from lioctl import results  # start-up: only for --json
+            render.print_json(results.write_result(
+                "export", changed=False, data=info, message=f"{args.device} is already exported",
+                unchanged=[results.describe("target", target), results.describe("storage_object", so)]), "write")
         else:
             print(f"{args.device} is already exported as {target.wwn}")
         return True
     where = f"target {target.wwn}" if target else f"backstore {so.tree_path}"
-    raise LioError(f"{args.device} is already exported by {where}"
+    raise AlreadyExists(f"{args.device} is already exported by {where}"
                    + ("" if target is None else " (use --exist-ok to accept)"))
 
 
 def run(args) -> int:
     from lioctl.lock import write_lock  # start-up: completion and --help build this verb's parser only
-    from lioctl.plan import executor, script
+    from lioctl.plan import executor
     if args.dry_run:
         snap = snapshot.read()
         plan, info = build(args, snap)
-        sys.stdout.write(script.render(plan, f"export {args.device}", args.show_secrets))
+        from lioctl import results  # start-up: as executor
+        results.print_dry_run(plan, f"export {args.device}", args)
         return 0
     if already_exported(args, snapshot.read()):
         return 0
@@ -212,9 +264,13 @@ def run(args) -> int:
         if already_exported(args, snap):
             return 0
         plan, info = build(args, snap)
+        from lioctl import results  # start-up: as executor
+        from lioctl.commands import save as save_cmd
+        tracker = results.Tracker(plan, snap) if args.json else None
         executor.execute(plan)
-    if args.json:
-        render.print_json(info)
+        info.update(save_cmd.after_write(args))
+    if tracker is not None:
+        render.print_json(tracker.result("export", data=info), "write")
     else:
         print(f"Target {info['target']}, portal {', '.join(info['portals'])} has been created")
     return 0

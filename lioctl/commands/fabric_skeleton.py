@@ -20,7 +20,8 @@ import tempfile
 from dataclasses import dataclass
 from importlib import resources
 
-from lioctl.errors import LioError, UsageError
+from lioctl.errors import AlreadyExists, LioError, UsageError
+from lioctl import results
 from lioctl.render import print_json as render_json
 from lioctl.tree.fabrics import KNOWN
 
@@ -243,7 +244,7 @@ def write_tree(files: dict[str, str], outdir: str, force: bool) -> None:
         raise LioError(f"fabric-skeleton: {outdir} exists and is not a directory")
     if os.path.isdir(outdir):
         if not force:
-            raise LioError(f"fabric-skeleton: {outdir} already exists; use --force to "
+            raise AlreadyExists(f"fabric-skeleton: {outdir} already exists; use --force to "
                            "overwrite its generated files")
         for fname, text in files.items():
             _write_atomic(os.path.join(outdir, fname), text)
@@ -301,9 +302,10 @@ def run(args) -> int:
     if not args.dry_run:
         write_tree(files, outdir, args.force)
     if args.json:
-        render_json(dict(facts, written=not args.dry_run))
-        return 0
-#DELdict(facts, written=not args.dry_run))
+        made = [] if args.dry_run else [{"type": "file", "path": os.path.join(facts["directory"], f)}
+                                        for f in sorted(files)]
+        render_json(results.write_result("fabric-skeleton", changed=not args.dry_run, created=made,
+                                         data=dict(facts, written=not args.dry_run)), "write")
         return 0
     verb = "would write" if args.dry_run else "wrote"
     print(f"{verb} {outdir}: {', '.join(sorted(files))}")

@@ -134,7 +134,7 @@ def run(args) -> int:
     paths = {name: os.path.join(args.dir, name) for name in units}
     if args.dry_run:
         if args.json:
-            render.print_json({"files": {paths[n]: t for n, t in units.items()}})
+            render.print_json({"files": {paths[n]: t for n, t in units.items()}}, "units")
         else:
             sys.stdout.write("".join(f"# {paths[n]}\n{t}\n" for n, t in units.items()))
         return 0
@@ -152,7 +152,10 @@ def run(args) -> int:
             raise LioError(f"wrote the units, but systemctl daemon-reload failed: "
                            f"{(r.stderr.strip().splitlines() or ['no reason given'])[-1]}")
     if args.json:
-        render.print_json({"files": list(paths.values()), "savefile": args.file, "daemon_reload": reload})
+        from lioctl import results  # start-up: only for --json
+        render.print_json(results.write_result(
+            "install-units", changed=True, created=[{"type": "file", "path": p} for p in paths.values()],
+            data={"files": list(paths.values()), "savefile": args.file, "daemon_reload": reload}), "write")
     else:
         for p in paths.values():
             print(f"Wrote {p}")

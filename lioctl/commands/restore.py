@@ -8,9 +8,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from lioctl import configfs, render
+from lioctl import configfs, render, results
 from lioctl.backstores import common as bsc
-from lioctl.errors import LioError, UsageError
+from lioctl.commands import save as save_cmd
+from lioctl.errors import LioError, PartialFailure, UsageError
 from lioctl.lock import write_lock
 from lioctl.plan import executor, script
 from lioctl.saveconfig import load, restore_plan, store
@@ -30,7 +31,7 @@ With --boot each object that cannot be made (a missing backing file or device, a
 whose port is taken, a device another program holds) is rolled back alone and named on
 standard error with its reason, what depends on it is skipped and named, the rest is
 restored, and the exit status is 3."""
-PARTIAL = 3  # restore --boot restored some objects, not all (lioctl(8), EXIT STATUS)
+PARTIAL = PartialFailure.exit_code  # 3: restore --boot restored some objects, not all
 
 
 def configure(p):
@@ -84,15 +85,17 @@ def compute(args, loaded=None):
     snap = snapshot.read()
     scope = args.scope if hasattr(args, "scope") else scope_of(args)
     if scope:
-        return _compute_scoped(args, snap, desired, scope), unknown
-    if args.clear:
+        ch = _compute_scoped(args, snap, desired, scope)
+    elif args.clear:
         ch = restore_plan.Change(restore_plan.plan_clear(snap))
         ch.lines.append("- everything (--clear)")
         rest = restore_plan.plan_restore(snapshot.Snapshot(mounted=snap.mounted), desired)
         ch.plan.extend(rest.plan)
         ch.lines += [ln for ln in rest.lines]
-        return ch, unknown
-    return restore_plan.plan_restore(snap, desired, prune=args.prune), unknown
+    else:
+        ch = restore_plan.plan_restore(snap, desired, prune=args.prune)
+    ch.before = snap
+    return ch, unknown
 
 
 def _compute_scoped(args, snap, desired, scope) -> restore_plan.Change:
@@ -110,7 +113,7 @@ def _compute_scoped(args, snap, desired, scope) -> restore_plan.Change:
         ch.lines += rest.lines
     else:
         ch = restore_plan.plan_restore(view, part, prune=args.prune)
-    restore_plan.check_within(ch, view, label)
+    restore_plan.check_within(ch, view, f"restoring only {label}")
     return ch
 
 
@@ -145,7 +148,7 @@ def run(args) -> int:
         if args.script:
             sys.stdout.write(script.render(ch.plan, f"restore {args.file}", args.show_secrets))
         elif args.json:
-            render.print_json({"changes": ch.lines, "operations": len(ch.plan)})
+            render.print_json({"changes": ch.lines, "operations": len(ch.plan)}, "plan")
         else:
             render.print_text("\n".join(ch.lines) or "nothing to change")
         return 0
@@ -156,10 +159,13 @@ def run(args) -> int:
     with write_lock():
         ch, unknown = compute(args, loaded)
         load.report_unknown(unknown)
+        tracker = results.Tracker(ch.plan, ch.before) if args.json else None
         executor.execute(ch.plan, progress_printer())
+        saved = save_cmd.after_write(args, bool(ch.plan))
     _serve_user_backstores()
-    if args.json:
-        render.print_json({"changes": ch.lines, "operations": len(ch.plan)})
+    if tracker is not None:
+        render.print_json(tracker.result("restore", data={"file": args.file, "changes": ch.lines,
+                                                          "operations": len(ch.plan), **saved}), "write")
     else:
         render.print_text(f"Restored {args.file}: {len(ch.lines)} change(s)" if ch.plan
                           else f"{args.file}: the running configuration already matches")
@@ -187,8 +193,10 @@ def _run_boot(args, loaded) -> int:
     for line in outcome.skipped:
         print(f"lioctl: skipped: {line}", file=sys.stderr)
     if args.json:
-        render.print_json({"file": args.file, "changes": outcome.changes, "failed": outcome.failed,
-                           "skipped": outcome.skipped, "partial": outcome.partial})
+        render.print_json(results.write_result(
+            "restore --boot", changed=bool(outcome.changes),
+            data={"file": args.file, "changes": outcome.changes, "failed": outcome.failed,
+                  "skipped": outcome.skipped, "partial": outcome.partial}), "write")
     elif outcome.partial:
         render.print_text(f"Restored {args.file} partly: {len(outcome.changes)} change(s); "
                           f"{len(outcome.failed)} object(s) not restored, "

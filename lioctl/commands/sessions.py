@@ -17,7 +17,7 @@ def configure(p):
 def run(args) -> int:
     found = sessions.collect(snapshot.read(), args.action == "detail", args.sid)
     if args.json:
-        render.print_json(found)
+        render.print_json({"sessions": found}, "sessions")
     else:
         render.print_text(sessions.text(found, args.action == "detail"))
     return 0

@@ -23,7 +23,7 @@ import signal
 import time
 
 from lioctl import render
-from lioctl.errors import LioError
+from lioctl.errors import LioError, NotPermitted
 from lioctl.units import human
 
 HELP = "run, inspect or stop lioctl's TCMU handler (user backstores)"
@@ -54,7 +54,7 @@ def run(args) -> int:
 
 def _require_root() -> None:
     if os.geteuid() != 0:
-        raise LioError("the TCMU handler must run as root")
+        raise NotPermitted("the TCMU handler must run as root")
 
 
 def _run(args) -> int:
@@ -76,13 +76,13 @@ def _status(args) -> int:
     pid = daemon.running_pid()
     if not running and pid is not None and os.geteuid() != 0:
         if pid < 0:     # its runtime directory is root's: whether it runs is root's to know
-            raise LioError("the TCMU handler tells its status to root only")
-        raise LioError(f"the TCMU handler (pid {pid}) tells its status to root only")
+            raise NotPermitted("the TCMU handler tells its status to root only")
+        raise NotPermitted(f"the TCMU handler (pid {pid}) tells its status to root only")
     st = st or {"pid": pid, "devices": [], "failed": []}
     st["running"] = running
     st["unserved"] = unserved(launcher.served(st) | set(st.get("opening", [])))
     if args.json:
-        render.print_json(st)
+        render.print_json(st, "tcmu-status")
         return 0 if running else 1
     if not running:
         print("lioctl TCMU handler: not running" +
@@ -125,11 +125,21 @@ def _start(args) -> int:
     _require_root()
     keys = args.devices or unserved(set())
     if not keys:
-        print("no user backstores of lioctl's subtypes to serve")
+        _say(args, "no user backstores of lioctl's subtypes to serve", False)
         return 0
     st = launcher.ensure_serving(keys)
-    print(f"lioctl TCMU handler (pid {st['pid']}) serves {', '.join(sorted(keys))}")
+    _say(args, f"lioctl TCMU handler (pid {st['pid']}) serves {', '.join(sorted(keys))}", True,
+         pid=st["pid"], devices=sorted(keys))
     return 0
+
+
+def _say(args, message: str, changed: bool, **data) -> None:
+    if args.json:
+        from lioctl import results  # start-up: only for --json
+        render.print_json(results.write_result(f"tcmu {args.action}", changed=changed,
+                                               message=message, data=data), "write")
+    else:
+        print(message)
 
 
 def _stop(args) -> int:
@@ -137,7 +147,7 @@ def _stop(args) -> int:
     _require_root()
     pid = daemon.running_pid()
     if pid is None:
-        print("lioctl TCMU handler: not running")
+        _say(args, "lioctl TCMU handler: not running", False)
         return 0
     if pid <= 0:
         raise LioError(f"cannot tell the handler's pid from {daemon.LOCK}")
@@ -152,5 +162,5 @@ def _stop(args) -> int:
             raise LioError(f"the TCMU handler (pid {pid}) did not stop within {args.timeout:g} s")
         time.sleep(delay)
         delay = min(delay * 2, 0.2)
-    print(f"lioctl TCMU handler (pid {pid}) stopped")
+    _say(args, f"lioctl TCMU handler (pid {pid}) stopped", True, pid=pid)
     return 0

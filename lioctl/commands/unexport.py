@@ -3,11 +3,10 @@ its backstore; nothing is left behind."""
 
 from __future__ import annotations
 
-import sys
 
 from lioctl import configfs, render
 from lioctl.backstores import common as bsc, media
-from lioctl.errors import LioError
+from lioctl.errors import NotFound
 from lioctl.plan import Plan
 from lioctl.tree import snapshot, targets as tg
 
@@ -28,11 +27,11 @@ def build(snap, what: str) -> tuple[Plan, dict]:
     if iscsi and what.lower() in iscsi.targets:
         targets = [iscsi.targets[what.lower()]]
     elif what.startswith("iqn.") or what.startswith(("naa.", "eui.")):
-        raise LioError(f"target {what} does not exist")
+        raise NotFound(f"target {what} does not exist")
     else:
         served = media.of(what).exports(snap, what, {}, loose=True)
         if not served:
-            raise LioError(f"{what} is not exported")
+            raise NotFound(f"{what} is not exported")
         for so in served:
             for lun in so.luns:
                 if lun.tpg.target.fabric.name == "iscsi" and lun.tpg.target not in targets:
@@ -60,18 +59,32 @@ def build(snap, what: str) -> tuple[Plan, dict]:
 
 
 def run(args) -> int:
-    from lioctl.lock import write_lock  # start-up: completion and --help build this verb's parser only
-    from lioctl.plan import executor, script
+    from lioctl.lock import write_lock  # start-up: completion builds this verb's parser only
+    from lioctl.plan import executor
     if args.dry_run:
         plan, info = build(snapshot.read(), args.what)
-        sys.stdout.write(script.render(plan, f"unexport {args.what}", args.show_secrets))
+        from lioctl import results  # start-up: as executor
+        results.print_dry_run(plan, f"unexport {args.what}", args)
         return 0
     configfs.ensure_ready()
     with write_lock():
-        plan, info = build(snapshot.read(), args.what)
+        snap = snapshot.read()
+        try:
+            plan, info = build(snap, args.what)
+        except NotFound as e:
+            if not args.missing_ok:
+                raise
+            plan, info = Plan(), {"targets": [], "backstores_removed": [], "backstores_kept": [],
+                                  "missing": True, "message": f"{e}; nothing to remove"}
+        from lioctl import results  # start-up: as executor
+        tracker = results.Tracker(plan, snap) if args.json else None
         executor.execute(plan)
-    if args.json:
-        render.print_json(info)
+        from lioctl.commands import save as save_cmd  # start-up: as executor
+        info.update(save_cmd.after_write(args, bool(plan)))
+    if tracker is not None:
+        render.print_json(tracker.result("unexport", data=info, message=info.pop("message", None)), "write")
+    elif "message" in info:
+        print(info["message"])
     else:
         for t in info["targets"]:
             print(f"Removed target {t}")

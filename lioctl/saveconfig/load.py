@@ -10,7 +10,7 @@ import sys
 
 from lioctl import configfs, names, wwn as wwnmod
 from lioctl.backstores import KINDS
-from lioctl.errors import LioError
+from lioctl.errors import LioError, NotFound
 from lioctl.tree import fabrics
 from lioctl.saveconfig.rules import (S64, U64, at, err, int_range, kind_of, rule, shown,
                                      text, typed)
@@ -97,15 +97,19 @@ class _BadNumber(ValueError):
     pass
 
 
-def read(path: str, boot: bool = False) -> tuple[dict, list[str]]:
+def read(path: str, boot: bool = False, partial: bool = False) -> tuple[dict, list[str]]:
     """Parsed and checked config + the unknown keys found (reported, and kept by save).
-    boot: a missing backing file or device is left for the restore to name (see check)."""
-    shown = _printable_path(path)
+    `-` is standard input. boot, partial: see check."""
+    shown = "standard input" if path == "-" else _printable_path(path)
     try:
-        with open(path, "rb") as f:
-            raw = f.read()
+        if path == "-":
+            stdin = getattr(sys.stdin, "buffer", None)  # a text stream in place of stdin: its text
+            raw = stdin.read() if stdin is not None else sys.stdin.read().encode()
+        else:
+            with open(path, "rb") as f:
+                raw = f.read()
     except FileNotFoundError:
-        raise LioError(f"{shown}: no such file") from None
+        raise NotFound(f"{shown}: no such file") from None
     except OSError as e:
         raise LioError(f"{shown}: {e.strerror}") from None
     try:
@@ -113,7 +117,7 @@ def read(path: str, boot: bool = False) -> tuple[dict, list[str]]:
     except UnicodeDecodeError as e:
         line = raw.count(b"\n", 0, e.start) + 1
         raise LioError(f"{shown}: not valid UTF-8 (line {line}, byte {e.start + 1} of the file)") from None
-    return check(parse(text, shown), boot)
+    return check(parse(text, shown), boot, partial)
 
 
 def parse(text: str, shown: str = "saveconfig"):
@@ -151,10 +155,12 @@ def _where(text: str, token: str) -> str:
     return f" (line {line}, column {column})"
 
 
-def check(data, boot: bool = False) -> tuple[dict, list[str]]:
+def check(data, boot: bool = False, partial: bool = False) -> tuple[dict, list[str]]:
     """The checked document (WWNs normalised in place) and the JSON paths of its unknown keys.
     Each object is checked by its own function below; a storage object's own keys by its kind.
-    boot: a backing file or device that is not there is no fault of the file (Kind.check_backing)."""
+    boot: a backing file or device that is not there is no fault of the file (Kind.check_backing).
+    partial: a LUN may use a storage object the document does not list (apply's partial
+    documents): the planner finds it among the running ones, the kernel checks its ALUA group."""
     warnings: list[str] = []
     if not isinstance(data, dict) or not ({"storage_objects", "targets"} & set(data) or data == {}):
         raise LioError("not a saveconfig file: expected an object with storage_objects and targets")
@@ -164,12 +170,24 @@ def check(data, boot: bool = False) -> tuple[dict, list[str]]:
     for i, so in enumerate(sos):
         _storage_object(so, f"storage_objects[{i}]", sos[:i], alua_groups, warnings, boot)
     tseen: set[tuple[str, str]] = set()
+    usable = _OrRunning(alua_groups) if partial else alua_groups
     for i, t in enumerate(typed(data.get("targets", []), list, "targets", "targets")):
-        _target(t, f"targets[{i}]", tseen, alua_groups, warnings)
+        _target(t, f"targets[{i}]", tseen, usable, warnings)
     fseen: set[str] = set()
     for i, fm in enumerate(typed(data.get("fabric_modules", []), list, "fabric_modules", "fabric_modules")):
         _fabric_module(fm, f"fabric_modules[{i}]", fseen, warnings)
     return data, warnings
+
+
+class _OrRunning(dict):
+    """The storage objects a LUN of a partial document may name: the document's (with their
+    ALUA groups), or any other, which must be running (restore_plan.plan_apply checks)."""
+
+    def __contains__(self, key):
+        return True
+
+    def __missing__(self, key):
+        return None
 
 
 def _storage_object(so, p: str, earlier: list[dict], alua_groups: dict, warnings: list[str],
@@ -267,7 +285,8 @@ def _lun(lun, r: str, lidx: set[int], alua_groups: dict, warnings: list[str]) ->
     gp = lun.get("alua_tg_pt_gp_name")
     if gp is not None:
         typed(gp, str, r + ".alua_tg_pt_gp_name", "alua_tg_pt_gp_name")
-        if gp not in alua_groups[(parts[1], parts[2])]:
+        groups = alua_groups[(parts[1], parts[2])]
+        if groups is not None and gp not in groups:
             err(r + ".alua_tg_pt_gp_name", f"{so_path} has no ALUA group {gp!r}")
     return idx
 

@@ -13,7 +13,7 @@ import sys
 from dataclasses import dataclass, field, replace
 
 from lioctl import configfs
-from lioctl.errors import LioError
+from lioctl.errors import LioError, NotFound, reworded
 from lioctl.plan import Modprobe, Plan, Rmdir, Unlink, Write
 from lioctl.backstores import KINDS, common as bsc
 from lioctl.saveconfig.dump import AUTH, dump_storage_object, rw_group
@@ -53,13 +53,14 @@ def _context(where: str, fn, *a, **kw):
     try:
         return fn(*a, **kw)
     except LioError as e:
-        raise LioError(f"{where}: {e}") from None
+        raise reworded(e, f"{where}: {e}") from None
 
 
 @dataclass
 class Change:
     plan: Plan = field(default_factory=Plan)
     lines: list[str] = field(default_factory=list)
+    before: Snapshot | None = field(default=None, repr=False)  # what the plan was made from
 
     def add(self, sign: str, what: str, detail: str = ""):
         self.lines.append(f"{sign} {what}" + (f" ({detail})" if detail else ""))
@@ -99,7 +100,10 @@ def so_key(path: str) -> tuple[str, str]:
     return parts[1], parts[2]
 
 
-def plan_restore(snap: Snapshot, desired: dict, prune: bool = False) -> Change:
+def plan_restore(snap: Snapshot, desired: dict, prune: bool = False,
+                 refs: dict[tuple[str, str], str] | None = None) -> Change:
+    """refs: where storage objects outside `snap` are, that LUNs of `desired` may use (apply's
+    partial document names a target whose LUNs use objects it does not name)."""
     ch = Change()
     want_sos = {(s["plugin"], s["name"]): s for s in desired.get("storage_objects", [])}
     replaced: set[tuple[str, str]] = set()
@@ -145,7 +149,7 @@ def plan_restore(snap: Snapshot, desired: dict, prune: bool = False) -> Change:
         ch.plan.extend(bsc.plan_remove_objects(snap, gone_sos))
     # --- storage objects to create or adjust; where each is (or will be) in configfs
     taken_hbas: set[str] = set()
-    so_paths = {k: so.path for k, so in snap.storage_objects.items()}
+    so_paths = {**(refs or {}), **{k: so.path for k, so in snap.storage_objects.items()}}
     for n, (key, w) in enumerate(want_sos.items()):
         so = snap.storage_objects.get(key)
         if so is None or key in replaced:
@@ -438,7 +442,7 @@ def scope(snap: Snapshot, desired: dict, target: str | None = None,
         want_targets = [t for t in desired.get("targets", []) if t["wwn"].lower() == target.lower()]
         if not want_targets:
             names = ", ".join(t["wwn"] for t in desired.get("targets", [])) or "none"
-            raise LioError(f"target {target} is not in the file (its targets: {names})")
+            raise NotFound(f"target {target} is not in the file (its targets: {names})")
         for tw in want_targets:
             for tpg in tw.get("tpgs", []):
                 for lw in tpg.get("luns", []):
@@ -448,7 +452,7 @@ def scope(snap: Snapshot, desired: dict, target: str | None = None,
         wanted = storage_object.removeprefix("/backstores/").strip("/")
         hits = [k for k in file_sos if wanted in (k[1], f"{k[0]}/{k[1]}", f"{k[0].split(':')[0]}/{k[1]}")]
         if not hits:
-            raise LioError(f"storage object {storage_object} is not in the file")
+            raise NotFound(f"storage object {storage_object} is not in the file")
         if len(hits) > 1:
             raise LioError(f"storage object name {storage_object} is ambiguous in the file "
                            f"({', '.join('/'.join(k) for k in hits)}): give PLUGIN/NAME")
@@ -456,6 +460,11 @@ def scope(snap: Snapshot, desired: dict, target: str | None = None,
         labels.append(f"storage object {'/'.join(hits[0])}")
     part = {"storage_objects": [s for k, s in file_sos.items() if k in so_keys],
             "targets": want_targets, "fabric_modules": []}
+    return _view(snap, so_keys, want_targets), part, " and ".join(labels)
+
+
+def _view(snap: Snapshot, so_keys, want_targets: list[dict]) -> Snapshot:
+    """The running objects of a scope: those storage objects and targets, nothing else."""
     view = Snapshot(mounted=snap.mounted,
                     storage_objects={k: so for k, so in snap.storage_objects.items() if k in so_keys})
     for tw in want_targets:
@@ -464,13 +473,37 @@ def scope(snap: Snapshot, desired: dict, target: str | None = None,
         if t is not None:
             kept = view.fabrics.setdefault(fab.name, replace(fab, targets={}))
             kept.targets[t.wwn] = t
-    return view, part, " and ".join(labels)
+    return view
 
 
-def check_within(ch: Change, view: Snapshot, label: str) -> None:
+def plan_apply(snap: Snapshot, desired: dict, prune: bool = False) -> Change:
+    """`lioctl apply`: converge exactly what a (partial) document names. Its scope is the
+    storage objects and targets it lists (and the fabric modules' discovery auth it lists):
+    those are made or changed to match, and with prune their children the document lacks
+    (TPGs, LUNs, portals, ACLs, mapped LUNs, ALUA groups) go. Every other object, and its
+    sessions, is outside the plan; its LUNs may use running storage objects it does not name."""
+    so_keys = {(s["plugin"], s["name"]) for s in desired.get("storage_objects", [])}
+    view = _view(snap, so_keys, desired.get("targets", []))
+    refs = {k: so.path for k, so in snap.storage_objects.items() if k not in so_keys}
+    for n, tw in enumerate(desired.get("targets", [])):
+        for tpg in tw.get("tpgs", []):
+            for lw in tpg.get("luns", []):
+                if so_key(lw["storage_object"]) not in so_keys | set(refs):
+                    raise NotFound(f"targets[{n}]: {lw['storage_object']} is neither in the "
+                                   "document nor running", obj=lw["storage_object"])
+    ch = plan_restore(view, desired, prune=prune, refs=refs)
+    outside = {f"{configfs.ROOT}/{fm['name']}" for fm in desired.get("fabric_modules", [])}
+    check_within(ch, view, "applying only the objects the document names", also=outside,
+                 instead="name those targets in the document too")
+    return ch
+
+
+def check_within(ch: Change, view: Snapshot, label: str, also=frozenset(),
+                 instead: str = "restore without a scope") -> None:
     """A scoped restore must not remove or rewrite anything outside its scope: a storage object
-    it has to re-create while LUNs of other targets use it would take those LUNs along."""
-    inside = set(ch.plan.made)
+    it has to re-create while LUNs of other targets use it would take those LUNs along.
+    also: more configfs directories inside the scope."""
+    inside = set(ch.plan.made) | set(also)
     for so in view.storage_objects.values():
         inside |= {so.path, os.path.dirname(so.path)}
     for t in view.targets():
@@ -483,6 +516,6 @@ def check_within(ch: Change, view: Snapshot, label: str) -> None:
             p = os.path.dirname(p)
         if p not in inside:
             short = op.path[len(configfs.ROOT) + 1:] if op.path.startswith(configfs.ROOT) else op.path
-            raise LioError(f"restoring only {label} would also change {short}, which is outside it "
+            raise LioError(f"{label} would also change {short}, which is outside it "
                            "(a storage object it needs must be re-created while other targets use "
-                           "it); restore without a scope, or remove those LUNs first")
+                           f"it); {instead}, or remove those LUNs first")

@@ -15,8 +15,9 @@ class ConfigError(LioError):
     pass
 
 
-def err(path: str, msg: str):
-    raise ConfigError(f"{path or 'top level'}: {msg}")
+def err(path: str, msg: str, cls: type[LioError] = ConfigError):
+    """cls: NotFound for a backing file or device that is not there (lioctl(8), EXIT STATUS)."""
+    raise cls(f"{path or 'top level'}: {msg}")
 
 
 def at(path: str, key) -> str:

@@ -11,7 +11,7 @@ import traceback
 
 from lioctl import configfs, dispatch, prefs
 from lioctl.batch import run_batch
-from lioctl.errors import LioError, UsageError
+from lioctl.errors import LioError, NotFound, UsageError
 from lioctl.grammar import split
 from lioctl.help import run_help
 from lioctl.shell import targetcli_forms
@@ -113,10 +113,10 @@ class ShellSession:
             self.bookmarks[args[1]] = self.cwd
         elif args[0] == "del" and len(args) == 2:
             if self.bookmarks.pop(args[1], None) is None:
-                raise LioError(f"no bookmark {args[1]!r}")
+                raise NotFound(f"no bookmark {args[1]!r}")
         elif args[0] == "go" and len(args) == 2:
             if args[1] not in self.bookmarks:
-                raise LioError(f"no bookmark {args[1]!r}")
+                raise NotFound(f"no bookmark {args[1]!r}")
             self.prev_cwd, self.cwd = self.cwd, resolve(self.root(), self.bookmarks[args[1]]).path
             return True
         else:

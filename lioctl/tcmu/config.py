@@ -9,7 +9,7 @@ lioctl's subtypes, each with its own config rules, are listed in lioctl/tcmu/bac
 
 from __future__ import annotations
 
-from lioctl.errors import LioError
+from lioctl.errors import InUse, LioError
 from lioctl.tcmu.backends import BACKENDS, backend
 
 DEFAULT_SUBTYPE = "lioctl_file"
@@ -48,6 +48,6 @@ def validate(subtype: str, config: str, size: int, existing: list[str]) -> None:
         raise LioError(f"user backstore config is {len(full.encode())} bytes with its subtype; "
                        f"the kernel takes at most {MAX_CONFIG}")
     if full in existing:
-        raise LioError(f"another user backstore already uses {full}")
+        raise InUse(f"another user backstore already uses {full}")
     if subtype in BACKENDS:
         backend(subtype).check_config(config, size, existing)

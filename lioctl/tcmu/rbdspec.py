@@ -113,7 +113,7 @@ def parse_config(config: str) -> RbdSpec:
         if getattr(spec, k) is not None:
             raise SpecError(f"lioctl_rbd option {k} given twice")
         if k == "timeout":
-            if not v.isdigit():
+            if not (v.isascii() and v.isdigit()):      # '²' is a digit to str, not to int()
                 raise SpecError(f"RBD timeout must be a number of seconds, not {v!r}")
             v = int(v)
         setattr(spec, k, v)

@@ -14,7 +14,7 @@ import shlex
 
 from lioctl import configfs, wwn as wwnmod
 from lioctl.backstores import common as bsc
-from lioctl.errors import LioError
+from lioctl.errors import AlreadyExists, LioError, NotFound
 from lioctl.plan import Modprobe, Plan, Write
 from lioctl.tree.fabrics import FabricSpec, spec_for
 from lioctl.tree.snapshot import TPG, Lun, MappedLun, NodeACL, Snapshot, StorageObject, Target
@@ -55,11 +55,14 @@ def normalize_target_wwn(spec: FabricSpec, wwn: str | None) -> str:
             raise LioError(f"{spec.name} targets need a port WWN; available: "
                            + (", ".join(spec.hardware_wwns()) or "none (no such ports on this host)"))
         return wwnmod.generate(spec.wwn_types[0] if spec.wwn_types[0] != "free" else "naa")
+    if wwn.startswith(wwnmod.FROM) and not spec.wwns_from:  # a port's WWN is the hardware's
+        return wwnmod.derive(spec.wwn_types[0] if spec.wwn_types[0] != "free" else "naa",
+                             wwn[len(wwnmod.FROM):])
     w, _ = wwnmod.normalize(spec.wwn_types, wwn, f"{spec.name} WWN")
     if spec.wwns_from:
         hw = spec.hardware_wwns()
         if w not in hw:
-            raise LioError(f"{spec.name}: no port with WWN {w} on this host"
+            raise NotFound(f"{spec.name}: no port with WWN {w} on this host"
                            + (f" (ports: {', '.join(hw)})" if hw else " (no such ports found)"))
     return w
 
@@ -72,7 +75,7 @@ def plan_target(snap: Snapshot, fabric: str, wwn: str | None, *, tpg: bool = Tru
     cfs_w = spec.cfs_wwn(w)
     fab = snap.fabrics.get(fabric)
     if fab and cfs_w in fab.targets:
-        raise LioError(f"target {w} already exists in /{fabric}")
+        raise AlreadyExists(f"target {w} already exists in /{fabric}", obj=f"/{fabric}/{w}")
     plan, tpath = plan_target_at(snap, spec, cfs_w)
     if tpg:
         plan.extend(plan_tpg_at(spec, tpath, 1, default_portal=default_portal, enable=enable))
@@ -149,7 +152,7 @@ def plan_lun(tpg: TPG, so_path: str, index=None, *, add_mapped_luns: bool = True
     or one the same plan makes), mapped for every ACL unless add_mapped_luns is false."""
     idx = free_lun(tpg) if index is None else check_lun_index(index)
     if idx in tpg.luns:
-        raise LioError(f"LUN {idx} already exists in {tpg.tree_path}")
+        raise AlreadyExists(f"LUN {idx} already exists in {tpg.tree_path}", obj=f"{tpg.tree_path}/luns/lun{idx}")
     plan = plan_luns_at(tpg.path, [(idx, so_path, alias)])
     lpath = tpg_lun_path(tpg.path, idx)
     if add_mapped_luns and tpg.target.fabric.has("acls"):
@@ -219,7 +222,7 @@ def plan_acl(tpg: TPG, node_wwn: str, *, add_mapped_luns: bool = True, tag: str 
     w, _ = wwnmod.normalize(spec.wwn_types, node_wwn, "initiator WWN")
     w = spec.cfs_wwn(w) if spec.colon_wwn else w
     if w in tpg.acls:
-        raise LioError(f"ACL {w} already exists in {tpg.tree_path}")
+        raise AlreadyExists(f"ACL {w} already exists in {tpg.tree_path}", obj=f"{tpg.tree_path}/acls/{w}")
     plan, apath = plan_acl_at(tpg.path, w, tag)
     if add_mapped_luns:
         for lun in tpg.luns.values():
@@ -317,7 +320,7 @@ def check_portal_address(ip: str) -> None:
 def plan_portal(tpg: TPG, text: str, *, check_local: bool = True) -> tuple[Plan, str]:
     ip, port, name = parse_portal(text)
     if name in tpg.portals:
-        raise LioError(f"portal {name} already exists in {tpg.tree_path}")
+        raise AlreadyExists(f"portal {name} already exists in {tpg.tree_path}", obj=f"{tpg.tree_path}/portals/{name}")
     if check_local:
         check_portal_address(ip)
     return plan_portal_at(tpg.path, name), name

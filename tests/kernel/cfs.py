@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from initiator import opens
+
 ROOT = Path("/sys/kernel/config/target")
 FABRIC_SKIP = {"core", "version", "dbroot"}
 
@@ -134,7 +136,7 @@ def scsi_debug_disk() -> str | None:
     for d in os.listdir("/sys/block"):
         try:
             with open(f"/sys/block/{d}/device/model") as m:
-                if m.read().strip() == "scsi_debug" and os.path.exists(f"/dev/{d}"):
+                if m.read().strip() == "scsi_debug" and opens(f"/dev/{d}"):
                     return f"/dev/{d}"
         except OSError:
             continue

@@ -5,8 +5,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 
 import pytest
 
@@ -150,7 +152,7 @@ def test_dry_run_script_makes_the_same_tree(lioctl, image, tmp_path):
 
 
 BAD = [
-    (["export", "/nonexistent/file.img"], 1, "no such file"),
+    (["export", "/nonexistent/file.img"], 4, "no such file"),  # not found
     (["export", "/tmp"], 1, "directory"),
     (["export", "/dev/null"], 1, "character device"),
     (["export", "IMG", "--iqn", "iqn.bad"], 1, "not valid"),
@@ -178,12 +180,22 @@ def test_bad_input(lioctl, image, args, code, text):
 
 
 def test_not_root_is_refused(lioctl, image):
+    """A file the user may read and write, so that only being root is missing: exit 77."""
     before = cfs.tree()
-    r = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
-                        sys.executable, "-m", "lioctl", "export", str(image)],
-                       capture_output=True, text=True)
-    assert r.returncode == 1
-    assert "root" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    d = tempfile.mkdtemp(prefix="lioctl-notroot-")
+    try:
+        os.chmod(d, 0o755)
+        img = os.path.join(d, "disk.img")
+        with open(img, "wb") as f:
+            f.truncate(image.stat().st_size)
+        os.chmod(img, 0o666)
+        r = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                            sys.executable, "-m", "lioctl", "export", img],
+                           capture_output=True, text=True)
+    finally:
+        shutil.rmtree(d)
+    assert r.returncode == 77, r  # permission
+    assert "must run as root" in r.stderr and len(r.stderr.strip().splitlines()) == 1
     assert cfs.tree() == before
 
 
@@ -191,9 +203,46 @@ def test_reexport_refused_or_exist_ok(lioctl, image):
     r = lioctl("export", image)
     assert r.returncode == 0, r.stderr
     r2 = lioctl("export", image)
-    assert r2.returncode == 1 and "already exported" in r2.stderr and "iqn." in r2.stderr
+    assert r2.returncode == 5 and "already exported" in r2.stderr and "iqn." in r2.stderr
     r3 = lioctl("export", image, "--exist-ok")
     assert r3.returncode == 0, r3.stderr
+    assert lioctl("unexport", image).returncode == 0
+    assert cfs.snapshot() == []
+
+
+def test_exist_ok_names_what_differs(lioctl, image):
+    """--exist-ok accepts an export made the same way and refuses (exit 5, conflict) one that is
+    not, naming each difference; a CHAP secret is compared, never shown; nothing changes."""
+    ini = "iqn.1994-05.com.redhat:exist-ok"
+    same = ["--acl", ini, "--chap-file", "-", "-p", "127.0.0.1:3260", "--readonly"]
+    r = lioctl("export", image, *same, input="alice:s3cret-one-two\n")
+    assert r.returncode == 0, r.stderr
+    before = cfs.tree()
+    r = lioctl("export", image, "--exist-ok", *same, input="alice:s3cret-one-two\n")
+    assert r.returncode == 0 and "already exported" in r.stdout, r.stderr
+    cases = [
+        (["--acl", ini, "-p", "127.0.0.1:3260", "--readonly", "--chap-file", "-"],
+         "alice:another-secret1\n", ["CHAP credentials of ACL"]),
+        (["--acl", ini, "--acl", "iqn.1994-05.com.redhat:other", "-p", "127.0.0.1:3260", "--readonly"],
+         None, ["its ACLs are " + ini]),
+        (["-p", "127.0.0.1:3261"], None,
+         ["its portals are 127.0.0.1:3260, not 127.0.0.1:3261", "allows only " + ini, "read-only"]),
+        (["--acl", ini, "--chap-file", "-", "-p", "127.0.0.1:3260", "--lun-size", "32M",
+          "--iqn", "iqn.2003-01.org.example:elsewhere", "--readonly"], "alice:s3cret-one-two\n",
+         ["its size is 67108864 bytes, not 32M", "its target is iqn.2003-01.org.linux-iscsi."]),
+    ]
+    for args, stdin, needles in cases:
+        r = lioctl("export", image, "--exist-ok", *args, input=stdin)
+        assert r.returncode == 5, (args, r.stdout, r.stderr)
+        err = r.stderr.strip()
+        assert len(err.splitlines()) == 1 and "differs" in err, err
+        for n in needles:
+            assert n in err, (n, err)
+        assert "s3cret-one-two" not in err and "another-secret1" not in err, err
+    r = lioctl("--json", "export", image, "--exist-ok", "-p", "127.0.0.1:3261")
+    assert r.returncode == 5
+    assert json.loads(r.stdout)["error"]["code"] == "conflict"
+    assert cfs.tree() == before
     assert lioctl("unexport", image).returncode == 0
     assert cfs.snapshot() == []
 

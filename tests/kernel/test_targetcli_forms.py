@@ -126,7 +126,7 @@ def test_scoped_restore_refuses_to_reach_outside(lioctl, tmp_path):
     f.write_text(json.dumps(cfg))
     before = cfs.tree()
     one_line_error(lioctl("restore", f, f"target={T1}"), 1, "outside")
-    one_line_error(lioctl("restore", f, "--target", "iqn.2003-01.org.example:absent"), 1,
+    one_line_error(lioctl("restore", f, "--target", "iqn.2003-01.org.example:absent"), 4,
                    "is not in the file")
     one_line_error(lioctl("restore", f, "tgt=x"), 2, "is not target=IQN")
     assert cfs.tree() == before
@@ -160,7 +160,7 @@ def _disk_by_serial(so_dir) -> str:
         for d in os.listdir("/sys/block"):
             try:
                 if serial.encode() in open(f"/sys/block/{d}/device/vpd_pg80", "rb").read() \
-                        and os.path.exists(f"/dev/{d}"):
+                        and initiator.opens(f"/dev/{d}"):
                     return f"/dev/{d}"
             except OSError:
                 continue
@@ -223,7 +223,7 @@ def test_user_handler_paths_control_and_changemedium(lioctl, tmp_path):
         initiator.wait_for(lambda: open(f"/sys/block/{dev[5:]}/size").read().strip() == str(32768),
                            "the initiator to see 16 MiB")
         assert _read_direct(dev, 12 * MiB, 4096) == b"B" * 4096
-        one_line_error(lioctl("/backstores/user:lioctl_file", "changemedium", "nope", "1M", b), 1,
+        one_line_error(lioctl("/backstores/user:lioctl_file", "changemedium", "nope", "1M", b), 4,
                        "does not exist")
         ok(lioctl("/loopback", "delete", wwn))
         ok(lioctl("/backstores/user:lioctl_file", "delete", "u1"))
@@ -247,12 +247,12 @@ def test_untag(lioctl):
     base = cfs.ROOT / "iscsi" / T1 / "tpgt_1/acls"
     assert (base / I1 / "tag").read_text().strip() == "grp"
     out = json.loads(ok(lioctl(acls, "untag", "grp", "--json")).stdout)
-    assert out == {"untagged": [I1, I2]}
+    assert out["schema"] == 1 and out["untagged"] == [I1, I2] and out["changed"] is True
     assert [(base / i / "tag").read_text().strip() for i in (I1, I2, I3)] == ["", "", "other"]
     assert (base / I1 / "lun_0").is_dir(), "untag kept the ACL's settings"
     ok(lioctl(f"{acls}/{I3}", "untag"))
     assert (base / I3 / "tag").read_text().strip() == ""
-    one_line_error(lioctl(acls, "untag", "nosuch"), 1, "no ACL named or tagged nosuch")
+    one_line_error(lioctl(acls, "untag", "nosuch"), 4, "no ACL named or tagged nosuch")
     ok(lioctl("clear", "--yes"))
 
 
@@ -313,7 +313,9 @@ def test_refresh_and_delete_save(lioctl, tmp_path, monkeypatch):
     ]) + "\n"))
     ok(lioctl("save", saved))
     got = json.loads(ok(lioctl("/backstores/ramdisk", "refresh", "--json")).stdout)
-    assert got == {"path": "/backstores/ramdisk", "storage_objects": 2, "targets": 1, "children": 2}
+    assert got["schema"] == 1 and got["output"] == "refresh"
+    assert {k: got[k] for k in ("path", "storage_objects", "targets", "children")} == {
+        "path": "/backstores/ramdisk", "storage_objects": 2, "targets": 1, "children": 2}
     assert "re-read configfs: 2 storage object(s), 1 target(s)" in ok(lioctl("/", "refresh")).stdout
     ok(lioctl("/backstores/ramdisk", "delete", "r1", "save=true", "--force"))
     cfg = json.loads(saved.read_text())

@@ -312,7 +312,7 @@ def test_bad_input_creates_nothing(lioctl, tmp_path):
     # two backstores on one file
     ok(lioctl("/backstores/user", "create", "one", "8M", tmp_path / "same.img"))
     p = lioctl("/backstores/user", "create", "two", "8M", tmp_path / "same.img")
-    assert p.returncode == 1 and "already uses" in p.stderr
+    assert p.returncode == 6 and "already uses" in p.stderr
     ok(lioctl("/backstores/user", "delete", "one"))
     assert cfs.snapshot() == []
 

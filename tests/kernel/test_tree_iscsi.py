@@ -33,7 +33,7 @@ def test_mutual_chap_login_through_an_acl_and_sessions(lioctl):
     auth = cfs.ROOT / "iscsi" / IQN / "tpgt_1" / "acls" / ME / "auth"
     assert (auth / "password").read_text().rstrip("\n") == PW
     assert (auth / "password_mutual").read_text().rstrip("\n") == MUTUAL_PW
-    assert json.loads(ok(lioctl("sessions", "--json")).stdout) == []
+    assert json.loads(ok(lioctl("sessions", "--json")).stdout)["sessions"] == []
     initiator.start()
     initiator.discover()
     try:
@@ -42,7 +42,7 @@ def test_mutual_chap_login_through_an_acl_and_sessions(lioctl):
         initiator.set_chap(IQN, "alice", PW, ("tgt", MUTUAL_PW))
         initiator.login(IQN)
         initiator.disk_for(IQN)
-        sessions = json.loads(ok(lioctl("sessions", "--json")).stdout)
+        sessions = json.loads(ok(lioctl("sessions", "--json")).stdout)["sessions"]
         assert len(sessions) == 1, sessions
         s = sessions[0]
         assert (s["fabric"], s["target"], s["tpg"], s["initiator"], s["acl"], s["state"]) == \
@@ -50,11 +50,11 @@ def test_mutual_chap_login_through_an_acl_and_sessions(lioctl):
         assert s["addresses"] == ["127.0.0.1"] and isinstance(s["sid"], int)
         text = ok(lioctl("sessions")).stdout
         assert f"{ME} -> {IQN} tpg1" in text and "from 127.0.0.1" in text
-        detail = json.loads(ok(lioctl("/", "sessions", "detail", str(s["sid"]), "--json")).stdout)
+        detail = json.loads(ok(lioctl("/", "sessions", "detail", str(s["sid"]), "--json")).stdout)["sessions"]
         assert [d["initiator"] for d in detail] == [ME] and "LIO Session ID" in detail[0]["info"]
         # the session's ACL cannot silently vanish: the in-use LUN's backstore names its user
         r = lioctl("/backstores/ramdisk", "delete", "r1")
-        assert r.returncode == 1 and f"used by LUN 0 of {IQN} tpg1" in r.stderr
+        assert r.returncode == 6 and f"used by LUN 0 of {IQN} tpg1" in r.stderr
     finally:
         initiator.logout(IQN)
     ok(lioctl("/iscsi", "delete", IQN))
@@ -74,7 +74,7 @@ def test_demo_mode_session_listed_as_generated(lioctl):
     try:
         initiator.login(iqn)
         initiator.disk_for(iqn)
-        sessions = json.loads(ok(lioctl("sessions", "--json")).stdout)
+        sessions = json.loads(ok(lioctl("sessions", "--json")).stdout)["sessions"]
         assert [(s["target"], s["initiator"], s["acl"]) for s in sessions] == [(iqn, ME, "generated")]
     finally:
         initiator.logout(iqn)

@@ -27,7 +27,7 @@ def test_second_tpg_with_tpg_chap_alua_tags_and_mapped_luns(lioctl, tmp_path):
     assert (T / "tpgt_2").is_dir() and (T / "tpgt_2/enable").read_text().strip() == "1"
     assert not list((T / "tpgt_2/np").iterdir()), "second TPG must not take port 3260 again"
     r = lioctl(f"/iscsi/{IQN}", "create", "2")
-    assert r.returncode == 1 and "TPG 2 already exists" in r.stderr
+    assert r.returncode == 5 and "TPG 2 already exists" in r.stderr
     tpg2 = f"/iscsi/{IQN}/tpg2"
     pw = "tpg%p'w@d"
     ok(lioctl(tpg2, "set", "auth", "userid=tpguser", f"password={pw}"))
@@ -35,7 +35,9 @@ def test_second_tpg_with_tpg_chap_alua_tags_and_mapped_luns(lioctl, tmp_path):
     # a LUN made straight from a file path creates its fileio backstore
     img = tmp_path / "objs disk.img"
     img.write_bytes(b"\0" * (1 << 20))
-    assert js(lioctl(f"{tpg2}/luns", "create", img, "--json")) == {"lun": 0}
+    made = js(lioctl(f"{tpg2}/luns", "create", img, "--json"))
+    assert made["schema"] == 1 and made["lun"] == 0
+    assert {c["type"] for c in made["created"]} >= {"storage_object", "lun"}, made["created"]
     so = js(lioctl("/backstores/fileio/objs_disk.img", "info", "--json"))
     assert so["dev"] == str(img)
     ok(lioctl("/backstores/fileio/objs_disk.img/alua", "create", "ao", "7"))
@@ -44,7 +46,7 @@ def test_second_tpg_with_tpg_chap_alua_tags_and_mapped_luns(lioctl, tmp_path):
     ok(lioctl(f"{tpg2}/luns/lun0", "set_alua", "ao"))
     assert js(lioctl(f"{tpg2}/luns/lun0", "info", "--json"))["alua_tg_pt_gp"] == "ao"
     r = lioctl("/backstores/fileio/objs_disk.img/alua", "create", "ao", "8")
-    assert r.returncode == 1 and "already exists" in r.stderr
+    assert r.returncode == 5 and "already exists" in r.stderr
     ok(lioctl(f"{tpg2}/acls", "create", INIT, "tag=web"))
     acl = js(lioctl(f"{tpg2}/acls/{INIT}", "info", "--json"))
     assert acl["tag"] == "web"

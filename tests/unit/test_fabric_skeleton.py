@@ -116,7 +116,7 @@ def test_existing_directory_needs_force_and_dry_run_writes_nothing(tmp_path):
     (d / "tcm_x_wwn.c").write_text("edited")
     (d / "notes.txt").write_text("mine")
     r = lioctl("fabric-skeleton", "tcm_x", "--proto", "SBP", "-k", KVER, cwd=tmp_path)
-    one_line_error(r, 1, "already exists", "--force")
+    one_line_error(r, 5, "already exists", "--force")
     assert (d / "tcm_x_wwn.c").read_text() == "edited"
     r = lioctl("fabric-skeleton", "tcm_x", "--proto", "SBP", "-k", KVER, "--force", cwd=tmp_path)
     assert r.returncode == 0, r.stderr

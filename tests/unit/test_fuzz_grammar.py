@@ -126,7 +126,7 @@ def test_fuzz_dispatch_dry_run(root, capsys, monkeypatch):
     started = time.monotonic()
     real_apply = dispatch.apply
 
-    def recording_apply(result, opts):
+    def recording_apply(result, opts, *rest):
         if result.plan is not None:
             n["plans"] += 1
             odd_values.extend(f"{op.path} <- {op.value!r}" for op in result.plan
@@ -134,7 +134,7 @@ def test_fuzz_dispatch_dry_run(root, capsys, monkeypatch):
             outside.extend(op.path for op in result.plan if isinstance(op, (Mkdir, Rmdir, Symlink, Unlink, Write))
                            and (".." in op.path.split("/")
                                 or not os.path.normpath(op.path).startswith(configfs.ROOT + "/")))
-        return real_apply(result, opts)
+        return real_apply(result, opts, *rest)
     monkeypatch.setattr(dispatch, "apply", recording_apply)
 
     @FUZZ

@@ -65,7 +65,7 @@ def test_batch_reports_the_failing_line_and_stops(capsys):
     script = io.StringIO("# comment\n/ version\n\n/nope ls\n/ version\n")
     rc = run_batch(Options(), script)
     out, err = capsys.readouterr()
-    assert rc == 1
+    assert rc == 4  # the failed line's status: not found
     assert err.strip() == "lioctl: line 4: no such path: /nope ('nope' not found under /)"
     assert out.count("lioctl ") == 1  # the line after the failure did not run
 

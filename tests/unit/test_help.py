@@ -169,7 +169,7 @@ def test_non_utf8_locale_degrades_never_crashes(encoding, argv):
 def test_non_utf8_locale_error_messages_degrade():
     r = lioctl("/backstores/fileio", "delete", "d\u00e9j\u00e0\u2026",
                env={"PYTHONIOENCODING": "ascii", "PYTHONUTF8": "0"})
-    assert r.returncode in (1, 2) and "Traceback" not in r.stderr and r.stderr.count("\n") == 1
+    assert r.returncode not in (0, 130) and "Traceback" not in r.stderr and r.stderr.count("\n") == 1
 
 
 def test_help_completes_verbs_paths_and_commands(tmp_path):

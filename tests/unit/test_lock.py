@@ -143,7 +143,7 @@ def test_wait_and_exit_75_are_documented_and_completed():
     from pathlib import Path
     from lioctl.completion.scripts import candidates
     man = (Path(__file__).resolve().parents[2] / "man/lioctl.8").read_text().replace("\\-", "-")
-    assert ".BI --wait" in man and ".B 75\n" in man and "LIOCTL_LOCK_WAIT" in man
+    assert ".BI --wait" in man and ".BR 75 " in man and "LIOCTL_LOCK_WAIT" in man
     assert "--wait" in candidates("lioctl --wa") and "--wait" in candidates("lioctl export --wa")
     assert candidates("lioctl --wait ") == []
     assert "sessions" in candidates("lioctl --wait 5 sess")

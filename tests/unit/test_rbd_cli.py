@@ -43,7 +43,7 @@ def test_size_left_out_is_the_images_and_a_different_size_is_an_error_naming_bot
     assert f"dev_config=lioctl_rbd/rbd/{img};conf={cluster}/ceph.conf'" in p.stdout   # CEPH_CONF kept
     assert "dev_size=67108864" in p.stdout and "lioctl tcmu start" in p.stdout
     p = lioctl("--dry-run", "/backstores/user", "create", "v1", "32M", f"rbd:rbd/{img}", env=env_of(cluster))
-    assert p.returncode == 1 and p.stderr.count("\n") == 1
+    assert p.returncode == 5 and p.stderr.count("\n") == 1  # conflict
     assert "33554432" in p.stderr and "67108864" in p.stderr
     p = lioctl("--dry-run", "/backstores/user", "create", "v1", "128M", f"rbd:rbd/{img}", "--grow",
                env=env_of(cluster))
@@ -55,13 +55,13 @@ def test_size_left_out_is_the_images_and_a_different_size_is_an_error_naming_bot
 def test_missing_image_pool_snapshot_and_create(cluster):
     e = env_of(cluster)
     p = lioctl("--dry-run", "/backstores/user", "create", "v1", "rbd:rbd/nope", env=e)
-    assert p.returncode == 1 and "rbd/nope does not exist" in p.stderr and "--create" in p.stderr
+    assert p.returncode == 4 and "rbd/nope does not exist" in p.stderr and "--create" in p.stderr
     p = lioctl("--dry-run", "/backstores/user", "create", "v1", "rbd:rbd/nope", "--create", env=e)
     assert p.returncode == 1 and "needs a size" in p.stderr
     p = lioctl("--dry-run", "/backstores/user", "create", "v1", "1G", "rbd:rbd/nope", "--create", env=e)
     assert p.returncode == 0 and "create --size 1073741824B rbd/nope" in p.stdout
     p = lioctl("--dry-run", "/backstores/user", "create", "v1", "rbd:nopool/x", env=e)
-    assert p.returncode == 1 and "pool 'nopool' does not exist" in p.stderr
+    assert p.returncode == 4 and "pool 'nopool' does not exist" in p.stderr
     p = lioctl("--dry-run", "/backstores/user", "create", "v1", "1G", "rbd:rbd/x@s", "--create", env=e)
     assert p.returncode == 1 and "read-only" in p.stderr
 

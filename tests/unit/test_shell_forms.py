@@ -121,7 +121,7 @@ def test_set_global_on_the_command_line_and_in_batches_is_kept(tmp_path):
     stored = json.loads((tmp_path / ".lioctl/prefs.json").read_text())
     assert stored["auto_save_on_exit"] is False
     r = lioctl("/iscsi", "get", "global", "auto_save_on_exit", "--json")
-    assert r.returncode == 0 and json.loads(r.stdout) == {"auto_save_on_exit": False}, r.stderr
+    assert r.returncode == 0 and json.loads(r.stdout)["prefs"] == {"auto_save_on_exit": False}, r.stderr
     r = lioctl(input="set global auto_save_on_exit=true\n")
     assert r.returncode == 0, r.stderr
     assert json.loads((tmp_path / ".lioctl/prefs.json").read_text())["auto_save_on_exit"] is True

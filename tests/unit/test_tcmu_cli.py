@@ -19,10 +19,10 @@ def test_status_and_stop_without_root_say_why(tmp_path, monkeypatch, capsys):
     lock.write_text("4242\n")
     with open(lock) as held:
         fcntl.flock(held, fcntl.LOCK_EX)                                  # a handler runs
-        assert cli.main(["tcmu", "status"]) == 1
+        assert cli.main(["tcmu", "status"]) == 77                         # not root
         err = capsys.readouterr().err.strip().splitlines()
         assert err == ["lioctl: the TCMU handler (pid 4242) tells its status to root only"]
-        assert cli.main(["tcmu", "stop"]) == 1
+        assert cli.main(["tcmu", "stop"]) == 77
         assert capsys.readouterr().err.strip() == "lioctl: the TCMU handler must run as root"
 
 

@@ -68,6 +68,7 @@ def test_restore_unit_conflicts_with_both_distribution_restorers_and_reads_both_
                                                 "|/etc/target/saveconfig.json"]
     assert u["ExecStart"] == ["/usr/bin/env lioctl restore --boot"] and u["SuccessExitStatus"] == ["3"]
     assert "network-online.target" in " ".join(u["After"]) and u["Wants"] == ["network-online.target"]
+    assert u["ExecStop"] == ["/usr/bin/env lioctl clear --yes"] and u["TimeoutStopSec"] == ["5min"]
     t = _unit((SHIPPED / "lioctl-tcmu.service").read_text())
     assert t["Type"] == ["notify"]
 

@@ -9,7 +9,7 @@ import stat
 
 from lioctl.backstores import block, fileio
 from lioctl.backstores.media.base import Medium, Prepared
-from lioctl.errors import LioError
+from lioctl.errors import LioError, NotFound
 from lioctl.tcmu import config as tcmu_config
 from lioctl.tcmu.backends import BACKENDS, backend
 
@@ -19,7 +19,7 @@ def check_device(device: str) -> str:
     try:
         st = os.stat(device)
     except FileNotFoundError:
-        raise LioError(f"{device}: no such file or device") from None
+        raise NotFound(f"{device}: no such file or device") from None
     except OSError as e:
         raise LioError(f"{device}: {e.strerror}") from None
     if stat.S_ISDIR(st.st_mode):

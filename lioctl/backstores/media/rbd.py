@@ -21,7 +21,7 @@ import threading
 from dataclasses import dataclass, field
 
 from lioctl.backstores.media.base import Medium, Option, Prepared, flag, user_backstores
-from lioctl.errors import LioError
+from lioctl.errors import Conflict, InUse, LioError, NotFound
 from lioctl.plan.ops import Op
 from lioctl.tcmu import rbdspec
 from lioctl.tcmu.rbdspec import RbdSpec
@@ -114,7 +114,7 @@ class Session:
         try:
             return self.cluster.open_ioctx(pool)
         except self.rados.ObjectNotFound:
-            raise LioError(f"Ceph pool {pool!r} does not exist") from None
+            raise NotFound(f"Ceph pool {pool!r} does not exist") from None
         except Exception as e:
             raise LioError(f"Ceph pool {pool}: {_why(e)}") from None
 
@@ -131,7 +131,7 @@ class Session:
                             pass
                     except self.rbd.ImageNotFound:
                         return None
-                    raise LioError(f"RBD image {pool}/{image} has no snapshot {snap!r}") from None
+                    raise NotFound(f"RBD image {pool}/{image} has no snapshot {snap!r}") from None
                 return None
             except Exception as e:
                 raise LioError(f"RBD image {pool}/{image}: {_why(e)}") from None
@@ -181,19 +181,19 @@ def resolve(spec: RbdSpec, size: int | None, create: bool = False, grow: bool = 
         have = s.image_size(spec.pool, spec.image, spec.snap)
     if have is None:
         if spec.snap:
-            raise LioError(f"RBD image {spec.pool}/{spec.image} does not exist")
+            raise NotFound(f"RBD image {spec.pool}/{spec.image} does not exist")
         if not create:
-            raise LioError(f"RBD image {spec.pool}/{spec.image} does not exist (--create SIZE makes it)")
+            raise NotFound(f"RBD image {spec.pool}/{spec.image} does not exist (--create SIZE makes it)")
         if not size:
             raise LioError(f"--create needs a size for the new RBD image {spec.pool}/{spec.image}")
         return size, [CreateImage(spec.name, spec=spec, size=size)]
     if create and not grow and size and size != have:
-        raise LioError(f"RBD image {spec.name} already exists with {have} bytes, not {size}")
+        raise Conflict(f"RBD image {spec.name} already exists with {have} bytes, not {size}")
     if not size or size == have:
         return have, []
     if size > have and grow and not spec.snap:
         return size, [GrowImage(spec.name, spec=spec, size=size, before=have)]
-    raise LioError(f"size {size} differs from RBD image {spec.name}'s {have} bytes"
+    raise Conflict(f"size {size} differs from RBD image {spec.name}'s {have} bytes"
                    + (" (grow=true makes the image bigger)" if size > have and not spec.snap else ""))
 
 
@@ -390,7 +390,7 @@ timeout= (seconds) say how to reach the cluster (default: CEPH_CONF or
             raise LioError(f"snapshot {spec.name} is read-only: it cannot be created or grown here")
         for so, other in served(snap):
             if other.same_image(spec):
-                raise LioError(f"RBD image {spec.pool}/{spec.image} is already served by {so.tree_path}")
+                raise InUse(f"RBD image {spec.pool}/{spec.image} is already served by {so.tree_path}")
         lun_size, before = resolve(spec, parse_size(size) if size else None, create, grow)
         return Prepared(self.subtype, spec.config(), lun_size, before)
 

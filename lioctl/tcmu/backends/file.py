@@ -9,7 +9,7 @@ import os
 import stat
 
 from lioctl import blockdev
-from lioctl.errors import LioError
+from lioctl.errors import InUse, LioError
 from lioctl.tcmu.backends.base import Backend
 
 OPTIONS = ("direct",)      # O_DIRECT
@@ -69,7 +69,7 @@ class FileBackend(Backend):
         for other in others:
             if other.startswith("lioctl_file/") and \
                     os.path.realpath(split_options(other[len("lioctl_file/"):])[1]) == os.path.realpath(path):
-                raise LioError(f"another user backstore already uses {path}")
+                raise InUse(f"another user backstore already uses {path}")
         if os.path.exists(path):
             st = os.stat(path)
             if stat.S_ISDIR(st.st_mode):

@@ -96,7 +96,7 @@ class AsyncCommands:
     def read(self, cdb, iovecs, length, finish):
         offset, want = self.emu.read_extent(cdb, length)
         if want == 0:
-            return GOOD
+            return self.emu.good(cdb, iovecs, length)
         self.emu.backend.aio_readv(iovecs, offset, self._then(self._read_done, iovecs, want, finish))
         return None
 
@@ -144,6 +144,8 @@ class AsyncCommands:
         else:
             lba, n = int.from_bytes(cdb[2:10], "big"), int.from_bytes(cdb[10:14], "big")
         self.emu._range(lba, n)
+        if length:      # a buffer it does not fill goes back as zeros, as on the synchronous path
+            zero(iovecs)
         self.emu.backend.aio_flush(self._then(self._flushed, finish))
         return None
 

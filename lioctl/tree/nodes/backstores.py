@@ -9,7 +9,8 @@ import sys
 
 from lioctl import configfs
 from lioctl.backstores import KINDS, user as bs_user
-from lioctl.errors import LioError, UsageError
+from lioctl.units import parse_size
+from lioctl.errors import AlreadyExists, LioError, NotFound, UsageError
 from lioctl.grammar import usage
 from lioctl.names import check_object_name
 from lioctl.plan import Plan
@@ -64,6 +65,19 @@ class BackstoreKind(Node):
             return self.backstore.creator(self.ctx)  # that kind's parameters
         return super().help_target(command)
 
+    def exist_ok_create(self, *args, **kw):
+        """--exist-ok: storage object NAME of this kind is there; what differs from the asked
+        device, file, size, write_back or serial is named."""
+        fn = self.backstore.creator(self.ctx)
+        params = inspect.signature(fn).parameters
+        args = tuple(a for a in args if not (isinstance(a, str) and a.startswith("--") and a[2:] in params))
+        try:
+            asked = inspect.signature(fn).bind(*args, **kw).arguments
+        except TypeError:
+            return None     # create itself names the usage error
+        so = self.ctx.snap.so(self.name.split(":")[0], asked["name"])
+        return ("storage_object", so, _differences(so, asked)) if so else None
+
     def ui_create(self, *args, **kw):
         """Create a storage object of this kind; `help create` here gives its parameters.
         Example: /backstores/fileio create disk1 /srv/disk1.img 10G
@@ -91,12 +105,37 @@ class BackstoreKind(Node):
         Example: /backstores/fileio delete disk1 save=true"""
         so = self.ctx.snap.so(self.name.split(":")[0], name)
         if so is None or so not in self.objects():
-            raise LioError(f"backstore {self.name}/{name} does not exist")
+            raise NotFound(f"backstore {self.name}/{name} does not exist", obj=f"{self.path}/{name}")
         result = Result(plan=tg.plan_delete_storage_object(self.ctx.snap, so, self.ctx.force),
                         message=f"Deleted storage object {name}.")
         if save is not None and _b(save, "save"):
             result.after = lambda: _forget_saved(so, self.ctx)
         return result
+
+
+def _differences(so: StorageObject, asked: dict) -> list[str]:
+    """What an existing storage object has other than a create asked (only what was given)."""
+    import os
+
+    from lioctl import wwn as wwnmod
+    out = []
+    dev = asked.get("file_or_dev") or asked.get("dev")
+    if dev and so.udev_path and os.path.realpath(dev) != os.path.realpath(so.udev_path):
+        out.append(f"its device is {so.udev_path}, not {dev}")
+    cfg = asked.get("cfgstring")
+    if cfg and cfg not in so.user_config and cfg.removeprefix("rbd:") not in so.user_config:
+        out.append(f"its config is {so.user_config}, not {cfg}")
+    size = asked.get("size")
+    if size is not None and not (isinstance(size, str) and size.startswith("rbd:")) \
+            and parse_size(size) != so.size:
+        out.append(f"its size is {so.size} bytes, not {parse_size(size)}")
+    wb = asked.get("write_back")
+    if wb is not None and _b(wb, "write_back") != so.write_back:
+        out.append(f"write_back is {str(so.write_back).lower()}")
+    wwn = asked.get("wwn")
+    if wwn and wwnmod.unit_serial(wwn) != so.wwn:
+        out.append(f"its unit serial is {so.wwn}, not {wwnmod.unit_serial(wwn)}")
+    return out
 
 
 class UserHandlerKind(BackstoreKind):
@@ -114,6 +153,12 @@ class UserHandlerKind(BackstoreKind):
     def completion(self, param: str) -> str | None:
         return self.backstore.completion(param, self.handler)
 
+    def exist_ok_create(self, name: str, size: str, cfgstring: str, wwn: str | None = None,
+                        hw_max_sectors: str | None = None, control: str | None = None,
+                        write_back: str | None = None):
+        so = next((s for s in self.objects() if s.name == name), None)
+        asked = {"size": size, "cfgstring": cfgstring, "wwn": wwn, "write_back": write_back}
+        return ("storage_object", so, _differences(so, asked)) if so else None
     def complete_spec(self, word: str, given: dict) -> tuple[list, bool]:
         return self.backstore.complete_spec(word, given, self.handler)
 
@@ -136,7 +181,7 @@ class UserHandlerKind(BackstoreKind):
         Example: /backstores/user:lioctl_file changemedium u1 2G /srv/other.img"""
         so = self.ctx.snap.so(bs_user.KIND.name, name)
         if so is None or so not in self.objects():
-            raise LioError(f"backstore {self.name}/{name} does not exist")
+            raise NotFound(f"backstore {self.name}/{name} does not exist", obj=f"{self.path}/{name}")
         plan = bs_user.plan_change_medium(self.ctx.snap, so, self.handler, cfgstring, size)
         return Result(plan=plan, message=f"{self.path}/{name}: medium {cfgstring}, size {size}"
                       if plan else f"{self.path}/{name} already has that medium and size")
@@ -202,13 +247,20 @@ class AluaNode(Node):
     def summary(self):
         return f"ALUA Groups: {len(self.parent.so.alua_tpgs)}", None
 
+    def exist_ok_create(self, name: str, tag: str):
+        if name not in self.parent.so.alua_tpgs:
+            return None
+        have = configfs.read(f"{self.parent.so.path}/alua/{name}/tg_pt_gp_id")
+        return ("storage_object", self.parent.so, [] if have == str(tag) else
+                [f"ALUA group {name} has tag {have}, not {tag}"])
+
     @writes
     def ui_create(self, name: str, tag: str):
         """Create ALUA target port group NAME with numeric TAG.
         Example: /backstores/fileio/disk1/alua create ao_group 2"""
         check_object_name(name, "ALUA group name")
         if name in self.parent.so.alua_tpgs:
-            raise LioError(f"ALUA group {name} already exists on {self.parent.path}")
+            raise AlreadyExists(f"ALUA group {name} already exists on {self.parent.path}")
         if not tag.isdigit() or not 1 <= int(tag) <= 65535:
             raise LioError(f"ALUA group tag {tag!r} is not in 1-65535")
         plan = Plan()
@@ -224,7 +276,7 @@ class AluaNode(Node):
         if name == "default_tg_pt_gp":
             raise LioError("the default ALUA group cannot be deleted")
         if name not in self.parent.so.alua_tpgs:
-            raise LioError(f"no ALUA group {name} on {self.parent.path}")
+            raise NotFound(f"no ALUA group {name} on {self.parent.path}")
         plan = Plan()
         plan.rmdir(f"{self.parent.so.path}/alua/{name}")
         return Result(plan=plan, message=f"Deleted ALUA group {name}")

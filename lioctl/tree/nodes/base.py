@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from lioctl import configfs
-from lioctl.errors import LioError, UsageError
+from lioctl.errors import LioError, NotFound, UsageError
 from lioctl.grammar import usage
 from lioctl.plan import Plan
 from lioctl.tree import snapshot
@@ -181,7 +181,9 @@ class Node:
                 raise LioError(f"{self.path}: {group} has no {k!r}")
             if not os.access(f"{gdir}/{k}", os.W_OK) or (os.stat(f"{gdir}/{k}").st_mode & 0o222) == 0:
                 raise LioError(f"{self.path}: {group} {k} is read-only")
-            plan.write(f"{gdir}/{k}", normalize_value(k, str(v)), secret=k in SECRET_KEYS)
+            value = normalize_value(k, str(v))
+            if configfs.read(f"{gdir}/{k}") != value:  # the same value again changes nothing
+                plan.write(f"{gdir}/{k}", value, secret=k in SECRET_KEYS)
         shown = ", ".join(f"{k}={'********' if k in SECRET_KEYS else v}" for k, v in values.items())
         return Result(plan=plan, message=f"{self.path}: set {group} {shown}")
 
@@ -291,6 +293,6 @@ def resolve(start: Node, path: str) -> Node:
         nxt = node.child(part)
         if nxt is None:
             where = node.path
-            raise LioError(f"no such path: {path} ({part!r} not found under {where})")
+            raise NotFound(f"no such path: {path} ({part!r} not found under {where})", obj=path)
         node = nxt
     return node

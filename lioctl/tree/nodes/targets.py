@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 from lioctl import configfs, wwn as wwnmod
-from lioctl.errors import LioError
+from lioctl.errors import AlreadyExists, KernelUnavailable, LioError, NotFound
 from lioctl.plan import Plan
 from lioctl.tree import targets as tg
 from lioctl.tree.snapshot import TPG, Fabric, Target
@@ -49,6 +49,15 @@ class FabricNode(Node):
             d["hardware_wwns"] = self.fabric.spec.hardware_wwns()
         return d
 
+    def exist_ok_create(self, wwn: str | None = None):
+        """--exist-ok: the target named (or derived: from:NAME) is already there; a target has
+        nothing else create sets."""
+        if not wwn:
+            return None
+        spec = self.fabric.spec
+        t = self.fabric.targets.get(spec.cfs_wwn(tg.normalize_target_wwn(spec, wwn)))
+        return ("target", t, []) if t else None
+
     @writes
     def ui_create(self, wwn: str | None = None):
         """Create a target; the WWN is generated when omitted (iSCSI: iqn/naa/eui).
@@ -57,7 +66,7 @@ class FabricNode(Node):
         spec = self.fabric.spec
         if spec.wwns_from and spec.module and not configfs.module_loaded(spec.module) \
                 and spec.hardware_wwns():
-            raise LioError(f"{self.name}: ports exist but target-mode module {spec.module} is not "
+            raise KernelUnavailable(f"{self.name}: ports exist but target-mode module {spec.module} is not "
                            f"loaded (modprobe {spec.module})")
         plan, w = tg.plan_target(self.ctx.snap, self.name, wwn,
                                  default_portal=bool(self.ctx.pref("auto_add_default_portal", True)),
@@ -75,7 +84,7 @@ class FabricNode(Node):
         Example: /iscsi delete iqn.2003-01.org.example:t1"""
         t = self.child(wwn)
         if t is None:
-            raise LioError(f"target {wwn} does not exist in /{self.name}")
+            raise NotFound(f"target {wwn} does not exist in /{self.name}", obj=f"/{self.name}/{wwn}")
         return Result(plan=tg.plan_delete_target(t.target), message=f"Deleted Target {t.name}.")
 
 
@@ -120,6 +129,10 @@ class TargetNode(Node):
             return getattr(tpgn, item)
         raise AttributeError(item)
 
+    def exist_ok_create(self, tag: str | None = None):
+        t = self.target.tpgs.get(int(tag)) if tag is not None and str(tag).isdigit() else None
+        return ("tpg", t, []) if t else None
+
     @writes
     def ui_create(self, tag: str | None = None):
         """Create TPG TAG (the next free one when omitted).
@@ -132,7 +145,7 @@ class TargetNode(Node):
         if t is None:
             t = next(i for i in range(1, 65536) if i not in self.target.tpgs)
         if t in self.target.tpgs:
-            raise LioError(f"TPG {t} already exists on {self.path}")
+            raise AlreadyExists(f"TPG {t} already exists on {self.path}", obj=f"{self.path}/tpg{t}")
         plan = tg.plan_tpg_at(self.spec, self.target.path, t, default_portal=False,   # TPG 1's only
                               enable=bool(self.ctx.pref("auto_enable_tpgt", True)))
         return Result(plan=plan, message=f"Created TPG {t}.")
@@ -143,7 +156,7 @@ class TargetNode(Node):
         Example: /iscsi/iqn.2003-01.org.example:t1 delete tpg2"""
         t = int(tag.removeprefix("tpg")) if tag.removeprefix("tpg").isdigit() else None
         if t not in self.target.tpgs:
-            raise LioError(f"TPG {tag} does not exist on {self.path}")
+            raise NotFound(f"TPG {tag} does not exist on {self.path}", obj=f"{self.path}/tpg{tag}")
         return Result(plan=tg.plan_delete_tpg(self.target.tpgs[t]), message=f"Deleted TPG {t}.")
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 from lioctl.backstores import block, common as bsc, fileio
-from lioctl.errors import LioError
+from lioctl.errors import AlreadyExists, Conflict, LioError, NotFound
 from lioctl.plan import Plan
 from lioctl.tree import targets as tg
 from lioctl.tree.snapshot import TPG, Lun, MappedLun, NodeACL, Portal
@@ -25,6 +25,26 @@ class LunsNode(Node):
     def summary(self):
         return f"LUNs: {len(self.tpg.luns)}", None
 
+    def exist_ok_create(self, storage_object: str, lun: str | None = None, add_mapped_luns: str | None = None):
+        """--exist-ok: the storage object is already a LUN here (at index LUN, if given); its
+        index is the result's "lun". Another object at that index is a conflict."""
+        snap = self.ctx.snap
+        if storage_object.startswith("/backstores/"):
+            parts = storage_object.strip("/").split("/")
+            so = snap.so(parts[1].split(":")[0], parts[2]) if len(parts) == 3 else None
+        else:
+            so = bsc.devices_in_use(snap).get(os.path.realpath(os.path.abspath(storage_object)))
+        want = tg.check_lun_index(str(lun).removeprefix("lun")) if lun is not None else None
+        mine = [x for x in self.tpg.luns.values() if so is not None and x.storage_object is so]
+        if want is not None and want in self.tpg.luns:
+            there = self.tpg.luns[want]
+            other = there.storage_object.tree_path if there.storage_object else "nothing"
+            return ("lun", there, [] if there in mine else [f"storage object {other}, not {storage_object}"],
+                    {"lun": want})
+        if mine and want is None:
+            return ("lun", mine[0], [], {"lun": mine[0].index})
+        return None
+
     @writes
     def ui_create(self, storage_object: str, lun: str | None = None, add_mapped_luns: str | None = None):
         """Create a LUN for a backstore path (/backstores/fileio/disk1) or a device/file path
@@ -39,7 +59,7 @@ Example: /iscsi/iqn.2003-01.org.example:t1/tpg1/luns create /srv/disk2.img lun=3
                 raise LioError(f"{storage_object!r} is not a backstore path (/backstores/KIND/NAME)")
             so = snap.so(parts[1].split(":")[0], parts[2])
             if so is None:
-                raise LioError(f"backstore {parts[1]}/{parts[2]} does not exist")
+                raise NotFound(f"backstore {parts[1]}/{parts[2]} does not exist", obj=storage_object)
         else:
             path = os.path.abspath(storage_object)
             so = bsc.devices_in_use(snap).get(os.path.realpath(path))
@@ -50,7 +70,7 @@ Example: /iscsi/iqn.2003-01.org.example:t1/tpg1/luns create /srv/disk2.img lun=3
             name = os.path.basename(path).replace(" ", "_") or "disk"
             kind = block.KIND if os.path.exists(path) and bsc.is_block(path) else fileio.KIND
             if snap.so(kind.name, name):
-                raise LioError(f"backstore {kind.name}/{name} already exists for another path")
+                raise Conflict(f"backstore {kind.name}/{name} already exists for another path")
             hba = bsc.free_hba(kind)
             plan.extend(block.plan_block(snap, name, path, hba=hba) if kind is block.KIND
                         else fileio.plan_fileio(snap, name, path, hba=hba))
@@ -69,7 +89,7 @@ Example: /iscsi/iqn.2003-01.org.example:t1/tpg1/luns create /srv/disk2.img lun=3
         Example: /iscsi/iqn.2003-01.org.example:t1/tpg1/luns delete lun0"""
         i = tg.check_lun_index(str(lun).removeprefix("lun"))
         if i not in self.tpg.luns:
-            raise LioError(f"LUN {i} does not exist in {self.path}")
+            raise NotFound(f"LUN {i} does not exist in {self.path}", obj=f"{self.path}/lun{i}")
         return Result(plan=tg.plan_delete_lun(self.tpg.luns[i]), message=f"Deleted LUN {i}.")
 
 
@@ -98,7 +118,7 @@ class LunNode(Node):
         Example: /iscsi/iqn.2003-01.org.example:t1/tpg1/luns/lun0 set_alua ao_group"""
         so = self.lun.storage_object
         if so is None or group not in so.alua_tpgs:
-            raise LioError(f"{self.path}: no ALUA group {group!r} on its backstore")
+            raise NotFound(f"{self.path}: no ALUA group {group!r} on its backstore")
         plan = Plan()
         plan.write(self.lun.path + "/alua_tg_pt_gp", group)
         return Result(plan=plan, message=f"{self.path}: ALUA group {group}")
@@ -117,6 +137,11 @@ class PortalsNode(Node):
     def summary(self):
         return f"Portals: {len(self.tpg.portals)}", None
 
+    def exist_ok_create(self, ip_address: str = "0.0.0.0", ip_port: str | None = None):
+        text = ip_address if ip_port is None else tg.portal_name(ip_address, ip_port)
+        p = self.tpg.portals.get(tg.parse_portal(text)[2])
+        return ("portal", p, []) if p else None
+
     @writes
     def ui_create(self, ip_address: str = "0.0.0.0", ip_port: str | None = None):
         """Create a network portal (IPv4, or IPv6 as ::1 or [::1]; port 3260 by default).
@@ -133,7 +158,7 @@ class PortalsNode(Node):
         text = ip_address if ip_port is None else tg.portal_name(ip_address, ip_port)
         _, _, name = tg.parse_portal(text)
         if name not in self.tpg.portals:
-            raise LioError(f"portal {name} does not exist in {self.path}")
+            raise NotFound(f"portal {name} does not exist in {self.path}", obj=f"{self.path}/{name}")
         plan = Plan()
         plan.rmdir(self.tpg.portals[name].path)
         return Result(plan=plan, message=f"Deleted network portal {name}")
@@ -189,6 +214,15 @@ class AclsNode(Node):
     def summary(self):
         return f"ACLs: {len(self.tpg.acls)}", None
 
+    def exist_ok_create(self, wwn: str, add_mapped_luns: str | None = None, tag: str | None = None):
+        from lioctl import wwn as wwnmod
+        spec = self.tpg.target.fabric.spec
+        w, _ = wwnmod.normalize(spec.wwn_types, wwn, "initiator WWN")
+        acl = self.tpg.acls.get(spec.cfs_wwn(w) if spec.colon_wwn else w)
+        if acl is None:
+            return None
+        return ("acl", acl, [f"tag {acl.tag}, not {tag}"] if tag is not None and acl.tag != tag else [])
+
     @writes
     def ui_create(self, wwn: str, add_mapped_luns: str | None = None, tag: str | None = None):
         """Create an ACL for initiator WWN, mapping every LUN unless add_mapped_luns=false.
@@ -207,7 +241,7 @@ class AclsNode(Node):
         Example: /iscsi/iqn.2003-01.org.example:t1/tpg1/acls delete iqn.1994-05.com.example:client1"""
         a = self.child(wwn)
         if a is None:
-            raise LioError(f"ACL {wwn} does not exist in {self.path}")
+            raise NotFound(f"ACL {wwn} does not exist in {self.path}", obj=f"{self.path}/{wwn}")
         return Result(plan=tg.plan_delete_acl(a.acl), message=f"Deleted Node ACL {a.name}.")
 
     @writes
@@ -217,7 +251,7 @@ class AclsNode(Node):
         Example: /iscsi/iqn.2003-01.org.example:t1/tpg1/acls untag db-servers"""
         tagged = [a for a in self.tpg.acls.values() if wwn_or_tag in (a.wwn, a.tag)]
         if not tagged:
-            raise LioError(f"no ACL named or tagged {wwn_or_tag} in {self.path}")
+            raise NotFound(f"no ACL named or tagged {wwn_or_tag} in {self.path}")
         return _untag_result(self.path, [a for a in tagged if a.tag])
 
 
@@ -247,6 +281,19 @@ class AclNode(Node):
         d["path"] = self.path
         return d
 
+    def exist_ok_create(self, mapped_lun: str, tpg_lun_or_backstore: str, write_protect: str = "false"):
+        ml = self.acl.mapped_luns.get(tg.check_lun_index(str(mapped_lun).removeprefix("mapped_lun")))
+        if ml is None:
+            return None
+        src = tpg_lun_or_backstore
+        lun = self.acl.tpg.luns.get(ml.tpg_lun)
+        same = (lun is not None and lun.storage_object is not None and lun.storage_object.tree_path == src
+                if src.startswith("/backstores/") else str(ml.tpg_lun) == src.removeprefix("lun"))
+        diffs = [] if same else [f"maps TPG LUN {ml.tpg_lun}, not {src}"]
+        if ml.write_protect != _b(write_protect, "write_protect"):
+            diffs.append(f"write_protect is {str(ml.write_protect).lower()}")
+        return ("mapped_lun", ml, diffs)
+
     @writes
     def ui_create(self, mapped_lun: str, tpg_lun_or_backstore: str, write_protect: str = "false"):
         """Map TPG LUN (number, lunN, or backstore path) as MAPPED_LUN for this initiator.
@@ -254,7 +301,7 @@ class AclNode(Node):
         Example: /iscsi/iqn.2003-01.org.example:t1/tpg1/acls/iqn.1994-05.com.example:client1 create 1 /backstores/fileio/disk2 write_protect=true"""
         i = tg.check_lun_index(str(mapped_lun).removeprefix("mapped_lun"))
         if i in self.acl.mapped_luns:
-            raise LioError(f"mapped LUN {i} already exists in {self.path}")
+            raise AlreadyExists(f"mapped LUN {i} already exists in {self.path}", obj=f"{self.path}/mapped_lun{i}")
         tpg = self.acl.tpg
         src = tpg_lun_or_backstore
         lun = None
@@ -264,7 +311,7 @@ class AclNode(Node):
         elif src.removeprefix("lun").isdigit():
             lun = tpg.luns.get(int(src.removeprefix("lun")))
         if lun is None:
-            raise LioError(f"{src} is not a LUN of {tpg.tree_path}")
+            raise NotFound(f"{src} is not a LUN of {tpg.tree_path}")
         plan = tg.plan_mapped_lun_at(self.acl.path, i, lun.path, _b(write_protect, "write_protect"))
         return Result(plan=plan, message=f"Created Mapped LUN {i}.")
 
@@ -274,7 +321,7 @@ class AclNode(Node):
         Example: /iscsi/iqn.2003-01.org.example:t1/tpg1/acls/iqn.1994-05.com.example:client1 delete 0"""
         i = tg.check_lun_index(str(mapped_lun).removeprefix("mapped_lun"))
         if i not in self.acl.mapped_luns:
-            raise LioError(f"mapped LUN {i} does not exist in {self.path}")
+            raise NotFound(f"mapped LUN {i} does not exist in {self.path}", obj=f"{self.path}/mapped_lun{i}")
         return Result(plan=tg.plan_delete_mapped_lun(self.acl.mapped_luns[i]),
                       message=f"Deleted Mapped LUN {i}.")
 
