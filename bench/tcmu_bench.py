@@ -11,7 +11,9 @@ The peer: Debian's tcmu-runner ships no plain file handler (handler_file.so / fi
 not packaged; its handlers are qcow, rbd, file_optical and file_zbc), so the closest real peer
 is its qcow handler, which serves a file that is not qcow as a raw image through tcmu-runner's
 own I/O threads (preadv/pwritev, no O_DIRECT). It refuses a block device ("image format not
-recognized", seen in the guest), so the block and delay media have no tcmu-runner column.
+recognized", seen in the guest), so the block and delay media have no tcmu-runner column,
+unless BENCH_RUNNER_HANDLERS=DIR names tcmu-runner's own file handler built by
+bench/tcmu-runner-file-handler.sh: then that handler (subtype file) is the peer everywhere.
 
 BENCH_MEDIA (comma-separated, all by default), each set up afresh and torn down after its jobs:
   tmpfs   files in the guest's /tmp (no O_DIRECT there)
@@ -322,9 +324,15 @@ def backend_lioctl(path: str, name: str = "b_lioctl", direct: bool = False):
     return f"/backstores/user/{name}", daemon.running_pid()
 
 
+# a directory with tcmu-runner's own file handler (bench/tcmu-runner-file-handler.sh builds it)
+RUNNER_HANDLERS = os.environ.get("BENCH_RUNNER_HANDLERS")
+RUNNER_FILE = bool(RUNNER_HANDLERS) and os.path.exists(f"{RUNNER_HANDLERS}/handler_file.so")
+
+
 def backend_runner(path: str):
     # the same maximum transfer as lioctl's default, so both handlers see 1 MiB commands
-    lioctl("/backstores/user", "create", "b_runner", SIZE, path, "subtype=qcow", "hw_max_sectors=2048")
+    lioctl("/backstores/user", "create", "b_runner", SIZE, path, "subtype=" + ("file" if RUNNER_FILE else "qcow"),
+           "hw_max_sectors=2048")
     pid = int(subprocess.run(["pgrep", "-x", "tcmu-runner"], capture_output=True, text=True).stdout.split()[0])
     return "/backstores/user/b_runner", pid
 
@@ -344,7 +352,8 @@ def start_runner() -> subprocess.Popen:
     if not os.path.exists("/run/dbus/system_bus_socket"):
         subprocess.run(["dbus-daemon", "--system", "--fork"], check=True)
     os.makedirs(f"{DIR}/runner-log", exist_ok=True)
-    r = subprocess.Popen(["tcmu-runner", "-l", f"{DIR}/runner-log"], stdout=subprocess.DEVNULL,
+    r = subprocess.Popen(["tcmu-runner", "-l", f"{DIR}/runner-log"]
+                         + (["--handler-path", RUNNER_HANDLERS] if RUNNER_HANDLERS else []), stdout=subprocess.DEVNULL,
                          stderr=subprocess.DEVNULL, start_new_session=True)
 
     def on_bus():
@@ -363,7 +372,7 @@ LIOCTL_DISK, DIRECT_DISK, RUNNER_DISK, KERNEL_DISK, NULL_DISK = (
 def bench_medium(name: str, null_pid: int) -> dict[str, dict[str, dict]]:
     """Every picked job on this medium's disks (and the 1 MiB ones on the no-data disk):
     label -> job -> median run."""
-    labels = [LIOCTL_DISK, KERNEL_DISK] + ([RUNNER_DISK] if name not in ("block", "delay") else [])
+    labels = [LIOCTL_DISK, KERNEL_DISK] + ([RUNNER_DISK] if RUNNER_FILE or name not in ("block", "delay") else [])
     medium = Medium(name, labels + ([DIRECT_DISK] if DIRECT and name != "tmpfs" else []))
     try:
         disks = {}
@@ -372,7 +381,7 @@ def bench_medium(name: str, null_pid: int) -> dict[str, dict[str, dict]]:
         if DIRECT_DISK in medium.paths:
             bs, pid = backend_lioctl(medium.paths[DIRECT_DISK], "b_direct", direct=True)
             disks[DIRECT_DISK] = (loopback_disk(bs), pid)
-        if not medium.is_block:     # its qcow handler refuses a device: "image format not recognized"
+        if RUNNER_DISK in medium.paths:     # qcow refuses a device: "image format not recognized"
             bs, pid = backend_runner(medium.paths[RUNNER_DISK])
             disks[RUNNER_DISK] = (loopback_disk(bs), pid)
         kpath = medium.paths[KERNEL_DISK]
