@@ -1,15 +1,37 @@
-"""Issue 6's benchmark, in the real-kernel guest, one run, side by side: fio through tcm_loop
-on (a) lioctl's TCMU handler with its file backend, (b) tcmu-runner's qcow handler on a raw
-file of the same size, (c) the kernel's own fileio backstore on the same kind of file.
+"""Issue 6's and issue 15's benchmark, in the real-kernel guest, one boot, side by side on each
+medium: fio through tcm_loop on (a) lioctl's TCMU handler with its file backend, buffered and
+with O_DIRECT (`direct;` in its config) where the medium takes it, (b) tcmu-runner's qcow
+handler on a raw file or device of the same size, (c) the kernel's own backstore (fileio with
+write_back=true on a file, block on a device), and (d) on the 1 MiB jobs, the same handler
+process serving a device that moves no data (tcmu_ceiling.py's ceiling) in the same spell.
 
-    bash tests/kernel/boot.sh bash -c 'bash tests/kernel/prepare-guest.sh; BENCH_ROUNDS=3 /opt/lioctl-venv/bin/python bench/tcmu_bench.py'
+    bash tests/kernel/boot.sh bash -c 'bash tests/kernel/prepare-guest.sh; BENCH_ROUNDS=3 BENCH_MEDIA=tmpfs,ext4,xfs,block,delay /opt/lioctl-venv/bin/python bench/tcmu_bench.py'
 
-BENCH_ROUNDS=N runs every job N times (the backends' order rotating) and reports the medians.
+The peer: Debian's tcmu-runner ships no plain file handler (handler_file.so / file_example are
+not packaged; its handlers are qcow, rbd, file_optical and file_zbc), so the closest real peer
+is its qcow handler, which serves a file that is not qcow as a raw image through tcmu-runner's
+own I/O threads (preadv/pwritev, no O_DIRECT). It refuses a block device ("image format not
+recognized", seen in the guest), so the block and delay media have no tcmu-runner column,
+unless BENCH_RUNNER_HANDLERS=DIR names tcmu-runner's own file handler built by
+bench/tcmu-runner-file-handler.sh: then that handler (subtype file) is the peer everywhere.
 
-Every backing file lives in the guest's /tmp (tmpfs), so the figures compare the handlers'
-own overhead, not a disk. CPU: "sys%" is the whole guest's busy time (all CPUs, from
-/proc/stat, 100% = every CPU busy), "handler%" the handler process alone (100% = one CPU). Both TCMU devices have hw_max_sectors=2048
-(lioctl's default; the kernel's is 128, which splits a 1 MiB I/O into 16 commands).
+BENCH_MEDIA (comma-separated, all by default), each set up afresh and torn down after its jobs:
+  tmpfs   files in the guest's /tmp (no O_DIRECT there)
+  ext4    files on ext4 on a loop device over a tmpfs file (page cache, no device latency)
+  xfs     the same with xfs
+  block   a loop device over a tmpfs file per disk; the kernel's side is the block backstore
+  delay   the same behind dm-delay (BENCH_DELAY_MS, 5 ms by default, every I/O)
+BENCH_ROUNDS=N runs every job N times (the disks' order rotating) and reports medians with
+every round; BENCH_RUNTIME seconds per job (20); BENCH_SIZE per disk (128M); BENCH_JOBS a
+comma-separated subset of the job names' words ("qd1,qd32"); BENCH_DIRECT=0 leaves out the
+O_DIRECT disk; BENCH_OUT=FILE writes every result as JSON; BENCH_TREE=DIR runs lioctl's
+handler from another checkout (a before/after comparison: each boot's ratios to tcmu-runner).
+
+CPU: "sys%" is the whole guest's busy time (all CPUs, from /proc/stat, 100% = every CPU
+busy), "handler%" the handler process alone (100% = one CPU), "us/IO" the handler's user +
+system CPU per I/O. Every TCMU device has hw_max_sectors=2048 (lioctl's default; the
+kernel's is 128, which splits a 1 MiB I/O into 16 commands) and the write cache on (lioctl's
+default write_back=true), as the kernel's fileio here.
 """
 
 from __future__ import annotations
@@ -24,12 +46,16 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "kernel"))
 import cfs  # noqa: E402
+import initiator as ini  # noqa: E402
 
 LIOCTL = [os.path.join(os.path.dirname(sys.executable), "lioctl")]
-SIZE = os.environ.get("BENCH_SIZE", "256M")
+SIZE = os.environ.get("BENCH_SIZE", "128M")
 RUNTIME = int(os.environ.get("BENCH_RUNTIME", "20"))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "1"))   # >1: every job that many times; medians reported
 DIR = "/tmp/tcmu-bench"
+MEDIA = [m for m in os.environ.get("BENCH_MEDIA", "tmpfs,ext4,xfs,block,delay").split(",") if m]
+DELAY_MS = int(os.environ.get("BENCH_DELAY_MS", "5"))
+DIRECT = os.environ.get("BENCH_DIRECT", "1") != "0"
 JOBS = [  # name, fio args
     ("1M seq write qd8", ["--rw=write", "--bs=1M", "--iodepth=8"]),
     ("1M seq read qd8", ["--rw=read", "--bs=1M", "--iodepth=8"]),
@@ -38,6 +64,9 @@ JOBS = [  # name, fio args
     ("4k rand write qd1", ["--rw=randwrite", "--bs=4k", "--iodepth=1"]),
     ("4k rand write qd32", ["--rw=randwrite", "--bs=4k", "--iodepth=32"]),
 ]
+# BENCH_JOBS="qd1,1M": the jobs holding every word of any one item
+PICKED = [j for j in JOBS if not os.environ.get("BENCH_JOBS") or any(
+    set(item.split()) <= set(j[0].split()) for item in os.environ["BENCH_JOBS"].split(","))]
 
 
 def lioctl(*args) -> str:
@@ -76,11 +105,19 @@ def disk_of(backstore: str) -> str:
     return wait_for(find, f"the disk of {backstore}")
 
 
-def loopback_disk(backstore: str) -> str:
-    """A new loopback target with one LUN on the backstore: its /dev/sdX."""
+def loopback_disk(backstore: str, timeout: float = 120) -> str:
+    """A new loopback target with one LUN on the backstore: its /dev/sdX, found by its SCSI
+    address as the kernel tests find theirs (a probe that met a unit attention, another LUN
+    added just then, leaves a disk without the VPD page a serial lookup needs)."""
     wwn = json.loads(lioctl("/loopback", "create", "--json"))["wwn"]
     lioctl(f"/loopback/{wwn}/luns", "create", backstore)
-    return disk_of(backstore)
+    try:
+        return ini.loopback_disk(wwn, 0, timeout)
+    except AssertionError:      # what the kernel and the handler saw
+        for cmd in (["lsscsi"], ["dmesg"], ["tail", "-20", f"{DIR}-null-handler.log"], LIOCTL + ["tcmu", "status"]):
+            p = subprocess.run(cmd, capture_output=True, text=True)
+            print(f"== {' '.join(cmd)}\n{(p.stdout + p.stderr)[-2500:]}", flush=True)
+        raise
 
 
 def cpu_busy() -> tuple[int, int]:
@@ -127,19 +164,22 @@ def run_job(dev: str, args: list[str], pid: int | None) -> dict:
             "handler_sys_us": 1e6 * system / ios if pid else None}
 
 
-def run_rounds(disks: dict, jobs: list, rounds: int) -> dict[tuple[str, str], list[dict]]:
+def run_rounds(disks: dict, jobs: list, rounds: int, only=None) -> dict[tuple[str, str], list[dict]]:
     """Every job on every disk, `rounds` times, the disks' order rotating so that none is always
-    first; each result printed as it comes. disks: label -> (device, handler pid or None)."""
+    first; each result printed as it comes. disks: label -> (device, handler pid or None);
+    only(label, job name): whether that job runs on that disk (all when None)."""
     runs: dict[tuple[str, str], list[dict]] = {}
     labels = list(disks)
     for rnd in range(rounds):
         order = labels[rnd % len(labels):] + labels[:rnd % len(labels)]
         for name, args in jobs:
             for label in order:
+                if only is not None and not only(label, name):
+                    continue
                 dev, pid = disks[label]
                 r = run_job(dev, args, pid)
                 runs.setdefault((label, name), []).append(r)
-                print(f"{label:<15} {name:<20} {r['iops']:>9.0f} IOPS {r['mibs']:>8.1f} MiB/s "
+                print(f"{label:<22} {name:<20} {r['iops']:>9.0f} IOPS {r['mibs']:>8.1f} MiB/s "
                       f"lat {r['lat_us']:>8.0f} us  sys {r['sys_cpu']:5.1f}%"
                       + (f"  handler {r['handler_cpu']:5.1f}%" if r["handler_cpu"] is not None else "")
                       + (f"  (round {rnd + 1})" if rounds > 1 else ""), flush=True)
@@ -165,15 +205,134 @@ def restart_handler(env: dict[str, str], tree: str | None = None) -> int:
     return daemon.running_pid()
 
 
-def backend_lioctl(img: str):
-    lioctl("/backstores/user", "create", "b_lioctl", SIZE, img)
+
+
+# lioctl's handler with its RAM backend made to move nothing (the benchmark never verifies
+# data): the no-data ceiling, in the same process that serves the file devices
+NULL_HANDLER = """
+import sys
+from lioctl.tcmu.backends import ram
+ram.RamBackend.__init__ = lambda self, size: setattr(self, "size", size)
+ram.RamBackend.readv = lambda self, bufs, offset: sum(map(len, bufs))
+ram.RamBackend.writev = lambda self, bufs, offset, sync=False: None
+ram.RamBackend.flush = lambda self: None
+ram.RamBackend.close = lambda self: None
+from lioctl.tcmu import daemon
+sys.exit(daemon.main([]))
+"""
+
+
+def start_null_handler() -> subprocess.Popen:
+    """lioctl's handler (serving lioctl_file as always) whose lioctl_ram moves no data."""
+    subprocess.run(LIOCTL + ["tcmu", "stop"], capture_output=True)
+    tree = os.environ.get("BENCH_TREE")     # another checkout's handler (before/after runs)
+    p = subprocess.Popen([sys.executable, "-c", NULL_HANDLER], start_new_session=True,
+                         stderr=open(f"{DIR}-null-handler.log", "w"), cwd=tree or None,
+                         env=dict(os.environ, PYTHONPATH=tree) if tree else None)
     from lioctl.tcmu import daemon
-    return "/backstores/user/b_lioctl", daemon.running_pid()
+    wait_for(daemon.query, "lioctl's handler")
+    return p
 
 
-def backend_runner(img: str):
+def sh(*cmd) -> str:
+    p = subprocess.run([str(c) for c in cmd], capture_output=True, text=True)
+    if p.returncode:
+        raise SystemExit(f"{' '.join(map(str, cmd))}: {p.stderr.strip()}")
+    return p.stdout.strip()
+
+
+def size_bytes() -> int:
+    return int(SIZE[:-1]) << {"K": 10, "M": 20, "G": 30}[SIZE[-1].upper()]
+
+
+def fill(path: str, size: int) -> None:
+    """Write every byte once: a medium's blocks allocated and in its page cache, as a used
+    disk's are (a sparse file's holes read without touching the filesystem's blocks)."""
+    chunk = memoryview(b"\x5a" * (1 << 20))
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        for off in range(0, size, len(chunk)):
+            os.pwrite(fd, chunk[:min(len(chunk), size - off)], off)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class Medium:
+    """What the disks' backing files or devices live on, one per label; close() undoes it."""
+
+    def __init__(self, name: str, labels: list[str]):
+        self.name, self.loops, self.maps, self.mnt = name, [], [], None
+        self.is_block = name in ("block", "delay")
+        self.direct = name != "tmpfs"       # tmpfs has no O_DIRECT (6.1)
+        root = f"{DIR}/{name}"
+        os.makedirs(root, exist_ok=True)
+        size = size_bytes()
+        self.paths = {}
+        try:
+            if name == "tmpfs":
+                self.paths = {label: f"{root}/{label}.img" for label in labels}
+            elif name in ("ext4", "xfs"):
+                img = f"{root}/fs.img"
+                with open(img, "wb") as f:      # the disks plus the filesystem's own room
+                    f.truncate(len(labels) * size + size // 4 + (320 << 20))
+                loop = sh("losetup", "-f", "--show", img)
+                self.loops.append(loop)
+                sh(f"mkfs.{name}", *(["-q", "-F"] if name == "ext4" else ["-q", "-f"]), loop)
+                self.mnt = f"{root}/mnt"
+                os.makedirs(self.mnt, exist_ok=True)
+                sh("mount", loop, self.mnt)
+                self.paths = {label: f"{self.mnt}/{label}.img" for label in labels}
+            elif name in ("block", "delay"):
+                if name == "delay":
+                    sh("modprobe", "dm-delay")
+                for label in labels:
+                    raw = f"{root}/{label}.raw"
+                    with open(raw, "wb") as f:
+                        f.truncate(size)
+                    loop = sh("losetup", "-f", "--show", raw)
+                    self.loops.append(loop)
+                    dev = loop
+                    if name == "delay":
+                        m = f"bench_{label.replace(' ', '_')}"
+                        sh("dmsetup", "create", m, "--table",
+                           f"0 {size // 512} delay {loop} 0 {DELAY_MS}")
+                        self.maps.append(m)
+                        dev = f"/dev/mapper/{m}"
+                    self.paths[label] = dev
+            else:
+                raise SystemExit(f"unknown medium {name!r} (tmpfs, ext4, xfs, block, delay)")
+            for label, path in self.paths.items():
+                fill(f"{root}/{label}.raw" if self.is_block else path, size)
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        for m in self.maps:
+            subprocess.run(["dmsetup", "remove", "--retry", m], capture_output=True)
+        if self.mnt:
+            subprocess.run(["umount", self.mnt], capture_output=True)
+        for loop in self.loops:
+            subprocess.run(["losetup", "-d", loop], capture_output=True)
+        shutil.rmtree(f"{DIR}/{self.name}", ignore_errors=True)
+
+
+def backend_lioctl(path: str, name: str = "b_lioctl", direct: bool = False):
+    lioctl("/backstores/user", "create", name, SIZE, ("direct;" if direct else "") + path)
+    from lioctl.tcmu import daemon
+    return f"/backstores/user/{name}", daemon.running_pid()
+
+
+# a directory with tcmu-runner's own file handler (bench/tcmu-runner-file-handler.sh builds it)
+RUNNER_HANDLERS = os.environ.get("BENCH_RUNNER_HANDLERS")
+RUNNER_FILE = bool(RUNNER_HANDLERS) and os.path.exists(f"{RUNNER_HANDLERS}/handler_file.so")
+
+
+def backend_runner(path: str):
     # the same maximum transfer as lioctl's default, so both handlers see 1 MiB commands
-    lioctl("/backstores/user", "create", "b_runner", SIZE, img, "subtype=qcow", "hw_max_sectors=2048")
+    lioctl("/backstores/user", "create", "b_runner", SIZE, path, "subtype=" + ("file" if RUNNER_FILE else "qcow"),
+           "hw_max_sectors=2048")
     pid = int(subprocess.run(["pgrep", "-x", "tcmu-runner"], capture_output=True, text=True).stdout.split()[0])
     return "/backstores/user/b_runner", pid
 
@@ -183,12 +342,18 @@ def backend_fileio(img: str):
     return "/backstores/fileio/b_fileio", None
 
 
+def backend_block(dev: str):
+    lioctl("/backstores/block", "create", "b_block", dev)
+    return "/backstores/block/b_block", None
+
+
 def start_runner() -> subprocess.Popen:
     os.makedirs("/run/dbus", exist_ok=True)
     if not os.path.exists("/run/dbus/system_bus_socket"):
         subprocess.run(["dbus-daemon", "--system", "--fork"], check=True)
     os.makedirs(f"{DIR}/runner-log", exist_ok=True)
-    r = subprocess.Popen(["tcmu-runner", "-l", f"{DIR}/runner-log"], stdout=subprocess.DEVNULL,
+    r = subprocess.Popen(["tcmu-runner", "-l", f"{DIR}/runner-log"]
+                         + (["--handler-path", RUNNER_HANDLERS] if RUNNER_HANDLERS else []), stdout=subprocess.DEVNULL,
                          stderr=subprocess.DEVNULL, start_new_session=True)
 
     def on_bus():
@@ -200,63 +365,102 @@ def start_runner() -> subprocess.Popen:
     return r
 
 
+LIOCTL_DISK, DIRECT_DISK, RUNNER_DISK, KERNEL_DISK, NULL_DISK = (
+    "lioctl", "lioctl O_DIRECT", "tcmu-runner", "kernel", "no-data")
+
+
+def bench_medium(name: str, null_pid: int) -> dict[str, dict[str, dict]]:
+    """Every picked job on this medium's disks (and the 1 MiB ones on the no-data disk):
+    label -> job -> median run."""
+    labels = [LIOCTL_DISK, KERNEL_DISK] + ([RUNNER_DISK] if RUNNER_FILE or name not in ("block", "delay") else [])
+    medium = Medium(name, labels + ([DIRECT_DISK] if DIRECT and name != "tmpfs" else []))
+    try:
+        disks = {}
+        bs, pid = backend_lioctl(medium.paths[LIOCTL_DISK])
+        disks[LIOCTL_DISK] = (loopback_disk(bs), pid)
+        if DIRECT_DISK in medium.paths:
+            bs, pid = backend_lioctl(medium.paths[DIRECT_DISK], "b_direct", direct=True)
+            disks[DIRECT_DISK] = (loopback_disk(bs), pid)
+        if RUNNER_DISK in medium.paths:     # qcow refuses a device: "image format not recognized"
+            bs, pid = backend_runner(medium.paths[RUNNER_DISK])
+            disks[RUNNER_DISK] = (loopback_disk(bs), pid)
+        kpath = medium.paths[KERNEL_DISK]
+        bs, pid = backend_block(kpath) if medium.is_block else backend_fileio(kpath)
+        disks[KERNEL_DISK] = (loopback_disk(bs), pid)
+        lioctl("/backstores/user", "create", "b_null", SIZE, "null", "subtype=lioctl_ram")
+        disks[NULL_DISK] = (loopback_disk("/backstores/user/b_null"), null_pid)
+        print(f"== {name}: " + ", ".join(f"{k} {v[0]}" for k, v in disks.items()), flush=True)
+        runs = run_rounds(disks, PICKED, ROUNDS, only=lambda label, job: label != NULL_DISK or job.startswith("1M"))
+        out: dict[str, dict[str, dict]] = {}
+        for (label, job), rs in runs.items():
+            out.setdefault(label, {})[job] = median_run(rs)
+        return out
+    finally:
+        cfs.clear()
+        medium.close()
+
+
+def ratio(a: dict | None, b: dict | None, key: str) -> str:
+    return f"{a[key] / b[key]:.2f}x" if a and b and b[key] else "-"
+
+
+def report(name: str, res: dict[str, dict[str, dict]]) -> None:
+    kernel = "kernel block" if name in ("block", "delay") else "kernel fileio"
+    labels = [k for k in (LIOCTL_DISK, DIRECT_DISK, RUNNER_DISK, KERNEL_DISK, NULL_DISK) if k in res]
+    print(f"\n{name}: medians of {ROUNDS} round(s), {SIZE} per disk; IOPS for 4k, MiB/s for 1M; "
+          f"'{KERNEL_DISK}' = {kernel}")
+    print(f"{'job':<20}" + "".join(f"{k:>16}" for k in labels)
+          + f"{'lioctl/runner':>14}{'direct/runner':>14}{'lioctl/kernel':>14}{'lioctl/no-data':>15}")
+    for job, _ in PICKED:
+        key = "mibs" if job.startswith("1M") else "iops"
+        r = {k: res[k].get(job) for k in labels}
+        best = max((x for x in (r.get(LIOCTL_DISK), r.get(DIRECT_DISK)) if x), key=lambda x: x[key], default=None)
+        print(f"{job:<20}" + "".join(f"{r[k][key]:>16.1f}" if r[k] else f"{'-':>16}" for k in labels)
+              + f"{ratio(r.get(LIOCTL_DISK), r.get(RUNNER_DISK), key):>14}"
+              + f"{ratio(r.get(DIRECT_DISK), r.get(RUNNER_DISK), key):>14}"
+              + f"{ratio(best, r.get(KERNEL_DISK), key):>14}"
+              + f"{ratio(best, r.get(NULL_DISK), key):>15}")
+    print(f"{'handler CPU us/IO':<20}" + "".join(f"{k:>16}" for k in labels if k != KERNEL_DISK)
+          + "   (user+system)")
+    for job, _ in PICKED:
+        row = []
+        for k in labels:
+            if k == KERNEL_DISK:
+                continue
+            x = res[k].get(job)
+            row.append(f"{x['handler_user_us'] + x['handler_sys_us']:>16.0f}" if x else f"{'-':>16}")
+        print(f"{job:<20}" + "".join(row))
+    if ROUNDS > 1:
+        print("every round, " + " | ".join(labels))
+        for job, _ in PICKED:
+            print(f"{job:<20} " + " | ".join(" ".join(f"{v:.0f}" for v in res[k][job]["rounds"])
+                                             if job in res[k] else "-" for k in labels))
+
+
 def main() -> int:
     cfs.clear()
     shutil.rmtree(DIR, ignore_errors=True)
     os.makedirs(DIR)
+    subprocess.run(["modprobe", "loop"], capture_output=True)
+    null = start_null_handler()
     runner = start_runner()
-    results: dict[str, dict[str, dict]] = {}
-    disks = {}
+    results: dict[str, dict] = {}
     try:
-        # All three disks exist at once and every job runs on each in turn: under emulation on
-        # a shared host the guest's speed drifts over minutes, and one backend after another
-        # once put a slow spell on one of them alone.
-        for label, make in (("lioctl", backend_lioctl), ("tcmu-runner", backend_runner),
-                            ("kernel fileio", backend_fileio)):
-            img = f"{DIR}/{label.split()[0]}.img"
-            if label == "tcmu-runner":       # the others make their file themselves
-                with open(img, "wb") as f:
-                    f.truncate(int(SIZE[:-1]) << 20)
-            bs, pid = make(img)
-            disks[label] = (loopback_disk(bs), pid)
-            results[label] = {}
-        for (label, name), rs in run_rounds(disks, JOBS, ROUNDS).items():
-            results[label][name] = median_run(rs)
+        for name in MEDIA:
+            results[name] = bench_medium(name, null.pid)
+            report(name, results[name])
     finally:
         os.killpg(runner.pid, signal.SIGTERM)
         runner.wait(timeout=60)
         cfs.clear()
-    print()
-    if ROUNDS > 1:
-        print(f"medians of {ROUNDS} rounds (each round runs every job on the three disks in turn)")
-    print(f"{'job (fio via tcm_loop, ' + SIZE + ' file on tmpfs)':<34} {'lioctl':>10} {'tcmu-runner':>12} "
-          f"{'kernel fileio':>14} {'lioctl/runner':>14} {'lioctl/fileio':>14}")
-    for name, _ in JOBS:
-        a, b, c = (results[k][name] for k in ("lioctl", "tcmu-runner", "kernel fileio"))
-        unit = "MiB/s" if name.startswith("1M") else "IOPS"
-        key = "mibs" if unit == "MiB/s" else "iops"
-        print(f"{name + ' (' + unit + ')':<34} {a[key]:>10.1f} {b[key]:>12.1f} {c[key]:>14.1f} "
-              f"{a[key] / max(b[key], 1e-9):>13.2f}x {a[key] / max(c[key], 1e-9):>13.2f}x")
-    print()
-    print(f"{'CPU: guest busy% / handler%':<34} {'lioctl':>16} {'tcmu-runner':>16} {'kernel fileio':>14}")
-    for name, _ in JOBS:
-        a, b, c = (results[k][name] for k in ("lioctl", "tcmu-runner", "kernel fileio"))
-        print(f"{name:<34} {a['sys_cpu']:>7.1f} / {a['handler_cpu']:>5.1f} {b['sys_cpu']:>7.1f} / "
-              f"{b['handler_cpu']:>5.1f} {c['sys_cpu']:>14.1f}")
-    print()
-    print(f"{'handler CPU per I/O, user / system us':<38} {'lioctl':>16} {'tcmu-runner':>16}")
-    for name, _ in JOBS:
-        a, b = (results[k][name] for k in ("lioctl", "tcmu-runner"))
-        print(f"{name:<38} {a['handler_user_us']:>7.0f} / {a['handler_sys_us']:<6.0f} "
-              f"{b['handler_user_us']:>7.0f} / {b['handler_sys_us']:<6.0f}")
-    if ROUNDS > 1:
-        print()
-        print("every round (IOPS), lioctl | tcmu-runner | kernel fileio")
-        for name, _ in JOBS:
-            print(f"{name:<22} " + " | ".join(" ".join(f"{v:.0f}" for v in results[k][name]["rounds"])
-                                             for k in ("lioctl", "tcmu-runner", "kernel fileio")))
-    with open(f"{DIR}.json", "w") as f:
-        json.dump(results, f, indent=1)
+        os.killpg(null.pid, signal.SIGTERM)
+        null.wait(timeout=60)
+    print("\n==== all media")
+    for name in results:
+        report(name, results[name])
+    if os.environ.get("BENCH_OUT"):
+        with open(os.environ["BENCH_OUT"], "w") as f:
+            json.dump(results, f, indent=1)
     return 0
 
 

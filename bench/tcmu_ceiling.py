@@ -1,7 +1,9 @@
 """How fast can any TCMU handler be here? The 1 MiB jobs of tcmu_bench.py on (a) lioctl's
 handler with its file backend, (b) the same handler with a backend that moves no data at all
 (reads answer GOOD leaving the data area as it is, writes are dropped) and (c) the kernel's
-fileio backstore, all three at once, each job on each disk in turn.
+fileio backstore (block on a device), all three at once, each job on each disk in turn, the
+files on the first medium of BENCH_MEDIA (tcmu_bench.py's: tmpfs by default). tcmu_bench.py
+runs the no-data disk beside every medium too.
 
 (b) is the ceiling of the kernel's TCMU path plus the handler's per-command work: if it stays
 below half of (c), no backend that copies data can reach half of kernel fileio in this guest.
@@ -21,43 +23,30 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import tcmu_bench as tb  # noqa: E402
 
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "2"))
+MEDIUM = tb.MEDIA[0] if os.environ.get("BENCH_MEDIA") else "tmpfs"   # tcmu_bench.py's media
 JOBS = [j for j in tb.JOBS if j[0].startswith("1M")] + [j for j in tb.JOBS if j[0] == "4k rand read qd1"]
-
-# lioctl's handler, its RAM backend made to move nothing (the benchmark never verifies data)
-NULL_HANDLER = """
-import sys
-from lioctl.tcmu.backends import ram
-ram.RamBackend.__init__ = lambda self, size: setattr(self, "size", size)
-ram.RamBackend.readv = lambda self, bufs, offset: sum(map(len, bufs))
-ram.RamBackend.writev = lambda self, bufs, offset, sync=False: None
-ram.RamBackend.flush = lambda self: None
-ram.RamBackend.close = lambda self: None
-from lioctl.tcmu import daemon
-sys.exit(daemon.main([]))
-"""
 
 
 def main() -> int:
     tb.cfs.clear()
     shutil.rmtree(tb.DIR, ignore_errors=True)
     os.makedirs(tb.DIR)
-    null = subprocess.Popen([sys.executable, "-c", NULL_HANDLER], start_new_session=True,
-                            stderr=open(f"{tb.DIR}/null-handler.log", "w"))
-    from lioctl.tcmu import daemon
-    tb.wait_for(daemon.query, "the no-data handler")
+    null = tb.start_null_handler()
     disks = {}
+    medium = tb.Medium(MEDIUM, ["lioctl", "kernel"])
     try:
         tb.lioctl("/backstores/user", "create", "b_null", tb.SIZE, "null", "subtype=lioctl_ram")
         # the file backend in the same handler process (it serves every lioctl device)
-        tb.lioctl("/backstores/user", "create", "b_lioctl", tb.SIZE, f"{tb.DIR}/lioctl.img")
-        for label, bs in (("lioctl file", "/backstores/user/b_lioctl"), ("lioctl no-data", "/backstores/user/b_null")):
-            disks[label] = (tb.loopback_disk(bs), null.pid)
-        bs, _ = tb.backend_fileio(f"{tb.DIR}/fileio.img")
-        disks["kernel fileio"] = (tb.loopback_disk(bs), None)
+        bs, _ = tb.backend_lioctl(medium.paths["lioctl"])
+        disks["lioctl file"] = (tb.loopback_disk(bs), null.pid)
+        disks["lioctl no-data"] = (tb.loopback_disk("/backstores/user/b_null"), null.pid)
+        make = tb.backend_block if medium.is_block else tb.backend_fileio
+        bs, _ = make(medium.paths["kernel"])
+        disks["kernel"] = (tb.loopback_disk(bs), None)
         runs = tb.run_rounds(disks, JOBS, ROUNDS)
         labels = list(disks)
     except BaseException:
-        with open(f"{tb.DIR}/null-handler.log") as f:     # why the handler did not serve
+        with open(f"{tb.DIR}-null-handler.log") as f:     # why the handler did not serve
             sys.stderr.write(f.read()[-3000:])
         # what the kernel and the handler saw (a LUN once never showed up as a disk)
         for cmd in (["dmesg"], ["lsscsi", "-g"], tb.LIOCTL + ["tcmu", "status", "--json"]):
@@ -66,12 +55,13 @@ def main() -> int:
         raise
     finally:
         tb.cfs.clear()
+        medium.close()
         os.killpg(null.pid, signal.SIGTERM)
         null.wait(timeout=60)
     print()
-    print(f"medians of {ROUNDS} rounds")
-    print(f"{'job':<22} {'lioctl file':>12} {'no-data':>10} {'kernel fileio':>14} {'file/fileio':>12} "
-          f"{'no-data/fileio':>15}")
+    print(f"medians of {ROUNDS} rounds, medium {MEDIUM}")
+    print(f"{'job':<22} {'lioctl file':>12} {'no-data':>10} {'kernel':>14} {'file/kernel':>12} "
+          f"{'no-data/kernel':>15}")
     for name, _ in JOBS:
         a, b, c = (tb.median_run(runs[(k, name)]) for k in labels)
         key = "mibs" if name.startswith("1M") else "iops"

@@ -145,8 +145,10 @@ def test_user_backstore_behind_loopback(lioctl, tmp_path):
 
 def test_a_block_device_is_served_from_io_threads_a_tmpfs_file_inline(lioctl, tmp_path):
     """One handler serves every device, so a backend that may wait for its medium must not
-    stall the event loop: on a block device every read and the flush run on I/O threads,
-    while a file on tmpfs (memory) is answered inline; write-back writes stay inline."""
+    stall the event loop: on a block device every read runs on an I/O thread unless the page
+    cache holds its data (then it is answered inline without waiting: RWF_NOWAIT), the flush
+    on a thread, while a file on tmpfs (memory) is answered inline; write-back writes stay
+    inline."""
     disk = tmp_path / "disk.img"
     with open(disk, "wb") as f:
         f.truncate(16 * MiB)
@@ -163,7 +165,8 @@ def test_a_block_device_is_served_from_io_threads_a_tmpfs_file_inline(lioctl, tm
         st = {d["name"]: {k: v - before[d["name"]][k] for k, v in d.items() if isinstance(v, int)}
               for d in status(lioctl)["devices"]}
         assert st["ondisk"]["reads"] > 0 and st["ondisk"]["writes"] > 0
-        assert st["ondisk"]["threaded"] >= st["ondisk"]["reads"] + 1, st["ondisk"]
+        assert st["ondisk"]["threaded"] + st["ondisk"]["cached"] >= st["ondisk"]["reads"] + 1, st["ondisk"]
+        assert st["ondisk"]["cached"] > 0, st["ondisk"]            # fio's verify reads what it wrote
         # on memory only commands of 128 KiB or more go to threads: none of fio's 4 KiB ones,
         # but udev re-probes a disk closed after writing, with readahead, at any time
         assert st["inmem"]["reads"] > 0 and st["inmem"]["threaded"] * 100 < st["inmem"]["reads"], st["inmem"]
@@ -172,6 +175,45 @@ def test_a_block_device_is_served_from_io_threads_a_tmpfs_file_inline(lioctl, tm
         ok(lioctl("/backstores/user", "delete", "ondisk"))
         ok(lioctl("/backstores/user", "delete", "inmem"))
     finally:
+        sh("losetup", "-d", loopdev)
+
+
+def test_a_slow_disk_never_stalls_another_device(lioctl, tmp_path):
+    """A disk with latency (dm-delay: every I/O 1 s late) and a file in memory, one handler: the
+    slow disk's reads miss the page cache and go to I/O threads (the inline try, RWF_NOWAIT,
+    must not wait for the disk), so the event loop keeps answering the other device at its own
+    pace: none of its reads takes anywhere near the slow disk's second."""
+    raw = tmp_path / "slow.raw"
+    with open(raw, "wb") as f:
+        f.truncate(16 * MiB)
+    loopdev = sh("losetup", "-f", "--show", str(raw)).stdout.strip()
+    name = "lioctl_test_slow"
+    try:
+        sh("modprobe", "dm-delay")
+        sh("dmsetup", "create", name, "--table", f"0 {16 * MiB // 512} delay {loopdev} 0 1000")
+        ok(lioctl("/backstores/user", "create", "slow", "16M", f"/dev/mapper/{name}"))
+        ok(lioctl("/backstores/user", "create", "fast", "16M", tmp_path / "fast.img"))
+        (w_slow, d_slow), (w_fast, d_fast) = (loopback_lun(lioctl, f"/backstores/user/{n}") for n in ("slow", "fast"))
+        slow = subprocess.Popen(["fio", "--name=s", f"--filename={d_slow}", "--direct=1", "--ioengine=libaio",
+                                 "--rw=randread", "--bs=4k", "--iodepth=4", "--time_based", "--runtime=8"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            wait_for(lambda: {d["name"]: d for d in status(lioctl)["devices"]}["slow"]["io_threads"] >= 2,
+                     "reads of the slow disk waiting on I/O threads")
+            job = fio(d_fast, "--rw=randread", "--bs=4k", "--iodepth=1", "--time_based", "--runtime=3")
+            st = {d["name"]: d for d in status(lioctl)["devices"]}
+        finally:
+            slow.wait(timeout=120)
+        assert st["slow"]["io_threads"] >= 2 and st["slow"]["threaded"] >= 2, st["slow"]
+        assert job["read"]["total_ios"] > 0
+        worst_ms = job["read"]["clat_ns"]["max"] / 1e6
+        assert worst_ms < 1000, f"a read of the in-memory device waited {worst_ms:.0f} ms behind the slow disk"
+        for wwn in (w_slow, w_fast):
+            ok(lioctl("/loopback", "delete", wwn))
+        ok(lioctl("/backstores/user", "delete", "slow"))
+        ok(lioctl("/backstores/user", "delete", "fast"))
+    finally:
+        subprocess.run(["dmsetup", "remove", "--retry", name], capture_output=True)
         sh("losetup", "-d", loopdev)
 
 

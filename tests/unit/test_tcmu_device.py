@@ -159,3 +159,91 @@ def test_the_device_size_comes_from_configfs_without_the_tree(tmp_path):
     (tmp_path / "attrib" / "dev_size").write_text("2097152\n")
     assert device_size(str(tmp_path)) == 2097152
     assert device_size(str(tmp_path / "gone")) == 0
+
+
+def file_on_disk(tmp_path, data: bytes):
+    """lioctl_file on a file of the host's disk (a blocking backend), `data` at offset 0."""
+    from lioctl.tcmu.backends.file import FileBackend
+    path = tmp_path / "disk.img"
+    path.write_bytes(data)
+    b = FileBackend(str(path), 8 << 20)
+    b.blocking = b.nowait = True     # as on ext4 or xfs, whatever the host's /tmp is
+    return b
+
+
+def blocked_pool_device(backend, pool, gate):
+    """A device whose one I/O thread is held until the gate opens: whatever goes to a thread is
+    answered only after that."""
+    pool.submit(gate.wait)
+    r, w = os.pipe()
+    return sim_device(backend, w, pool, write_cache=True)
+
+
+def test_a_read_the_page_cache_holds_is_answered_on_the_event_loop(tmp_path):
+    import threading
+    data = os.urandom(8192)
+    gate = threading.Event()
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        k, dev = blocked_pool_device(file_on_disk(tmp_path, data), pool, gate)
+        rd = k.queue(struct.pack(">BBIBHB", 0x28, 0, 8, 0, 8, 0), data_in=4096)       # just written: cached
+        oor = k.queue(struct.pack(">BBQIBB", 0x88, 0, 1 << 40, 8, 0, 0), data_in=4096)
+        assert dev.drain() == 2
+        got = k.reap()          # the one I/O thread is still held: answered inline
+        gate.set()
+        assert set(got) == {rd, oor} and got[rd]["data"] == data[4096:]
+        assert got[oor]["status"] == 2 and got[oor]["sense"][12] == 0x21      # LBA OUT OF RANGE
+        assert (dev.counters.cached, dev.counters.threaded, dev.counters.reads) == (2, 0, 2)
+
+
+def test_a_read_that_would_wait_for_the_medium_goes_to_a_thread(tmp_path):
+    import threading
+    data = os.urandom(8192)
+    backend = file_on_disk(tmp_path, data)
+    os.fsync(backend.fd)
+    os.posix_fadvise(backend.fd, 0, 0, os.POSIX_FADV_DONTNEED)     # out of the page cache
+    gate = threading.Event()
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        k, dev = blocked_pool_device(backend, pool, gate)
+        rd = k.queue(struct.pack(">BBIBHB", 0x28, 0, 0, 0, 8, 0), data_in=4096)
+        big = k.queue(struct.pack(">BBIBHB", 0x28, 0, 0, 0, 256, 0), data_in=PARALLEL_MIN)
+        assert dev.drain() == 2
+        assert k.reap() == {} and dev.counters.threaded == 2 and dev.counters.cached == 0
+        gate.set()
+        dev.quiesce()
+        got = k.reap()
+        assert got[rd]["data"] == data[:4096] and got[big]["data"][:8192] == data
+
+
+def test_partly_cached_reads_and_pending_unit_attentions_go_to_a_thread(tmp_path):
+    import threading
+    from lioctl.tcmu.scsi import sense as S
+    backend = file_on_disk(tmp_path, os.urandom(8192))
+    backend.readv_nowait = lambda bufs, offset: 512            # only the first page is there
+    gate = threading.Event()
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        k, dev = blocked_pool_device(backend, pool, gate)
+        short = k.queue(struct.pack(">BBIBHB", 0x28, 0, 0, 0, 8, 0), data_in=4096)
+        assert dev.drain() == 1 and dev.counters.threaded == 1
+        gate.set()
+        dev.quiesce()
+        assert k.reap()[short]["status"] == 0
+        del backend.readv_nowait
+        dev.emulator.unit_attention(S.CAPACITY_DATA_HAS_CHANGED)
+        ua = k.queue(struct.pack(">BBIBHB", 0x28, 0, 0, 0, 8, 0), data_in=4096)
+        assert dev.drain() == 1 and dev.counters.threaded == 2 and dev.counters.cached == 0
+        dev.quiesce()
+        got = k.reap()[ua]
+        assert got["status"] == 2 and got["sense"][2] == 0x06          # UNIT ATTENTION
+
+
+def test_a_file_system_without_nowait_reads_turns_them_off(tmp_path, monkeypatch):
+    import errno
+    backend = file_on_disk(tmp_path, bytes(4096))
+
+    def refuse(fd, bufs, offset, flags=0):
+        raise OSError(errno.EOPNOTSUPP, "not supported")
+    monkeypatch.setattr(os, "preadv", refuse)
+    assert backend.readv_nowait([bytearray(512)], 0) is None and backend.nowait is False
+    monkeypatch.undo()
+    assert backend.readv_nowait([bytearray(512)], 0) is None        # off for good
+    backend.close()

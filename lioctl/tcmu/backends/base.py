@@ -92,6 +92,11 @@ class Backend:
         """Fill the buffers from offset; returns bytes read (short only at the end)."""
         raise NotImplementedError
 
+    # (bufs, offset) -> bytes read, or None: a read served only from what is at hand (a page
+    # cache) that never waits for the medium; the daemon answers such reads on its event loop
+    # and sends the others to an I/O thread (a blocking backend that has it; None: it has not)
+    readv_nowait = None
+
     def writev(self, bufs: list, offset: int, sync: bool = False) -> None:
         """Write the buffers at offset; sync means durable on return (FUA, or no write cache)."""
         raise NotImplementedError

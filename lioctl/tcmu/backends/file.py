@@ -104,6 +104,9 @@ class FileBackend(Backend):
         st = os.fstat(self.fd)
         self.is_block = stat.S_ISBLK(st.st_mode)
         self.blocking = direct or self.is_block or not in_memory(self.fd)
+        # buffered reads of a file or device that may wait are tried from the page cache first
+        # (RWF_NOWAIT); O_DIRECT reads always go to the medium
+        self.nowait = self.blocking and not direct
         have = os.lseek(self.fd, 0, os.SEEK_END) if self.is_block else st.st_size
         if self.is_block and size > have:
             self.close()
@@ -132,6 +135,22 @@ class FileBackend(Backend):
                 break
             got += n
         return got
+
+    def readv_nowait(self, bufs, offset):
+        """Bytes read from the page cache alone (short when part of it is not there), or None
+        when the first page would wait for the medium; a file system or device without
+        RWF_NOWAIT turns this off for good."""
+        if not self.nowait:
+            return None
+        try:
+            return os.preadv(self.fd, bufs, offset, os.RWF_NOWAIT)
+        except BlockingIOError:
+            return None
+        except OSError as e:
+            if e.errno not in (errno.EOPNOTSUPP, errno.EINVAL):
+                raise
+            self.nowait = False
+            return None
 
     def writev(self, bufs, offset, sync=False):
         total = _total(bufs)

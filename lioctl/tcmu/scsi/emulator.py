@@ -332,6 +332,26 @@ class Emulator:
             zero(iovecs, got)
         return GOOD
 
+    def read_cached(self, cdb, iovecs, length) -> Response | None:
+        """A READ answered without waiting for the medium (backend.readv_nowait: the page cache),
+        or None when any of it would wait (or anything unusual happens: a unit attention, a
+        malformed CDB, an error), for execute() on an I/O thread to answer."""
+        if self.ua is not None:
+            return None
+        try:
+            offset, want = self.read_extent(cdb, length)
+        except CheckCondition as e:
+            return Response(S.CHECK_CONDITION, e.sense)
+        except (IndexError, struct.error, ValueError):
+            return None
+        if want == 0:
+            return GOOD
+        try:
+            got = self.backend.readv_nowait(iovecs, offset)
+        except OSError:
+            return None
+        return GOOD if got == want else None
+
     def write(self, cdb, iovecs, length) -> Response:
         offset, want = self.write_extent(cdb, length)
         if want == 0:
