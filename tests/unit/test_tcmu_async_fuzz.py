@@ -21,36 +21,22 @@ from hypothesis import strategies as st
 
 from lioctl.tcmu.aio import CompletionQueue
 from test_tcmu_async import FakeAio, pump
-from test_tcmu_fuzz import DATA_OUT, FUZZ, SENSE_KEYS, allowed_data_in, buffers, cdbs
+from test_tcmu_fuzz import DATA_OUT, FUZZ, SENSE_KEYS, Fenced, allowed_data_in, buffers, cdbs
 from tcmu_sim import sim_device
 
 LUN = 8 << 20
-ERRORS = [errno.ETIMEDOUT, errno.ESHUTDOWN, errno.ENOENT, errno.EIO, errno.EBLOCKLISTED
-          if hasattr(errno, "EBLOCKLISTED") else errno.ENOTCONN]
+ERRORS = [errno.ETIMEDOUT, errno.ESHUTDOWN, errno.ENOENT, errno.EIO, errno.ENOTCONN]
 
 
-class FencedAio(FakeAio):
-    """FakeAio that records an access outside the LUN instead of failing it (an exception
-    would become sense and hide the bug), and fails some completions as librbd can."""
+class FencedAio(Fenced, FakeAio):
+    """FakeAio fenced as test_tcmu_fuzz's Fenced RAM LUN (an access outside the LUN is
+    recorded, not failed: an exception would become sense and hide the bug), failing some
+    completions as librbd can."""
 
     def __init__(self):
         super().__init__(LUN)
-        self.outside = []
         self.rng = random.Random(0)
         self.fail_rate = 0.0
-
-    def writev(self, bufs, offset, sync=False):
-        end = offset + sum(len(b) for b in bufs)
-        if offset < 0 or end > self.size:
-            self.outside.append(("write", offset, end))
-            return
-        super().writev(bufs, offset, sync)
-
-    def discard(self, offset, length):
-        if offset < 0 or offset + length > self.size:
-            self.outside.append(("discard", offset, offset + length))
-            return
-        super().discard(offset, length)
 
     def release(self, order=None):
         self.fail_with = self.rng.choice(ERRORS) if self.rng.random() < self.fail_rate else 0
