@@ -9,9 +9,10 @@ the ceiling of any gateway).
 One memstore cluster (tests/kernel/ceph.sh) on 127.0.0.1 in the guest; every path has its own
 image of BENCH_SIZE (default 128M), written whole before the runs (reads of never-written RBD
 objects cost nothing). Every job runs on every path in turn, the order rotating per round;
-BENCH_ROUNDS=N reports medians with every round shown. Verification is off for speed; a
-separate fio verify run checks lioctl's LUN (on a failure: the kernel's log and the handler's
-worst latency, to tell a command the kernel timed out from a wrong answer). CPU per I/O: the
+BENCH_ROUNDS=N reports medians with every round shown; BENCH_JOBS=qd1,1M picks jobs.
+Verification is off for speed; a separate fio verify run checks lioctl's LUN (on a failure:
+the kernel's log and the handler's worst latency, to tell a command the kernel timed out from
+a wrong answer). CPU per I/O: the
 handler process (lioctl's or tcmu-runner's), user + system microseconds per I/O over the whole
 run. Every librbd client has `rbd_cache = false` (the [client] section of the cluster's
 ceph.conf): tcmu-runner sets it itself, lioctl's handler too, krbd has no such cache, and fio's
@@ -46,6 +47,9 @@ JOBS = [
     ("1M seq read qd8", ["--rw=read", "--bs=1M", "--iodepth=8"]),
     ("1M seq write qd8", ["--rw=write", "--bs=1M", "--iodepth=8"]),
 ]
+# BENCH_JOBS="qd1,1M": only the jobs holding every word of one item (as tcmu_bench.py)
+JOBS = [j for j in JOBS if not os.environ.get("BENCH_JOBS") or any(
+    set(item.split()) <= set(j[0].split()) for item in os.environ["BENCH_JOBS"].split(","))]
 LABELS = ("lioctl", "tcmu-runner", "krbd+block", "fio rbd engine")
 tb.SIZE, tb.RUNTIME = SIZE, RUNTIME
 
