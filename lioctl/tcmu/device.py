@@ -104,7 +104,11 @@ class Device:
         self.disk_pool = None               # and for backends that may block
         self.futures: set = set()
         self.broken: RingError | None = None  # an I/O thread found the ring corrupt
-        self.lock = threading.Lock()        # the ring's tail and the doorbell: one writer at a time
+        self.lock = threading.Lock()        # the ring's tail and pending count: one writer at a time
+        # while I/O threads answer: an answer is waiting for a doorbell, and someone is ringing
+        # it (the doorbell write is where the kernel copies a read's data out: outside the lock)
+        self.bell_pending = False
+        self.bell_busy = False
         self.queue = None                   # set by the daemon: completions of asynchronous backends
         self.acmds = None                   # AsyncCommands when the backend is asynchronous
         self.late: list = []                # answers of completed asynchronous commands
@@ -205,8 +209,12 @@ class Device:
             if self.futures:
                 with self.lock:
                     self._answer(answers)
+                    mine = self._claim_bell()
+                if mine:
+                    self._ring_bell()
             else:
                 self._answer(answers)
+                os.write(self.fd, DOORBELL)
         except RingError as e:
             self.broken = e
         except OSError:
@@ -285,8 +293,12 @@ class Device:
                 if futures:
                     with lock:
                         answer(answers)
+                        mine = self._claim_bell()
+                    if mine:
+                        self._ring_bell()
                 else:
                     answer(answers)
+                    os.write(self.fd, DOORBELL)
 
     def _on_thread(self, cdb: bytes) -> bool:
         """Whether a command goes to an I/O thread (asked for every command when the backend
@@ -306,8 +318,8 @@ class Device:
         return opc in MEDIUM_OPS and self.emulator.backend.blocking
 
     def _answer(self, answers) -> None:
-        """Write (command, opcode, response) answers into the ring, count them and ring the
-        doorbell once (the caller holds the lock while I/O threads run)."""
+        """Write (command, opcode, response) answers into the ring and count them (the caller
+        holds the lock while I/O threads run, and rings the doorbell after)."""
         c = self.counters
         complete = self.ring.complete
         c.commands += len(answers)
@@ -326,20 +338,54 @@ class Device:
                 c.write_bytes += cmd.length
             if status:
                 c.errors += 1
-        os.write(self.fd, DOORBELL)
+
+    def _claim_bell(self) -> bool:
+        """Under the lock, after writing answers: whether the caller rings the doorbell (no one
+        is ringing it now) or leaves it to the one who is (who rings once more for these)."""
+        self.bell_pending = True
+        if self.bell_busy:
+            return False
+        self.bell_busy = True
+        return True
+
+    def _ring_bell(self) -> None:
+        """Without the lock: ring until no answer is left waiting. The kernel copies a read's
+        data to the initiator inside the doorbell write (1 MiB: milliseconds under
+        emulation), so other threads meanwhile write their answers into the ring and the
+        loop takes new commands, and one write covers every answer written before it (as
+        tcmu-runner's aio_command_finish does)."""
+        lock = self.lock
+        try:
+            while True:
+                self.bell_pending = False
+                os.write(self.fd, DOORBELL)
+                with lock:
+                    if not self.bell_pending:
+                        self.bell_busy = False
+                        return
+        except OSError:
+            with lock:
+                self.bell_busy = False
+            raise
 
     def _work(self, cmd) -> None:
-        """On an I/O thread: run one command, answer it, ring the doorbell."""
+        """On an I/O thread: run one command, answer it, ring the doorbell (or leave it to the
+        thread ringing it now)."""
         r = self.emulator.execute(cmd.cdb, cmd.iovecs, cmd.length)
         with self.lock:
             if self.fd < 0:
                 return
             try:
                 self._answer([(cmd, cmd.opcode, r)])
-            except OSError:
-                pass    # the device went away; the event loop notices on its next read
             except RingError as e:
                 self.broken = e     # the event loop fails the device on its next doorbell
+                return
+            mine = self._claim_bell()
+        if mine:
+            try:
+                self._ring_bell()
+            except OSError:
+                pass    # the device went away; the event loop notices on its next read
 
     def quiesce(self) -> None:
         """Wait until the I/O threads have answered their commands (before closing or resetting)."""

@@ -182,6 +182,7 @@ def sim_device(backend, doorbell_fd: int, pool=None, ring_size: int = 16384, dat
     dev.counters, dev.futures, dev.map, dev.fd, dev.broken = Counters(), set(), None, doorbell_fd, None
     dev.backend, dev.unit, dev.queue, dev.acmds, dev.late = backend, dev.emulator.unit, queue, None, []
     dev.name, dev.hba, dev.cfs = "sim", "user_0", "/nonexistent"
+    dev.bell_pending = dev.bell_busy = False
     if queue is not None and backend.asynchronous:
         dev.start_async()       # an asynchronous backend's answers come back through the queue
     return k, dev

@@ -36,6 +36,46 @@ def test_large_io_on_threads_small_inline():
         assert k.reap()[r]["data"] == data
 
 
+def test_threads_answer_while_another_rings_the_doorbell_and_one_ring_covers_them():
+    """The kernel copies a read's data out inside the doorbell write: a thread in it must not
+    hold up the others' answers (nor the loop). A doorbell pipe kept full makes the first
+    ringer's write block; the other reads still land in the ring meanwhile, and once the pipe
+    drains one more ring covers them all."""
+    import fcntl
+    import threading
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        r, w = os.pipe()
+        fcntl.fcntl(r, fcntl.F_SETFL, os.O_NONBLOCK)
+        k, dev = sim_device(RamBackend(8 << 20), w, pool)
+        filler = os.open(f"/proc/self/fd/{w}", os.O_WRONLY | os.O_NONBLOCK)
+        try:
+            while True:
+                os.write(filler, b"x" * 4096)
+        except BlockingIOError:
+            pass
+        n = 8
+        ids = [k.queue(struct.pack(">BBIBHB", 0x28, 0, 0, 0, PARALLEL_MIN // 512, 0), data_in=PARALLEL_MIN)
+               for _ in range(n)]
+        assert dev.drain() == n and dev.counters.threaded == n
+
+        def every_answer_in_the_ring():     # while the ringer's doorbell write is stuck
+            return dev.ring.pending == 0
+        for _ in range(1000):
+            if every_answer_in_the_ring():
+                break
+            threading.Event().wait(0.01)
+        assert every_answer_in_the_ring() and dev.bell_busy and len(dev.futures) >= 1
+        while dev.futures:                  # let the doorbell through
+            try:
+                os.read(r, 1 << 16)
+            except BlockingIOError:
+                threading.Event().wait(0.001)
+        got = k.reap()
+        assert sorted(got) == sorted(ids) and all(a["status"] == 0 for a in got.values())
+        assert not dev.bell_busy and not dev.bell_pending
+        os.close(filler)
+
+
 def test_inline_batch_counts_and_answers_every_kind():
     from lioctl.tcmu import ring as R
     k, dev, bell = device(None)
