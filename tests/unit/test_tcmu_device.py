@@ -7,6 +7,8 @@ import concurrent.futures
 import os
 import struct
 
+import pytest
+
 from lioctl.tcmu.backends.ram import RamBackend
 from lioctl.tcmu.device import PARALLEL_MIN
 from tcmu_sim import sim_device
@@ -274,6 +276,40 @@ def test_partly_cached_reads_and_pending_unit_attentions_go_to_a_thread(tmp_path
         dev.quiesce()
         got = k.reap()[ua]
         assert got["status"] == 2 and got["sense"][2] == 0x06          # UNIT ATTENTION
+
+
+def test_o_direct_writes_go_to_a_thread_even_with_the_write_cache_on(tmp_path):
+    """With O_DIRECT a write-back write has no page cache to land in: it waits for the disk,
+    so it must not run on the event loop (which serves every device)."""
+    import threading
+    from lioctl.tcmu.backends.file import FileBackend
+    path = tmp_path / "d.img"
+    path.write_bytes(bytes(1 << 20))
+    gate = threading.Event()
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        pool.submit(gate.wait)          # the one I/O thread is busy until the gate opens
+        r, w = os.pipe()
+        buffered = FileBackend(str(path), 1 << 20)
+        k, dev = sim_device(buffered, w, pool, write_cache=True)
+        wr = k.queue(struct.pack(">BBIBHB", 0x2A, 0, 0, 0, 8, 0), data_out=b"B" * 4096)
+        dev.drain()
+        assert dev.counters.threaded == 0 and k.reap()[wr]["status"] == 0     # answered inline
+        buffered.close()
+        try:
+            direct = FileBackend(str(path), 1 << 20, direct=True)
+        except OSError:                 # a file system without O_DIRECT
+            pytest.skip(f"no O_DIRECT on {tmp_path}")
+        k, dev = sim_device(direct, w, pool, write_cache=True)
+        wr = k.queue(struct.pack(">BBIBHB", 0x2A, 0, 8, 0, 8, 0), data_out=b"D" * 4096)
+        dev.drain()
+        assert dev.counters.threaded == 1 and k.reap() == {}        # waiting for the thread
+        gate.set()
+        dev.quiesce()
+        assert k.reap()[wr]["status"] == 0
+        direct.close()
+        os.close(r)
+        os.close(w)
+    assert path.read_bytes()[:8192] == b"B" * 4096 + b"D" * 4096
 
 
 def test_a_file_system_without_nowait_reads_turns_them_off(tmp_path, monkeypatch):

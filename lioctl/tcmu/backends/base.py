@@ -42,6 +42,8 @@ class Backend:
     # a completed write is on stable storage (no volatile cache between the handler and the
     # medium): FUA, WRITE AND VERIFY and writes with the write cache off need no flush after it
     durable_writes: bool = False
+    # every write waits for the medium (O_DIRECT), write-back ones too: all go to I/O threads
+    writes_wait: bool = False
 
     # the handler's private runtime directory, for state a backend keeps across a crash (set by
     # the daemon once it holds the handler lock; None elsewhere: tools and tests keep nothing)

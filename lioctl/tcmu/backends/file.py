@@ -101,6 +101,7 @@ class FileBackend(Backend):
         flags = os.O_RDWR | os.O_CLOEXEC
         self.fd = os.open(path, flags)
         self.dfd = os.open(path, flags | os.O_DIRECT) if direct else self.fd
+        self.writes_wait = direct       # no page cache to land in: a write waits for the disk
         st = os.fstat(self.fd)
         self.is_block = stat.S_ISBLK(st.st_mode)
         self.blocking = direct or self.is_block or not in_memory(self.fd)
