@@ -206,15 +206,7 @@ class Device:
         if self.fd < 0 or getattr(self, "ring", None) is None or self.broken is not None:
             return      # closed (or failed) meanwhile: the kernel has reset or dropped them
         try:
-            if self.futures:
-                with self.lock:
-                    self._answer(answers)
-                    mine = self._claim_bell()
-                if mine:
-                    self._ring_bell()
-            else:
-                self._answer(answers)
-                os.write(self.fd, DOORBELL)
+            self._deliver(answers)
         except RingError as e:
             self.broken = e
         except OSError:
@@ -228,7 +220,7 @@ class Device:
         This is the per-command path: under emulation every Python step shows in a
         queue-depth-1 job's latency, so the opcode is read once and calls are few."""
         ring, execute, c = self.ring, self.emulator.execute, self.counters
-        take, answer = ring.take, self._answer
+        take, deliver = ring.take, self._deliver
         lock, futures = self.lock, self.futures
         acmds = self.acmds
         atable = acmds.table if acmds is not None else {}
@@ -290,15 +282,7 @@ class Device:
                     answers.append((cmd, cdb[0] if cdb else -1, execute(cdb, cmd.iovecs, cmd.length)))
             done += n
             if answers:
-                if futures:
-                    with lock:
-                        answer(answers)
-                        mine = self._claim_bell()
-                    if mine:
-                        self._ring_bell()
-                else:
-                    answer(answers)
-                    os.write(self.fd, DOORBELL)
+                deliver(answers)
 
     def _on_thread(self, cdb: bytes) -> bool:
         """Whether a command goes to an I/O thread (asked for every command when the backend
@@ -340,6 +324,19 @@ class Device:
                 c.write_bytes += cmd.length
             if status:
                 c.errors += 1
+
+    def _deliver(self, answers) -> None:
+        """On the loop: write answers and ring the doorbell once, under the lock and through
+        the threads' shared doorbell only while I/O threads may be answering too."""
+        if self.futures:
+            with self.lock:
+                self._answer(answers)
+                mine = self._claim_bell()
+            if mine:
+                self._ring_bell()
+        else:
+            self._answer(answers)
+            os.write(self.fd, DOORBELL)
 
     def _claim_bell(self) -> bool:
         """Under the lock, after writing answers: whether the caller rings the doorbell (no one
