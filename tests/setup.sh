@@ -8,7 +8,8 @@ cd "$(dirname "$0")/.."
 PKGS=(qemu-system-x86 linux-image-amd64 busybox-static kmod udev libudev1 open-iscsi
       sg3-utils fio lsscsi targetcli-fb tcmu-runner dbus python3 python3-venv procps iproute2
       bash-completion zsh fish groff man-db e2fsprogs util-linux tmux qemu-utils systemd
-      ceph-mon ceph-osd ceph-common python3-rbd python3-rados)   # the RBD backend's cluster (tests/kernel/ceph.sh)
+      ceph-mon ceph-osd ceph-common python3-rbd python3-rados    # the RBD backend's cluster (tests/kernel/ceph.sh)
+      gcc python3-dev)      # the TCMU handler's native READ/WRITE path (lioctl/tcmu/_fastpath.c)
 install_missing() {
     local missing=() p
     for p in "$@"; do
@@ -34,5 +35,9 @@ if [[ ! -e $stamp ]]; then
     "$VENV/bin/pip" install -q --disable-pip-version-check -e '.[test]' --config-settings editable_mode=compat
     rm -f "$VENV"/.lioctl-deps-*; touch "$stamp"
 fi
+# the native path, built in place (the editable install is a plain path entry); again whenever
+# _fastpath.c is newer than what was built
+"$VENV/bin/python" setup.py -q build_ext --inplace 2>&1 | grep -v -e '^$' -e _BetaConfiguration -e 'warnings.warn' >&2 || true
+"$VENV/bin/python" -c 'import lioctl.tcmu._fastpath' || { echo "setup: lioctl/tcmu/_fastpath.c did not build" >&2; exit 1; }
 # compiled bytecode for the guest, where every file read crosses 9p
 "$VENV/bin/python" -m compileall -q lioctl tests bench >/dev/null || true

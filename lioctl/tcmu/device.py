@@ -24,16 +24,26 @@ from lioctl.tcmu.scsi.asynchronous import AsyncCommands
 from lioctl.tcmu.scsi.emulator import Emulator, Unit, synchronous_write
 from lioctl.tcmu.scsi.sense import CHECK_CONDITION
 
+try:
+    from lioctl.tcmu import _fastpath      # setup.py builds it when a C compiler is there
+except ImportError:
+    _fastpath = None
+
 CORE = "/sys/kernel/config/target/core"
 UIO_CLASS = "/sys/class/uio"
 DOORBELL = b"\0\0\0\0"
 PARALLEL_MIN = 128 * 1024   # smaller commands cost less inline than a thread hand-off
+# the native path's largest read: larger ones go to the I/O threads, whose doorbell (where the
+# kernel copies the data out) overlaps the next read
+NATIVE_MAX_READ = int(os.environ.get("LIOCTL_TCMU_NATIVE_MAX_READ", PARALLEL_MIN - 1))
 READS = {op.READ_6, op.READ_10, op.READ_12, op.READ_16}
 WRITES = {op.WRITE_6, op.WRITE_10, op.WRITE_12, op.WRITE_16,
           op.WRITE_VERIFY_10, op.WRITE_VERIFY_12, op.WRITE_VERIFY_16}
 MEDIUM_OPS = {op.SYNCHRONIZE_CACHE_10, op.SYNCHRONIZE_CACHE_16, op.UNMAP, op.WRITE_SAME_10,
               op.WRITE_SAME_16, op.VERIFY_10, op.VERIFY_12, op.VERIFY_16}
 log = logging.getLogger("lioctl.tcmu")
+# LIOCTL_TCMU_NATIVE=0 serves every command in Python (to compare, or to rule the C out)
+NATIVE = _fastpath is not None and os.environ.get("LIOCTL_TCMU_NATIVE", "1") != "0"
 
 
 def _read(path: str) -> str:
@@ -81,6 +91,7 @@ class Counters:
     max_batch: int = 0
     threaded: int = 0           # commands run on an I/O thread
     cached: int = 0             # reads of a blocking backend answered from the page cache inline
+    native: int = 0             # commands answered by the native path (_fastpath.c)
     asynchronous: int = 0       # commands started on an asynchronous backend
     latency_us_total: int = 0   # their submission-to-answer time, summed
     latency_us_max: int = 0
@@ -112,6 +123,7 @@ class Device:
         self.queue = None                   # set by the daemon: completions of asynchronous backends
         self.acmds = None                   # AsyncCommands when the backend is asynchronous
         self.late: list = []                # answers of completed asynchronous commands
+        self.fast = None                    # the native READ/WRITE path (_fastpath.c), if any
 
     @property
     def key(self) -> str:
@@ -149,12 +161,47 @@ class Device:
             map_size = int(_read(f"{UIO_CLASS}/uio{self.minor}/maps/map0/size"), 16)
             self.map = mmap.mmap(self.fd, map_size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
             self.ring = Ring(self.map)
+            self.start_fast()
         except BaseException:
             self.close()
             raise
         finally:
             if blocked:
                 _action(self.cfs, "block_dev", "0")
+
+    def start_fast(self) -> None:
+        """Plain READs and WRITEs answered in C straight from the ring (_fastpath.c): under
+        emulation the Python per command is most of a queue-depth-1 I/O's time. Only for a
+        backend with a descriptor the C may use as Python would (FileBackend.native_fd)."""
+        self.stop_fast()
+        fd = getattr(self.backend, "native_fd", None)
+        if not NATIVE or fd is None or self.ring is None:
+            return
+        self.fast = _fastpath.FastPath(self.ring.mv, fd, self.fd)
+        self.fast_config()
+
+    def stop_fast(self) -> None:
+        """Before the ring's mapping or the backend's descriptor goes away."""
+        fast, self.fast = self.fast, None
+        if fast is not None:
+            c = self.counters
+            for key, n in _native_counts(fast):
+                setattr(c, key, getattr(c, key) + n)
+            fast.close()
+
+    def fast_config(self) -> None:
+        """Tell the native path what it may serve: called whenever what decides a READ's or a
+        WRITE's answer may have changed (after Python served a batch, which is where MODE
+        SELECT and unit attentions happen; a resize; a reconfiguration)."""
+        f = self.fast
+        if f is None:
+            return
+        b, u = self.backend, self.unit
+        f.enabled = self.emulator.ua is None and self.broken is None
+        f.num_blocks, f.block_size = u.num_blocks, u.block_size
+        f.reads = b.native_reads()
+        f.max_read = NATIVE_MAX_READ
+        f.writes = not u.read_only and u.write_cache and not b.writes_wait
 
     def start_async(self) -> None:
         """Medium commands go to the backend's aio calls, answers come back through the queue."""
@@ -181,6 +228,7 @@ class Device:
         self.backend.size = size
         u.num_blocks = size // u.block_size
         self.emulator.unit_attention(S.CAPACITY_DATA_HAS_CHANGED)
+        self.fast_config()
         try:
             with open(f"{self.cfs}/attrib/dev_size", "w") as f:
                 f.write(str(size))
@@ -217,8 +265,22 @@ class Device:
         the I/O threads, which answer and ring the doorbell themselves (the kernel copies a
         read's data out in that doorbell write, so it runs off the event loop too).
 
+        Plain READs and write-back WRITEs of a file backend are answered by the native path
+        (_fastpath.c) until the first command it leaves to Python; from there on Python serves.
+
         This is the per-command path: under emulation every Python step shows in a
         queue-depth-1 job's latency, so the opcode is read once and calls are few."""
+        fast = native = self.fast
+        done = 0
+        if fast is not None and not self.futures and self.broken is None:
+            # the native path first, before any of the Python path's set-up: when it answered
+            # everything (every plain READ and WRITE), that is all there is to do
+            r = fast.serve(self.ring.next, True)
+            if r is not None:
+                self.ring.next, done, rest = r
+                if not rest:
+                    return done
+            native = None           # it stopped at an entry for Python: no second try now
         ring, execute, c = self.ring, self.emulator.execute, self.counters
         take, deliver = ring.take, self._deliver
         lock, futures = self.lock, self.futures
@@ -234,7 +296,6 @@ class Device:
         # ...except a small read whose data the page cache holds: answered here, as from memory
         # (a thread hand-off costs more than the copy); one that would wait goes to a thread
         cached = self.emulator.read_cached if backend.blocking and backend.readv_nowait is not None else None
-        done = 0
         if self.broken is not None:
             raise self.broken
         while True:
@@ -242,10 +303,21 @@ class Device:
             # need the lock (a future leaves the set after its thread let go of the lock).
             # Python 3.11 reads the clock on every lock acquire: a system call under emulation.
             if futures:
+                mine = False
                 with lock:
+                    if native is not None and (r := native.serve(ring.next, False)) is not None:
+                        ring.next, k, _ = r
+                        done += k
+                        mine = k > 0 and self._claim_bell()
                     batch = take()
+                if mine:
+                    self._ring_bell()
             else:
+                if native is not None and (r := native.serve(ring.next, True)) is not None:
+                    ring.next, k, _ = r     # answered, and the doorbell rung
+                    done += k
                 batch = take()
+            native = fast
             if not batch:
                 return done
             c.batches += 1
@@ -283,6 +355,8 @@ class Device:
             done += n
             if answers:
                 deliver(answers)
+            if fast is not None:
+                self.fast_config()
 
     def _on_thread(self, cdb: bytes) -> bool:
         """Whether a command goes to an I/O thread (asked for every command when the backend
@@ -395,12 +469,14 @@ class Device:
         if dev_cfg is not None and dev_cfg != f"{self.subtype}/{self.config}":
             subtype, _, config = dev_cfg.partition("/")
             new = open_backend(subtype, config, self.backend.size)
+            self.stop_fast()        # it writes through the old backend's descriptor
             self.backend.close()
             self.backend = self.emulator.backend = new
             self.subtype, self.config = subtype, config
             self.acmds = None
             if new.asynchronous and self.queue is not None:
                 self.start_async()
+            self.start_fast()
         if dev_size is not None:
             self.backend.resize(dev_size)
             if dev_size // self.unit.block_size != self.unit.num_blocks:
@@ -411,6 +487,7 @@ class Device:
             if self.unit.write_cache and not writecache:
                 self.backend.flush()
             self.unit.write_cache = self.unit.write_cache_default = bool(writecache)
+        self.fast_config()
 
     def status(self) -> dict:
         u = self.unit
@@ -428,10 +505,20 @@ class Device:
                 "write_cache": u.write_cache, "in_flight": self.ring.pending if self.map else 0,
                 "io_threads": len(self.futures),
                 "ring_size": self.ring.cmdr_size if self.map else 0,
-                "served_since": int(self.started), **vars(self.counters)}
+                "served_since": int(self.started), **self.counted()}
+
+    def counted(self) -> dict:
+        """The counters, with what the native path answered (also counted as "native")."""
+        out = vars(self.counters).copy()
+        f = self.fast
+        if f is not None:
+            for key, n in _native_counts(f):
+                out[key] += n
+        return out
 
     def close(self) -> None:
         self.quiesce()
+        self.stop_fast()
         if self.backend is not None and self.backend.asynchronous:
             # librbd writes into the data area until its operations end: close it first
             self.backend.close()
@@ -452,6 +539,11 @@ class Device:
         if self.backend is not None:
             self.backend.close()
             self.backend = None
+
+
+def _native_counts(f) -> tuple:
+    return (("commands", f.commands), ("native", f.commands), ("reads", f.reads_done),
+            ("writes", f.writes_done), ("read_bytes", f.read_bytes), ("write_bytes", f.write_bytes))
 
 
 def _action(cfs: str, name: str, value: str) -> bool:

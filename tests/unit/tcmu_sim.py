@@ -169,9 +169,10 @@ class Harness:
 
 
 def sim_device(backend, doorbell_fd: int, pool=None, ring_size: int = 16384, data_blocks: int = 1024,
-               queue=None, **unit):
+               queue=None, native: bool = False, **unit):
     """A Device served from the simulated ring over `backend`, without UIO or configfs: the
-    doorbell goes to doorbell_fd. For Device.drain's tests and bench/tcmu_hot_path.py."""
+    doorbell goes to doorbell_fd. For Device.drain's tests and bench/tcmu_hot_path.py.
+    native: with the C path (_fastpath.c) in front, as the daemon serves a file backend."""
     import threading
     from lioctl.tcmu.device import Counters, Device
     from lioctl.tcmu.scsi.emulator import Emulator, Unit
@@ -183,6 +184,11 @@ def sim_device(backend, doorbell_fd: int, pool=None, ring_size: int = 16384, dat
     dev.backend, dev.unit, dev.queue, dev.acmds, dev.late = backend, dev.emulator.unit, queue, None, []
     dev.name, dev.hba, dev.cfs = "sim", "user_0", "/nonexistent"
     dev.bell_pending = dev.bell_busy = False
+    dev.fast = None
+    if native:
+        from lioctl.tcmu import _fastpath
+        dev.fast = _fastpath.FastPath(dev.ring.mv, backend.native_fd, doorbell_fd)
+        dev.fast_config()
     if queue is not None and backend.asynchronous:
         dev.start_async()       # an asynchronous backend's answers come back through the queue
     return k, dev

@@ -99,6 +99,16 @@ class Backend:
     # and sends the others to an I/O thread (a blocking backend that has it; None: it has not)
     readv_nowait = None
 
+    # a descriptor the native path (tcmu/_fastpath.c) may preadv/pwritev a plain READ's or
+    # write-back WRITE's blocks through, exactly as readv/readv_nowait/writev would; None: every
+    # command goes through Python
+    native_fd: int | None = None
+
+    def native_reads(self) -> int:
+        """How the native path may read: 0 not at all, 1 plainly (the medium never waits),
+        2 from the page cache only (RWF_NOWAIT; what would wait comes back to Python)."""
+        return 0
+
     def writev(self, bufs: list, offset: int, sync: bool = False) -> None:
         """Write the buffers at offset; sync means durable on return (FUA, or no write cache)."""
         raise NotImplementedError

@@ -115,6 +115,12 @@ class FileBackend(Backend):
         if not self.is_block and have < size:
             os.ftruncate(self.fd, size)     # grow sparse to the configured size
         self.size = size
+        self.native_fd = None if direct else self.fd
+
+    def native_reads(self):
+        if self.dfd != self.fd:
+            return 0
+        return 2 if self.nowait else 0 if self.blocking else 1
 
     @classmethod
     def open(cls, config: str, size: int) -> "FileBackend":

@@ -1,0 +1,405 @@
+"""The native READ/WRITE path (lioctl/tcmu/_fastpath.c) against the Python path it stands in
+front of: two simulated kernels fed the same commands, one device served with the C path and
+one without, over two files that start the same. After every batch the two rings (mailbox,
+answers, data area), the two files and the two devices' counters must be byte for byte the
+same: the C path answers only what Python would answer GOOD, having done the same I/O, and
+leaves everything else to Python. Then the same over corrupted rings (seeded, bounded), and
+the cases the differential cannot reach: a command on an I/O thread while the C path answers,
+a read the page cache does not hold, a unit attention, a resize, a closed mapping."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import os
+import signal
+import struct
+import threading
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from lioctl.tcmu import ring as R
+from lioctl.tcmu.backends.file import FileBackend
+from lioctl.tcmu.scsi import modes
+from lioctl.tcmu.scsi import opcodes as op
+from lioctl.tcmu.scsi import sense as S
+from tcmu_sim import sim_device
+
+from lioctl.tcmu import _fastpath  # noqa: F401  (tests/setup.sh builds it: missing is a failure)
+
+BLOCK = 512
+SIZE = 1 << 20
+BLOCKS = SIZE // BLOCK
+FUZZ = settings(derandomize=True, database=None, deadline=None, max_examples=400,
+                suppress_health_check=list(HealthCheck))
+
+
+class Pair:
+    """The same commands into two simulated kernels: `native` served with the C path, `python`
+    without it."""
+
+    def __init__(self, tmp_path, content: bytes, pool=None, ring_size=16384, data_blocks=256, **unit):
+        self.null = os.open("/dev/null", os.O_WRONLY | os.O_CLOEXEC)
+        self.sides = {}
+        for name in ("native", "python"):
+            path = tmp_path / f"{name}.img"
+            path.write_bytes(content)
+            b = FileBackend(str(path), len(content))
+            k, dev = sim_device(b, self.null, pool, ring_size=ring_size, data_blocks=data_blocks,
+                                native=name == "native", **unit)
+            self.sides[name] = (k, dev, b, path)
+
+    def queue(self, cdb: bytes, data_out: bytes = b"", data_in: int = 0) -> None:
+        for k, *_ in self.sides.values():
+            k.queue(cdb, data_out=data_out, data_in=data_in)
+
+    def drain(self) -> dict:
+        out = {}
+        for name, (k, dev, _, _) in self.sides.items():
+            dev.drain()
+            dev.quiesce()
+            out[name] = k.reap()
+        return out
+
+    def close(self) -> None:
+        for _, dev, b, _ in self.sides.values():
+            dev.stop_fast()
+            b.close()
+        os.close(self.null)
+
+
+def rw(opcode: int, lba: int, blocks: int, flags: int = 0) -> bytes:
+    if opcode in (op.READ_6, op.WRITE_6):
+        return bytes([opcode, (lba >> 16) & 0x1F, (lba >> 8) & 0xFF, lba & 0xFF, blocks & 0xFF, 0])
+    if opcode >> 5 in (1, 2):
+        return struct.pack(">BBIBHB", opcode, flags, lba & 0xFFFFFFFF, 0, blocks & 0xFFFF, 0)
+    if opcode >> 5 == 5:
+        return struct.pack(">BBIIBB", opcode, flags, lba & 0xFFFFFFFF, blocks & 0xFFFFFFFF, 0, 0)
+    return struct.pack(">BBQIBB", opcode, flags, lba & (2 ** 64 - 1), blocks & 0xFFFFFFFF, 0, 0)
+
+
+def mode_select_wce(unit, on: bool) -> tuple[bytes, bytes]:
+    page = bytearray(modes._page(unit, 0x08, modes.PC_CURRENT))
+    page[2] = (page[2] & ~0x04) | (0x04 if on else 0)
+    data = bytes(4) + bytes(page)
+    return bytes([op.MODE_SELECT_6, 0x10, 0, 0, len(data), 0]), data
+
+
+RW_OPS = [op.READ_6, op.READ_10, op.READ_12, op.READ_16, op.WRITE_6, op.WRITE_10, op.WRITE_12,
+          op.WRITE_16, op.WRITE_VERIFY_10]
+plain = st.tuples(st.just("rw"), st.sampled_from([op.READ_10, op.READ_16, op.WRITE_10, op.WRITE_12]),
+                  st.integers(0, BLOCKS - 16), st.integers(1, 16), st.just(0), st.just(0))
+command = st.one_of(
+    plain, plain, plain,
+    st.tuples(st.just("rw"), st.sampled_from(RW_OPS),
+              st.one_of(st.integers(0, BLOCKS - 1), st.integers(BLOCKS - 16, BLOCKS + 16),
+                        st.integers(0, 2 ** 64 - 1)),
+              st.one_of(st.integers(1, 16), st.integers(0, 300)),
+              st.sampled_from([0, 0, 0, 0x08, 0x10, 0xE0, 0x02]),
+              st.sampled_from([0, 0, 0, 0, BLOCK, -BLOCK, 7])),                # data length skew
+    st.tuples(st.just("other"), st.sampled_from([bytes(6), bytes([op.INQUIRY, 0, 0, 0, 96, 0]),
+                                                  bytes([op.SYNCHRONIZE_CACHE_10]) + bytes(9),
+                                                  bytes([0xFF]) + bytes(5)])),
+    st.tuples(st.just("wce"), st.booleans()),
+)
+batches = st.lists(st.lists(command, min_size=1, max_size=8), min_size=1, max_size=6)
+
+
+def queue_command(pair: Pair, c, seed: int) -> None:
+    if c[0] == "rw":
+        _, opc, lba, blocks, flags, skew = c
+        cdb = rw(opc, lba, blocks, flags)
+        if opc == op.READ_6 or opc == op.WRITE_6:
+            blocks = blocks & 0xFF or 256
+        n = max(0, min(blocks * BLOCK + skew, 64 * 1024))
+        if opc in (op.READ_6, op.READ_10, op.READ_12, op.READ_16):
+            pair.queue(cdb, data_in=n)
+        else:
+            pair.queue(cdb, data_out=bytes((seed + i) & 0xFF for i in range(n)))
+    elif c[0] == "other":
+        pair.queue(c[1], data_in=96 if c[1][0] == op.INQUIRY else 0)
+    else:
+        cdb, data = mode_select_wce(pair.sides["python"][1].unit, c[1])
+        pair.queue(cdb, data_out=data)
+
+
+def assert_same(pair: Pair, got: dict) -> None:
+    (kn, dn, _, pn), (kp, dp, _, pp) = pair.sides["native"], pair.sides["python"]
+    assert got["native"] == got["python"]
+    assert bytes(kn.buf) == bytes(kp.buf)
+    assert pn.read_bytes() == pp.read_bytes()
+    cn, cp = dn.counted(), dp.counted()
+    for key in ("commands", "reads", "writes", "read_bytes", "write_bytes", "errors"):
+        assert cn[key] == cp[key], key
+
+
+def test_the_native_path_answers_exactly_as_python_does(tmp_path, record_property):
+    cases = {"batches": 0, "native": 0}
+    pair = Pair(tmp_path, bytes(range(256)) * (SIZE // 256), write_cache=True)
+
+    @FUZZ
+    @given(work=batches)
+    def one(work):
+        for i, batch in enumerate(work):
+            for j, c in enumerate(batch):
+                queue_command(pair, c, i * 31 + j)
+            assert_same(pair, pair.drain())
+            cases["batches"] += 1
+
+    try:
+        one()
+        cases["native"] = pair.sides["native"][1].counted()["native"]
+    finally:
+        pair.close()
+    print(f"\nnative differential: {cases['batches']} batches, {cases['native']} commands answered in C")
+    record_property("native_fuzz_batches", cases["batches"])
+    # it must have had work to do, and stepped aside for the rest
+    assert cases["batches"] >= 1000 and cases["native"] >= 200
+    assert pair.sides["python"][1].counted()["native"] == 0
+
+
+@pytest.fixture
+def bounded():
+    def expire(*_):
+        raise TimeoutError("the ring walk did not end")
+    old = signal.signal(signal.SIGALRM, expire)
+    yield lambda: signal.setitimer(signal.ITIMER_REAL, 1.0)
+    signal.setitimer(signal.ITIMER_REAL, 0)
+    signal.signal(signal.SIGALRM, old)
+
+
+U32 = st.integers(0, (1 << 32) - 1)
+mutations = st.lists(st.one_of(
+    st.tuples(st.just("head"), st.one_of(U32, st.integers(0, 1023).map(lambda v: v & ~7))),
+    st.tuples(st.just("tail"), st.one_of(U32, st.integers(0, 1023).map(lambda v: v & ~7))),
+    st.tuples(st.just("len_op"), st.integers(0, 7), U32),
+    st.tuples(st.just("iov_cnt"), st.integers(0, 7), st.one_of(st.integers(0, 4), U32)),
+    st.tuples(st.just("cdb_off"), st.integers(0, 7), st.integers(0, (1 << 64) - 1)),
+    st.tuples(st.just("iov"), st.integers(0, 7), st.integers(0, (1 << 64) - 1), st.integers(0, 1 << 20)),
+    st.tuples(st.just("byte"), st.integers(0, 1023), st.integers(0, 255)),
+), min_size=1, max_size=4)
+
+
+def test_a_corrupt_ring_fails_the_native_path_as_it_fails_python(tmp_path, bounded, record_property):
+    """The C path reads every ring field a hostile or broken kernel could get wrong. Over
+    corrupted rings: the walk ends; when Python serves the batch the C path serves it the same
+    (same ring bytes, same file); when Python finds the ring corrupt (RingError) the native
+    device does too, having answered at most commands before the corruption; and no byte
+    changes outside the answers' fields and the tail."""
+    cases = {"total": 0, "ring_error": 0, "served": 0}
+    content = bytes(range(256)) * (64 * 1024 // 256)
+
+    @FUZZ
+    @given(n=st.integers(1, 6), muts=mutations)
+    def one(n, muts):
+        pair = Pair(tmp_path, content, ring_size=1024, data_blocks=16, write_cache=True)
+        try:
+            entries = []
+            for i in range(n):
+                entries.append(pair.sides["native"][0].head)
+                pair.queue(rw(op.READ_10 if i % 2 else op.WRITE_10, i, 1),
+                           data_out=b"" if i % 2 else bytes([i]) * 512, data_in=512 if i % 2 else 0)
+            controls = {}
+            for name, (k, *_rest) in pair.sides.items():
+                buf = k.buf
+                for m in muts:
+                    if m[0] in ("head", "tail"):
+                        struct.pack_into("<I", buf, R.MB_CMD_HEAD if m[0] == "head" else R.MB_CMD_TAIL, m[1])
+                    elif m[0] == "byte":
+                        buf[R.MAILBOX_SIZE + m[1]] = m[2]
+                    else:
+                        off = R.MAILBOX_SIZE + entries[m[1] % len(entries)]
+                        if m[0] == "len_op":
+                            struct.pack_into("<I", buf, off, m[2])
+                        elif m[0] == "iov_cnt":
+                            struct.pack_into("<I", buf, off + 8, m[2])
+                        elif m[0] == "cdb_off":
+                            struct.pack_into("<Q", buf, off + 24, m[2])
+                        else:
+                            struct.pack_into("<QQ", buf, off + 48, m[2], m[3])
+                controls[name] = bytes(buf[:k.data_off])
+            outcome = {}
+            for name, (k, dev, _, _) in pair.sides.items():
+                bounded()
+                try:
+                    dev.drain()
+                    outcome[name] = "served"
+                except R.RingError:
+                    outcome[name] = "ring_error"
+                finally:
+                    signal.setitimer(signal.ITIMER_REAL, 0)
+                buf, control = k.buf, controls[name]
+                for i in (i for i in range(len(control)) if control[i] != buf[i]):
+                    if i < R.MAILBOX_SIZE:
+                        assert R.MB_CMD_TAIL <= i < R.MB_CMD_TAIL + 4, f"{name}: mailbox byte {i} changed"
+                    else:
+                        slot = i - R.MAILBOX_SIZE
+                        assert any(e + 4 <= slot < e + R.ENTRY_MIN for e in entries), \
+                            f"{name}: ring byte {slot} changed"
+            assert outcome["native"] == outcome["python"]
+            cases["total"] += 1
+            cases[outcome["python"]] += 1
+            if outcome["python"] == "served":
+                kn, kp = pair.sides["native"][0], pair.sides["python"][0]
+                assert bytes(kn.buf) == bytes(kp.buf)
+                assert pair.sides["native"][3].read_bytes() == pair.sides["python"][3].read_bytes()
+        finally:
+            pair.close()
+
+    one()
+    print(f"\nnative ring fuzzer: {cases['total']} cases ({cases['ring_error']} RingError, {cases['served']} served)")
+    record_property("native_ring_fuzz_cases", cases["total"])
+    assert cases["total"] >= 300 and cases["ring_error"] >= 30 and cases["served"] >= 30
+
+
+def one_device(tmp_path, content: bytes, pool=None, **unit):
+    path = tmp_path / "d.img"
+    path.write_bytes(content)
+    b = FileBackend(str(path), len(content))
+    r, w = os.pipe()
+    k, dev = sim_device(b, w, pool, native=True, **unit)
+    return k, dev, b, r
+
+
+def test_reads_and_write_back_writes_are_answered_in_c_and_the_doorbell_rung(tmp_path):
+    data = os.urandom(SIZE)
+    k, dev, b, bell = one_device(tmp_path, data, write_cache=True)
+    rd = k.queue(rw(op.READ_16, 8, 8), data_in=4096)
+    wr = k.queue(rw(op.WRITE_10, 16, 8), data_out=b"W" * 4096)
+    fua = k.queue(rw(op.WRITE_10, 24, 8, flags=0x08), data_out=b"F" * 4096)     # durable: Python's
+    assert dev.drain() == 3
+    got = k.reap()
+    assert got[rd]["data"] == data[4096:8192] and got[wr]["status"] == got[fua]["status"] == 0
+    assert dev.counted()["native"] == 2 and dev.counted()["writes"] == 2
+    assert os.read(bell, 64)
+    assert os.pread(b.fd, 8192, 16 * 512) == b"W" * 4096 + b"F" * 4096
+    dev.stop_fast()
+    assert dev.counters.native == 2         # folded into the device's own when it stops
+    b.close()
+
+
+def test_with_the_write_cache_off_or_read_only_writes_go_to_python(tmp_path):
+    k, dev, b, _ = one_device(tmp_path, bytes(SIZE), write_cache=False)
+    k.queue(rw(op.WRITE_10, 0, 1), data_out=b"x" * 512)
+    dev.drain()
+    assert k.reap() and dev.counted()["native"] == 0
+    dev.unit.write_cache = True
+    dev.unit.read_only = True
+    dev.fast_config()
+    w = k.queue(rw(op.WRITE_10, 0, 1), data_out=b"y" * 512)
+    dev.drain()
+    got = k.reap()[w]
+    assert got["status"] == 2 and got["sense"][2] == S.DATA_PROTECT and dev.counted()["native"] == 0
+    dev.stop_fast()
+    b.close()
+
+
+def test_a_unit_attention_or_a_resize_reaches_the_initiator_through_python(tmp_path):
+    k, dev, b, _ = one_device(tmp_path, bytes(SIZE), write_cache=True)
+    b.current_size = lambda: SIZE // 2
+    dev.cfs = str(tmp_path)             # size_changed writes attrib/dev_size there
+    os.makedirs(tmp_path / "attrib")
+    dev.size_changed()
+    r1 = k.queue(rw(op.READ_10, 0, 1), data_in=512)
+    dev.drain()
+    got = k.reap()[r1]
+    assert got["status"] == 2 and got["sense"][2] == 0x06      # UNIT ATTENTION, from Python
+    beyond = k.queue(rw(op.READ_10, BLOCKS // 2, 1), data_in=512)      # past the new end
+    inside = k.queue(rw(op.READ_10, 0, 1), data_in=512)
+    dev.drain()
+    got = k.reap()
+    assert got[beyond]["sense"][12] == 0x21 and got[inside]["status"] == 0
+    assert dev.counted()["native"] == 0     # the batch with the error went to Python...
+    r2 = k.queue(rw(op.READ_10, 0, 1), data_in=512)
+    dev.drain()
+    assert k.reap()[r2]["status"] == 0 and dev.counted()["native"] == 1     # ...and C is back
+    dev.stop_fast()
+    b.close()
+
+
+def test_a_read_the_page_cache_does_not_hold_goes_to_an_io_thread(tmp_path):
+    """RWF_NOWAIT: the C path never waits for the medium on the event loop."""
+    data = os.urandom(SIZE)
+    path = tmp_path / "d.img"
+    path.write_bytes(data)
+    b = FileBackend(str(path), SIZE)
+    if not b.blocking:
+        b.close()
+        pytest.skip(f"{tmp_path} is memory: nothing waits")
+    os.fsync(b.fd)
+    os.posix_fadvise(b.fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    gate = threading.Event()
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        pool.submit(gate.wait)
+        r, w = os.pipe()
+        k, dev = sim_device(b, w, pool, native=True, write_cache=True)
+        rd = k.queue(rw(op.READ_10, 64, 8), data_in=4096)
+        dev.drain()
+        assert k.reap() == {} and dev.counters.threaded == 1 and dev.counted()["native"] == 0
+        gate.set()
+        dev.quiesce()
+        assert k.reap()[rd]["data"] == data[64 * 512:64 * 512 + 4096]
+        dev.stop_fast()
+    b.close()
+
+
+def test_while_an_io_thread_answers_the_c_path_answers_under_the_lock_and_rings_once_free(tmp_path):
+    """A FUA write waits on an I/O thread; reads behind it are answered in C meanwhile (under
+    the device lock, through the shared doorbell), and the thread's answer lands after."""
+    data = os.urandom(SIZE)
+    gate = threading.Event()
+
+    class Slow(FileBackend):
+        def writev(self, bufs, offset, sync=False):
+            gate.wait()
+            super().writev(bufs, offset, sync)
+
+    path = tmp_path / "d.img"
+    path.write_bytes(data)
+    b = Slow(str(path), SIZE)
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        r, w = os.pipe()
+        k, dev = sim_device(b, w, pool, native=True, write_cache=True)
+        k.queue(rw(op.READ_10, 0, 1), data_in=512)       # the page cache holds it (just written)
+        dev.drain()
+        k.reap()
+        fua = k.queue(rw(op.WRITE_10, 0, 1, flags=0x08), data_out=b"F" * 512)
+        dev.drain()
+        assert dev.futures and dev.counters.threaded == 1
+        reads = [k.queue(rw(op.READ_10, 8 + i, 1), data_in=512) for i in range(4)]
+        dev.drain()
+        got = k.reap()
+        assert set(got) == set(reads) and dev.counted()["native"] == 5
+        assert all(got[x]["data"] == data[(8 + i) * 512:(9 + i) * 512] for i, x in enumerate(reads))
+        assert os.read(r, 64)
+        gate.set()
+        dev.quiesce()
+        assert k.reap()[fua]["status"] == 0 and not dev.bell_busy
+        dev.stop_fast()
+    b.close()
+    assert path.read_bytes()[:512] == b"F" * 512
+
+
+def test_o_direct_and_memory_backends_and_a_closed_path(tmp_path):
+    path = tmp_path / "d.img"
+    path.write_bytes(bytes(SIZE))
+    try:
+        direct = FileBackend(str(path), SIZE, direct=True)
+    except OSError:
+        direct = None
+    if direct is not None:
+        assert direct.native_fd is None     # O_DIRECT: every command through Python's threads
+        direct.close()
+    from lioctl.tcmu.backends.ram import RamBackend
+    assert RamBackend(4096).native_fd is None
+    k, dev, b, _ = one_device(tmp_path, bytes(SIZE), write_cache=True)
+    fast = dev.fast
+    dev.stop_fast()
+    with pytest.raises(ValueError):
+        fast.serve(0, True)
+    k.queue(rw(op.READ_10, 0, 1), data_in=512)
+    dev.drain()                             # Python serves on without it
+    assert k.reap() and dev.counters.native == 0
+    dev.ring.mv.release()                   # nothing of the C path holds the mapping now
+    b.close()
