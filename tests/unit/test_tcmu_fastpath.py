@@ -26,7 +26,7 @@ from lioctl.tcmu.scsi import opcodes as op
 from lioctl.tcmu.scsi import sense as S
 from tcmu_sim import sim_device
 
-from lioctl.tcmu import _fastpath  # noqa: F401  (tests/setup.sh builds it: missing is a failure)
+from lioctl.tcmu import _fastpath       # tests/setup.sh builds it: missing is a failure
 
 BLOCK = 512
 SIZE = 1 << 20
@@ -395,6 +395,7 @@ def test_o_direct_and_memory_backends_and_a_closed_path(tmp_path):
     assert RamBackend(4096).native_fd is None
     k, dev, b, _ = one_device(tmp_path, bytes(SIZE), write_cache=True)
     fast = dev.fast
+    assert isinstance(fast, _fastpath.FastPath)
     dev.stop_fast()
     with pytest.raises(ValueError):
         fast.serve(0, True)
