@@ -33,9 +33,10 @@ CORE = "/sys/kernel/config/target/core"
 UIO_CLASS = "/sys/class/uio"
 DOORBELL = b"\0\0\0\0"
 PARALLEL_MIN = 128 * 1024   # smaller commands cost less inline than a thread hand-off
-# the native path's largest read: larger ones go to the I/O threads, whose doorbell (where the
-# kernel copies the data out) overlaps the next read
-NATIVE_MAX_READ = int(os.environ.get("LIOCTL_TCMU_NATIVE_MAX_READ", PARALLEL_MIN - 1))
+# the native path's largest read: larger ones go to the I/O threads, whose doorbells (where the
+# kernel copies the data out) overlap the next reads. Measured in the guest (ext4, 1 MiB reads
+# at QD8, one round): 261 MiB/s on the threads, 239 with every read in C on the loop
+NATIVE_MAX_READ = PARALLEL_MIN - 1
 READS = {op.READ_6, op.READ_10, op.READ_12, op.READ_16}
 WRITES = {op.WRITE_6, op.WRITE_10, op.WRITE_12, op.WRITE_16,
           op.WRITE_VERIFY_10, op.WRITE_VERIFY_12, op.WRITE_VERIFY_16}
