@@ -24,6 +24,7 @@ from lioctl.tcmu.backends.file import FileBackend
 from lioctl.tcmu.scsi import modes
 from lioctl.tcmu.scsi import opcodes as op
 from lioctl.tcmu.scsi import sense as S
+from ring_mutations import assert_only_answers_changed, corrupt, mutations
 from tcmu_sim import sim_device
 
 from lioctl.tcmu import _fastpath       # tests/setup.sh builds it: missing is a failure
@@ -159,28 +160,6 @@ def test_the_native_path_answers_exactly_as_python_does(tmp_path, record_propert
     assert pair.sides["python"][1].counted()["native"] == 0
 
 
-@pytest.fixture
-def bounded():
-    def expire(*_):
-        raise TimeoutError("the ring walk did not end")
-    old = signal.signal(signal.SIGALRM, expire)
-    yield lambda: signal.setitimer(signal.ITIMER_REAL, 1.0)
-    signal.setitimer(signal.ITIMER_REAL, 0)
-    signal.signal(signal.SIGALRM, old)
-
-
-U32 = st.integers(0, (1 << 32) - 1)
-mutations = st.lists(st.one_of(
-    st.tuples(st.just("head"), st.one_of(U32, st.integers(0, 1023).map(lambda v: v & ~7))),
-    st.tuples(st.just("tail"), st.one_of(U32, st.integers(0, 1023).map(lambda v: v & ~7))),
-    st.tuples(st.just("len_op"), st.integers(0, 7), U32),
-    st.tuples(st.just("iov_cnt"), st.integers(0, 7), st.one_of(st.integers(0, 4), U32)),
-    st.tuples(st.just("cdb_off"), st.integers(0, 7), st.integers(0, (1 << 64) - 1)),
-    st.tuples(st.just("iov"), st.integers(0, 7), st.integers(0, (1 << 64) - 1), st.integers(0, 1 << 20)),
-    st.tuples(st.just("byte"), st.integers(0, 1023), st.integers(0, 255)),
-), min_size=1, max_size=4)
-
-
 def test_a_corrupt_ring_fails_the_native_path_as_it_fails_python(tmp_path, bounded, record_property):
     """The C path reads every ring field a hostile or broken kernel could get wrong. Over
     corrupted rings: the walk ends; when Python serves the batch the C path serves it the same
@@ -203,21 +182,7 @@ def test_a_corrupt_ring_fails_the_native_path_as_it_fails_python(tmp_path, bound
             controls = {}
             for name, (k, *_rest) in pair.sides.items():
                 buf = k.buf
-                for m in muts:
-                    if m[0] in ("head", "tail"):
-                        struct.pack_into("<I", buf, R.MB_CMD_HEAD if m[0] == "head" else R.MB_CMD_TAIL, m[1])
-                    elif m[0] == "byte":
-                        buf[R.MAILBOX_SIZE + m[1]] = m[2]
-                    else:
-                        off = R.MAILBOX_SIZE + entries[m[1] % len(entries)]
-                        if m[0] == "len_op":
-                            struct.pack_into("<I", buf, off, m[2])
-                        elif m[0] == "iov_cnt":
-                            struct.pack_into("<I", buf, off + 8, m[2])
-                        elif m[0] == "cdb_off":
-                            struct.pack_into("<Q", buf, off + 24, m[2])
-                        else:
-                            struct.pack_into("<QQ", buf, off + 48, m[2], m[3])
+                corrupt(buf, entries, muts)
                 controls[name] = bytes(buf[:k.data_off])
             outcome = {}
             for name, (k, dev, _, _) in pair.sides.items():
@@ -229,14 +194,7 @@ def test_a_corrupt_ring_fails_the_native_path_as_it_fails_python(tmp_path, bound
                     outcome[name] = "ring_error"
                 finally:
                     signal.setitimer(signal.ITIMER_REAL, 0)
-                buf, control = k.buf, controls[name]
-                for i in (i for i in range(len(control)) if control[i] != buf[i]):
-                    if i < R.MAILBOX_SIZE:
-                        assert R.MB_CMD_TAIL <= i < R.MB_CMD_TAIL + 4, f"{name}: mailbox byte {i} changed"
-                    else:
-                        slot = i - R.MAILBOX_SIZE
-                        assert any(e + 4 <= slot < e + R.ENTRY_MIN for e in entries), \
-                            f"{name}: ring byte {slot} changed"
+                assert_only_answers_changed(controls[name], k.buf, entries, f"{name}: ")
             assert outcome["native"] == outcome["python"]
             cases["total"] += 1
             cases[outcome["python"]] += 1

@@ -28,6 +28,7 @@ from lioctl.tcmu import ring as R
 from lioctl.tcmu.backends.ram import RamBackend
 from lioctl.tcmu.scsi import opcodes as op
 from lioctl.tcmu.scsi.emulator import CHUNK, Emulator, Unit
+from ring_mutations import assert_only_answers_changed, corrupt, mutations
 from tcmu_sim import Harness, sim_device
 
 BLOCK = 512
@@ -186,29 +187,6 @@ def rw_len(cdb: bytes) -> int:
     return cdb[4] or 256
 
 
-@pytest.fixture
-def bounded():
-    """A walk that never ends becomes a failure rather than a stuck run."""
-    def expire(*_):
-        raise TimeoutError("the ring walk did not end")
-    old = signal.signal(signal.SIGALRM, expire)
-    yield lambda: signal.setitimer(signal.ITIMER_REAL, 1.0)
-    signal.setitimer(signal.ITIMER_REAL, 0)
-    signal.signal(signal.SIGALRM, old)
-
-
-U32 = st.integers(0, (1 << 32) - 1)
-mutations = st.lists(st.one_of(
-    st.tuples(st.just("head"), st.one_of(U32, st.integers(0, 1023).map(lambda v: v & ~7))),
-    st.tuples(st.just("tail"), st.one_of(U32, st.integers(0, 1023).map(lambda v: v & ~7))),
-    st.tuples(st.just("len_op"), st.integers(0, 7), U32),              # (entry index, value)
-    st.tuples(st.just("iov_cnt"), st.integers(0, 7), st.one_of(st.integers(0, 4), U32)),
-    st.tuples(st.just("cdb_off"), st.integers(0, 7), st.integers(0, (1 << 64) - 1)),
-    st.tuples(st.just("iov"), st.integers(0, 7), st.integers(0, (1 << 64) - 1), st.integers(0, 1 << 20)),
-    st.tuples(st.just("byte"), st.integers(0, 1023), st.integers(0, 255)),
-), min_size=1, max_size=4)
-
-
 def test_fuzz_ring_entries(bounded, record_property):
     cases = {"total": 0, "ring_error": 0, "served": 0}
     null = os.open("/dev/null", os.O_WRONLY | os.O_CLOEXEC)
@@ -223,22 +201,7 @@ def test_fuzz_ring_entries(bounded, record_property):
             k.queue(struct.pack(">BBIBHB", 0x28 if i % 2 else 0x2A, 0, i, 0, 1, 0),
                     data_out=b"" if i % 2 else bytes(512), data_in=512 if i % 2 else 0)
         buf = k.buf
-        for m in muts:
-            if m[0] in ("head", "tail"):
-                struct.pack_into("<I", buf, R.MB_CMD_HEAD if m[0] == "head" else R.MB_CMD_TAIL, m[1])
-                continue
-            if m[0] == "byte":
-                buf[R.MAILBOX_SIZE + m[1]] = m[2]
-                continue
-            off = R.MAILBOX_SIZE + entries[m[1] % len(entries)]
-            if m[0] == "len_op":
-                struct.pack_into("<I", buf, off, m[2])
-            elif m[0] == "iov_cnt":
-                struct.pack_into("<I", buf, off + 8, m[2])
-            elif m[0] == "cdb_off":
-                struct.pack_into("<Q", buf, off + 24, m[2])
-            else:
-                struct.pack_into("<QQ", buf, off + 48, m[2], m[3])
+        corrupt(buf, entries, muts)
         control = bytes(buf[:k.data_off])
         cases["total"] += 1
         bounded()
@@ -249,15 +212,7 @@ def test_fuzz_ring_entries(bounded, record_property):
             cases["ring_error"] += 1
         finally:
             signal.setitimer(signal.ITIMER_REAL, 0)
-        # answers go into the ring (status, sense, cmd_id, the tail), data never does: what
-        # else changed in the mailbox and ring is at most those fields
-        changed = [i for i in range(len(control)) if control[i] != buf[i]]
-        for i in changed:
-            if i < R.MAILBOX_SIZE:
-                assert R.MB_CMD_TAIL <= i < R.MB_CMD_TAIL + 4, f"mailbox byte {i} changed"
-            else:
-                slot = i - R.MAILBOX_SIZE
-                assert any(e + 4 <= slot < e + R.ENTRY_MIN for e in entries), f"ring byte {slot} changed"
+        assert_only_answers_changed(control, buf, entries)
 
     try:
         one()
