@@ -362,3 +362,49 @@ def test_o_direct_and_memory_backends_and_a_closed_path(tmp_path):
     assert k.reap() and dev.counters.native == 0
     dev.ring.mv.release()                   # nothing of the C path holds the mapping now
     b.close()
+
+
+def test_commands_queued_while_the_doorbell_rings_are_served_in_the_same_call(tmp_path):
+    """The doorbell is where the kernel completes what was answered, and its initiator queues
+    more meanwhile: the native path looks at the ring again after ringing and serves them at
+    once (no wake-up of the Python loop per command at QD32). The doorbell pipe is kept full,
+    so the handler's write waits until the 'kernel' thread has queued the next command."""
+    import fcntl
+    data = os.urandom(SIZE)
+    path = tmp_path / "d.img"
+    path.write_bytes(data)
+    b = FileBackend(str(path), SIZE)
+    r, w = os.pipe()
+    fcntl.fcntl(r, fcntl.F_SETFL, os.O_NONBLOCK)
+    filler = os.open(f"/proc/self/fd/{w}", os.O_WRONLY | os.O_NONBLOCK)
+    try:
+        while True:
+            os.write(filler, b"x" * 4096)
+    except BlockingIOError:
+        pass
+    os.close(filler)
+    k, dev = sim_device(b, w, None, native=True, write_cache=True)
+    first = k.queue(rw(op.READ_10, 0, 8), data_in=4096)
+    later = []
+
+    def kernel():
+        while struct.unpack_from("<I", k.buf, 64)[0] == 0:     # cmd_tail: the first is answered
+            pass
+        later.append(k.queue(rw(op.READ_10, 8, 8), data_in=4096))
+        while True:                                             # now let the doorbell through
+            try:
+                if not os.read(r, 1 << 16):
+                    return
+            except BlockingIOError:
+                if later and dev.fast.commands == 2:
+                    return
+
+    t = threading.Thread(target=kernel)
+    t.start()
+    assert dev.drain() == 2
+    t.join(10)
+    got = k.reap()
+    assert got[first]["data"] == data[:4096] and got[later[0]]["data"] == data[4096:8192]
+    assert dev.fast.bursts == 1
+    dev.stop_fast()
+    b.close()
