@@ -408,3 +408,33 @@ def test_commands_queued_while_the_doorbell_rings_are_served_in_the_same_call(tm
     assert dev.fast.bursts == 1
     dev.stop_fast()
     b.close()
+
+
+def test_a_command_arriving_just_after_the_doorbell_is_served_without_a_wake_up(tmp_path):
+    """After ringing, the native path waits up to spin_ns for the initiator's next command."""
+    data = os.urandom(SIZE)
+    path = tmp_path / "d.img"
+    path.write_bytes(data)
+    b = FileBackend(str(path), SIZE)
+    r, w = os.pipe()
+    k, dev = sim_device(b, w, None, native=True, write_cache=True)
+    dev.fast.spin_ns = 10 ** 9                  # long enough for any host; it ends at the command
+    first = k.queue(rw(op.READ_10, 0, 8), data_in=4096)
+    later = []
+
+    def initiator():
+        os.read(r, 4)                           # the first answer's doorbell
+        later.append(k.queue(rw(op.READ_10, 8, 8), data_in=4096))
+
+    t = threading.Thread(target=initiator)
+    t.start()
+    assert dev.drain() == 2
+    t.join(10)
+    got = k.reap()
+    assert got[first]["data"] == data[:4096] and got[later[0]]["data"] == data[4096:8192]
+    assert dev.fast.bursts == 1
+    dev.fast.spin_ns = 0
+    k.queue(rw(op.READ_10, 16, 8), data_in=4096)
+    assert dev.drain() == 1 and dev.fast.bursts == 1        # no wait: back to the loop
+    dev.stop_fast()
+    b.close()
