@@ -251,6 +251,17 @@ static long walk(FastPath *self, uint32_t *next, int *rest)
     return answered;
 }
 
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield" ::: "memory");
+#else
+    __asm__ __volatile__("" ::: "memory");
+#endif
+}
+
 /* Up to spin_ns for cmd_head to move past `next`: the initiator's next command is often on
  * its way, and a wake-up through the event loop costs more than serving it (device.py:
  * SPIN_NS, LIOCTL_TCMU_SPIN_US). */
@@ -264,7 +275,7 @@ static int spin_for_more(FastPath *self, uint32_t next)
         for (int i = 0; i < 64; i++) {
             if (load_head(self->map) != next)
                 return 1;
-            __builtin_ia32_pause();
+            cpu_relax();
         }
         clock_gettime(CLOCK_MONOTONIC, &t);
         if ((t.tv_sec - t0.tv_sec) * 1000000000LL + (t.tv_nsec - t0.tv_nsec) > self->spin_ns)
