@@ -192,3 +192,21 @@ def sim_device(backend, doorbell_fd: int, pool=None, ring_size: int = 16384, dat
     if queue is not None and backend.asynchronous:
         dev.start_async()       # an asynchronous backend's answers come back through the queue
     return k, dev
+
+
+def full_doorbell() -> tuple[int, int]:
+    """A doorbell pipe (read end non-blocking) whose buffer is full: the handler's next
+    doorbell write waits until the test reads from it."""
+    import fcntl
+    import os
+    r, w = os.pipe()
+    fcntl.fcntl(r, fcntl.F_SETFL, os.O_NONBLOCK)
+    filler = os.open(f"/proc/self/fd/{w}", os.O_WRONLY | os.O_NONBLOCK)
+    try:
+        while True:
+            os.write(filler, b"x" * 4096)
+    except BlockingIOError:
+        pass
+    finally:
+        os.close(filler)
+    return r, w

@@ -11,7 +11,7 @@ import pytest
 
 from lioctl.tcmu.backends.ram import RamBackend
 from lioctl.tcmu.device import PARALLEL_MIN
-from tcmu_sim import sim_device
+from tcmu_sim import full_doorbell, sim_device
 
 
 def device(pool):
@@ -43,18 +43,10 @@ def test_threads_answer_while_another_rings_the_doorbell_and_one_ring_covers_the
     hold up the others' answers (nor the loop). A doorbell pipe kept full makes the first
     ringer's write block; the other reads still land in the ring meanwhile, and once the pipe
     drains one more ring covers them all."""
-    import fcntl
     import threading
     with concurrent.futures.ThreadPoolExecutor(4) as pool:
-        r, w = os.pipe()
-        fcntl.fcntl(r, fcntl.F_SETFL, os.O_NONBLOCK)
+        r, w = full_doorbell()
         k, dev = sim_device(RamBackend(8 << 20), w, pool)
-        filler = os.open(f"/proc/self/fd/{w}", os.O_WRONLY | os.O_NONBLOCK)
-        try:
-            while True:
-                os.write(filler, b"x" * 4096)
-        except BlockingIOError:
-            pass
         n = 8
         ids = [k.queue(struct.pack(">BBIBHB", 0x28, 0, 0, 0, PARALLEL_MIN // 512, 0), data_in=PARALLEL_MIN)
                for _ in range(n)]
@@ -75,7 +67,6 @@ def test_threads_answer_while_another_rings_the_doorbell_and_one_ring_covers_the
         got = k.reap()
         assert sorted(got) == sorted(ids) and all(a["status"] == 0 for a in got.values())
         assert not dev.bell_busy and not dev.bell_pending
-        os.close(filler)
 
 
 def test_inline_batch_counts_and_answers_every_kind():

@@ -25,7 +25,7 @@ from lioctl.tcmu.scsi import modes
 from lioctl.tcmu.scsi import opcodes as op
 from lioctl.tcmu.scsi import sense as S
 from ring_mutations import assert_only_answers_changed, corrupt, mutations
-from tcmu_sim import sim_device
+from tcmu_sim import full_doorbell, sim_device
 
 from lioctl.tcmu import _fastpath       # tests/setup.sh builds it: missing is a failure
 
@@ -211,10 +211,15 @@ def test_a_corrupt_ring_fails_the_native_path_as_it_fails_python(tmp_path, bound
     assert cases["total"] >= 300 and cases["ring_error"] >= 30 and cases["served"] >= 30
 
 
-def one_device(tmp_path, content: bytes, pool=None, **unit):
+def backing_file(tmp_path, content: bytes, cls=FileBackend):
+    """A FileBackend over d.img holding `content`, and the path."""
     path = tmp_path / "d.img"
     path.write_bytes(content)
-    b = FileBackend(str(path), len(content))
+    return cls(str(path), len(content)), path
+
+
+def one_device(tmp_path, content: bytes, pool=None, **unit):
+    b, _ = backing_file(tmp_path, content)
     r, w = os.pipe()
     k, dev = sim_device(b, w, pool, native=True, **unit)
     return k, dev, b, r
@@ -279,9 +284,7 @@ def test_a_unit_attention_or_a_resize_reaches_the_initiator_through_python(tmp_p
 def test_a_read_the_page_cache_does_not_hold_goes_to_an_io_thread(tmp_path):
     """RWF_NOWAIT: the C path never waits for the medium on the event loop."""
     data = os.urandom(SIZE)
-    path = tmp_path / "d.img"
-    path.write_bytes(data)
-    b = FileBackend(str(path), SIZE)
+    b, path = backing_file(tmp_path, data)
     if not b.blocking:
         b.close()
         pytest.skip(f"{tmp_path} is memory: nothing waits")
@@ -313,9 +316,7 @@ def test_while_an_io_thread_answers_the_c_path_answers_under_the_lock_and_rings_
             gate.wait()
             super().writev(bufs, offset, sync)
 
-    path = tmp_path / "d.img"
-    path.write_bytes(data)
-    b = Slow(str(path), SIZE)
+    b, path = backing_file(tmp_path, data, Slow)
     with concurrent.futures.ThreadPoolExecutor(2) as pool:
         r, w = os.pipe()
         k, dev = sim_device(b, w, pool, native=True, write_cache=True)
@@ -364,25 +365,26 @@ def test_o_direct_and_memory_backends_and_a_closed_path(tmp_path):
     b.close()
 
 
+def served_in_one_call(k, dev, data, first, later, during) -> None:
+    """One drain() answers `first` and the command `during` (on a thread) queues into `later`
+    meanwhile, in one walk after the doorbell."""
+    t = threading.Thread(target=during)
+    t.start()
+    assert dev.drain() == 2
+    t.join(10)
+    got = k.reap()
+    assert got[first]["data"] == data[:4096] and got[later[0]]["data"] == data[4096:8192]
+    assert dev.fast.bursts == 1
+
+
 def test_commands_queued_while_the_doorbell_rings_are_served_in_the_same_call(tmp_path):
     """The doorbell is where the kernel completes what was answered, and its initiator queues
     more meanwhile: the native path looks at the ring again after ringing and serves them at
     once (no wake-up of the Python loop per command at QD32). The doorbell pipe is kept full,
     so the handler's write waits until the 'kernel' thread has queued the next command."""
-    import fcntl
     data = os.urandom(SIZE)
-    path = tmp_path / "d.img"
-    path.write_bytes(data)
-    b = FileBackend(str(path), SIZE)
-    r, w = os.pipe()
-    fcntl.fcntl(r, fcntl.F_SETFL, os.O_NONBLOCK)
-    filler = os.open(f"/proc/self/fd/{w}", os.O_WRONLY | os.O_NONBLOCK)
-    try:
-        while True:
-            os.write(filler, b"x" * 4096)
-    except BlockingIOError:
-        pass
-    os.close(filler)
+    b, path = backing_file(tmp_path, data)
+    r, w = full_doorbell()
     k, dev = sim_device(b, w, None, native=True, write_cache=True)
     first = k.queue(rw(op.READ_10, 0, 8), data_in=4096)
     later = []
@@ -399,13 +401,7 @@ def test_commands_queued_while_the_doorbell_rings_are_served_in_the_same_call(tm
                 if later and dev.fast.commands == 2:
                     return
 
-    t = threading.Thread(target=kernel)
-    t.start()
-    assert dev.drain() == 2
-    t.join(10)
-    got = k.reap()
-    assert got[first]["data"] == data[:4096] and got[later[0]]["data"] == data[4096:8192]
-    assert dev.fast.bursts == 1
+    served_in_one_call(k, dev, data, first, later, kernel)
     dev.stop_fast()
     b.close()
 
@@ -413,9 +409,7 @@ def test_commands_queued_while_the_doorbell_rings_are_served_in_the_same_call(tm
 def test_a_command_arriving_just_after_the_doorbell_is_served_without_a_wake_up(tmp_path):
     """After ringing, the native path waits up to spin_ns for the initiator's next command."""
     data = os.urandom(SIZE)
-    path = tmp_path / "d.img"
-    path.write_bytes(data)
-    b = FileBackend(str(path), SIZE)
+    b, path = backing_file(tmp_path, data)
     r, w = os.pipe()
     k, dev = sim_device(b, w, None, native=True, write_cache=True)
     dev.fast.spin_ns = 10 ** 9                  # long enough for any host; it ends at the command
@@ -426,13 +420,7 @@ def test_a_command_arriving_just_after_the_doorbell_is_served_without_a_wake_up(
         os.read(r, 4)                           # the first answer's doorbell
         later.append(k.queue(rw(op.READ_10, 8, 8), data_in=4096))
 
-    t = threading.Thread(target=initiator)
-    t.start()
-    assert dev.drain() == 2
-    t.join(10)
-    got = k.reap()
-    assert got[first]["data"] == data[:4096] and got[later[0]]["data"] == data[4096:8192]
-    assert dev.fast.bursts == 1
+    served_in_one_call(k, dev, data, first, later, initiator)
     dev.fast.spin_ns = 0
     k.queue(rw(op.READ_10, 16, 8), data_in=4096)
     assert dev.drain() == 1 and dev.fast.bursts == 1        # no wait: back to the loop
