@@ -23,7 +23,9 @@
 #include <structmember.h>
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/uio.h>
 #include <time.h>
@@ -50,6 +52,74 @@
 
 enum { READS_OFF = 0, READS_PLAIN = 1, READS_NOWAIT = 2 };
 
+/* The ring's lock and its doorbell protocol, one per device, shared by Python (Device.lock),
+ * the walk and the copy threads: whoever writes answers into the ring holds the lock, then
+ * rings the doorbell or leaves it to whoever is ringing it now. The kernel copies a read's
+ * data to the initiator inside the doorbell write (1 MiB: milliseconds under emulation), so
+ * only one writer waits there and the others go on; one write covers every answer written
+ * before it (as tcmu-runner's aio_command_finish does). */
+typedef struct {
+    PyObject_HEAD
+    pthread_mutex_t mu;
+    int bell_pending;           /* an answer waits for a doorbell */
+    int bell_busy;              /* someone is ringing it */
+} RingLock;
+
+static PyTypeObject RingLockType;
+
+static inline void rl_lock(RingLock *l) { pthread_mutex_lock(&l->mu); }
+static inline void rl_unlock(RingLock *l) { pthread_mutex_unlock(&l->mu); }
+
+/* Under the lock, after writing answers: whether the caller rings the doorbell. */
+static int rl_claim(RingLock *l)
+{
+    l->bell_pending = 1;
+    if (l->bell_busy)
+        return 0;
+    l->bell_busy = 1;
+    return 1;
+}
+
+/* Without the lock, after rl_claim said so: ring until no answer is left waiting. -1 with
+ * errno when the write failed. */
+static int rl_ring(RingLock *l, int fd)
+{
+    static const uint32_t zero = 0;
+    for (;;) {
+        rl_lock(l);
+        l->bell_pending = 0;
+        rl_unlock(l);
+        if (write(fd, &zero, 4) < 0) {
+            int e = errno;
+            rl_lock(l);
+            l->bell_busy = 0;
+            rl_unlock(l);
+            errno = e;
+            return -1;
+        }
+        rl_lock(l);
+        if (!l->bell_pending) {
+            l->bell_busy = 0;
+            rl_unlock(l);
+            return 0;
+        }
+        rl_unlock(l);
+    }
+}
+
+/* A large read handed to a copy thread: what the read needs, and what Python needs to serve
+ * it itself when the read would wait or fails (its CDB and iovecs as data-area offsets). */
+typedef struct Job {
+    struct Job *next;
+    uint16_t cmd_id;
+    uint8_t nowait, cdb_len;
+    uint8_t cdb[16];
+    off_t pos;
+    uint64_t total;
+    int iov_cnt;
+    struct iovec iov[];
+} Job;
+
 typedef struct {
     PyObject_HEAD
     Py_buffer view;
@@ -58,6 +128,17 @@ typedef struct {
     uint64_t map_len, cmdr_off, cmdr_size, data_off;
     int fd;                     /* the backend's buffered descriptor */
     int doorbell_fd;
+    RingLock *lock;
+    /* copy threads: reads larger than max_read, from the page cache (RWF_NOWAIT) */
+    int done_fd;                /* an eventfd: a copy thread handed a read back (-1: none) */
+    int nthreads;
+    pthread_t *threads;
+    pthread_mutex_t mu;         /* the queues below */
+    pthread_cond_t work_cv, idle_cv;
+    Job *queue, *queue_last, *failed, *failed_last;
+    long running;               /* queued or being done */
+    long in_flight;             /* taken here and not yet answered nor reaped */
+    int stopping;
     /* set from Python (Device._fast_config) whenever what they mirror may have changed */
     int enabled;                /* no unit attention pending, the device not failed */
     int reads;                  /* READS_OFF, READS_PLAIN (memory), READS_NOWAIT (may wait) */
@@ -66,7 +147,7 @@ typedef struct {
     long long num_blocks;
     int block_size;
     /* counters, added to the device's own in its status */
-    long long commands, read_count, write_count, read_bytes, write_bytes;
+    long long commands, read_count, write_count, read_bytes, write_bytes, copied;
     long long bursts;           /* walks after a doorbell that found more to serve */
     long long spin_ns;
 } FastPath;
@@ -89,6 +170,26 @@ static inline uint32_t load_head(const uint8_t *map)
 static inline void store_tail(uint8_t *map, uint32_t tail)
 {
     __atomic_store_n((uint32_t *)(map + MB_CMD_TAIL), tail, __ATOMIC_RELEASE);
+}
+
+static inline uint32_t load_tail(const uint8_t *map)
+{
+    return __atomic_load_n((const uint32_t *)(map + MB_CMD_TAIL), __ATOMIC_RELAXED);
+}
+
+#define ADD(field, n) __atomic_fetch_add(&(field), (n), __ATOMIC_RELAXED)
+
+/* the walk and the copy threads count at the same time */
+static inline void count(FastPath *self, int is_write, uint64_t total)
+{
+    ADD(self->commands, 1);
+    if (is_write) {
+        ADD(self->write_count, 1);
+        ADD(self->write_bytes, (long long)total);
+    } else {
+        ADD(self->read_count, 1);
+        ADD(self->read_bytes, (long long)total);
+    }
 }
 
 /* The opcode's (is_write, lba, blocks) for the READs and WRITEs served here; 0 for others. */
@@ -147,10 +248,31 @@ static int answer_slot(FastPath *self, uint32_t tail, uint32_t left, uint32_t *s
     return 1;
 }
 
+/* Under the ring lock: GOOD for cmd_id at the tail slot, `left` bytes of taken entries from
+ * the tail on; 0 (nothing written) when the ring cannot take it. */
+static int answer_good(FastPath *self, uint16_t cmd_id, uint32_t left_to)
+{
+    uint8_t *map = self->map;
+    const uint32_t size = (uint32_t)self->cmdr_size;
+    uint32_t tail = load_tail(map), slot, new_tail;
+    if (!answer_slot(self, tail, (left_to - tail + size) % size, &slot, &new_tail))
+        return 0;
+    /* cmd_id, kflags kept, uflags 0, status 0, read_len 0 */
+    uint8_t *s = map + self->cmdr_off + slot;
+    memcpy(s + 4, &cmd_id, 2);
+    s[7] = 0;
+    memset(s + 8, 0, 8);
+    store_tail(map, new_tail);
+    return 1;
+}
+
+static int enqueue(FastPath *self, uint16_t cmd_id, const uint8_t *cdb, int cdb_len, off_t pos, uint64_t total,
+                   const struct iovec *iov, uint32_t n);
+
 /* One walk from *next to cmd_head, serving; returns how many commands were answered. *next
  * follows ring.py's Ring.next; Ring.pending does not change (every command taken here is
  * answered here). */
-static long walk(FastPath *self, uint32_t *next, int *rest)
+static long walk(FastPath *self, uint32_t *next, int *rest, long *queued)
 {
     uint8_t *map = self->map;
     const uint64_t map_len = self->map_len, data_off = self->data_off, base = self->cmdr_off;
@@ -208,16 +330,25 @@ static long walk(FastPath *self, uint32_t *next, int *rest)
             iov[i].iov_len = n;
             total += n;
         }
-        if (bad || total != want || (!is_write && total > (uint64_t)self->max_read))
+        if (bad || total != want)
             break;
-        /* the answer's slot, checked before any I/O: a ring that cannot take the answer is
-         * Python's to fail, with nothing done */
         uint32_t after = (nxt + length) % size, slot, new_tail;
-        uint32_t tail = __atomic_load_n((uint32_t *)(map + MB_CMD_TAIL), __ATOMIC_RELAXED);
-        uint32_t taken = (after - tail + size) % size;
-        if (!answer_slot(self, tail, taken, &slot, &new_tail))
-            break;
         off_t pos = (off_t)(lba * (uint64_t)self->block_size);
+        if (!is_write && total > (uint64_t)self->max_read) {
+            /* large: to a copy thread, which answers and rings itself (so the kernel's copy
+             * in its doorbell overlaps the next read), or Python's */
+            if (!self->nthreads || !enqueue(self, cmd_id, cdb, cdb_len, pos, total, iov, iov_cnt))
+                break;
+            nxt = after;
+            left -= length;
+            (*queued)++;
+            continue;
+        }
+        /* the answer's slot, checked before any I/O: a ring that cannot take the answer is
+         * Python's to fail, with nothing done (checked again under the lock after it: a copy
+         * thread may have answered meanwhile) */
+        if (!answer_slot(self, load_tail(map), (after - load_tail(map) + size) % size, &slot, &new_tail))
+            break;
         ssize_t got;
         if (is_write) {
             got = pwritev2(self->fd, iov, (int)iov_cnt, pos, 0);
@@ -228,23 +359,15 @@ static long walk(FastPath *self, uint32_t *next, int *rest)
         }
         if (got < 0 || (uint64_t)got != total)
             break;                          /* would wait, short, failed: Python's to answer */
-        /* GOOD at the slot: cmd_id, kflags kept, uflags 0, status 0, read_len 0 */
-        uint8_t *s = map + base + slot;
-        memcpy(s + 4, &cmd_id, 2);
-        s[7] = 0;
-        memset(s + 8, 0, 8);
-        store_tail(map, new_tail);
+        rl_lock(self->lock);
+        int ok = answer_good(self, cmd_id, after);
+        rl_unlock(self->lock);
+        if (!ok)
+            break;                          /* Python does it again and fails the ring */
         nxt = after;
         left -= length;
         answered++;
-        self->commands++;
-        if (is_write) {
-            self->write_count++;
-            self->write_bytes += (long long)total;
-        } else {
-            self->read_count++;
-            self->read_bytes += (long long)total;
-        }
+        count(self, is_write, total);
     }
     *next = nxt;
     *rest = left != 0;
@@ -289,16 +412,18 @@ static int spin_for_more(FastPath *self, uint32_t next)
  * served now rather than after another wake-up of the Python loop, which under emulation
  * costs more than the commands (4k QD32 in the guest: one wake-up per command or two).
  * Bounded, so the loop's other devices get their turn. */
-static long serve_ring(FastPath *self, uint32_t *next, int *rest, int ring_bell)
+static long serve_ring(FastPath *self, uint32_t *next, int *rest, long *queued, int ring_bell)
 {
-    static const uint32_t zero = 0;
     long total = 0;
     for (int round = 1;; round++) {
-        long answered = walk(self, next, rest);
+        long answered = walk(self, next, rest, queued);
         total += answered;
         if (!answered || !ring_bell)
             break;
-        if (write(self->doorbell_fd, &zero, 4) < 0)
+        rl_lock(self->lock);
+        int mine = rl_claim(self->lock);
+        rl_unlock(self->lock);
+        if (mine && rl_ring(self->lock, self->doorbell_fd) < 0)
             return -1;
         if (*rest || round >= BURST_ROUNDS)
             break;
@@ -324,10 +449,10 @@ static PyObject *FastPath_serve(FastPath *self, PyObject *const *args, Py_ssize_
     if (PyErr_Occurred() || ring_bell < 0)
         return NULL;
     uint32_t next = (uint32_t)nx, before = next;
-    long answered;
+    long answered, queued = 0;
     int err = 0, rest = 1;
     Py_BEGIN_ALLOW_THREADS
-    answered = serve_ring(self, &next, &rest, ring_bell);
+    answered = serve_ring(self, &next, &rest, &queued, ring_bell);
     if (answered < 0)
         err = errno;
     Py_END_ALLOW_THREADS
@@ -335,13 +460,204 @@ static PyObject *FastPath_serve(FastPath *self, PyObject *const *args, Py_ssize_
         errno = err;
         return PyErr_SetFromErrno(PyExc_OSError);
     }
-    if (answered == 0 && next == before)
+    if (answered == 0 && queued == 0 && next == before)
         Py_RETURN_NONE;
-    return Py_BuildValue("(klO)", (unsigned long)next, answered, rest ? Py_True : Py_False);
+    return Py_BuildValue("(klO)", (unsigned long)next, answered + queued, rest ? Py_True : Py_False);
+}
+
+/* Copy threads */
+
+static int enqueue(FastPath *self, uint16_t cmd_id, const uint8_t *cdb, int cdb_len, off_t pos, uint64_t total,
+                   const struct iovec *iov, uint32_t n)
+{
+    Job *j = malloc(sizeof(Job) + n * sizeof(struct iovec));
+    if (j == NULL)
+        return 0;
+    j->next = NULL;
+    j->cmd_id = cmd_id;
+    j->nowait = self->reads == READS_NOWAIT;
+    memset(j->cdb, 0, sizeof j->cdb);
+    memcpy(j->cdb, cdb, (size_t)cdb_len);
+    j->cdb_len = (uint8_t)cdb_len;
+    j->pos = pos;
+    j->total = total;
+    j->iov_cnt = (int)n;
+    memcpy(j->iov, iov, n * sizeof(struct iovec));
+    pthread_mutex_lock(&self->mu);
+    if (self->queue_last)
+        self->queue_last->next = j;
+    else
+        self->queue = j;
+    self->queue_last = j;
+    self->running++;
+    __atomic_fetch_add(&self->in_flight, 1, __ATOMIC_RELEASE);
+    pthread_cond_signal(&self->work_cv);
+    pthread_mutex_unlock(&self->mu);
+    return 1;
+}
+
+/* Read, answer GOOD, ring (tcmu-runner's file handler: a pread and a doorbell per thread).
+ * What would wait for the medium (RWF_NOWAIT: not all in the page cache), came short or
+ * failed goes back to Python through done_fd: its I/O threads wait, its senses answer. */
+static void *copier(void *arg)
+{
+    FastPath *self = arg;
+    static const uint64_t one = 1;
+    const uint32_t size = (uint32_t)self->cmdr_size;
+    pthread_mutex_lock(&self->mu);
+    for (;;) {
+        while (self->queue == NULL && !self->stopping)
+            pthread_cond_wait(&self->work_cv, &self->mu);
+        Job *j = self->queue;
+        if (j == NULL)
+            break;                          /* stopping, and nothing left to do */
+        self->queue = j->next;
+        if (self->queue == NULL)
+            self->queue_last = NULL;
+        pthread_mutex_unlock(&self->mu);
+        ssize_t got = preadv2(self->fd, j->iov, j->iov_cnt, j->pos, j->nowait ? RWF_NOWAIT : 0);
+        int answered = 0, mine = 0;
+        if (got >= 0 && (uint64_t)got == j->total) {
+            rl_lock(self->lock);
+            /* every entry up to cmd_head that holds an answer was taken: answers never
+             * outnumber the commands taken, so the slot is a taken one */
+            answered = answer_good(self, j->cmd_id, load_head(self->map) % size);
+            if (answered) {
+                __atomic_fetch_sub(&self->in_flight, 1, __ATOMIC_RELEASE);
+                mine = rl_claim(self->lock);
+            }
+            rl_unlock(self->lock);
+        }
+        if (answered) {
+            count(self, 0, j->total);
+            ADD(self->copied, 1);
+            free(j);
+            if (mine && rl_ring(self->lock, self->doorbell_fd) < 0) {
+                /* the device went away: the event loop finds out on its next read */
+            }
+            pthread_mutex_lock(&self->mu);
+        } else {
+            pthread_mutex_lock(&self->mu);
+            j->next = NULL;
+            if (self->failed_last)
+                self->failed_last->next = j;
+            else
+                self->failed = j;
+            self->failed_last = j;
+            pthread_mutex_unlock(&self->mu);
+            if (write(self->done_fd, &one, sizeof one) < 0) {
+                /* an eventfd counter does not overflow in practice; the loop reaps anyway */
+            }
+            pthread_mutex_lock(&self->mu);
+        }
+        if (--self->running == 0)
+            pthread_cond_broadcast(&self->idle_cv);
+    }
+    pthread_mutex_unlock(&self->mu);
+    return NULL;
+}
+
+static PyObject *FastPath_start(FastPath *self, PyObject *arg)
+{
+    long n = PyLong_AsLong(arg);
+    if (n == -1 && PyErr_Occurred())
+        return NULL;
+    if (self->nthreads || n <= 0 || n > 64 || self->done_fd < 0 || !self->have_view) {
+        PyErr_SetString(PyExc_ValueError, "start(threads): 1..64 threads, once, with a done_fd");
+        return NULL;
+    }
+    self->threads = calloc((size_t)n, sizeof(pthread_t));
+    if (self->threads == NULL)
+        return PyErr_NoMemory();
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setstacksize(&attr, 64 * 1024);
+    for (long i = 0; i < n; i++) {
+        int e = pthread_create(&self->threads[i], &attr, copier, self);
+        if (e) {
+            pthread_attr_destroy(&attr);
+            errno = e;
+            return PyErr_SetFromErrno(PyExc_OSError);   /* close() stops those started */
+        }
+        self->nthreads = (int)i + 1;
+    }
+    pthread_attr_destroy(&attr);
+    Py_RETURN_NONE;
+}
+
+/* On the loop: the reads the copy threads handed back, as (cmd_id, cdb, [(data-area offset,
+ * length), ...]), for Python to serve with its full semantics. */
+static PyObject *FastPath_reap(FastPath *self, PyObject *unused)
+{
+    uint64_t v;
+    if (self->done_fd >= 0 && read(self->done_fd, &v, sizeof v) < 0) {
+        /* EAGAIN: nothing signalled since the last reap; what is there is taken anyway */
+    }
+    pthread_mutex_lock(&self->mu);
+    Job *j = self->failed;
+    self->failed = self->failed_last = NULL;
+    pthread_mutex_unlock(&self->mu);
+    PyObject *out = PyList_New(0);
+    for (Job *nj; j != NULL; j = nj) {
+        nj = j->next;
+        if (out != NULL) {
+            PyObject *iovs = PyList_New(j->iov_cnt), *item = NULL;
+            if (iovs != NULL) {
+                for (int i = 0; i < j->iov_cnt; i++)
+                    PyList_SET_ITEM(iovs, i, Py_BuildValue("(KK)",
+                        (unsigned long long)((uint8_t *)j->iov[i].iov_base - self->map),
+                        (unsigned long long)j->iov[i].iov_len));
+                item = Py_BuildValue("(iy#N)", (int)j->cmd_id, (const char *)j->cdb, (Py_ssize_t)j->cdb_len, iovs);
+            }
+            if (item == NULL || PyList_Append(out, item) < 0)
+                Py_CLEAR(out);      /* MemoryError: the daemon fails the device */
+            Py_XDECREF(item);
+        }
+        __atomic_fetch_sub(&self->in_flight, 1, __ATOMIC_RELEASE);
+        free(j);
+    }
+    return out;
+}
+
+/* Until the copy threads have done every read handed to them (answered or handed back). */
+static PyObject *FastPath_wait_idle(FastPath *self, PyObject *unused)
+{
+    Py_BEGIN_ALLOW_THREADS
+    pthread_mutex_lock(&self->mu);
+    while (self->running > 0)
+        pthread_cond_wait(&self->idle_cv, &self->mu);
+    pthread_mutex_unlock(&self->mu);
+    Py_END_ALLOW_THREADS
+    Py_RETURN_NONE;
+}
+
+static void stop_threads(FastPath *self)
+{
+    if (self->nthreads == 0)
+        return;
+    pthread_mutex_lock(&self->mu);
+    self->stopping = 1;
+    pthread_cond_broadcast(&self->work_cv);
+    pthread_mutex_unlock(&self->mu);
+    for (int i = 0; i < self->nthreads; i++)
+        pthread_join(self->threads[i], NULL);
+    self->nthreads = 0;
+    free(self->threads);
+    self->threads = NULL;
+    for (Job *j = self->failed, *nj; j != NULL; j = nj) {
+        nj = j->next;
+        free(j);
+    }
+    self->failed = self->failed_last = NULL;
+    self->in_flight = 0;
 }
 
 static PyObject *FastPath_close(FastPath *self, PyObject *unused)
 {
+    /* the copy threads write into the data area: they end before the mapping may go */
+    Py_BEGIN_ALLOW_THREADS
+    stop_threads(self);
+    Py_END_ALLOW_THREADS
     if (self->have_view) {
         PyBuffer_Release(&self->view);
         self->have_view = 0;
@@ -352,15 +668,24 @@ static PyObject *FastPath_close(FastPath *self, PyObject *unused)
 
 static int FastPath_init(FastPath *self, PyObject *args, PyObject *kwds)
 {
-    static char *kwlist[] = {"buffer", "fd", "doorbell_fd", NULL};
-    PyObject *buf;
-    int fd, doorbell_fd;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "Oii", kwlist, &buf, &fd, &doorbell_fd))
+    static char *kwlist[] = {"buffer", "fd", "doorbell_fd", "lock", "done_fd", NULL};
+    PyObject *buf, *lock = NULL;
+    int fd, doorbell_fd, done_fd = -1;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "Oii|O!i", kwlist, &buf, &fd, &doorbell_fd,
+                                     &RingLockType, &lock, &done_fd))
         return -1;
-    if (self->have_view) {
-        PyBuffer_Release(&self->view);
-        self->have_view = 0;
+    if (self->have_view || self->lock) {
+        PyErr_SetString(PyExc_ValueError, "a FastPath is set up once");
+        return -1;
     }
+    if (lock == NULL && (lock = PyObject_CallNoArgs((PyObject *)&RingLockType)) == NULL)
+        return -1;
+    else if (lock != NULL)
+        Py_INCREF(lock);
+    self->lock = (RingLock *)lock;
+    pthread_mutex_init(&self->mu, NULL);
+    pthread_cond_init(&self->work_cv, NULL);
+    pthread_cond_init(&self->idle_cv, NULL);
     if (PyObject_GetBuffer(buf, &self->view, PyBUF_WRITABLE | PyBUF_SIMPLE) < 0)
         return -1;
     self->have_view = 1;
@@ -379,6 +704,7 @@ static int FastPath_init(FastPath *self, PyObject *args, PyObject *kwds)
     self->data_off = self->cmdr_off + self->cmdr_size;
     self->fd = fd;
     self->doorbell_fd = doorbell_fd;
+    self->done_fd = done_fd;
     self->enabled = 0;          /* until Device._fast_config says what is allowed */
     self->reads = READS_OFF;
     self->writes = 0;
@@ -388,8 +714,10 @@ static int FastPath_init(FastPath *self, PyObject *args, PyObject *kwds)
 
 static void FastPath_dealloc(FastPath *self)
 {
+    stop_threads(self);
     if (self->have_view)
         PyBuffer_Release(&self->view);
+    Py_XDECREF(self->lock);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
@@ -398,7 +726,13 @@ static PyMethodDef FastPath_methods[] = {
      "serve(next, ring_bell) -> (next, answered, rest) or None: answer the plain "
      "READs and WRITEs from the ring position `next` on, stopping at the first other entry "
      "(rest: entries are left for Python)"},
-    {"close", (PyCFunction)FastPath_close, METH_NOARGS, "let go of the mapping"},
+    {"close", (PyCFunction)FastPath_close, METH_NOARGS,
+     "stop the copy threads (after what they hold is done) and let go of the mapping"},
+    {"start", (PyCFunction)FastPath_start, METH_O, "start(threads): copy threads for reads over max_read"},
+    {"reap", (PyCFunction)FastPath_reap, METH_NOARGS,
+     "reap() -> [(cmd_id, cdb, [(offset, length), ...])]: the reads the copy threads handed back"},
+    {"wait_idle", (PyCFunction)FastPath_wait_idle, METH_NOARGS,
+     "wait until the copy threads have done every read handed to them"},
     {NULL}
 };
 
@@ -416,7 +750,103 @@ static PyMemberDef FastPath_members[] = {
     {"write_bytes", T_LONGLONG, offsetof(FastPath, write_bytes), READONLY, "bytes written"},
     {"spin_ns", T_LONGLONG, offsetof(FastPath, spin_ns), 0, "wait this long for more after a doorbell"},
     {"bursts", T_LONGLONG, offsetof(FastPath, bursts), READONLY, "walks after a doorbell that found more"},
+    {"copied", T_LONGLONG, offsetof(FastPath, copied), READONLY, "reads answered by a copy thread"},
+    {"in_flight", T_LONG, offsetof(FastPath, in_flight), READONLY, "taken, not yet answered nor reaped"},
+    {"threads", T_INT, offsetof(FastPath, nthreads), READONLY, "copy threads"},
     {NULL}
+};
+
+/* RingLock for Python: `with lock:` (the GIL let go while it waits), claim_bell(), ring_bell(fd) */
+
+static int RingLock_init(RingLock *self, PyObject *args, PyObject *kwds)
+{
+    if (PyTuple_GET_SIZE(args) || (kwds && PyDict_GET_SIZE(kwds))) {
+        PyErr_SetString(PyExc_TypeError, "RingLock() takes no arguments");
+        return -1;
+    }
+    return 0;
+}
+
+static PyObject *RingLock_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    RingLock *self = (RingLock *)type->tp_alloc(type, 0);
+    if (self != NULL)
+        pthread_mutex_init(&self->mu, NULL);
+    return (PyObject *)self;
+}
+
+static void RingLock_dealloc(RingLock *self)
+{
+    pthread_mutex_destroy(&self->mu);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyObject *RingLock_enter(RingLock *self, PyObject *unused)
+{
+    if (pthread_mutex_trylock(&self->mu) != 0) {
+        Py_BEGIN_ALLOW_THREADS
+        pthread_mutex_lock(&self->mu);
+        Py_END_ALLOW_THREADS
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *RingLock_exit(RingLock *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    pthread_mutex_unlock(&self->mu);
+    Py_RETURN_FALSE;
+}
+
+static PyObject *RingLock_claim_bell(RingLock *self, PyObject *unused)
+{
+    return PyBool_FromLong(rl_claim(self));
+}
+
+static PyObject *RingLock_ring_bell(RingLock *self, PyObject *arg)
+{
+    long fdl = PyLong_AsLong(arg);
+    int fd = (int)fdl, r, err = 0;
+    if (fdl == -1 && PyErr_Occurred())
+        return NULL;
+    Py_BEGIN_ALLOW_THREADS
+    r = rl_ring(self, fd);
+    if (r < 0)
+        err = errno;
+    Py_END_ALLOW_THREADS
+    if (r < 0) {
+        errno = err;
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef RingLock_methods[] = {
+    {"__enter__", (PyCFunction)RingLock_enter, METH_NOARGS, "take the lock"},
+    {"__exit__", (PyCFunction)(void (*)(void))RingLock_exit, METH_FASTCALL, "let go of it"},
+    {"claim_bell", (PyCFunction)RingLock_claim_bell, METH_NOARGS,
+     "under the lock, after writing answers: whether the caller rings the doorbell (ring_bell)"},
+    {"ring_bell", (PyCFunction)RingLock_ring_bell, METH_O,
+     "ring_bell(fd), without the lock: ring until no answer is left waiting"},
+    {NULL}
+};
+
+static PyMemberDef RingLock_members[] = {
+    {"bell_pending", T_INT, offsetof(RingLock, bell_pending), READONLY, "an answer waits for a doorbell"},
+    {"bell_busy", T_INT, offsetof(RingLock, bell_busy), READONLY, "someone is ringing it"},
+    {NULL}
+};
+
+static PyTypeObject RingLockType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "lioctl.tcmu._fastpath.RingLock",
+    .tp_basicsize = sizeof(RingLock),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "A device ring's lock and doorbell protocol, shared by Python and the native path",
+    .tp_new = RingLock_new,
+    .tp_init = (initproc)RingLock_init,
+    .tp_dealloc = (destructor)RingLock_dealloc,
+    .tp_methods = RingLock_methods,
+    .tp_members = RingLock_members,
 };
 
 static PyTypeObject FastPathType = {
@@ -440,7 +870,7 @@ static struct PyModuleDef module = {
 
 PyMODINIT_FUNC PyInit__fastpath(void)
 {
-    if (PyType_Ready(&FastPathType) < 0)
+    if (PyType_Ready(&FastPathType) < 0 || PyType_Ready(&RingLockType) < 0)
         return NULL;
     PyObject *m = PyModule_Create(&module);
     if (m == NULL)
@@ -448,6 +878,12 @@ PyMODINIT_FUNC PyInit__fastpath(void)
     Py_INCREF(&FastPathType);
     if (PyModule_AddObject(m, "FastPath", (PyObject *)&FastPathType) < 0) {
         Py_DECREF(&FastPathType);
+        Py_DECREF(m);
+        return NULL;
+    }
+    Py_INCREF(&RingLockType);
+    if (PyModule_AddObject(m, "RingLock", (PyObject *)&RingLockType) < 0) {
+        Py_DECREF(&RingLockType);
         Py_DECREF(m);
         return NULL;
     }

@@ -45,6 +45,14 @@ class Reaper:
         self.dev, self.fd = dev, fd
 
 
+class NativeDone:
+    """The eventfd of a device's copy threads, which hand back reads (device.py: reap_native)."""
+    __slots__ = ("dev",)
+
+    def __init__(self, dev):
+        self.dev = dev
+
+
 class AlreadyRunning(Exception):
     pass
 
@@ -194,6 +202,8 @@ class Daemon:
                         continue
                     if what.__class__ is Device:
                         self._service(what)
+                    elif what.__class__ is NativeDone:
+                        self._service(what.dev, what.dev.reap_native)
                     elif what.__class__ is Reaper:
                         self._reap(what.dev)
                     elif what == "completions":
@@ -343,6 +353,8 @@ class Daemon:
         # edge-triggered: every kernel notification wakes us once, so the doorbell's event
         # count need not be read (one system call less per wake-up)
         self.watch(dev.fd, dev, edge=True)
+        if getattr(dev, "native_done_fd", -1) >= 0:
+            self.watch(dev.native_done_fd, NativeDone(dev))
         cfd = dev.backend.completion_fd()
         if cfd is not None:
             dev.reaper = Reaper(dev, cfd)
@@ -359,14 +371,17 @@ class Daemon:
             return
         self.failed.pop(dev.key, None)
         self.unwatch(dev.fd)
+        if getattr(dev, "native_done_fd", -1) >= 0:
+            self.unwatch(dev.native_done_fd)
         if getattr(dev, "reaper", None) is not None:
             self.unwatch(dev.reaper.fd)
         dev.close()
         log.info("stopped serving %s", dev.key)
 
-    def _service(self, dev: Device) -> None:
+    def _service(self, dev: Device, work=None) -> None:
+        """dev.drain() (or `work`), with what a failure means for the device."""
         try:
-            dev.drain()
+            (work or dev.drain)()
         except OSError as e:
             if e.errno in (errno.EIO, errno.ENODEV, errno.ENXIO):   # device gone under us
                 self.detach(dev.minor)

@@ -169,25 +169,29 @@ class Harness:
 
 
 def sim_device(backend, doorbell_fd: int, pool=None, ring_size: int = 16384, data_blocks: int = 1024,
-               queue=None, native: bool = False, **unit):
+               queue=None, native: bool = False, copy_threads: int = 0, **unit):
     """A Device served from the simulated ring over `backend`, without UIO or configfs: the
     doorbell goes to doorbell_fd. For Device.drain's tests and bench/tcmu_hot_path.py.
-    native: with the C path (_fastpath.c) in front, as the daemon serves a file backend."""
-    import threading
-    from lioctl.tcmu.device import Counters, Device
+    native: with the C path (_fastpath.c) in front, as the daemon serves a file backend;
+    copy_threads: its threads for large reads (their hand-backs: Device.reap_native)."""
+    import os
+    from lioctl.tcmu.device import Counters, Device, ring_lock
     from lioctl.tcmu.scsi.emulator import Emulator, Unit
     k = SimKernel(ring_size=ring_size, data_blocks=data_blocks)
     dev = Device.__new__(Device)
-    dev.ring, dev.pool, dev.disk_pool, dev.lock = R.Ring(k.buf), pool, pool, threading.Lock()
+    dev.ring, dev.pool, dev.disk_pool, dev.lock = R.Ring(k.buf), pool, pool, ring_lock()
     dev.emulator = Emulator(Unit(num_blocks=backend.size // 512, **unit), backend)
     dev.counters, dev.futures, dev.map, dev.fd, dev.broken = Counters(), set(), None, doorbell_fd, None
     dev.backend, dev.unit, dev.queue, dev.acmds, dev.late = backend, dev.emulator.unit, queue, None, []
     dev.name, dev.hba, dev.cfs = "sim", "user_0", "/nonexistent"
-    dev.bell_pending = dev.bell_busy = False
-    dev.fast = None
+    dev.fast, dev.native_done_fd = None, -1
     if native:
         from lioctl.tcmu import _fastpath
-        dev.fast = _fastpath.FastPath(dev.ring.mv, backend.native_fd, doorbell_fd)
+        if copy_threads:
+            dev.native_done_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        dev.fast = _fastpath.FastPath(dev.ring.mv, backend.native_fd, doorbell_fd, dev.lock, dev.native_done_fd)
+        if copy_threads:
+            dev.fast.start(copy_threads)
         dev.fast_config()
     if queue is not None and backend.asynchronous:
         dev.start_async()       # an asynchronous backend's answers come back through the queue

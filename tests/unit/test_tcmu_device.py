@@ -58,7 +58,7 @@ def test_threads_answer_while_another_rings_the_doorbell_and_one_ring_covers_the
             if every_answer_in_the_ring():
                 break
             threading.Event().wait(0.01)
-        assert every_answer_in_the_ring() and dev.bell_busy and len(dev.futures) >= 1
+        assert every_answer_in_the_ring() and dev.lock.bell_busy and len(dev.futures) >= 1
         while dev.futures:                  # let the doorbell through
             try:
                 os.read(r, 1 << 16)
@@ -66,7 +66,7 @@ def test_threads_answer_while_another_rings_the_doorbell_and_one_ring_covers_the
                 threading.Event().wait(0.001)
         got = k.reap()
         assert sorted(got) == sorted(ids) and all(a["status"] == 0 for a in got.values())
-        assert not dev.bell_busy and not dev.bell_pending
+        assert not dev.lock.bell_busy and not dev.lock.bell_pending
 
 
 def test_inline_batch_counts_and_answers_every_kind():

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import concurrent.futures
 import os
+import select
 import signal
 import struct
 import threading
+import time
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -334,7 +336,7 @@ def test_while_an_io_thread_answers_the_c_path_answers_under_the_lock_and_rings_
         assert os.read(r, 64)
         gate.set()
         dev.quiesce()
-        assert k.reap()[fua]["status"] == 0 and not dev.bell_busy
+        assert k.reap()[fua]["status"] == 0 and not dev.lock.bell_busy
         dev.stop_fast()
     b.close()
     assert path.read_bytes()[:512] == b"F" * 512
@@ -426,3 +428,134 @@ def test_a_command_arriving_just_after_the_doorbell_is_served_without_a_wake_up(
     assert dev.drain() == 1 and dev.fast.bursts == 1        # no wait: back to the loop
     dev.stop_fast()
     b.close()
+
+
+# Copy threads: reads larger than max_read, answered (and the doorbell rung) off the loop
+
+def copy_device(tmp_path, content: bytes, pool=None, threads: int = 2, **unit):
+    b, path = backing_file(tmp_path, content)
+    r, w = os.pipe()
+    os.set_blocking(r, False)
+    k, dev = sim_device(b, w, pool, native=True, copy_threads=threads, **unit)
+    return k, dev, b, r
+
+
+def meaning(answers: dict) -> dict:
+    """Answers with only the sense bytes the sense says it has (none for GOOD): the rest of
+    the field is whatever its slot held before, and answers from threads land in other slots
+    than Python's."""
+    return {i: dict(a, sense=a["sense"][:8 + a["sense"][7]] if a["status"] else b"") for i, a in answers.items()}
+
+
+def answers_of(k, dev, ids, timeout=30.0) -> dict:
+    """The answers to `ids`, polled from the ring as the copy threads write them."""
+    got, deadline = {}, time.monotonic() + timeout
+    while not set(ids) <= set(got):
+        got.update(k.reap())
+        if dev.native_done_fd >= 0 and select.select([dev.native_done_fd], [], [], 0)[0]:
+            dev.reap_native()           # what the daemon does when a copy thread hands back
+        assert time.monotonic() < deadline, f"unanswered: {set(ids) - set(got)}"
+    return got
+
+
+def test_large_reads_are_answered_by_copy_threads_which_ring_the_doorbell(tmp_path):
+    data = os.urandom(4 * SIZE)
+    k, dev, b, bell = copy_device(tmp_path, data, write_cache=True)
+    assert dev.fast.threads == 2
+    big = [k.queue(rw(op.READ_10, i * 512, 512), data_in=256 * 1024) for i in range(6)]
+    small = k.queue(rw(op.READ_10, 8, 8), data_in=4096)
+    assert dev.drain() == 7                 # taken: one answered here, six handed to the threads
+    got = answers_of(k, dev, big + [small])
+    for i, x in enumerate(big):
+        assert got[x]["status"] == 0 and got[x]["data"] == data[i * 256 * 1024:(i + 1) * 256 * 1024]
+    assert got[small]["data"] == data[4096:8192]
+    assert dev.fast.copied == 6 and dev.counted()["native"] == 7 and dev.counted()["reads"] == 7
+    dev.quiesce()
+    assert dev.fast.in_flight == 0 and not dev.lock.bell_busy and not dev.lock.bell_pending
+    assert os.read(bell, 1 << 16)           # rung by the threads: the loop did not ring for them
+    assert dev.status()["in_flight"] == 0 if hasattr(dev, "minor") else True
+    dev.stop_fast()
+    assert dev.counters.native == 7
+    b.close()
+
+
+def test_a_read_a_copy_thread_cannot_finish_is_served_by_python_with_its_answer(tmp_path):
+    """The file is cut short under the device: the copy thread's read comes back short, it hands
+    the read back (done_fd), and Python serves it as it would have alone (here: zeros past
+    the end of the file); the same answers as Python's alone."""
+    data = os.urandom(SIZE)
+    answers = {}
+    for name, threads in (("copy", 2), ("python", 0)):
+        d = tmp_path / name
+        d.mkdir()
+        k, dev, b, _ = copy_device(d, data, threads=threads, write_cache=True)
+        os.ftruncate(b.fd, SIZE // 2)
+        x = k.queue(rw(op.READ_10, BLOCKS // 2 - 256, 512), data_in=256 * 1024)   # half past the end
+        y = k.queue(rw(op.READ_10, 0, 512), data_in=256 * 1024)
+        dev.drain()
+        got = answers_of(k, dev, [x, y])
+        got = meaning(got)
+        answers[name] = (got[x], got[y], dev.fast.copied)
+        dev.quiesce()
+        dev.stop_fast()
+        b.close()
+    (cx, cy, handed), (px, py, _) = answers["copy"], answers["python"]
+    assert cx == px and cy == py and cy["data"] == data[:256 * 1024]
+    assert handed == 1                      # the short one went back to Python
+
+
+def test_stopping_the_native_path_answers_what_the_copy_threads_hold(tmp_path):
+    data = os.urandom(4 * SIZE)
+    k, dev, b, _ = copy_device(tmp_path, data, write_cache=True)
+    reads = [k.queue(rw(op.READ_16, i * 256, 512), data_in=256 * 1024) for i in range(8)]
+    dev.drain()
+    dev.stop_fast()                         # at once: some are still on the threads
+    got = k.reap()
+    assert set(got) == set(reads) and all(got[x]["status"] == 0 for x in reads)
+    assert dev.fast is None and dev.counters.native == 8
+    b.close()
+
+
+def test_copy_threads_answer_as_python_does(tmp_path, monkeypatch, record_property):
+    """The differential above with reads over 2 KiB on two copy threads, whose answers land
+    in any order: the answers (status, sense, data), the files and the counters must be the
+    same as Python's. A write (or MODE SELECT) waits for the reads before it, as an
+    initiator ordering them would."""
+    import lioctl.tcmu.device as device
+    monkeypatch.setattr(device, "NATIVE_MAX_READ", 2048)
+    cases = {"batches": 0}
+    pair = Pair(tmp_path, bytes(range(256)) * (SIZE // 256), write_cache=True)
+    k, dev, b, path = pair.sides["native"]
+    dev.stop_fast()
+    dev.native_done_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+    dev.fast = _fastpath.FastPath(dev.ring.mv, b.native_fd, pair.null, dev.lock, dev.native_done_fd)
+    dev.fast.start(2)
+    dev.fast_config()
+
+    def drain_both() -> None:
+        got = pair.drain()
+        assert meaning(got["native"]) == meaning(got["python"])
+        assert path.read_bytes() == pair.sides["python"][3].read_bytes()
+
+    @FUZZ
+    @given(work=batches)
+    def one(work):
+        for i, batch in enumerate(work):
+            for j, c in enumerate(batch):
+                if c[0] == "wce" or (c[0] == "rw" and c[1] in RW_OPS[4:]):
+                    drain_both()
+                queue_command(pair, c, i * 31 + j)
+            drain_both()
+            cases["batches"] += 1
+
+    try:
+        one()
+        copied = dev.fast.copied
+        cn, cp = dev.counted(), pair.sides["python"][1].counted()
+    finally:
+        pair.close()
+    for key in ("commands", "reads", "writes", "read_bytes", "write_bytes", "errors"):
+        assert cn[key] == cp[key], key
+    print(f"\ncopy-thread differential: {cases['batches']} batches, {copied} reads on copy threads")
+    record_property("copy_fuzz_batches", cases["batches"])
+    assert cases["batches"] >= 1000 and copied >= 200
