@@ -272,7 +272,7 @@ static int enqueue(FastPath *self, uint16_t cmd_id, const uint8_t *cdb, int cdb_
 /* One walk from *next to cmd_head, serving; returns how many commands were answered. *next
  * follows ring.py's Ring.next; Ring.pending does not change (every command taken here is
  * answered here). */
-static long walk(FastPath *self, uint32_t *next, int *rest, long *queued)
+static long walk(FastPath *self, uint32_t *next, int *rest, long *queued, int locked)
 {
     uint8_t *map = self->map;
     const uint64_t map_len = self->map_len, data_off = self->data_off, base = self->cmdr_off;
@@ -359,9 +359,11 @@ static long walk(FastPath *self, uint32_t *next, int *rest, long *queued)
         }
         if (got < 0 || (uint64_t)got != total)
             break;                          /* would wait, short, failed: Python's to answer */
-        rl_lock(self->lock);
+        if (!locked)
+            rl_lock(self->lock);
         int ok = answer_good(self, cmd_id, after);
-        rl_unlock(self->lock);
+        if (!locked)
+            rl_unlock(self->lock);
         if (!ok)
             break;                          /* Python does it again and fails the ring */
         nxt = after;
@@ -407,7 +409,9 @@ static int spin_for_more(FastPath *self, uint32_t next)
 }
 
 /* Walk, answer, ring; returns how many commands were answered, or -1 with errno when the
- * doorbell write failed. After the doorbell (where the kernel completes what was answered,
+ * doorbell write failed. ring_bell 0: the caller holds the ring lock and rings the doorbell
+ * after letting go of it (Python's I/O threads are answering, and the bound of their
+ * answers is Ring.next, which must follow this walk before they write again). After the doorbell (where the kernel completes what was answered,
  * and its initiator may queue more) the ring is looked at again: what arrived meanwhile is
  * served now rather than after another wake-up of the Python loop, which under emulation
  * costs more than the commands (4k QD32 in the guest: one wake-up per command or two).
@@ -416,7 +420,7 @@ static long serve_ring(FastPath *self, uint32_t *next, int *rest, long *queued, 
 {
     long total = 0;
     for (int round = 1;; round++) {
-        long answered = walk(self, next, rest, queued);
+        long answered = walk(self, next, rest, queued, !ring_bell);
         total += answered;
         if (!answered || !ring_bell)
             break;

@@ -56,11 +56,9 @@ except ValueError:
 # threads per device that copy reads larger than NATIVE_MAX_READ from the page cache into the
 # ring, each answering and ringing the doorbell itself, as tcmu-runner's file handler does with
 # its 2 (guest, ext4, 1 MiB reads at QD8, medians of 2: 280 MiB/s with 2, 244 with 16, against
-# tcmu-runner's 283 and 283). Reads that would wait for the medium go to the I/O threads
-try:
-    COPY_THREADS = min(64, max(0, int(os.environ.get("LIOCTL_TCMU_COPY_THREADS", "2"))))
-except ValueError:
-    COPY_THREADS = 2
+# tcmu-runner's 283 and 283). Reads that would wait for the medium go to the I/O threads.
+# The daemon sets it from LIOCTL_TCMU_COPY_THREADS
+COPY_THREADS = 2
 
 
 class PyRingLock:
@@ -150,6 +148,7 @@ class Counters:
     threaded: int = 0           # commands run on an I/O thread
     cached: int = 0             # reads of a blocking backend answered from the page cache inline
     native: int = 0             # commands answered by the native path (_fastpath.c)
+    copied: int = 0             # of them, reads answered by its copy threads
     asynchronous: int = 0       # commands started on an asynchronous backend
     latency_us_total: int = 0   # their submission-to-answer time, summed
     latency_us_max: int = 0
@@ -181,6 +180,7 @@ class Device:
         self.late: list = []                # answers of completed asynchronous commands
         self.fast = None                    # the native READ/WRITE path (_fastpath.c), if any
         self.native_done_fd = -1            # its copy threads hand reads back (the daemon watches it)
+        self.copy_threads = COPY_THREADS
 
     @property
     def key(self) -> str:
@@ -234,12 +234,13 @@ class Device:
         fd = getattr(self.backend, "native_fd", None)
         if not NATIVE or fd is None or self.ring is None:
             return
-        if COPY_THREADS and self.native_done_fd < 0:
+        copy_threads = min(64, self.copy_threads)
+        if copy_threads and self.native_done_fd < 0:
             self.native_done_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         self.fast = _fastpath.FastPath(self.ring.mv, fd, self.fd, self.lock, self.native_done_fd)
         self.fast.spin_ns = SPIN_NS
-        if COPY_THREADS:
-            self.fast.start(COPY_THREADS)
+        if copy_threads:
+            self.fast.start(copy_threads)
         self.fast_config()
 
     def stop_fast(self) -> None:
@@ -344,7 +345,7 @@ class Device:
         queue-depth-1 job's latency, so the opcode is read once and calls are few."""
         fast = native = self.fast
         done = 0
-        if fast is not None and self.broken is None:
+        if fast is not None and not self.futures and self.broken is None:
             # the native path first, before any of the Python path's set-up: when it answered
             # everything (every plain READ and WRITE), that is all there is to do
             r = fast.serve(self.ring.next, True)
@@ -374,14 +375,22 @@ class Device:
             # Only while an I/O thread may be answering do the ring's tail and pending count
             # need the lock (a future leaves the set after its thread let go of the lock).
             # Python 3.11 reads the clock on every lock acquire: a system call under emulation.
-            # (the native path takes the lock itself, and rings through the shared doorbell)
-            if native is not None and (r := native.serve(ring.next, True)) is not None:
-                ring.next, k, _ = r         # answered, and the doorbell rung
-                done += k
+            # The native path's copy threads answer under the lock too, with their own bound.
             if futures:
+                mine = False
                 with lock:
+                    if native is not None and (r := native.serve(ring.next, False)) is not None:
+                        ring.next, k, _ = r
+                        done += k
+                        mine = k > 0 and self._claim_bell()
                     batch = take()
+                if mine:
+                    self._ring_bell()
             else:
+                # (it takes the lock itself, and rings through the shared doorbell)
+                if native is not None and (r := native.serve(ring.next, True)) is not None:
+                    ring.next, k, _ = r     # answered, and the doorbell rung
+                    done += k
                 batch = take()
             native = fast
             if not batch:
@@ -632,7 +641,7 @@ class Device:
 
 
 def _native_counts(f) -> tuple:
-    return (("commands", f.commands), ("native", f.commands), ("reads", f.reads_done),
+    return (("commands", f.commands), ("native", f.commands), ("copied", f.copied), ("reads", f.reads_done),
             ("writes", f.writes_done), ("read_bytes", f.read_bytes), ("write_bytes", f.write_bytes))
 
 

@@ -148,7 +148,7 @@ def test_a_block_device_is_served_from_io_threads_a_tmpfs_file_inline(lioctl, tm
     stall the event loop: on a block device every read runs on an I/O thread unless the page
     cache holds its data (then it is answered inline without waiting: RWF_NOWAIT), the flush
     on a thread, while a file on tmpfs (memory) is answered inline; write-back writes stay
-    inline."""
+    inline; 1 MiB reads of either go to the native path's copy threads."""
     disk = tmp_path / "disk.img"
     with open(disk, "wb") as f:
         f.truncate(16 * MiB)
@@ -161,6 +161,8 @@ def test_a_block_device_is_served_from_io_threads_a_tmpfs_file_inline(lioctl, tm
         before = {d["name"]: d for d in status(lioctl)["devices"]}
         for _, dev in luns:
             fio(dev, "--rw=randrw", "--bs=4k", "--size=8M", "--iodepth=8", "--verify=crc32c", "--do_verify=1")
+            # 1 MiB reads (over the native path's inline limit): its copy threads, from the page cache
+            fio(dev, "--rw=write", "--bs=1M", "--size=8M", "--iodepth=4", "--verify=crc32c", "--do_verify=1")
         sg("sg_sync", luns[0][1])                                   # SYNCHRONIZE CACHE
         st = {d["name"]: {k: v - before[d["name"]][k] for k, v in d.items() if isinstance(v, int)}
               for d in status(lioctl)["devices"]}
@@ -171,6 +173,7 @@ def test_a_block_device_is_served_from_io_threads_a_tmpfs_file_inline(lioctl, tm
             >= st["ondisk"]["reads"] + 1, st["ondisk"]
         assert st["ondisk"]["native"] > 0, st["ondisk"]            # fio's verify reads what it wrote
         assert st["inmem"]["native"] > 0, st["inmem"]
+        assert st["ondisk"]["copied"] >= 8 and st["inmem"]["copied"] >= 8, st
         # on memory only commands of 128 KiB or more go to threads: none of fio's 4 KiB ones,
         # but udev re-probes a disk closed after writing, with readahead, at any time
         assert st["inmem"]["reads"] > 0 and st["inmem"]["threaded"] * 100 < st["inmem"]["reads"], st["inmem"]

@@ -559,3 +559,44 @@ def test_copy_threads_answer_as_python_does(tmp_path, monkeypatch, record_proper
     print(f"\ncopy-thread differential: {cases['batches']} batches, {copied} reads on copy threads")
     record_property("copy_fuzz_batches", cases["batches"])
     assert cases["batches"] >= 1000 and copied >= 200
+
+
+def test_an_io_thread_answering_while_the_c_path_is_in_the_doorbell_keeps_the_ring_whole(tmp_path):
+    """The C path answers reads while a FUA write is on a Python I/O thread, then waits in the
+    doorbell (the pipe is full); the thread's answer lands meanwhile. Its bound is Ring.next,
+    so the walk must have moved it first (the C path walks under the lock then): otherwise the
+    thread finds the tail past Ring.next and fails the ring."""
+    data = os.urandom(SIZE)
+    gate = threading.Event()
+
+    class Slow(FileBackend):
+        def writev(self, bufs, offset, sync=False):
+            gate.wait()
+            super().writev(bufs, offset, sync)
+
+    b, path = backing_file(tmp_path, data, Slow)
+    r, w = full_doorbell()
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        k, dev = sim_device(b, w, pool, native=True, write_cache=True)
+        fua = k.queue(rw(op.WRITE_10, 0, 1, flags=0x08), data_out=b"F" * 512)
+        dev.drain()
+        assert dev.futures
+        reads = [k.queue(rw(op.READ_10, 8 + i, 1), data_in=512) for i in range(4)]
+        loop = threading.Thread(target=dev.drain)
+        loop.start()
+        deadline = time.monotonic() + 30
+        while struct.unpack_from("<I", k.buf, R.MB_CMD_TAIL)[0] == 0:     # the reads answered
+            assert time.monotonic() < deadline
+        gate.set()                              # the write's answer, while the loop rings
+        concurrent.futures.wait(list(dev.futures), timeout=30)
+        while loop.is_alive():                  # let the doorbells through
+            try:
+                os.read(r, 1 << 16)
+            except BlockingIOError:
+                pass
+            assert time.monotonic() < deadline
+        got = k.reap()
+        assert dev.broken is None and set(got) == {fua, *reads}
+        assert all(got[x]["data"] == data[(8 + i) * 512:(9 + i) * 512] for i, x in enumerate(reads))
+        dev.stop_fast()
+    b.close()
