@@ -107,18 +107,34 @@ static int rl_ring(RingLock *l, int fd)
     }
 }
 
-/* A large read handed to a copy thread: what the read needs, and what Python needs to serve
- * it itself when the read would wait or fails (its CDB and iovecs as data-area offsets). */
+/* A command handed to a thread: what its I/O needs, and what Python needs to serve it itself
+ * when the I/O would wait, comes short or fails (its CDB and iovecs as data-area offsets). */
 typedef struct Job {
     struct Job *next;
     uint16_t cmd_id;
-    uint8_t nowait, cdb_len;
+    uint8_t is_write, sync, nowait, cdb_len;
     uint8_t cdb[16];
     off_t pos;
     uint64_t total;
     int iov_cnt;
     struct iovec iov[];
 } Job;
+
+/* Two lanes of threads per device, started as work comes (up to `max` each):
+ * - copy: reads over max_read from the page cache (RWF_NOWAIT), a few threads, since they
+ *   only copy (as many as the CPUs can use; more only take turns);
+ * - wait: what waits for the medium (reads the page cache does not hold, every read and
+ *   write with O_DIRECT, writes that must be durable: FUA or the write cache off), many
+ *   threads, so a disk gets as many commands at once as the initiator sends. */
+enum { LANE_COPY = 0, LANE_WAIT = 1, LANES = 2 };
+#define LANE_MAX_THREADS 64
+
+typedef struct {
+    Job *head, *last;
+    pthread_cond_t cv;
+    int idle, nthreads, max;
+    pthread_t tid[LANE_MAX_THREADS];
+} Lane;
 
 typedef struct {
     PyObject_HEAD
@@ -127,27 +143,28 @@ typedef struct {
     uint8_t *map;
     uint64_t map_len, cmdr_off, cmdr_size, data_off;
     int fd;                     /* the backend's buffered descriptor */
+    int dfd;                    /* the one the wait lane uses (O_DIRECT with `direct`) */
     int doorbell_fd;
     RingLock *lock;
-    /* copy threads: reads larger than max_read, from the page cache (RWF_NOWAIT) */
-    int done_fd;                /* an eventfd: a copy thread handed a read back (-1: none) */
-    int nthreads;
-    pthread_t *threads;
-    pthread_mutex_t mu;         /* the queues below */
-    pthread_cond_t work_cv, idle_cv;
-    Job *queue, *queue_last, *failed, *failed_last;
+    int done_fd;                /* an eventfd: a thread handed a command back (-1: none) */
+    pthread_mutex_t mu;         /* the lanes and the list below */
+    pthread_cond_t idle_cv;
+    Lane lanes[LANES];
+    Job *failed, *failed_last;
     long running;               /* queued or being done */
     long in_flight;             /* taken here and not yet answered nor reaped */
-    int stopping;
+    int stopping, started;
     /* set from Python (Device._fast_config) whenever what they mirror may have changed */
     int enabled;                /* no unit attention pending, the device not failed */
     int reads;                  /* READS_OFF, READS_PLAIN (memory), READS_NOWAIT (may wait) */
-    int writes;                 /* write-back, writable, buffered */
+    int writes;                 /* write-back WRITEs inline: writable, buffered */
+    int writable;               /* not read-only: any WRITE may go to the wait lane */
+    int write_back;             /* the write cache is on: a WRITE without FUA needs no sync */
     long long max_read;         /* larger reads go to Python (and its I/O threads) */
     long long num_blocks;
     int block_size;
     /* counters, added to the device's own in its status */
-    long long commands, read_count, write_count, read_bytes, write_bytes, copied;
+    long long commands, read_count, write_count, read_bytes, write_bytes, copied, waited;
     long long bursts;           /* walks after a doorbell that found more to serve */
     long long spin_ns;
 } FastPath;
@@ -266,8 +283,8 @@ static int answer_good(FastPath *self, uint16_t cmd_id, uint32_t left_to)
     return 1;
 }
 
-static int enqueue(FastPath *self, uint16_t cmd_id, const uint8_t *cdb, int cdb_len, off_t pos, uint64_t total,
-                   const struct iovec *iov, uint32_t n);
+static int enqueue(FastPath *self, int lane, uint16_t cmd_id, const uint8_t *cdb, int cdb_len, int is_write,
+                   int sync, off_t pos, uint64_t total, const struct iovec *iov, uint32_t n);
 
 /* One walk from *next to cmd_head, serving; returns how many commands were answered. *next
  * follows ring.py's Ring.next; Ring.pending does not change (every command taken here is
@@ -313,8 +330,6 @@ static long walk(FastPath *self, uint32_t *next, int *rest, long *queued, int lo
         uint64_t lba, blocks;
         if (!rw_extent(cdb, &is_write, &lba, &blocks, &cdb_len))
             break;
-        if (is_write ? (!self->writes || (cdb[1] & 0x08)) : self->reads == READS_OFF)
-            break;
         uint64_t nb = (uint64_t)self->num_blocks;
         if (blocks == 0 || blocks > nb || lba > nb - blocks)
             break;
@@ -334,10 +349,22 @@ static long walk(FastPath *self, uint32_t *next, int *rest, long *queued, int lo
             break;
         uint32_t after = (nxt + length) % size, slot, new_tail;
         off_t pos = (off_t)(lba * (uint64_t)self->block_size);
-        if (!is_write && total > (uint64_t)self->max_read) {
-            /* large: to a copy thread, which answers and rings itself (so the kernel's copy
-             * in its doorbell overlaps the next read), or Python's */
-            if (!self->nthreads || !enqueue(self, cmd_id, cdb, cdb_len, pos, total, iov, iov_cnt))
+        /* inline (-1), or a lane whose thread answers and rings itself: a large read (so the
+         * kernel's copy in its doorbell overlaps the next read), or what waits */
+        int lane = -1, sync = 0;
+        if (is_write) {
+            if (!self->writable)
+                break;                      /* DATA PROTECT is Python's to say */
+            sync = (cdb[1] & 0x08) || !self->write_back;
+            if (sync || !self->writes)
+                lane = LANE_WAIT;
+        } else if (self->reads == READS_OFF) {
+            lane = LANE_WAIT;
+        } else if (total > (uint64_t)self->max_read) {
+            lane = LANE_COPY;
+        }
+        if (lane >= 0) {
+            if (!enqueue(self, lane, cmd_id, cdb, cdb_len, is_write, sync, pos, total, iov, iov_cnt))
                 break;
             nxt = after;
             left -= length;
@@ -357,8 +384,17 @@ static long walk(FastPath *self, uint32_t *next, int *rest, long *queued, int lo
             if (got < 0 && (errno == EOPNOTSUPP || errno == EINVAL) && self->reads == READS_NOWAIT)
                 self->reads = READS_OFF;    /* no RWF_NOWAIT here: Python finds out too */
         }
-        if (got < 0 || (uint64_t)got != total)
-            break;                          /* would wait, short, failed: Python's to answer */
+        if (got < 0 || (uint64_t)got != total) {
+            /* a read that would wait (or that the page cache holds only part of): the wait
+             * lane; failed or short otherwise: Python's to answer */
+            if (is_write || !(self->reads == READS_NOWAIT && (got >= 0 || errno == EAGAIN)) ||
+                !enqueue(self, LANE_WAIT, cmd_id, cdb, cdb_len, 0, 0, pos, total, iov, iov_cnt))
+                break;
+            nxt = after;
+            left -= length;
+            (*queued)++;
+            continue;
+        }
         if (!locked)
             rl_lock(self->lock);
         int ok = answer_good(self, cmd_id, after);
@@ -469,17 +505,54 @@ static PyObject *FastPath_serve(FastPath *self, PyObject *const *args, Py_ssize_
     return Py_BuildValue("(klO)", (unsigned long)next, answered + queued, rest ? Py_True : Py_False);
 }
 
-/* Copy threads */
+/* Threads */
 
-static int enqueue(FastPath *self, uint16_t cmd_id, const uint8_t *cdb, int cdb_len, off_t pos, uint64_t total,
-                   const struct iovec *iov, uint32_t n)
+static void *copy_main(void *arg);
+static void *wait_main(void *arg);
+
+/* Under mu: one more thread for `lane` when none is idle and it may have more. */
+static void grow(FastPath *self, int lane)
 {
+    Lane *L = &self->lanes[lane];
+    if (L->idle > 0 || L->nthreads >= L->max)
+        return;
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setstacksize(&attr, 64 * 1024);
+    if (pthread_create(&L->tid[L->nthreads], &attr, lane == LANE_COPY ? copy_main : wait_main, self) == 0)
+        L->nthreads++;
+    pthread_attr_destroy(&attr);
+}
+
+/* Under mu: onto `lane`, with a thread to take it; 0 when the lane has none and can get none. */
+static int push(FastPath *self, int lane, Job *j)
+{
+    Lane *L = &self->lanes[lane];
+    grow(self, lane);
+    if (L->nthreads == 0 || self->stopping)
+        return 0;
+    j->next = NULL;
+    if (L->last)
+        L->last->next = j;
+    else
+        L->head = j;
+    L->last = j;
+    pthread_cond_signal(&L->cv);
+    return 1;
+}
+
+static int enqueue(FastPath *self, int lane, uint16_t cmd_id, const uint8_t *cdb, int cdb_len, int is_write,
+                   int sync, off_t pos, uint64_t total, const struct iovec *iov, uint32_t n)
+{
+    if (!self->started || self->lanes[lane].max == 0 || self->done_fd < 0)
+        return 0;
     Job *j = malloc(sizeof(Job) + n * sizeof(struct iovec));
     if (j == NULL)
         return 0;
-    j->next = NULL;
     j->cmd_id = cmd_id;
-    j->nowait = self->reads == READS_NOWAIT;
+    j->is_write = (uint8_t)is_write;
+    j->sync = (uint8_t)sync;
+    j->nowait = lane == LANE_COPY && self->reads == READS_NOWAIT;
     memset(j->cdb, 0, sizeof j->cdb);
     memcpy(j->cdb, cdb, (size_t)cdb_len);
     j->cdb_len = (uint8_t)cdb_len;
@@ -488,108 +561,135 @@ static int enqueue(FastPath *self, uint16_t cmd_id, const uint8_t *cdb, int cdb_
     j->iov_cnt = (int)n;
     memcpy(j->iov, iov, n * sizeof(struct iovec));
     pthread_mutex_lock(&self->mu);
-    if (self->queue_last)
-        self->queue_last->next = j;
-    else
-        self->queue = j;
-    self->queue_last = j;
-    self->running++;
-    __atomic_fetch_add(&self->in_flight, 1, __ATOMIC_RELEASE);
-    pthread_cond_signal(&self->work_cv);
+    int ok = push(self, lane, j);
+    if (ok) {
+        self->running++;
+        __atomic_fetch_add(&self->in_flight, 1, __ATOMIC_RELEASE);
+    }
     pthread_mutex_unlock(&self->mu);
-    return 1;
+    if (!ok)
+        free(j);
+    return ok;
 }
 
-/* Read, answer GOOD, ring (tcmu-runner's file handler: a pread and a doorbell per thread).
- * What would wait for the medium (RWF_NOWAIT: not all in the page cache), came short or
- * failed goes back to Python through done_fd: its I/O threads wait, its senses answer. */
-static void *copier(void *arg)
+enum { DONE = 0, HAND_BACK = 1, TO_WAIT = 2 };
+
+/* The I/O, then GOOD at the tail under the ring lock, then the doorbell (tcmu-runner's file
+ * handler: an I/O and a doorbell per thread). */
+static int run_job(FastPath *self, Job *j, int lane)
 {
-    FastPath *self = arg;
-    static const uint64_t one = 1;
     const uint32_t size = (uint32_t)self->cmdr_size;
+    ssize_t got;
+    if (j->is_write)
+        got = pwritev2(self->dfd, j->iov, j->iov_cnt, j->pos, j->sync ? RWF_DSYNC : 0);
+    else
+        got = preadv2(lane == LANE_COPY ? self->fd : self->dfd, j->iov, j->iov_cnt, j->pos,
+                      j->nowait ? RWF_NOWAIT : 0);
+    if (got < 0 || (uint64_t)got != j->total) {
+        /* the page cache did not hold it all: wait for the medium; else Python's */
+        return j->nowait && (got >= 0 || errno == EAGAIN) ? TO_WAIT : HAND_BACK;
+    }
+    int answered, mine = 0;
+    rl_lock(self->lock);
+    /* every entry up to cmd_head that holds an answer was taken: answers never outnumber
+     * the commands taken, so the slot is a taken one */
+    answered = answer_good(self, j->cmd_id, load_head(self->map) % size);
+    if (answered) {
+        __atomic_fetch_sub(&self->in_flight, 1, __ATOMIC_RELEASE);
+        mine = rl_claim(self->lock);
+    }
+    rl_unlock(self->lock);
+    if (!answered)
+        return HAND_BACK;
+    count(self, j->is_write, j->total);
+    if (lane == LANE_COPY)
+        ADD(self->copied, 1);
+    else
+        ADD(self->waited, 1);
+    free(j);
+    if (mine && rl_ring(self->lock, self->doorbell_fd) < 0) {
+        /* the device went away: the event loop finds out on its next read */
+    }
+    return DONE;
+}
+
+/* What would wait, came short or failed goes back to Python through done_fd: its I/O
+ * threads wait, its senses answer. */
+static void *worker(FastPath *self, int lane)
+{
+    static const uint64_t one = 1;
+    Lane *L = &self->lanes[lane];
     pthread_mutex_lock(&self->mu);
     for (;;) {
-        while (self->queue == NULL && !self->stopping)
-            pthread_cond_wait(&self->work_cv, &self->mu);
-        Job *j = self->queue;
+        while (L->head == NULL && !self->stopping) {
+            L->idle++;
+            pthread_cond_wait(&L->cv, &self->mu);
+            L->idle--;
+        }
+        Job *j = L->head;
         if (j == NULL)
             break;                          /* stopping, and nothing left to do */
-        self->queue = j->next;
-        if (self->queue == NULL)
-            self->queue_last = NULL;
+        L->head = j->next;
+        if (L->head == NULL)
+            L->last = NULL;
         pthread_mutex_unlock(&self->mu);
-        ssize_t got = preadv2(self->fd, j->iov, j->iov_cnt, j->pos, j->nowait ? RWF_NOWAIT : 0);
-        int answered = 0, mine = 0;
-        if (got >= 0 && (uint64_t)got == j->total) {
-            rl_lock(self->lock);
-            /* every entry up to cmd_head that holds an answer was taken: answers never
-             * outnumber the commands taken, so the slot is a taken one */
-            answered = answer_good(self, j->cmd_id, load_head(self->map) % size);
-            if (answered) {
-                __atomic_fetch_sub(&self->in_flight, 1, __ATOMIC_RELEASE);
-                mine = rl_claim(self->lock);
-            }
-            rl_unlock(self->lock);
+        int outcome = run_job(self, j, lane);
+        pthread_mutex_lock(&self->mu);
+        if (outcome == TO_WAIT) {
+            j->nowait = 0;
+            if (push(self, LANE_WAIT, j))
+                continue;                   /* still running, on the other lane */
+            outcome = HAND_BACK;
         }
-        if (answered) {
-            count(self, 0, j->total);
-            ADD(self->copied, 1);
-            free(j);
-            if (mine && rl_ring(self->lock, self->doorbell_fd) < 0) {
-                /* the device went away: the event loop finds out on its next read */
-            }
-            pthread_mutex_lock(&self->mu);
-        } else {
-            pthread_mutex_lock(&self->mu);
+        int signal = 0;
+        if (outcome == HAND_BACK) {
             j->next = NULL;
             if (self->failed_last)
                 self->failed_last->next = j;
             else
                 self->failed = j;
             self->failed_last = j;
+            signal = 1;
+        }
+        if (--self->running == 0)
+            pthread_cond_broadcast(&self->idle_cv);
+        if (signal) {
             pthread_mutex_unlock(&self->mu);
             if (write(self->done_fd, &one, sizeof one) < 0) {
                 /* an eventfd counter does not overflow in practice; the loop reaps anyway */
             }
             pthread_mutex_lock(&self->mu);
         }
-        if (--self->running == 0)
-            pthread_cond_broadcast(&self->idle_cv);
     }
     pthread_mutex_unlock(&self->mu);
     return NULL;
 }
 
-static PyObject *FastPath_start(FastPath *self, PyObject *arg)
+static void *copy_main(void *arg) { return worker(arg, LANE_COPY); }
+static void *wait_main(void *arg) { return worker(arg, LANE_WAIT); }
+
+static PyObject *FastPath_start(FastPath *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    long n = PyLong_AsLong(arg);
-    if (n == -1 && PyErr_Occurred())
-        return NULL;
-    if (self->nthreads || n <= 0 || n > 64 || self->done_fd < 0 || !self->have_view) {
-        PyErr_SetString(PyExc_ValueError, "start(threads): 1..64 threads, once, with a done_fd");
+    long copy, wait;
+    if (nargs != 2 || (copy = PyLong_AsLong(args[0])) == -1 || (wait = PyLong_AsLong(args[1])) == -1) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_TypeError, "start(copy_threads, wait_threads)");
         return NULL;
     }
-    self->threads = calloc((size_t)n, sizeof(pthread_t));
-    if (self->threads == NULL)
-        return PyErr_NoMemory();
-    pthread_attr_t attr;
-    pthread_attr_init(&attr);
-    pthread_attr_setstacksize(&attr, 64 * 1024);
-    for (long i = 0; i < n; i++) {
-        int e = pthread_create(&self->threads[i], &attr, copier, self);
-        if (e) {
-            pthread_attr_destroy(&attr);
-            errno = e;
-            return PyErr_SetFromErrno(PyExc_OSError);   /* close() stops those started */
-        }
-        self->nthreads = (int)i + 1;
+    if (self->started || copy < 0 || wait < 0 || copy > LANE_MAX_THREADS || wait > LANE_MAX_THREADS ||
+            self->done_fd < 0 || !self->have_view) {
+        PyErr_SetString(PyExc_ValueError, "start(copy_threads, wait_threads): 0..64 each, once, with a done_fd");
+        return NULL;
     }
-    pthread_attr_destroy(&attr);
+    pthread_mutex_lock(&self->mu);
+    self->lanes[LANE_COPY].max = (int)copy;
+    self->lanes[LANE_WAIT].max = (int)wait;
+    self->started = 1;
+    pthread_mutex_unlock(&self->mu);
     Py_RETURN_NONE;
 }
 
-/* On the loop: the reads the copy threads handed back, as (cmd_id, cdb, [(data-area offset,
+/* On the loop: the commands the threads handed back, as (cmd_id, cdb, [(data-area offset,
  * length), ...]), for Python to serve with its full semantics. */
 static PyObject *FastPath_reap(FastPath *self, PyObject *unused)
 {
@@ -623,7 +723,7 @@ static PyObject *FastPath_reap(FastPath *self, PyObject *unused)
     return out;
 }
 
-/* Until the copy threads have done every read handed to them (answered or handed back). */
+/* Until the threads have done every command handed to them (answered or handed back). */
 static PyObject *FastPath_wait_idle(FastPath *self, PyObject *unused)
 {
     Py_BEGIN_ALLOW_THREADS
@@ -637,23 +737,27 @@ static PyObject *FastPath_wait_idle(FastPath *self, PyObject *unused)
 
 static void stop_threads(FastPath *self)
 {
-    if (self->nthreads == 0)
+    if (!self->started)
         return;
     pthread_mutex_lock(&self->mu);
     self->stopping = 1;
-    pthread_cond_broadcast(&self->work_cv);
+    for (int l = 0; l < LANES; l++)
+        pthread_cond_broadcast(&self->lanes[l].cv);
     pthread_mutex_unlock(&self->mu);
-    for (int i = 0; i < self->nthreads; i++)
-        pthread_join(self->threads[i], NULL);
-    self->nthreads = 0;
-    free(self->threads);
-    self->threads = NULL;
+    /* a copy thread may start a wait thread until it ends: the wait lane is joined after */
+    for (int l = 0; l < LANES; l++) {
+        Lane *L = &self->lanes[l];
+        for (int i = 0; i < L->nthreads; i++)
+            pthread_join(L->tid[i], NULL);
+        L->nthreads = 0;
+    }
     for (Job *j = self->failed, *nj; j != NULL; j = nj) {
         nj = j->next;
         free(j);
     }
     self->failed = self->failed_last = NULL;
     self->in_flight = 0;
+    self->started = 0;
 }
 
 static PyObject *FastPath_close(FastPath *self, PyObject *unused)
@@ -672,11 +776,11 @@ static PyObject *FastPath_close(FastPath *self, PyObject *unused)
 
 static int FastPath_init(FastPath *self, PyObject *args, PyObject *kwds)
 {
-    static char *kwlist[] = {"buffer", "fd", "doorbell_fd", "lock", "done_fd", NULL};
+    static char *kwlist[] = {"buffer", "fd", "doorbell_fd", "lock", "done_fd", "dfd", NULL};
     PyObject *buf, *lock = NULL;
-    int fd, doorbell_fd, done_fd = -1;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "Oii|O!i", kwlist, &buf, &fd, &doorbell_fd,
-                                     &RingLockType, &lock, &done_fd))
+    int fd, doorbell_fd, done_fd = -1, dfd = -1;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "Oii|O!ii", kwlist, &buf, &fd, &doorbell_fd,
+                                     &RingLockType, &lock, &done_fd, &dfd))
         return -1;
     if (self->have_view || self->lock) {
         PyErr_SetString(PyExc_ValueError, "a FastPath is set up once");
@@ -688,8 +792,9 @@ static int FastPath_init(FastPath *self, PyObject *args, PyObject *kwds)
         Py_INCREF(lock);
     self->lock = (RingLock *)lock;
     pthread_mutex_init(&self->mu, NULL);
-    pthread_cond_init(&self->work_cv, NULL);
     pthread_cond_init(&self->idle_cv, NULL);
+    for (int l = 0; l < LANES; l++)
+        pthread_cond_init(&self->lanes[l].cv, NULL);
     if (PyObject_GetBuffer(buf, &self->view, PyBUF_WRITABLE | PyBUF_SIMPLE) < 0)
         return -1;
     self->have_view = 1;
@@ -709,6 +814,7 @@ static int FastPath_init(FastPath *self, PyObject *args, PyObject *kwds)
     self->fd = fd;
     self->doorbell_fd = doorbell_fd;
     self->done_fd = done_fd;
+    self->dfd = dfd >= 0 ? dfd : fd;
     self->enabled = 0;          /* until Device._fast_config says what is allowed */
     self->reads = READS_OFF;
     self->writes = 0;
@@ -731,12 +837,13 @@ static PyMethodDef FastPath_methods[] = {
      "READs and WRITEs from the ring position `next` on, stopping at the first other entry "
      "(rest: entries are left for Python)"},
     {"close", (PyCFunction)FastPath_close, METH_NOARGS,
-     "stop the copy threads (after what they hold is done) and let go of the mapping"},
-    {"start", (PyCFunction)FastPath_start, METH_O, "start(threads): copy threads for reads over max_read"},
+     "stop the threads (after what they hold is done) and let go of the mapping"},
+    {"start", (PyCFunction)(void (*)(void))FastPath_start, METH_FASTCALL,
+     "start(copy_threads, wait_threads): the most threads of each lane, started as work comes"},
     {"reap", (PyCFunction)FastPath_reap, METH_NOARGS,
-     "reap() -> [(cmd_id, cdb, [(offset, length), ...])]: the reads the copy threads handed back"},
+     "reap() -> [(cmd_id, cdb, [(offset, length), ...])]: the commands the threads handed back"},
     {"wait_idle", (PyCFunction)FastPath_wait_idle, METH_NOARGS,
-     "wait until the copy threads have done every read handed to them"},
+     "wait until the threads have done every command handed to them"},
     {NULL}
 };
 
@@ -755,8 +862,12 @@ static PyMemberDef FastPath_members[] = {
     {"spin_ns", T_LONGLONG, offsetof(FastPath, spin_ns), 0, "wait this long for more after a doorbell"},
     {"bursts", T_LONGLONG, offsetof(FastPath, bursts), READONLY, "walks after a doorbell that found more"},
     {"copied", T_LONGLONG, offsetof(FastPath, copied), READONLY, "reads answered by a copy thread"},
+    {"waited", T_LONGLONG, offsetof(FastPath, waited), READONLY, "commands answered by a wait thread"},
     {"in_flight", T_LONG, offsetof(FastPath, in_flight), READONLY, "taken, not yet answered nor reaped"},
-    {"threads", T_INT, offsetof(FastPath, nthreads), READONLY, "copy threads"},
+    {"copy_threads", T_INT, offsetof(FastPath, lanes[0].nthreads), READONLY, "copy threads running"},
+    {"wait_threads", T_INT, offsetof(FastPath, lanes[1].nthreads), READONLY, "wait threads running"},
+    {"writable", T_INT, offsetof(FastPath, writable), 0, "WRITEs may be served (to the wait lane)"},
+    {"write_back", T_INT, offsetof(FastPath, write_back), 0, "the write cache is on"},
     {NULL}
 };
 

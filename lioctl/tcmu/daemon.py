@@ -143,7 +143,7 @@ class Daemon:
         # is kept busy only with as many threads as commands in flight (4 KiB random reads at
         # qd32 on a 5 ms disk: 306 IOPS on 4 threads, 1173 on 16)
         threads = thread_count("LIOCTL_TCMU_IO_THREADS", 4)
-        disk_threads = thread_count("LIOCTL_TCMU_DISK_THREADS", 16)
+        disk_threads = self.disk_threads = thread_count("LIOCTL_TCMU_DISK_THREADS", 16)
         self.copy_threads = thread_count("LIOCTL_TCMU_COPY_THREADS", 2)   # each device's (device.py)
         self.pool = concurrent.futures.ThreadPoolExecutor(threads, "tcmu-io") if threads > 0 else None
         self.disk_pool = (concurrent.futures.ThreadPoolExecutor(disk_threads, "tcmu-disk")
@@ -296,7 +296,7 @@ class Daemon:
             return      # tcmu-runner's (or anyone else's): never touched
         dev = Device(minor, name)
         dev.pool, dev.disk_pool, dev.queue = self.pool, self.disk_pool, self.completions
-        dev.copy_threads = self.copy_threads
+        dev.copy_threads, dev.wait_threads = self.copy_threads, self.disk_threads
         cls = backend_class(dev.subtype)
         if cls is not None and cls.opens_slowly:
             t = threading.Thread(target=self._open_medium, args=(dev, restart), name=f"tcmu-open-{minor}",

@@ -56,9 +56,11 @@ except ValueError:
 # threads per device that copy reads larger than NATIVE_MAX_READ from the page cache into the
 # ring, each answering and ringing the doorbell itself, as tcmu-runner's file handler does with
 # its 2 (guest, ext4, 1 MiB reads at QD8, medians of 2: 280 MiB/s with 2, 244 with 16, against
-# tcmu-runner's 283 and 283). Reads that would wait for the medium go to the I/O threads.
-# The daemon sets it from LIOCTL_TCMU_COPY_THREADS
+# tcmu-runner's 283 and 283). The daemon sets it from LIOCTL_TCMU_COPY_THREADS
 COPY_THREADS = 2
+# and those per device for what waits for the medium (reads the page cache does not hold,
+# O_DIRECT, durable writes): as many as the I/O threads (LIOCTL_TCMU_DISK_THREADS)
+WAIT_THREADS = 16
 
 
 class PyRingLock:
@@ -180,7 +182,7 @@ class Device:
         self.late: list = []                # answers of completed asynchronous commands
         self.fast = None                    # the native READ/WRITE path (_fastpath.c), if any
         self.native_done_fd = -1            # its copy threads hand reads back (the daemon watches it)
-        self.copy_threads = COPY_THREADS
+        self.copy_threads, self.wait_threads = COPY_THREADS, WAIT_THREADS
 
     @property
     def key(self) -> str:
@@ -231,21 +233,23 @@ class Device:
         emulation the Python per command is most of a queue-depth-1 I/O's time. Only for a
         backend with a descriptor the C may use as Python would (FileBackend.native_fd)."""
         self.stop_fast()
-        fd = getattr(self.backend, "native_fd", None)
+        b = self.backend
+        fd = getattr(b, "native_fd", None)
         if not NATIVE or fd is None or self.ring is None:
             return
-        copy_threads = min(64, self.copy_threads)
-        if copy_threads and self.native_done_fd < 0:
+        copy_threads, wait_threads = min(64, self.copy_threads), min(64, self.wait_threads)
+        if (copy_threads or wait_threads) and self.native_done_fd < 0:
             self.native_done_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
-        self.fast = _fastpath.FastPath(self.ring.mv, fd, self.fd, self.lock, self.native_done_fd)
+        dfd = b.native_dfd if b.native_dfd is not None else fd
+        self.fast = _fastpath.FastPath(self.ring.mv, fd, self.fd, self.lock, self.native_done_fd, dfd)
         self.fast.spin_ns = SPIN_NS
-        if copy_threads:
-            self.fast.start(copy_threads)
+        if copy_threads or wait_threads:
+            self.fast.start(copy_threads, wait_threads)
         self.fast_config()
 
     def stop_fast(self) -> None:
-        """Before the ring's mapping or the backend's descriptor goes away: what the copy
-        threads hold is answered first (their initiators are waiting)."""
+        """Before the ring's mapping or the backend's descriptor goes away: what its threads
+        hold is answered first (their initiators are waiting)."""
         fast = self.fast
         if fast is not None and fast.in_flight:
             fast.wait_idle()
@@ -275,6 +279,7 @@ class Device:
         f.reads = b.native_reads()
         f.max_read = NATIVE_MAX_READ
         f.writes = not u.read_only and u.write_cache and not b.writes_wait
+        f.writable, f.write_back = not u.read_only, u.write_cache
 
     def start_async(self) -> None:
         """Medium commands go to the backend's aio calls, answers come back through the queue."""
@@ -641,7 +646,8 @@ class Device:
 
 
 def _native_counts(f) -> tuple:
-    return (("commands", f.commands), ("native", f.commands), ("copied", f.copied), ("reads", f.reads_done),
+    return (("commands", f.commands), ("native", f.commands), ("copied", f.copied), ("threaded", f.waited),
+            ("reads", f.reads_done),
             ("writes", f.writes_done), ("read_bytes", f.read_bytes), ("write_bytes", f.write_bytes))
 
 

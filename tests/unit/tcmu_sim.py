@@ -5,6 +5,7 @@ tcmu_handle_completions() does, matching them by cmd_id."""
 
 from __future__ import annotations
 
+import mmap
 import random
 import struct
 
@@ -24,10 +25,12 @@ def align8(n: int) -> int:
 
 class SimKernel:
     def __init__(self, ring_size: int = 8192, data_blocks: int = 256, flags: int = R.CAP_OOOC | R.CAP_READ_LEN,
-                 seed: int = 1):
+                 seed: int = 1, aligned: bool = False):
         self.ring_size = ring_size
         self.data_off = R.MAILBOX_SIZE + ring_size
-        self.buf = bytearray(self.data_off + data_blocks * BLOCK)
+        # aligned: page-aligned memory, as the kernel maps it (what O_DIRECT needs)
+        self.buf = (mmap.mmap(-1, self.data_off + data_blocks * BLOCK) if aligned
+                    else bytearray(self.data_off + data_blocks * BLOCK))
         struct.pack_into("<HHII", self.buf, 0, 2, flags, R.MAILBOX_SIZE, ring_size)
         self.head = 0
         self.last_cleaned = 0
@@ -169,15 +172,17 @@ class Harness:
 
 
 def sim_device(backend, doorbell_fd: int, pool=None, ring_size: int = 16384, data_blocks: int = 1024,
-               queue=None, native: bool = False, copy_threads: int = 0, **unit):
+               queue=None, native: bool = False, copy_threads: int = 0, wait_threads: int = 0,
+               aligned: bool = False, **unit):
     """A Device served from the simulated ring over `backend`, without UIO or configfs: the
     doorbell goes to doorbell_fd. For Device.drain's tests and bench/tcmu_hot_path.py.
     native: with the C path (_fastpath.c) in front, as the daemon serves a file backend;
-    copy_threads: its threads for large reads (their hand-backs: Device.reap_native)."""
+    copy_threads, wait_threads: its threads for large reads and for what waits (their
+    hand-backs: Device.reap_native)."""
     import os
     from lioctl.tcmu.device import Counters, Device, ring_lock
     from lioctl.tcmu.scsi.emulator import Emulator, Unit
-    k = SimKernel(ring_size=ring_size, data_blocks=data_blocks)
+    k = SimKernel(ring_size=ring_size, data_blocks=data_blocks, aligned=aligned)
     dev = Device.__new__(Device)
     dev.ring, dev.pool, dev.disk_pool, dev.lock = R.Ring(k.buf), pool, pool, ring_lock()
     dev.emulator = Emulator(Unit(num_blocks=backend.size // 512, **unit), backend)
@@ -187,11 +192,12 @@ def sim_device(backend, doorbell_fd: int, pool=None, ring_size: int = 16384, dat
     dev.fast, dev.native_done_fd = None, -1
     if native:
         from lioctl.tcmu import _fastpath
-        if copy_threads:
+        if copy_threads or wait_threads:
             dev.native_done_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
-        dev.fast = _fastpath.FastPath(dev.ring.mv, backend.native_fd, doorbell_fd, dev.lock, dev.native_done_fd)
-        if copy_threads:
-            dev.fast.start(copy_threads)
+        dev.fast = _fastpath.FastPath(dev.ring.mv, backend.native_fd, doorbell_fd, dev.lock, dev.native_done_fd,
+                                      backend.native_dfd)
+        if copy_threads or wait_threads:
+            dev.fast.start(copy_threads, wait_threads)
         dev.fast_config()
     if queue is not None and backend.asynchronous:
         dev.start_async()       # an asynchronous backend's answers come back through the queue

@@ -42,15 +42,18 @@ class Pair:
     """The same commands into two simulated kernels: `native` served with the C path, `python`
     without it."""
 
-    def __init__(self, tmp_path, content: bytes, pool=None, ring_size=16384, data_blocks=256, **unit):
+    def __init__(self, tmp_path, content: bytes, pool=None, ring_size=16384, data_blocks=256, threads=(0, 0),
+                 direct=False, **unit):
         self.null = os.open("/dev/null", os.O_WRONLY | os.O_CLOEXEC)
         self.sides = {}
         for name in ("native", "python"):
             path = tmp_path / f"{name}.img"
             path.write_bytes(content)
-            b = FileBackend(str(path), len(content))
-            k, dev = sim_device(b, self.null, pool, ring_size=ring_size, data_blocks=data_blocks,
-                                native=name == "native", **unit)
+            b = FileBackend(str(path), len(content), direct=direct)
+            n = name == "native"
+            k, dev = sim_device(b, self.null, pool, ring_size=ring_size, data_blocks=data_blocks, native=n,
+                                copy_threads=threads[0] if n else 0, wait_threads=threads[1] if n else 0,
+                                aligned=direct, **unit)
             self.sides[name] = (k, dev, b, path)
 
     def queue(self, cdb: bytes, data_out: bytes = b"", data_in: int = 0) -> None:
@@ -350,7 +353,8 @@ def test_o_direct_and_memory_backends_and_a_closed_path(tmp_path):
     except OSError:
         direct = None
     if direct is not None:
-        assert direct.native_fd is None     # O_DIRECT: every command through Python's threads
+        # O_DIRECT: no inline reads; the native path's wait threads read and write through dfd
+        assert direct.native_reads() == 0 and direct.native_dfd == direct.dfd != direct.fd
         direct.close()
     from lioctl.tcmu.backends.ram import RamBackend
     assert RamBackend(4096).native_fd is None
@@ -461,10 +465,11 @@ def answers_of(k, dev, ids, timeout=30.0) -> dict:
 def test_large_reads_are_answered_by_copy_threads_which_ring_the_doorbell(tmp_path):
     data = os.urandom(4 * SIZE)
     k, dev, b, bell = copy_device(tmp_path, data, write_cache=True)
-    assert dev.fast.threads == 2
+    assert dev.fast.copy_threads == 0       # started as work comes
     big = [k.queue(rw(op.READ_10, i * 512, 512), data_in=256 * 1024) for i in range(6)]
     small = k.queue(rw(op.READ_10, 8, 8), data_in=4096)
     assert dev.drain() == 7                 # taken: one answered here, six handed to the threads
+    assert 1 <= dev.fast.copy_threads <= 2 and dev.fast.wait_threads == 0
     got = answers_of(k, dev, big + [small])
     for i, x in enumerate(big):
         assert got[x]["status"] == 0 and got[x]["data"] == data[i * 256 * 1024:(i + 1) * 256 * 1024]
@@ -516,21 +521,21 @@ def test_stopping_the_native_path_answers_what_the_copy_threads_hold(tmp_path):
     b.close()
 
 
-def test_copy_threads_answer_as_python_does(tmp_path, monkeypatch, record_property):
-    """The differential above with reads over 2 KiB on two copy threads, whose answers land
-    in any order: the answers (status, sense, data), the files and the counters must be the
-    same as Python's. A write (or MODE SELECT) waits for the reads before it, as an
-    initiator ordering them would."""
+@pytest.mark.parametrize("direct", [False, True], ids=["buffered", "o_direct"])
+def test_threads_answer_as_python_does(tmp_path, monkeypatch, record_property, direct):
+    """The differential above with the native path's threads: reads over 2 KiB on two copy
+    threads, durable writes (FUA, the write cache off) and, with O_DIRECT, every READ and
+    WRITE on two wait threads, answers landing in any order. The answers (status, sense,
+    data), the files and the counters must be the same as Python's. A write (or MODE
+    SELECT) is alone in flight, as an initiator ordering it against the reads would make it."""
     import lioctl.tcmu.device as device
     monkeypatch.setattr(device, "NATIVE_MAX_READ", 2048)
     cases = {"batches": 0}
-    pair = Pair(tmp_path, bytes(range(256)) * (SIZE // 256), write_cache=True)
+    try:
+        pair = Pair(tmp_path, bytes(range(256)) * (SIZE // 256), threads=(2, 2), direct=direct, write_cache=True)
+    except OSError as e:
+        pytest.skip(f"{tmp_path}: no O_DIRECT ({e})")
     k, dev, b, path = pair.sides["native"]
-    dev.stop_fast()
-    dev.native_done_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
-    dev.fast = _fastpath.FastPath(dev.ring.mv, b.native_fd, pair.null, dev.lock, dev.native_done_fd)
-    dev.fast.start(2)
-    dev.fast_config()
 
     def drain_both() -> None:
         got = pair.drain()
@@ -542,23 +547,28 @@ def test_copy_threads_answer_as_python_does(tmp_path, monkeypatch, record_proper
     def one(work):
         for i, batch in enumerate(work):
             for j, c in enumerate(batch):
-                if c[0] == "wce" or (c[0] == "rw" and c[1] in RW_OPS[4:]):
+                alone = c[0] == "wce" or (c[0] == "rw" and c[1] in RW_OPS[4:])
+                if alone:
                     drain_both()
                 queue_command(pair, c, i * 31 + j)
+                if alone:
+                    drain_both()
             drain_both()
             cases["batches"] += 1
 
     try:
         one()
-        copied = dev.fast.copied
+        copied, waited = dev.fast.copied, dev.fast.waited
         cn, cp = dev.counted(), pair.sides["python"][1].counted()
     finally:
         pair.close()
     for key in ("commands", "reads", "writes", "read_bytes", "write_bytes", "errors"):
         assert cn[key] == cp[key], key
-    print(f"\ncopy-thread differential: {cases['batches']} batches, {copied} reads on copy threads")
-    record_property("copy_fuzz_batches", cases["batches"])
-    assert cases["batches"] >= 1000 and copied >= 200
+    print(f"\nthread differential ({'O_DIRECT' if direct else 'buffered'}): {cases['batches']} batches, "
+          f"{copied} reads on copy threads, {waited} commands on wait threads")
+    record_property(f"thread_fuzz_batches_{'direct' if direct else 'buffered'}", cases["batches"])
+    assert cases["batches"] >= 1000 and waited >= 100
+    assert copied == 0 if direct else copied >= 200
 
 
 def test_an_io_thread_answering_while_the_c_path_is_in_the_doorbell_keeps_the_ring_whole(tmp_path):
@@ -600,3 +610,29 @@ def test_an_io_thread_answering_while_the_c_path_is_in_the_doorbell_keeps_the_ri
         assert all(got[x]["data"] == data[(8 + i) * 512:(9 + i) * 512] for i, x in enumerate(reads))
         dev.stop_fast()
     b.close()
+
+
+def test_a_read_the_page_cache_does_not_hold_goes_to_a_wait_thread(tmp_path):
+    """With wait threads, a read that would wait is taken by the native path all the same: a
+    wait thread reads it from the medium, answers and rings (the loop never waits); the
+    commands behind it are served on meanwhile."""
+    data = os.urandom(SIZE)
+    b, path = backing_file(tmp_path, data)
+    if not b.blocking:
+        b.close()
+        pytest.skip(f"{tmp_path} is memory: nothing waits")
+    os.fsync(b.fd)
+    os.posix_fadvise(b.fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    r, w = os.pipe()
+    k, dev = sim_device(b, w, None, native=True, wait_threads=2, write_cache=True)
+    cold = k.queue(rw(op.READ_10, 64, 8), data_in=4096)
+    fua = k.queue(rw(op.WRITE_10, 512, 8, flags=0x08), data_out=b"F" * 4096)    # durable: waits too
+    wr = k.queue(rw(op.WRITE_10, 1024, 8), data_out=b"W" * 4096)                # write-back: inline
+    assert dev.drain() == 3
+    got = answers_of(k, dev, [cold, fua, wr])
+    assert got[cold]["data"] == data[64 * 512:64 * 512 + 4096] and got[fua]["status"] == got[wr]["status"] == 0
+    assert dev.fast.waited == 2 and dev.counted()["native"] == 3 and dev.counters.threaded == 0
+    dev.stop_fast()
+    assert dev.counters.threaded == 2       # counted as on an I/O thread, and as native
+    b.close()
+    assert path.read_bytes()[512 * 512:1025 * 512] == b"F" * 4096 + data[520 * 512:1024 * 512] + b"W" * 512

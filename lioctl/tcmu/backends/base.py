@@ -100,13 +100,16 @@ class Backend:
     readv_nowait = None
 
     # a descriptor the native path (tcmu/_fastpath.c) may preadv/pwritev a plain READ's or
-    # write-back WRITE's blocks through, exactly as readv/readv_nowait/writev would; None: every
-    # command goes through Python
+    # WRITE's blocks through, exactly as readv/readv_nowait/writev would (native_dfd: the one
+    # readv and writev use, O_DIRECT with FileBackend's `direct`); None: every command goes
+    # through Python
     native_fd: int | None = None
+    native_dfd: int | None = None
 
     def native_reads(self) -> int:
-        """How the native path may read: 0 not at all, 1 plainly (the medium never waits),
-        2 from the page cache only (RWF_NOWAIT; what would wait comes back to Python)."""
+        """How the native path may read inline: 0 not at all (its wait threads read, through
+        native_dfd), 1 plainly (the medium never waits), 2 from the page cache only
+        (RWF_NOWAIT; what would wait goes to its wait threads)."""
         return 0
 
     def writev(self, bufs: list, offset: int, sync: bool = False) -> None:

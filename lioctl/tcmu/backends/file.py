@@ -115,7 +115,7 @@ class FileBackend(Backend):
         if not self.is_block and have < size:
             os.ftruncate(self.fd, size)     # grow sparse to the configured size
         self.size = size
-        self.native_fd = None if direct else self.fd
+        self.native_fd, self.native_dfd = self.fd, self.dfd
 
     def native_reads(self):
         if self.dfd != self.fd:
