@@ -173,7 +173,8 @@ def test_a_block_device_is_served_from_io_threads_a_tmpfs_file_inline(lioctl, tm
             >= st["ondisk"]["reads"] + 1, st["ondisk"]
         assert st["ondisk"]["native"] > 0, st["ondisk"]            # fio's verify reads what it wrote
         assert st["inmem"]["native"] > 0, st["inmem"]
-        assert st["ondisk"]["copied"] >= 8 and st["inmem"]["copied"] >= 8, st
+        # (some of the block device's may miss the page cache: its wait threads read those)
+        assert st["ondisk"]["copied"] > 0 and st["inmem"]["copied"] > 0, st
         # on memory only commands of 128 KiB or more go to threads: none of fio's 4 KiB ones,
         # but udev re-probes a disk closed after writing, with readahead, at any time
         assert st["inmem"]["reads"] > 0 and st["inmem"]["threaded"] * 100 < st["inmem"]["reads"], st["inmem"]
