@@ -286,15 +286,21 @@ def test_a_unit_attention_or_a_resize_reaches_the_initiator_through_python(tmp_p
     b.close()
 
 
-def test_a_read_the_page_cache_does_not_hold_goes_to_an_io_thread(tmp_path):
-    """RWF_NOWAIT: the C path never waits for the medium on the event loop."""
-    data = os.urandom(SIZE)
+def cold_file(tmp_path, data: bytes):
+    """A file backend over `data` out of the page cache (skips where files are memory)."""
     b, path = backing_file(tmp_path, data)
     if not b.blocking:
         b.close()
         pytest.skip(f"{tmp_path} is memory: nothing waits")
     os.fsync(b.fd)
     os.posix_fadvise(b.fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    return b, path
+
+
+def test_a_read_the_page_cache_does_not_hold_goes_to_an_io_thread(tmp_path):
+    """RWF_NOWAIT: the C path never waits for the medium on the event loop."""
+    data = os.urandom(SIZE)
+    b, path = cold_file(tmp_path, data)
     gate = threading.Event()
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
         pool.submit(gate.wait)
@@ -310,10 +316,9 @@ def test_a_read_the_page_cache_does_not_hold_goes_to_an_io_thread(tmp_path):
     b.close()
 
 
-def test_while_an_io_thread_answers_the_c_path_answers_under_the_lock_and_rings_once_free(tmp_path):
-    """A FUA write waits on an I/O thread; reads behind it are answered in C meanwhile (under
-    the device lock, through the shared doorbell), and the thread's answer lands after."""
-    data = os.urandom(SIZE)
+def gated_writes(tmp_path, data: bytes):
+    """A file backend over `data` whose writes wait for the returned gate (a write held on
+    an I/O thread), and its path."""
     gate = threading.Event()
 
     class Slow(FileBackend):
@@ -322,6 +327,14 @@ def test_while_an_io_thread_answers_the_c_path_answers_under_the_lock_and_rings_
             super().writev(bufs, offset, sync)
 
     b, path = backing_file(tmp_path, data, Slow)
+    return b, path, gate
+
+
+def test_while_an_io_thread_answers_the_c_path_answers_under_the_lock_and_rings_once_free(tmp_path):
+    """A FUA write waits on an I/O thread; reads behind it are answered in C meanwhile (under
+    the device lock, through the shared doorbell), and the thread's answer lands after."""
+    data = os.urandom(SIZE)
+    b, path, gate = gated_writes(tmp_path, data)
     with concurrent.futures.ThreadPoolExecutor(2) as pool:
         r, w = os.pipe()
         k, dev = sim_device(b, w, pool, native=True, write_cache=True)
@@ -577,14 +590,7 @@ def test_an_io_thread_answering_while_the_c_path_is_in_the_doorbell_keeps_the_ri
     so the walk must have moved it first (the C path walks under the lock then): otherwise the
     thread finds the tail past Ring.next and fails the ring."""
     data = os.urandom(SIZE)
-    gate = threading.Event()
-
-    class Slow(FileBackend):
-        def writev(self, bufs, offset, sync=False):
-            gate.wait()
-            super().writev(bufs, offset, sync)
-
-    b, path = backing_file(tmp_path, data, Slow)
+    b, path, gate = gated_writes(tmp_path, data)
     r, w = full_doorbell()
     with concurrent.futures.ThreadPoolExecutor(2) as pool:
         k, dev = sim_device(b, w, pool, native=True, write_cache=True)
@@ -617,12 +623,7 @@ def test_a_read_the_page_cache_does_not_hold_goes_to_a_wait_thread(tmp_path):
     wait thread reads it from the medium, answers and rings (the loop never waits); the
     commands behind it are served on meanwhile."""
     data = os.urandom(SIZE)
-    b, path = backing_file(tmp_path, data)
-    if not b.blocking:
-        b.close()
-        pytest.skip(f"{tmp_path} is memory: nothing waits")
-    os.fsync(b.fd)
-    os.posix_fadvise(b.fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    b, path = cold_file(tmp_path, data)
     r, w = os.pipe()
     k, dev = sim_device(b, w, None, native=True, wait_threads=2, write_cache=True)
     cold = k.queue(rw(op.READ_10, 64, 8), data_in=4096)
