@@ -38,15 +38,21 @@ def test_large_io_on_threads_small_inline():
         assert k.reap()[r]["data"] == data
 
 
-def test_threads_answer_while_another_rings_the_doorbell_and_one_ring_covers_them():
+@pytest.mark.parametrize("lock", ["c", "python"])
+def test_threads_answer_while_another_rings_the_doorbell_and_one_ring_covers_them(lock, monkeypatch):
     """The kernel copies a read's data out inside the doorbell write: a thread in it must not
     hold up the others' answers (nor the loop). A doorbell pipe kept full makes the first
     ringer's write block; the other reads still land in the ring meanwhile, and once the pipe
-    drains one more ring covers them all."""
+    drains one more ring covers them all. With the C extension's RingLock, and with its
+    Python twin (an install without a compiler)."""
     import threading
+    from lioctl.tcmu import device as device_module
+    if lock == "python":
+        monkeypatch.setattr(device_module, "_fastpath", None)
     with concurrent.futures.ThreadPoolExecutor(4) as pool:
         r, w = full_doorbell()
         k, dev = sim_device(RamBackend(8 << 20), w, pool)
+        assert type(dev.lock).__name__ == ("RingLock" if lock == "c" else "PyRingLock")
         n = 8
         ids = [k.queue(struct.pack(">BBIBHB", 0x28, 0, 0, 0, PARALLEL_MIN // 512, 0), data_in=PARALLEL_MIN)
                for _ in range(n)]
