@@ -132,6 +132,7 @@ enum { LANE_COPY = 0, LANE_WAIT = 1, LANES = 2 };
 typedef struct {
     Job *head, *last;
     pthread_cond_t cv;
+    int queued;                 /* jobs on it that no thread has taken yet */
     int idle, nthreads, max;
     pthread_t tid[LANE_MAX_THREADS];
 } Lane;
@@ -510,11 +511,13 @@ static PyObject *FastPath_serve(FastPath *self, PyObject *const *args, Py_ssize_
 static void *copy_main(void *arg);
 static void *wait_main(void *arg);
 
-/* Under mu: one more thread for `lane` when none is idle and it may have more. */
+/* Under mu: one more thread for `lane` when its idle threads are fewer than the jobs waiting
+ * for one (a thread signalled counts as idle until it wakes: a burst of commands must not
+ * all wait for the same few) and it may have more. */
 static void grow(FastPath *self, int lane)
 {
     Lane *L = &self->lanes[lane];
-    if (L->idle > 0 || L->nthreads >= L->max)
+    if (L->queued <= L->idle || L->nthreads >= L->max)
         return;
     pthread_attr_t attr;
     pthread_attr_init(&attr);
@@ -528,9 +531,14 @@ static void grow(FastPath *self, int lane)
 static int push(FastPath *self, int lane, Job *j)
 {
     Lane *L = &self->lanes[lane];
-    grow(self, lane);
-    if (L->nthreads == 0 || self->stopping)
+    if (self->stopping)
         return 0;
+    L->queued++;
+    grow(self, lane);
+    if (L->nthreads == 0) {
+        L->queued--;
+        return 0;
+    }
     j->next = NULL;
     if (L->last)
         L->last->next = j;
@@ -632,6 +640,7 @@ static void *worker(FastPath *self, int lane)
         L->head = j->next;
         if (L->head == NULL)
             L->last = NULL;
+        L->queued--;
         pthread_mutex_unlock(&self->mu);
         int outcome = run_job(self, j, lane);
         pthread_mutex_lock(&self->mu);
