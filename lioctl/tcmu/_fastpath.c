@@ -1,15 +1,18 @@
-/* The TCMU handler's native path for plain READs and WRITEs on a file or block device.
+/* The TCMU handler's native path for READs and WRITEs on a file or block device.
  *
  * Why: under emulation every Python step of the per-command path costs tens of
  * microseconds, and a queue-depth-1 job pays them all (the guest's hot path: ~220 us of
  * Python per 4 KiB read against tcmu-runner's C). This walks the command ring from the
- * handler's position, and for each READ(10/12/16) or write-back WRITE(10/12/16) that is
- * unremarkable -- in range, data length matching, page cache holding a read's data
- * (RWF_NOWAIT) -- does the I/O straight between the file and the data area, writes GOOD
- * into the tail slot and goes on. At the first entry it does not take (any other opcode,
- * FUA, a range or length error, an I/O that would wait or fails, anything odd in the ring)
- * it stops and returns, and lioctl/tcmu/device.py's Python path serves that entry and the
- * rest of the batch with its full semantics (senses, threads, unit attentions).
+ * handler's position, and for each READ(10/12/16) or WRITE(10/12/16) that is unremarkable
+ * -- in range, data length matching -- does the I/O straight between the file and the data
+ * area (a small read from the page cache, RWF_NOWAIT, or a write-back write), writes GOOD
+ * into the tail slot and goes on; a large read, and what waits for the medium, it hands to
+ * its threads (the lanes below), which answer the same way. At the first entry it does not
+ * take (any other opcode, a range or length error, a write to a read-only unit, an inline
+ * I/O that fails, anything odd in the ring) it stops and returns, and
+ * lioctl/tcmu/device.py's Python path serves that entry and the rest of the batch with its
+ * full semantics (senses, threads, unit attentions); a thread's failed I/O goes back to
+ * Python the same way (reap).
  *
  * So this file never decides an error: it only answers what Python would answer GOOD,
  * having done the same I/O. tests/unit/test_tcmu_fastpath.py fuzzes the two paths against
@@ -161,7 +164,7 @@ typedef struct {
     int writes;                 /* write-back WRITEs inline: writable, buffered */
     int writable;               /* not read-only: any WRITE may go to the wait lane */
     int write_back;             /* the write cache is on: a WRITE without FUA needs no sync */
-    long long max_read;         /* larger reads go to Python (and its I/O threads) */
+    long long max_read;         /* larger reads go to the copy lane */
     long long num_blocks;
     int block_size;
     /* counters, added to the device's own in its status */
@@ -197,7 +200,7 @@ static inline uint32_t load_tail(const uint8_t *map)
 
 #define ADD(field, n) __atomic_fetch_add(&(field), (n), __ATOMIC_RELAXED)
 
-/* the walk and the copy threads count at the same time */
+/* the walk and the threads count at the same time */
 static inline void count(FastPath *self, int is_write, uint64_t total)
 {
     ADD(self->commands, 1);
@@ -289,7 +292,7 @@ static int enqueue(FastPath *self, int lane, uint16_t cmd_id, const uint8_t *cdb
 
 /* One walk from *next to cmd_head, serving; returns how many commands were answered. *next
  * follows ring.py's Ring.next; Ring.pending does not change (every command taken here is
- * answered here). */
+ * answered here or by a thread, or handed back by reap, when Python counts it). */
 static long walk(FastPath *self, uint32_t *next, int *rest, long *queued, int locked)
 {
     uint8_t *map = self->map;
@@ -375,7 +378,8 @@ static long walk(FastPath *self, uint32_t *next, int *rest, long *queued, int lo
         /* the answer's slot, checked before any I/O: a ring that cannot take the answer is
          * Python's to fail, with nothing done (checked again under the lock after it: a copy
          * thread may have answered meanwhile) */
-        if (!answer_slot(self, load_tail(map), (after - load_tail(map) + size) % size, &slot, &new_tail))
+        uint32_t tail = load_tail(map);
+        if (!answer_slot(self, tail, (after - tail + size) % size, &slot, &new_tail))
             break;
         ssize_t got;
         if (is_write) {
@@ -771,7 +775,7 @@ static void stop_threads(FastPath *self)
 
 static PyObject *FastPath_close(FastPath *self, PyObject *unused)
 {
-    /* the copy threads write into the data area: they end before the mapping may go */
+    /* the threads write into the data area: they end before the mapping may go */
     Py_BEGIN_ALLOW_THREADS
     stop_threads(self);
     Py_END_ALLOW_THREADS

@@ -46,7 +46,7 @@ class Reaper:
 
 
 class NativeDone:
-    """The eventfd of a device's copy threads, which hand back reads (device.py: reap_native)."""
+    """The eventfd of a device's native threads, which hand commands back (device.py: reap_native)."""
     __slots__ = ("dev",)
 
     def __init__(self, dev):

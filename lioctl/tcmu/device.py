@@ -175,13 +175,13 @@ class Device:
         self.futures: set = set()
         self.broken: RingError | None = None  # an I/O thread found the ring corrupt
         # the ring's tail and pending count, one writer at a time, and the doorbell of
-        # everyone answering (Python's I/O threads, the native path and its copy threads)
+        # everyone answering (Python's I/O threads, the native path and its threads)
         self.lock = ring_lock()
         self.queue = None                   # set by the daemon: completions of asynchronous backends
         self.acmds = None                   # AsyncCommands when the backend is asynchronous
         self.late: list = []                # answers of completed asynchronous commands
         self.fast = None                    # the native READ/WRITE path (_fastpath.c), if any
-        self.native_done_fd = -1            # its copy threads hand reads back (the daemon watches it)
+        self.native_done_fd = -1            # its threads hand commands back (the daemon watches it)
         self.copy_threads, self.wait_threads = COPY_THREADS, WAIT_THREADS
 
     @property
@@ -252,13 +252,7 @@ class Device:
         hold is answered first (their initiators are waiting)."""
         fast = self.fast
         if fast is not None and fast.in_flight:
-            fast.wait_idle()
-            try:
-                self.reap_native()
-                if self.futures:
-                    concurrent.futures.wait(list(self.futures))
-            except (OSError, RingError):
-                pass    # going away or failed: the kernel resets the ring
+            self.quiesce()
         self.fast = None
         if fast is not None:
             c = self.counters
@@ -380,7 +374,7 @@ class Device:
             # Only while an I/O thread may be answering do the ring's tail and pending count
             # need the lock (a future leaves the set after its thread let go of the lock).
             # Python 3.11 reads the clock on every lock acquire: a system call under emulation.
-            # The native path's copy threads answer under the lock too, with their own bound.
+            # The native path's threads answer under the lock too, with their own bound.
             if futures:
                 mine = False
                 with lock:
@@ -423,10 +417,7 @@ class Device:
                     c.cached += 1
                     answers.append((cmd, cdb[0], r))
                 elif pool is not None and cmd.length >= big and self._on_thread(cdb):
-                    c.threaded += 1
-                    fut = pool.submit(self._work, cmd)
-                    futures.add(fut)
-                    fut.add_done_callback(futures.discard)
+                    self._to_thread(pool, cmd)
                 else:
                     if cdb and cdb[0] == op.COMPARE_AND_WRITE and self._threads_busy():
                         # atomic against every write: let the threads' writes land first
@@ -480,8 +471,8 @@ class Device:
                 c.errors += 1
 
     def _threads_busy(self) -> bool:
-        """Whether an I/O thread or a copy thread may be answering now (only the loop hands
-        them work, so on the loop a False stays true until it does)."""
+        """Whether Python's I/O threads or the native path's may be answering now (only the
+        loop hands them work, so on the loop a False stays true until it does)."""
         return bool(self.futures) or (self.fast is not None and self.fast.in_flight > 0)
 
     def _deliver(self, answers) -> None:
@@ -530,8 +521,8 @@ class Device:
                 pass    # the device went away; the event loop notices on its next read
 
     def quiesce(self) -> None:
-        """Wait until the I/O and copy threads have answered their commands (before closing or
-        resetting, and before a COMPARE AND WRITE)."""
+        """Wait until Python's I/O threads and the native path's threads have answered their
+        commands (before closing or resetting, and before a COMPARE AND WRITE)."""
         fast = self.fast
         if fast is not None and fast.in_flight:
             fast.wait_idle()
@@ -543,8 +534,8 @@ class Device:
             concurrent.futures.wait(list(self.futures))
 
     def reap_native(self) -> None:
-        """On the loop, when a copy thread handed reads back (the page cache did not hold all
-        of one, or it failed): Python serves them, on its I/O threads, with its senses."""
+        """On the loop, when the native path's threads handed commands back (a short transfer
+        or an error): Python serves them, on its I/O threads, with its senses."""
         fast = self.fast
         failed = fast.reap() if fast is not None else None
         if not failed:
@@ -560,10 +551,14 @@ class Device:
                            for cmd in cmds])
             return
         for cmd in cmds:
-            self.counters.threaded += 1
-            fut = pool.submit(self._work, cmd)
-            self.futures.add(fut)
-            fut.add_done_callback(self.futures.discard)
+            self._to_thread(pool, cmd)
+
+    def _to_thread(self, pool, cmd) -> None:
+        """Hand a command to one of Python's I/O threads (_work answers it)."""
+        self.counters.threaded += 1
+        fut = pool.submit(self._work, cmd)
+        self.futures.add(fut)
+        fut.add_done_callback(self.futures.discard)
 
     def reconfigure(self, dev_size=None, writecache=None, dev_cfg=None) -> None:
         if dev_cfg is not None and dev_cfg != f"{self.subtype}/{self.config}":
