@@ -26,10 +26,12 @@
 #include <structmember.h>
 
 #include <errno.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
@@ -171,6 +173,20 @@ typedef struct {
     long long commands, read_count, write_count, read_bytes, write_bytes, copied, waited;
     long long bursts;           /* walks after a doorbell that found more to serve */
     long long spin_ns;
+    /* The ring thread (tcmu-runner's per-device command thread): it waits for the kernel's
+     * notifications on the UIO descriptor and walks, so a plain READ or WRITE never wakes
+     * the Python loop. At an entry for Python it hands the ring over (py_owns) and wakes the
+     * loop through done_fd; the loop serves and hands it back (resume). Whoever owns the
+     * ring is the only one who walks it: COMPARE AND WRITE, unit attentions and
+     * reconfiguration happen while Python owns it. */
+    pthread_mutex_t walk_mu;    /* held by the ring thread while it walks */
+    pthread_t ring_tid;
+    int ring_running, ring_stop, py_owns;
+    int event_fd, event_size;   /* polled for the kernel's notifications (UIO: 4-byte reads) */
+    int kick_fd;                /* an eventfd: Python handed the ring back, or stop */
+    uint32_t next;              /* the ring thread's position (Ring.next while it owns) */
+    long long handovers;        /* times the ring thread gave the ring to Python */
+    long long ring_walks;       /* wake-ups of the ring thread that walked */
 } FastPath;
 
 static inline uint32_t get_u32(const uint8_t *p) { uint32_t v; memcpy(&v, p, 4); return v; }
@@ -681,6 +697,168 @@ static void *worker(FastPath *self, int lane)
 static void *copy_main(void *arg) { return worker(arg, LANE_COPY); }
 static void *wait_main(void *arg) { return worker(arg, LANE_WAIT); }
 
+/* The ring thread */
+
+static void wake_python(FastPath *self)
+{
+    static const uint64_t one = 1;
+    if (write(self->done_fd, &one, sizeof one) < 0) {
+        /* an eventfd counter does not overflow in practice */
+    }
+}
+
+static void *ring_main(void *arg)
+{
+    FastPath *self = arg;
+    struct pollfd p[2] = {{self->event_fd, POLLIN, 0}, {self->kick_fd, POLLIN, 0}};
+    uint8_t buf[8];
+    for (;;) {
+        if (poll(p, 2, -1) < 0) {
+            if (errno == EINTR)
+                continue;
+            p[0].fd = -1;               /* cannot wait for the kernel: Python's to find out */
+        }
+        if (p[1].revents & POLLIN && read(self->kick_fd, buf, 8) < 0) {
+            /* EAGAIN: another wake-up took it */
+        }
+        int gone = 0;
+        if (p[0].fd >= 0 && p[0].revents) {
+            /* reading resets UIO's event count (else poll returns at once again); an error
+             * (the device removed) goes to Python, whose doorbell write then fails */
+            if (read(self->event_fd, buf, (size_t)self->event_size) < 0 && errno != EAGAIN && errno != EINTR) {
+                p[0].fd = -1;
+                gone = 1;
+            }
+        }
+        pthread_mutex_lock(&self->walk_mu);
+        if (self->ring_stop) {
+            pthread_mutex_unlock(&self->walk_mu);
+            break;
+        }
+        int wake = self->py_owns;       /* news for Python, who serves the ring now */
+        if (!self->py_owns) {
+            long queued = 0;
+            int rest = 0;
+            long n = gone ? -1 : serve_ring(self, &self->next, &rest, &queued, 1);
+            self->ring_walks++;
+            if (n < 0 || rest) {
+                self->py_owns = 1;
+                self->handovers++;
+                wake = 1;
+            }
+        }
+        pthread_mutex_unlock(&self->walk_mu);
+        if (wake)
+            wake_python(self);
+    }
+    return NULL;
+}
+
+static PyObject *FastPath_start_ring(FastPath *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    int event_fd, event_size;
+    unsigned long nx;
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "start_ring(event_fd, event_size, next)");
+        return NULL;
+    }
+    event_fd = (int)PyLong_AsLong(args[0]);
+    event_size = (int)PyLong_AsLong(args[1]);
+    nx = PyLong_AsUnsignedLong(args[2]);
+    if (PyErr_Occurred())
+        return NULL;
+    if (self->ring_running || !self->started || self->done_fd < 0 || !self->have_view || event_fd < 0 ||
+            (event_size != 4 && event_size != 8) || nx >= self->cmdr_size) {
+        PyErr_SetString(PyExc_ValueError, "start_ring(): once, after start(), with a done_fd");
+        return NULL;
+    }
+    int kick = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (kick < 0)
+        return PyErr_SetFromErrno(PyExc_OSError);
+    self->kick_fd = kick;
+    self->event_fd = event_fd;
+    self->event_size = event_size;
+    self->next = (uint32_t)nx;
+    self->py_owns = 1;                  /* until resume(): the loop serves what is queued first */
+    self->ring_stop = 0;
+    int e = pthread_create(&self->ring_tid, NULL, ring_main, self);
+    if (e) {
+        close(kick);
+        self->kick_fd = -1;
+        errno = e;
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
+    self->ring_running = 1;
+    Py_RETURN_NONE;
+}
+
+/* Python takes the ring (the ring thread ends its walk first): its position. */
+static PyObject *FastPath_pause(FastPath *self, PyObject *unused)
+{
+    uint32_t nx;
+    Py_BEGIN_ALLOW_THREADS
+    pthread_mutex_lock(&self->walk_mu);
+    self->py_owns = 1;
+    nx = self->next;
+    pthread_mutex_unlock(&self->walk_mu);
+    Py_END_ALLOW_THREADS
+    return PyLong_FromUnsignedLong(nx);
+}
+
+/* Python hands the ring back at `next`: the ring thread walks from there, at once when
+ * commands came after Python's last look (their notifications went to Python). */
+static PyObject *FastPath_resume(FastPath *self, PyObject *arg)
+{
+    static const uint64_t one = 1;
+    unsigned long nx = PyLong_AsUnsignedLong(arg);
+    if (PyErr_Occurred())
+        return NULL;
+    if (!self->ring_running || nx >= self->cmdr_size) {
+        PyErr_SetString(PyExc_ValueError, "resume(next): no ring thread, or a position outside the ring");
+        return NULL;
+    }
+    int kick;
+    Py_BEGIN_ALLOW_THREADS
+    pthread_mutex_lock(&self->walk_mu);
+    self->next = (uint32_t)nx;
+    self->py_owns = 0;
+    pthread_mutex_unlock(&self->walk_mu);
+    kick = load_head(self->map) != (uint32_t)nx;
+    Py_END_ALLOW_THREADS
+    if (kick && write(self->kick_fd, &one, sizeof one) < 0)
+        return PyErr_SetFromErrno(PyExc_OSError);
+    Py_RETURN_NONE;
+}
+
+/* Python takes the ring for good: the ring thread ends; its position. */
+static uint32_t stop_ring(FastPath *self)
+{
+    static const uint64_t one = 1;
+    if (!self->ring_running)
+        return self->next;
+    pthread_mutex_lock(&self->walk_mu);
+    self->ring_stop = 1;
+    self->py_owns = 1;
+    pthread_mutex_unlock(&self->walk_mu);
+    if (write(self->kick_fd, &one, sizeof one) < 0) {
+        /* cannot fail on an eventfd of ours */
+    }
+    pthread_join(self->ring_tid, NULL);
+    close(self->kick_fd);
+    self->kick_fd = -1;
+    self->ring_running = 0;
+    return self->next;
+}
+
+static PyObject *FastPath_stop_ring(FastPath *self, PyObject *unused)
+{
+    uint32_t nx;
+    Py_BEGIN_ALLOW_THREADS
+    nx = stop_ring(self);
+    Py_END_ALLOW_THREADS
+    return PyLong_FromUnsignedLong(nx);
+}
+
 static PyObject *FastPath_start(FastPath *self, PyObject *const *args, Py_ssize_t nargs)
 {
     long copy, wait;
@@ -777,6 +955,7 @@ static PyObject *FastPath_close(FastPath *self, PyObject *unused)
 {
     /* the threads write into the data area: they end before the mapping may go */
     Py_BEGIN_ALLOW_THREADS
+    stop_ring(self);
     stop_threads(self);
     Py_END_ALLOW_THREADS
     if (self->have_view) {
@@ -805,6 +984,8 @@ static int FastPath_init(FastPath *self, PyObject *args, PyObject *kwds)
         Py_INCREF(lock);
     self->lock = (RingLock *)lock;
     pthread_mutex_init(&self->mu, NULL);
+    pthread_mutex_init(&self->walk_mu, NULL);
+    self->kick_fd = -1;
     pthread_cond_init(&self->idle_cv, NULL);
     for (int l = 0; l < LANES; l++)
         pthread_cond_init(&self->lanes[l].cv, NULL);
@@ -837,6 +1018,7 @@ static int FastPath_init(FastPath *self, PyObject *args, PyObject *kwds)
 
 static void FastPath_dealloc(FastPath *self)
 {
+    stop_ring(self);
     stop_threads(self);
     if (self->have_view)
         PyBuffer_Release(&self->view);
@@ -857,6 +1039,14 @@ static PyMethodDef FastPath_methods[] = {
      "reap() -> [(cmd_id, cdb, [(offset, length), ...])]: the commands the threads handed back"},
     {"wait_idle", (PyCFunction)FastPath_wait_idle, METH_NOARGS,
      "wait until the threads have done every command handed to them"},
+    {"start_ring", (PyCFunction)(void (*)(void))FastPath_start_ring, METH_FASTCALL,
+     "start_ring(event_fd, event_size, next): the ring thread, owned by Python until resume()"},
+    {"pause", (PyCFunction)FastPath_pause, METH_NOARGS,
+     "pause() -> next: Python takes the ring (the ring thread only wakes it until resume)"},
+    {"resume", (PyCFunction)FastPath_resume, METH_O,
+     "resume(next): the ring thread walks on from next"},
+    {"stop_ring", (PyCFunction)FastPath_stop_ring, METH_NOARGS,
+     "stop_ring() -> next: the ring thread ends (its position returned)"},
     {NULL}
 };
 
@@ -881,6 +1071,10 @@ static PyMemberDef FastPath_members[] = {
     {"wait_threads", T_INT, offsetof(FastPath, lanes[1].nthreads), READONLY, "wait threads running"},
     {"writable", T_INT, offsetof(FastPath, writable), 0, "WRITEs may be served (to the wait lane)"},
     {"write_back", T_INT, offsetof(FastPath, write_back), 0, "the write cache is on"},
+    {"ring_running", T_INT, offsetof(FastPath, ring_running), READONLY, "the ring thread runs"},
+    {"py_owns", T_INT, offsetof(FastPath, py_owns), READONLY, "Python serves the ring now"},
+    {"handovers", T_LONGLONG, offsetof(FastPath, handovers), READONLY, "times the ring thread woke Python to serve"},
+    {"ring_walks", T_LONGLONG, offsetof(FastPath, ring_walks), READONLY, "wake-ups of the ring thread that walked"},
     {NULL}
 };
 

@@ -204,7 +204,7 @@ class Daemon:
                     if what.__class__ is Device:
                         self._service(what)
                     elif what.__class__ is NativeDone:
-                        self._service(what.dev, what.dev.reap_native)
+                        self._service(what.dev, what.dev.native_wake)
                     elif what.__class__ is Reaper:
                         self._reap(what.dev)
                     elif what == "completions":
@@ -352,9 +352,7 @@ class Daemon:
         minor = dev.minor
         self.failed.pop(dev.key, None)
         self.devices[minor] = dev
-        # edge-triggered: every kernel notification wakes us once, so the doorbell's event
-        # count need not be read (one system call less per wake-up)
-        self.watch(dev.fd, dev, edge=True)
+        self._watch_ring(dev)
         if getattr(dev, "native_done_fd", -1) >= 0:
             self.watch(dev.native_done_fd, NativeDone(dev))
         cfd = dev.backend.completion_fd()
@@ -364,6 +362,15 @@ class Daemon:
         log.info("serving %s (uio%d, %s/%s, %d bytes)", dev.key, minor, dev.subtype, dev.config,
                  dev.unit.num_blocks * dev.unit.block_size)
         self._service(dev)   # anything queued before we mapped it
+
+    def _watch_ring(self, dev: Device) -> None:
+        """The kernel's notifications wake the loop, unless the device's ring thread waits for
+        them (it wakes the loop through native_done_fd for what is Python's). Edge-triggered:
+        every notification wakes us once, so the doorbell's event count need not be read (one
+        system call less per wake-up)."""
+        self.unwatch(dev.fd)
+        if not dev.ring_threaded:
+            self.watch(dev.fd, dev, edge=True)
 
     def detach(self, minor: int) -> None:
         if self.opening.pop(minor, None) is not None:
@@ -418,6 +425,7 @@ class Daemon:
                 try:
                     before = dev.backend
                     dev.reconfigure(ev.dev_size, ev.writecache, ev.dev_cfg)
+                    self._watch_ring(dev)       # a new medium may have no ring thread
                     if dev.backend is not before:       # a new medium: its own completion fd
                         if getattr(dev, "reaper", None) is not None:
                             self.unwatch(dev.reaper.fd)

@@ -61,6 +61,11 @@ COPY_THREADS = 2
 # and those per device for what waits for the medium (reads the page cache does not hold,
 # O_DIRECT, durable writes): as many as the I/O threads (LIOCTL_TCMU_DISK_THREADS)
 WAIT_THREADS = 16
+# a thread per device that waits for the kernel's notifications and walks the ring in C, as
+# tcmu-runner's command thread does, so a plain READ or WRITE never wakes the Python loop (it
+# is woken for the rest: _fastpath.c's ring thread). LIOCTL_TCMU_RING_THREAD=0: the loop
+# waits for every notification itself (to compare)
+RING_THREAD = os.environ.get("LIOCTL_TCMU_RING_THREAD", "1") != "0"
 
 
 class PyRingLock:
@@ -151,6 +156,7 @@ class Counters:
     cached: int = 0             # reads of a blocking backend answered from the page cache inline
     native: int = 0             # commands answered by the native path (_fastpath.c)
     copied: int = 0             # of them, reads answered by its copy threads
+    handovers: int = 0          # times its ring thread woke the loop for an entry of Python's
     asynchronous: int = 0       # commands started on an asynchronous backend
     latency_us_total: int = 0   # their submission-to-answer time, summed
     latency_us_max: int = 0
@@ -183,6 +189,7 @@ class Device:
         self.fast = None                    # the native READ/WRITE path (_fastpath.c), if any
         self.native_done_fd = -1            # its threads hand commands back (the daemon watches it)
         self.copy_threads, self.wait_threads = COPY_THREADS, WAIT_THREADS
+        self.ring_thread = RING_THREAD
 
     @property
     def key(self) -> str:
@@ -246,11 +253,23 @@ class Device:
         if copy_threads or wait_threads:
             self.fast.start(copy_threads, wait_threads)
         self.fast_config()
+        if self.ring_thread and self.native_done_fd >= 0:
+            # owned by Python until its first drain() hands it over
+            self.fast.start_ring(self.fd, 4, self.ring.next)
+            self.ring.bound_by_head = True
+
+    @property
+    def ring_threaded(self) -> bool:
+        """Whether the native path's ring thread waits for the kernel's notifications (the
+        loop then waits for native_done_fd only)."""
+        return self.fast is not None and self.fast.ring_running
 
     def stop_fast(self) -> None:
         """Before the ring's mapping or the backend's descriptor goes away: what its threads
         hold is answered first (their initiators are waiting)."""
         fast = self.fast
+        if fast is not None and fast.ring_running:
+            self.ring.next = fast.stop_ring()
         if fast is not None and fast.in_flight:
             self.quiesce()
         self.fast = None
@@ -333,6 +352,28 @@ class Device:
             pass        # the device went away; the event loop notices on its next read
 
     def drain(self) -> int:
+        """Serve the ring now: with the ring thread, Python takes the ring from it, serves what
+        is queued and hands it back."""
+        fast = self.fast
+        if fast is None or not fast.ring_running:
+            return self._drain()
+        self.ring.next = fast.pause()
+        done = self._drain()
+        fast.resume(self.ring.next)
+        return done
+
+    def native_wake(self) -> None:
+        """On the loop, when native_done_fd fired: the threads handed commands back, or the
+        ring thread met an entry for Python (or news came while Python serves), or an I/O
+        thread found the ring corrupt."""
+        self.reap_native()
+        if self.broken is not None:
+            raise self.broken
+        fast = self.fast
+        if fast is not None and fast.ring_running and fast.py_owns:
+            self.drain()
+
+    def _drain(self) -> int:
         """Answer what the kernel queued: small commands at once; large reads and writes go to
         the I/O threads, which answer and ring the doorbell themselves (the kernel copies a
         read's data out in that doorbell write, so it runs off the event loop too).
@@ -473,7 +514,8 @@ class Device:
     def _threads_busy(self) -> bool:
         """Whether Python's I/O threads or the native path's may be answering now (only the
         loop hands them work, so on the loop a False stays true until it does)."""
-        return bool(self.futures) or (self.fast is not None and self.fast.in_flight > 0)
+        f = self.fast
+        return bool(self.futures) or (f is not None and (f.in_flight > 0 or f.ring_running))
 
     def _deliver(self, answers) -> None:
         """On the loop: write answers and ring the doorbell once, under the lock and through
@@ -512,6 +554,7 @@ class Device:
                 self._answer([(cmd, cmd.opcode, r)])
             except RingError as e:
                 self.broken = e     # the event loop fails the device on its next doorbell
+                self._wake_loop()
                 return
             mine = self._claim_bell()
         if mine:
@@ -519,6 +562,16 @@ class Device:
                 self._ring_bell()
             except OSError:
                 pass    # the device went away; the event loop notices on its next read
+
+    def _wake_loop(self) -> None:
+        """From an I/O thread: with the ring thread, no doorbell wakes the loop any more."""
+        f = self.fast
+        if f is not None and f.ring_running:
+            f.enabled = 0               # it leaves every command to Python, which fails the ring
+            try:
+                os.eventfd_write(self.native_done_fd, 1)
+            except OSError:
+                pass
 
     def quiesce(self) -> None:
         """Wait until Python's I/O threads and the native path's threads have answered their
@@ -561,6 +614,19 @@ class Device:
         fut.add_done_callback(self.futures.discard)
 
     def reconfigure(self, dev_size=None, writecache=None, dev_cfg=None) -> None:
+        """Python holds the ring meanwhile: the ring thread serves nothing under half-made
+        settings."""
+        fast = self.fast
+        if fast is not None and fast.ring_running:
+            self.ring.next = fast.pause()
+        try:
+            self._reconfigure(dev_size, writecache, dev_cfg)
+        finally:
+            fast = self.fast            # a new medium: a new native path
+            if fast is not None and fast.ring_running:
+                fast.resume(self.ring.next)
+
+    def _reconfigure(self, dev_size, writecache, dev_cfg) -> None:
         if dev_cfg is not None and dev_cfg != f"{self.subtype}/{self.config}":
             subtype, _, config = dev_cfg.partition("/")
             new = open_backend(subtype, config, self.backend.size)
@@ -601,6 +667,7 @@ class Device:
                 "in_flight": (self.ring.pending + (self.fast.in_flight if self.fast else 0)) if self.map else 0,
                 "io_threads": len(self.futures) + (self.fast.in_flight if self.fast else 0),
                 "ring_size": self.ring.cmdr_size if self.map else 0,
+                "ring_thread": self.ring_threaded,
                 "served_since": int(self.started), **self.counted()}
 
     def counted(self) -> dict:
@@ -613,8 +680,8 @@ class Device:
         return out
 
     def close(self) -> None:
+        self.stop_fast()                # the ring thread first: it takes no more commands
         self.quiesce()
-        self.stop_fast()
         if self.backend is not None and self.backend.asynchronous:
             # librbd writes into the data area until its operations end: close it first
             self.backend.close()
@@ -642,6 +709,7 @@ class Device:
 
 def _native_counts(f) -> tuple:
     return (("commands", f.commands), ("native", f.commands), ("copied", f.copied), ("threaded", f.waited),
+            ("handovers", f.handovers),
             ("reads", f.reads_done),
             ("writes", f.writes_done), ("read_bytes", f.read_bytes), ("write_bytes", f.write_bytes))
 

@@ -100,6 +100,10 @@ class Ring:
         # everything between tail and our read position has been taken but not yet answered
         self.next = self.tail
         self.pending = 0
+        # answers bounded by cmd_head rather than by `next`: while another walker (the native
+        # path's ring thread) moves the position, as its own threads bound theirs. Answers never
+        # outnumber the commands taken, so the tail slot is always a taken entry
+        self.bound_by_head = False
 
     # mailbox fields
     @property
@@ -204,7 +208,7 @@ class Ring:
         base = self.cmdr_off
         size = self.cmdr_size
         tail = U32.unpack_from(mv, MB_CMD_TAIL)[0]
-        nxt = self.next
+        nxt = U32.unpack_from(mv, MB_CMD_HEAD)[0] % size if self.bound_by_head else self.next
         if tail >= size or tail & 7:
             raise RingError(f"cmd_tail {tail} is outside the ring or misaligned")
         left = (nxt - tail) % size          # bytes of taken entries from the tail on

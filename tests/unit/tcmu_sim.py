@@ -38,6 +38,7 @@ class SimKernel:
         self.rng = random.Random(seed)
         self.cmds: dict[int, dict] = {}
         self.next_id = 1
+        self.notify_fd = -1       # an eventfd bumped per command queued, as UIO's event count
 
     # ring space, as the kernel computes it
     def _space(self) -> int:
@@ -102,7 +103,13 @@ class SimKernel:
             pos += n
         self.cmds[cmd_id] = {"iovs": iovs, "blocks": blocks, "data_in": data_in, "len": length}
         self._put_head(self.head + size)
+        self._notify()
         return cmd_id
+
+    def _notify(self) -> None:
+        if self.notify_fd >= 0:
+            import os
+            os.eventfd_write(self.notify_fd, 1)
 
     def queue_raw(self, size: int, op: int) -> None:
         """An entry of another kind (TMR, or an op from a future kernel)."""
@@ -115,6 +122,7 @@ class SimKernel:
         if op not in (R.OP_PAD, R.OP_TMR):
             self.cmds[cmd_id] = {"iovs": [], "blocks": [], "data_in": 0, "len": 0}
         self._put_head(self.head + size)
+        self._notify()
         return cmd_id
 
     def reap(self) -> dict[int, dict]:
@@ -173,12 +181,13 @@ class Harness:
 
 def sim_device(backend, doorbell_fd: int, pool=None, ring_size: int = 16384, data_blocks: int = 1024,
                queue=None, native: bool = False, copy_threads: int = 0, wait_threads: int = 0,
-               aligned: bool = False, **unit):
+               aligned: bool = False, ring_thread: bool = False, **unit):
     """A Device served from the simulated ring over `backend`, without UIO or configfs: the
     doorbell goes to doorbell_fd. For Device.drain's tests and bench/tcmu_hot_path.py.
     native: with the C path (_fastpath.c) in front, as the daemon serves a file backend;
     copy_threads, wait_threads: its threads for large reads and for what waits (their
-    hand-backs: Device.reap_native)."""
+    hand-backs: Device.reap_native); ring_thread: with the ring thread, woken by an eventfd
+    the simulated kernel bumps per command (k.notify_fd), as UIO's event count is."""
     import os
     from lioctl.tcmu.device import Counters, Device, ring_lock
     from lioctl.tcmu.scsi.emulator import Emulator, Unit
@@ -199,6 +208,11 @@ def sim_device(backend, doorbell_fd: int, pool=None, ring_size: int = 16384, dat
         if copy_threads or wait_threads:
             dev.fast.start(copy_threads, wait_threads)
         dev.fast_config()
+        if ring_thread:
+            k.notify_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+            dev.fast.start_ring(k.notify_fd, 8, dev.ring.next)
+            dev.ring.bound_by_head = True
+            dev.drain()             # hands the ring to the thread, as the daemon's first drain
     if queue is not None and backend.asynchronous:
         dev.start_async()       # an asynchronous backend's answers come back through the queue
     return k, dev
