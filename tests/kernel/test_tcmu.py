@@ -175,6 +175,10 @@ def test_a_block_device_is_served_from_io_threads_a_tmpfs_file_inline(lioctl, tm
         assert st["inmem"]["native"] > 0, st["inmem"]
         # (some of the block device's may miss the page cache: its wait threads read those)
         assert st["ondisk"]["copied"] > 0 and st["inmem"]["copied"] > 0, st
+        # each device's ring thread waited for the kernel, and handed the loop SYNCHRONIZE
+        # CACHE (and udev's probes)
+        assert all(d["ring_thread"] for d in status(lioctl)["devices"]), status(lioctl)
+        assert st["ondisk"]["handovers"] >= 1, st["ondisk"]
         # on memory only commands of 128 KiB or more go to threads: none of fio's 4 KiB ones,
         # but udev re-probes a disk closed after writing, with readahead, at any time
         assert st["inmem"]["reads"] > 0 and st["inmem"]["threaded"] * 100 < st["inmem"]["reads"], st["inmem"]
