@@ -369,7 +369,7 @@ class Daemon:
         every notification wakes us once, so the doorbell's event count need not be read (one
         system call less per wake-up)."""
         self.unwatch(dev.fd)
-        if not dev.ring_threaded:
+        if not getattr(dev, "ring_threaded", False):
             self.watch(dev.fd, dev, edge=True)
 
     def detach(self, minor: int) -> None:

@@ -245,15 +245,16 @@ class Device:
         if not NATIVE or fd is None or self.ring is None:
             return
         copy_threads, wait_threads = min(64, self.copy_threads), min(64, self.wait_threads)
-        if (copy_threads or wait_threads) and self.native_done_fd < 0:
+        threads = bool(copy_threads or wait_threads or self.ring_thread)
+        if threads and self.native_done_fd < 0:
             self.native_done_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         dfd = b.native_dfd if b.native_dfd is not None else fd
         self.fast = _fastpath.FastPath(self.ring.mv, fd, self.fd, self.lock, self.native_done_fd, dfd)
         self.fast.spin_ns = SPIN_NS
-        if copy_threads or wait_threads:
+        if threads:
             self.fast.start(copy_threads, wait_threads)
         self.fast_config()
-        if self.ring_thread and self.native_done_fd >= 0:
+        if self.ring_thread:
             # owned by Python until its first drain() hands it over
             self.fast.start_ring(self.fd, 4, self.ring.next)
             self.ring.bound_by_head = True

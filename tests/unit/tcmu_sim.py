@@ -201,11 +201,11 @@ def sim_device(backend, doorbell_fd: int, pool=None, ring_size: int = 16384, dat
     dev.fast, dev.native_done_fd = None, -1
     if native:
         from lioctl.tcmu import _fastpath
-        if copy_threads or wait_threads:
+        if copy_threads or wait_threads or ring_thread:
             dev.native_done_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         dev.fast = _fastpath.FastPath(dev.ring.mv, backend.native_fd, doorbell_fd, dev.lock, dev.native_done_fd,
                                       backend.native_dfd)
-        if copy_threads or wait_threads:
+        if copy_threads or wait_threads or ring_thread:
             dev.fast.start(copy_threads, wait_threads)
         dev.fast_config()
         if ring_thread:

@@ -165,19 +165,23 @@ def test_the_native_path_answers_exactly_as_python_does(tmp_path, record_propert
     assert pair.sides["python"][1].counted()["native"] == 0
 
 
-def test_a_corrupt_ring_fails_the_native_path_as_it_fails_python(tmp_path, bounded, record_property):
+@pytest.mark.parametrize("ring_thread", [False, True], ids=["loop", "ring_thread"])
+def test_a_corrupt_ring_fails_the_native_path_as_it_fails_python(tmp_path, bounded, record_property, ring_thread):
     """The C path reads every ring field a hostile or broken kernel could get wrong. Over
     corrupted rings: the walk ends; when Python serves the batch the C path serves it the same
     (same ring bytes, same file); when Python finds the ring corrupt (RingError) the native
     device does too, having answered at most commands before the corruption; and no byte
-    changes outside the answers' fields and the tail."""
+    changes outside the answers' fields and the tail. With the ring thread, it walks the
+    corrupted ring first (woken as by the kernel), then the loop takes the ring."""
     cases = {"total": 0, "ring_error": 0, "served": 0}
     content = bytes(range(256)) * (64 * 1024 // 256)
 
     @FUZZ
     @given(n=st.integers(1, 6), muts=mutations)
     def one(n, muts):
-        pair = Pair(tmp_path, content, ring_size=1024, data_blocks=16, write_cache=True)
+        pair = Pair(tmp_path, content, ring_size=1024, data_blocks=16, write_cache=True, ring_thread=ring_thread)
+        kn, dn = pair.sides["native"][:2]
+        notify, kn.notify_fd = kn.notify_fd, -1         # the ring thread is woken once corrupted
         try:
             entries = []
             for i in range(n):
@@ -189,6 +193,10 @@ def test_a_corrupt_ring_fails_the_native_path_as_it_fails_python(tmp_path, bound
                 buf = k.buf
                 corrupt(buf, entries, muts)
                 controls[name] = bytes(buf[:k.data_off])
+            if ring_thread:
+                walks = dn.fast.ring_walks
+                os.eventfd_write(notify, 1)
+                wait_for(lambda: dn.fast.ring_walks > walks, "the ring thread walks", timeout=5)
             outcome = {}
             for name, (k, dev, _, _) in pair.sides.items():
                 bounded()
@@ -211,8 +219,9 @@ def test_a_corrupt_ring_fails_the_native_path_as_it_fails_python(tmp_path, bound
             pair.close()
 
     one()
-    print(f"\nnative ring fuzzer: {cases['total']} cases ({cases['ring_error']} RingError, {cases['served']} served)")
-    record_property("native_ring_fuzz_cases", cases["total"])
+    print(f"\nnative ring fuzzer{' (ring thread)' if ring_thread else ''}: {cases['total']} cases "
+          f"({cases['ring_error']} RingError, {cases['served']} served)")
+    record_property("native_ring_fuzz_cases" + ("_ring_thread" if ring_thread else ""), cases["total"])
     assert cases["total"] >= 300 and cases["ring_error"] >= 30 and cases["served"] >= 30
 
 
