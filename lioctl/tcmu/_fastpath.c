@@ -641,11 +641,18 @@ static int run_job(FastPath *self, Job *j, int lane)
     return DONE;
 }
 
+/* Add one to an eventfd (done_fd wakes the loop, kick_fd the ring thread): -1 with errno
+ * when the write failed, which a counter of ours does not in practice. */
+static int bump(int fd)
+{
+    static const uint64_t one = 1;
+    return write(fd, &one, sizeof one) < 0 ? -1 : 0;
+}
+
 /* What would wait, came short or failed goes back to Python through done_fd: its I/O
  * threads wait, its senses answer. */
 static void *worker(FastPath *self, int lane)
 {
-    static const uint64_t one = 1;
     Lane *L = &self->lanes[lane];
     pthread_mutex_lock(&self->mu);
     for (;;) {
@@ -684,9 +691,7 @@ static void *worker(FastPath *self, int lane)
             pthread_cond_broadcast(&self->idle_cv);
         if (signal) {
             pthread_mutex_unlock(&self->mu);
-            if (write(self->done_fd, &one, sizeof one) < 0) {
-                /* an eventfd counter does not overflow in practice; the loop reaps anyway */
-            }
+            bump(self->done_fd);            /* the loop reaps anyway on its next wake-up */
             pthread_mutex_lock(&self->mu);
         }
     }
@@ -698,14 +703,6 @@ static void *copy_main(void *arg) { return worker(arg, LANE_COPY); }
 static void *wait_main(void *arg) { return worker(arg, LANE_WAIT); }
 
 /* The ring thread */
-
-static void wake_python(FastPath *self)
-{
-    static const uint64_t one = 1;
-    if (write(self->done_fd, &one, sizeof one) < 0) {
-        /* an eventfd counter does not overflow in practice */
-    }
-}
 
 static void *ring_main(void *arg)
 {
@@ -749,7 +746,7 @@ static void *ring_main(void *arg)
         }
         pthread_mutex_unlock(&self->walk_mu);
         if (wake)
-            wake_python(self);
+            bump(self->done_fd);
     }
     return NULL;
 }
@@ -809,7 +806,6 @@ static PyObject *FastPath_pause(FastPath *self, PyObject *unused)
  * commands came after Python's last look (their notifications went to Python). */
 static PyObject *FastPath_resume(FastPath *self, PyObject *arg)
 {
-    static const uint64_t one = 1;
     unsigned long nx = PyLong_AsUnsignedLong(arg);
     if (PyErr_Occurred())
         return NULL;
@@ -825,7 +821,7 @@ static PyObject *FastPath_resume(FastPath *self, PyObject *arg)
     pthread_mutex_unlock(&self->walk_mu);
     kick = load_head(self->map) != (uint32_t)nx;
     Py_END_ALLOW_THREADS
-    if (kick && write(self->kick_fd, &one, sizeof one) < 0)
+    if (kick && bump(self->kick_fd) < 0)
         return PyErr_SetFromErrno(PyExc_OSError);
     Py_RETURN_NONE;
 }
@@ -833,16 +829,13 @@ static PyObject *FastPath_resume(FastPath *self, PyObject *arg)
 /* Python takes the ring for good: the ring thread ends; its position. */
 static uint32_t stop_ring(FastPath *self)
 {
-    static const uint64_t one = 1;
     if (!self->ring_running)
         return self->next;
     pthread_mutex_lock(&self->walk_mu);
     self->ring_stop = 1;
     self->py_owns = 1;
     pthread_mutex_unlock(&self->walk_mu);
-    if (write(self->kick_fd, &one, sizeof one) < 0) {
-        /* cannot fail on an eventfd of ours */
-    }
+    bump(self->kick_fd);
     pthread_join(self->ring_tid, NULL);
     close(self->kick_fd);
     self->kick_fd = -1;

@@ -355,9 +355,9 @@ class Device:
     def drain(self) -> int:
         """Serve the ring now: with the ring thread, Python takes the ring from it, serves what
         is queued and hands it back."""
-        fast = self.fast
-        if fast is None or not fast.ring_running:
+        if not self.ring_threaded:
             return self._drain()
+        fast = self.fast
         self.ring.next = fast.pause()
         done = self._drain()
         fast.resume(self.ring.next)
@@ -370,8 +370,7 @@ class Device:
         self.reap_native()
         if self.broken is not None:
             raise self.broken
-        fast = self.fast
-        if fast is not None and fast.ring_running and fast.py_owns:
+        if self.ring_threaded and self.fast.py_owns:
             self.drain()
 
     def _drain(self) -> int:
@@ -566,9 +565,8 @@ class Device:
 
     def _wake_loop(self) -> None:
         """From an I/O thread: with the ring thread, no doorbell wakes the loop any more."""
-        f = self.fast
-        if f is not None and f.ring_running:
-            f.enabled = 0               # it leaves every command to Python, which fails the ring
+        if self.ring_threaded:
+            self.fast.enabled = 0       # it leaves every command to Python, which fails the ring
             try:
                 os.eventfd_write(self.native_done_fd, 1)
             except OSError:
@@ -617,15 +615,13 @@ class Device:
     def reconfigure(self, dev_size=None, writecache=None, dev_cfg=None) -> None:
         """Python holds the ring meanwhile: the ring thread serves nothing under half-made
         settings."""
-        fast = self.fast
-        if fast is not None and fast.ring_running:
-            self.ring.next = fast.pause()
+        if self.ring_threaded:
+            self.ring.next = self.fast.pause()
         try:
             self._reconfigure(dev_size, writecache, dev_cfg)
         finally:
-            fast = self.fast            # a new medium: a new native path
-            if fast is not None and fast.ring_running:
-                fast.resume(self.ring.next)
+            if self.ring_threaded:      # (a new medium: a new native path)
+                self.fast.resume(self.ring.next)
 
     def _reconfigure(self, dev_size, writecache, dev_cfg) -> None:
         if dev_cfg is not None and dev_cfg != f"{self.subtype}/{self.config}":
