@@ -164,12 +164,22 @@ def run_job(dev: str, args: list[str], pid: int | None) -> dict:
             "handler_sys_us": 1e6 * system / ios if pid else None}
 
 
-def run_rounds(disks: dict, jobs: list, rounds: int, only=None) -> dict[tuple[str, str], list[dict]]:
+def served_counts() -> dict[str, tuple[int, int]]:
+    """lioctl's handler's devices: name -> (commands, batches) so far (a batch: a walk of the
+    ring that served commands)."""
+    st = json.loads(lioctl("tcmu", "status", "--json"))
+    return {d["name"]: (d["commands"], d["batches"]) for d in st["devices"]}
+
+
+def run_rounds(disks: dict, jobs: list, rounds: int, only=None, walked=None) -> dict[tuple[str, str], list[dict]]:
     """Every job on every disk, `rounds` times, the disks' order rotating so that none is always
     first; each result printed as it comes. disks: label -> (device, handler pid or None);
-    only(label, job name): whether that job runs on that disk (all when None)."""
+    only(label, job name): whether that job runs on that disk (all when None); walked: label
+    -> lioctl backstore name, whose commands per walk of the ring are reported."""
     runs: dict[tuple[str, str], list[dict]] = {}
     labels = list(disks)
+    walked = walked or {}
+    counts = served_counts() if walked else {}
     for rnd in range(rounds):
         order = labels[rnd % len(labels):] + labels[:rnd % len(labels)]
         for name, args in jobs:
@@ -178,10 +188,16 @@ def run_rounds(disks: dict, jobs: list, rounds: int, only=None) -> dict[tuple[st
                     continue
                 dev, pid = disks[label]
                 r = run_job(dev, args, pid)
+                if label in walked:
+                    now = served_counts()
+                    (c0, b0), (c1, b1) = counts.get(walked[label], (0, 0)), now.get(walked[label], (0, 0))
+                    r["per_walk"] = (c1 - c0) / max(1, b1 - b0)
+                    counts = now
                 runs.setdefault((label, name), []).append(r)
                 print(f"{label:<22} {name:<20} {r['iops']:>9.0f} IOPS {r['mibs']:>8.1f} MiB/s "
                       f"lat {r['lat_us']:>8.0f} us  sys {r['sys_cpu']:5.1f}%"
                       + (f"  handler {r['handler_cpu']:5.1f}%" if r["handler_cpu"] is not None else "")
+                      + (f"  {r['per_walk']:.1f}/walk" if "per_walk" in r else "")
                       + (f"  (round {rnd + 1})" if rounds > 1 else ""), flush=True)
     return runs
 
@@ -390,7 +406,8 @@ def bench_medium(name: str, null_pid: int) -> dict[str, dict[str, dict]]:
         lioctl("/backstores/user", "create", "b_null", SIZE, "null", "subtype=lioctl_ram")
         disks[NULL_DISK] = (loopback_disk("/backstores/user/b_null"), null_pid)
         print(f"== {name}: " + ", ".join(f"{k} {v[0]}" for k, v in disks.items()), flush=True)
-        runs = run_rounds(disks, PICKED, ROUNDS, only=lambda label, job: label != NULL_DISK or job.startswith("1M"))
+        runs = run_rounds(disks, PICKED, ROUNDS, only=lambda label, job: label != NULL_DISK or job.startswith("1M"),
+                          walked={k: v for k, v in ((LIOCTL_DISK, "b_lioctl"), (DIRECT_DISK, "b_direct")) if k in disks})
         out: dict[str, dict[str, dict]] = {}
         for (label, job), rs in runs.items():
             out.setdefault(label, {})[job] = median_run(rs)
@@ -430,6 +447,12 @@ def report(name: str, res: dict[str, dict[str, dict]]) -> None:
             x = res[k].get(job)
             row.append(f"{x['handler_user_us'] + x['handler_sys_us']:>16.0f}" if x else f"{'-':>16}")
         print(f"{job:<20}" + "".join(row))
+    walkers = [k for k in labels if any("per_walk" in x for x in res[k].values())]
+    if walkers:
+        print(f"{'commands per walk':<20}" + "".join(f"{k:>16}" for k in walkers))
+        for job, _ in PICKED:
+            print(f"{job:<20}" + "".join(f"{res[k][job]['per_walk']:>16.1f}" if job in res[k] else f"{'-':>16}"
+                                         for k in walkers))
     if ROUNDS > 1:
         print("every round, " + " | ".join(labels))
         for job, _ in PICKED:

@@ -26,12 +26,15 @@
 #include <structmember.h>
 
 #include <errno.h>
+#include <linux/io_uring.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
 #include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
@@ -142,6 +145,33 @@ typedef struct {
     pthread_t tid[LANE_MAX_THREADS];
 } Lane;
 
+/* The wait lane on io_uring (where the kernel has it): the walk queues what waits for the
+ * medium as submissions, one io_uring_enter per walk, and one reaper thread per device
+ * answers a batch of completions under one lock with one doorbell. A thread per command in
+ * flight (the lane's threads) costs a wake-up to hand each command over and another when its
+ * I/O ends; here a batch costs one. Without io_uring (ENOSYS, EPERM under a seccomp policy or
+ * kernel.io_uring_disabled) the wait lane keeps its threads. */
+typedef struct {
+    int fd;                     /* -1: the lane's threads do the waiting */
+    int stop_fd;                /* an eventfd polled through the ring: bumped to stop the reaper */
+    int running;
+    unsigned entries;
+    void *sq_map, *cq_map;
+    size_t sq_map_len, cq_map_len;
+    struct io_uring_sqe *sqes;
+    size_t sqes_len;
+    unsigned *sq_head, *sq_tail, *sq_mask, *sq_array;
+    unsigned *cq_head, *cq_tail, *cq_mask;
+    struct io_uring_cqe *cqes;
+    unsigned sq_local;          /* our tail (under mu): prepared up to here */
+    long inflight;              /* submissions not yet reaped, under mu */
+    long long submits;          /* io_uring_enter calls that submitted */
+    pthread_t tid;
+} Uring;
+
+#define URING_ENTRIES 256
+#define URING_STOP 1            /* the stop poll's user_data (a Job pointer is never 1) */
+
 typedef struct {
     PyObject_HEAD
     Py_buffer view;
@@ -172,6 +202,7 @@ typedef struct {
     /* counters, added to the device's own in its status */
     long long commands, read_count, write_count, read_bytes, write_bytes, copied, waited;
     long long bursts;           /* walks after a doorbell that found more to serve */
+    long long walks;            /* walks that served something (answered or queued) */
     long long spin_ns;
     /* The ring thread (tcmu-runner's per-device command thread): it waits for the kernel's
      * notifications on the UIO descriptor and walks, so a plain READ or WRITE never wakes
@@ -187,6 +218,8 @@ typedef struct {
     uint32_t next;              /* the ring thread's position (Ring.next while it owns) */
     long long handovers;        /* times the ring thread gave the ring to Python */
     long long ring_walks;       /* wake-ups of the ring thread that walked */
+    Uring uring;
+    int uring_errno;            /* why start() asked for io_uring and the lane kept its threads */
 } FastPath;
 
 static inline uint32_t get_u32(const uint8_t *p) { uint32_t v; memcpy(&v, p, 4); return v; }
@@ -305,6 +338,7 @@ static int answer_good(FastPath *self, uint16_t cmd_id, uint32_t left_to)
 
 static int enqueue(FastPath *self, int lane, uint16_t cmd_id, const uint8_t *cdb, int cdb_len, int is_write,
                    int sync, off_t pos, uint64_t total, const struct iovec *iov, uint32_t n);
+static void uring_flush(Uring *u);
 
 /* One walk from *next to cmd_head, serving; returns how many commands were answered. *next
  * follows ring.py's Ring.next; Ring.pending does not change (every command taken here is
@@ -315,7 +349,7 @@ static long walk(FastPath *self, uint32_t *next, int *rest, long *queued, int lo
     const uint64_t map_len = self->map_len, data_off = self->data_off, base = self->cmdr_off;
     const uint32_t size = (uint32_t)self->cmdr_size;
     uint32_t head = load_head(map), nxt = *next;
-    long answered = 0;
+    long answered = 0, queued_before = *queued;
     struct iovec iov[MAX_IOVS];
 
     *rest = head != nxt;
@@ -427,6 +461,13 @@ static long walk(FastPath *self, uint32_t *next, int *rest, long *queued, int lo
         left -= length;
         answered++;
         count(self, is_write, total);
+    }
+    if (answered || *queued != queued_before)
+        ADD(self->walks, 1);
+    if (*queued != queued_before && self->uring.running) {
+        pthread_mutex_lock(&self->mu);
+        uring_flush(&self->uring);
+        pthread_mutex_unlock(&self->mu);
     }
     *next = nxt;
     *rest = left != 0;
@@ -547,12 +588,162 @@ static void grow(FastPath *self, int lane)
     pthread_attr_destroy(&attr);
 }
 
+/* io_uring by its system calls (no liburing: one header, three calls) */
+
+static int sys_uring_setup(unsigned entries, struct io_uring_params *p)
+{
+    return (int)syscall(__NR_io_uring_setup, entries, p);
+}
+
+static int sys_uring_enter(int fd, unsigned submit, unsigned min_complete, unsigned flags)
+{
+    return (int)syscall(__NR_io_uring_enter, fd, submit, min_complete, flags, NULL, 0);
+}
+
+static void uring_free(Uring *u)
+{
+    if (u->sqes != NULL && u->sqes != MAP_FAILED)
+        munmap(u->sqes, u->sqes_len);
+    if (u->cq_map != NULL && u->cq_map != MAP_FAILED && u->cq_map != u->sq_map)
+        munmap(u->cq_map, u->cq_map_len);
+    if (u->sq_map != NULL && u->sq_map != MAP_FAILED)
+        munmap(u->sq_map, u->sq_map_len);
+    if (u->fd >= 0)
+        close(u->fd);
+    if (u->stop_fd >= 0)
+        close(u->stop_fd);
+    memset(u, 0, sizeof *u);
+    u->fd = u->stop_fd = -1;
+}
+
+/* Under mu: the submissions prepared and not yet taken by the kernel (without SQPOLL it takes
+ * them inside io_uring_enter, which moves sq_head). */
+static unsigned uring_pending(Uring *u)
+{
+    return u->sq_local - __atomic_load_n(u->sq_head, __ATOMIC_ACQUIRE);
+}
+
+/* Under mu: hand the prepared submissions to the kernel. An error leaves them prepared: the
+ * reaper's next io_uring_enter submits them. */
+static void uring_flush(Uring *u)
+{
+    unsigned n = uring_pending(u);
+    if (n && sys_uring_enter(u->fd, n, 0, 0) > 0)
+        u->submits++;
+}
+
+/* Under mu: a submission at the SQ's tail, not yet handed to the kernel; 0 when the SQ is
+ * full even after a flush. */
+static struct io_uring_sqe *uring_sqe(Uring *u)
+{
+    if (uring_pending(u) >= u->entries) {
+        uring_flush(u);
+        if (uring_pending(u) >= u->entries)
+            return NULL;
+    }
+    unsigned idx = u->sq_local & *u->sq_mask;
+    struct io_uring_sqe *sqe = &u->sqes[idx];
+    memset(sqe, 0, sizeof *sqe);
+    u->sq_array[idx] = idx;
+    return sqe;
+}
+
+static void uring_commit(Uring *u)
+{
+    u->sq_local++;
+    __atomic_store_n(u->sq_tail, u->sq_local, __ATOMIC_RELEASE);
+}
+
+/* Set up the ring, and its first submission: a poll of stop_fd, whose completion ends the
+ * reaper. 0, or -1 with errno (then nothing is left set up). */
+static int uring_setup(Uring *u)
+{
+    struct io_uring_params p;
+    memset(u, 0, sizeof *u);
+    u->fd = u->stop_fd = -1;
+    memset(&p, 0, sizeof p);
+    int fd = sys_uring_setup(URING_ENTRIES, &p);
+    if (fd < 0)
+        return -1;
+    u->fd = fd;
+    u->entries = p.sq_entries;
+    u->sq_map_len = p.sq_off.array + p.sq_entries * sizeof(unsigned);
+    u->cq_map_len = p.cq_off.cqes + p.cq_entries * sizeof(struct io_uring_cqe);
+    if (p.features & IORING_FEAT_SINGLE_MMAP) {
+        if (u->cq_map_len > u->sq_map_len)
+            u->sq_map_len = u->cq_map_len;
+        u->cq_map_len = u->sq_map_len;
+    }
+    u->sq_map = mmap(NULL, u->sq_map_len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, IORING_OFF_SQ_RING);
+    if (u->sq_map == MAP_FAILED)
+        goto fail;
+    if (p.features & IORING_FEAT_SINGLE_MMAP)
+        u->cq_map = u->sq_map;
+    else if ((u->cq_map = mmap(NULL, u->cq_map_len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd,
+                               IORING_OFF_CQ_RING)) == MAP_FAILED)
+        goto fail;
+    u->sqes_len = p.sq_entries * sizeof(struct io_uring_sqe);
+    u->sqes = mmap(NULL, u->sqes_len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, IORING_OFF_SQES);
+    if (u->sqes == MAP_FAILED)
+        goto fail;
+    uint8_t *sq = u->sq_map, *cq = u->cq_map;
+    u->sq_head = (unsigned *)(sq + p.sq_off.head);
+    u->sq_tail = (unsigned *)(sq + p.sq_off.tail);
+    u->sq_mask = (unsigned *)(sq + p.sq_off.ring_mask);
+    u->sq_array = (unsigned *)(sq + p.sq_off.array);
+    u->cq_head = (unsigned *)(cq + p.cq_off.head);
+    u->cq_tail = (unsigned *)(cq + p.cq_off.tail);
+    u->cq_mask = (unsigned *)(cq + p.cq_off.ring_mask);
+    u->cqes = (struct io_uring_cqe *)(cq + p.cq_off.cqes);
+    u->sq_local = *u->sq_tail;
+    if ((u->stop_fd = eventfd(0, EFD_CLOEXEC)) < 0)
+        goto fail;
+    struct io_uring_sqe *sqe = uring_sqe(u);
+    sqe->opcode = IORING_OP_POLL_ADD;
+    sqe->fd = u->stop_fd;
+    sqe->poll_events = POLLIN;
+    sqe->user_data = URING_STOP;
+    uring_commit(u);
+    if (sys_uring_enter(u->fd, 1, 0, 0) != 1)
+        goto fail;
+    return 0;
+fail:;
+    int e = errno;
+    uring_free(u);
+    errno = e;
+    return -1;
+}
+
+/* Under mu: the job's I/O as a submission (prepared; the walk hands its batch over at its
+ * end, anyone else at once). 0 when the SQ has no room. */
+static int uring_push(FastPath *self, Job *j, int flush)
+{
+    Uring *u = &self->uring;
+    struct io_uring_sqe *sqe = uring_sqe(u);
+    if (sqe == NULL)
+        return 0;
+    sqe->opcode = j->is_write ? IORING_OP_WRITEV : IORING_OP_READV;
+    sqe->fd = self->dfd;
+    sqe->addr = (uint64_t)(uintptr_t)j->iov;
+    sqe->len = (unsigned)j->iov_cnt;
+    sqe->off = (uint64_t)j->pos;
+    sqe->rw_flags = j->is_write && j->sync ? RWF_DSYNC : 0;
+    sqe->user_data = (uint64_t)(uintptr_t)j;
+    uring_commit(u);
+    u->inflight++;
+    if (flush)
+        uring_flush(u);
+    return 1;
+}
+
 /* Under mu: onto `lane`, with a thread to take it; 0 when the lane has none and can get none. */
-static int push(FastPath *self, int lane, Job *j)
+static int push(FastPath *self, int lane, Job *j, int flush)
 {
     Lane *L = &self->lanes[lane];
     if (self->stopping)
         return 0;
+    if (lane == LANE_WAIT && self->uring.running)
+        return uring_push(self, j, flush);
     L->queued++;
     grow(self, lane);
     if (L->nthreads == 0) {
@@ -589,7 +780,7 @@ static int enqueue(FastPath *self, int lane, uint16_t cmd_id, const uint8_t *cdb
     j->iov_cnt = (int)n;
     memcpy(j->iov, iov, n * sizeof(struct iovec));
     pthread_mutex_lock(&self->mu);
-    int ok = push(self, lane, j);
+    int ok = push(self, lane, j, 0);       /* the walk hands its submissions over at its end */
     if (ok) {
         self->running++;
         __atomic_fetch_add(&self->in_flight, 1, __ATOMIC_RELEASE);
@@ -673,7 +864,7 @@ static void *worker(FastPath *self, int lane)
         pthread_mutex_lock(&self->mu);
         if (outcome == TO_WAIT) {
             j->nowait = 0;
-            if (push(self, LANE_WAIT, j))
+            if (push(self, LANE_WAIT, j, 1))
                 continue;                   /* still running, on the other lane */
             outcome = HAND_BACK;
         }
@@ -696,6 +887,88 @@ static void *worker(FastPath *self, int lane)
         }
     }
     pthread_mutex_unlock(&self->mu);
+    return NULL;
+}
+
+/* The uring lane's reaper: what completed is answered under one lock with one doorbell (the
+ * walker may be filling the ring meanwhile); a short or failed I/O goes back to Python as a
+ * wait thread's would. Ends when stop_fd is bumped and nothing it submitted is in flight
+ * (their buffers are the data area, which must outlive them). */
+static void *uring_main(void *arg)
+{
+    FastPath *self = arg;
+    Uring *u = &self->uring;
+    const uint32_t size = (uint32_t)self->cmdr_size;
+    int stop = 0;
+    for (;;) {
+        unsigned head = *u->cq_head, tail = __atomic_load_n(u->cq_tail, __ATOMIC_ACQUIRE);
+        if (head == tail) {
+            pthread_mutex_lock(&self->mu);
+            int done = stop && u->inflight == 0;
+            unsigned pending = uring_pending(u);
+            pthread_mutex_unlock(&self->mu);
+            if (done)
+                break;
+            /* also submits what a failed flush left prepared */
+            if (sys_uring_enter(u->fd, pending, 1, IORING_ENTER_GETEVENTS) < 0 && errno != EINTR &&
+                    errno != EAGAIN && errno != EBUSY && errno != ETIME) {
+                /* the ring is unusable: nothing can be reaped, so nothing can be done */
+                break;
+            }
+            continue;
+        }
+        Job *back = NULL, *back_last = NULL;
+        long reaped = 0;
+        int answered = 0, mine = 0;
+        rl_lock(self->lock);
+        for (; head != tail; head++) {
+            struct io_uring_cqe *c = &u->cqes[head & *u->cq_mask];
+            if (c->user_data == URING_STOP) {
+                stop = 1;
+                continue;
+            }
+            Job *j = (Job *)(uintptr_t)c->user_data;
+            reaped++;
+            /* every entry up to cmd_head that holds an answer was taken (run_job) */
+            if (c->res >= 0 && (uint64_t)c->res == j->total &&
+                    answer_good(self, j->cmd_id, load_head(self->map) % size)) {
+                __atomic_fetch_sub(&self->in_flight, 1, __ATOMIC_RELEASE);
+                count(self, j->is_write, j->total);
+                ADD(self->waited, 1);
+                answered = 1;
+                free(j);
+                continue;
+            }
+            j->next = NULL;
+            if (back_last)
+                back_last->next = j;
+            else
+                back = j;
+            back_last = j;
+        }
+        __atomic_store_n(u->cq_head, head, __ATOMIC_RELEASE);
+        if (answered)
+            mine = rl_claim(self->lock);
+        rl_unlock(self->lock);
+        if (mine && rl_ring(self->lock, self->doorbell_fd) < 0) {
+            /* the device went away: the event loop finds out on its next read */
+        }
+        pthread_mutex_lock(&self->mu);
+        if (back) {
+            if (self->failed_last)
+                self->failed_last->next = back;
+            else
+                self->failed = back;
+            self->failed_last = back_last;
+        }
+        u->inflight -= reaped;
+        self->running -= reaped;
+        if (reaped && self->running == 0)
+            pthread_cond_broadcast(&self->idle_cv);
+        pthread_mutex_unlock(&self->mu);
+        if (back)
+            bump(self->done_fd);
+    }
     return NULL;
 }
 
@@ -854,16 +1127,30 @@ static PyObject *FastPath_stop_ring(FastPath *self, PyObject *unused)
 
 static PyObject *FastPath_start(FastPath *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    long copy, wait;
-    if (nargs != 2 || (copy = PyLong_AsLong(args[0])) == -1 || (wait = PyLong_AsLong(args[1])) == -1) {
+    long copy, wait, uring = 0;
+    if ((nargs != 2 && nargs != 3) || (copy = PyLong_AsLong(args[0])) == -1 ||
+            (wait = PyLong_AsLong(args[1])) == -1 || (nargs == 3 && (uring = PyObject_IsTrue(args[2])) < 0)) {
         if (!PyErr_Occurred())
-            PyErr_SetString(PyExc_TypeError, "start(copy_threads, wait_threads)");
+            PyErr_SetString(PyExc_TypeError, "start(copy_threads, wait_threads, uring=False)");
         return NULL;
     }
     if (self->started || copy < 0 || wait < 0 || copy > LANE_MAX_THREADS || wait > LANE_MAX_THREADS ||
             self->done_fd < 0 || !self->have_view) {
         PyErr_SetString(PyExc_ValueError, "start(copy_threads, wait_threads): 0..64 each, once, with a done_fd");
         return NULL;
+    }
+    self->uring_errno = 0;
+    if (uring && wait > 0) {
+        int e = 0;
+        Py_BEGIN_ALLOW_THREADS
+        if (uring_setup(&self->uring) < 0)
+            e = errno;
+        else if ((e = pthread_create(&self->uring.tid, NULL, uring_main, self)) != 0)
+            uring_free(&self->uring);
+        else
+            self->uring.running = 1;
+        Py_END_ALLOW_THREADS
+        self->uring_errno = e;          /* the wait lane keeps its threads */
     }
     pthread_mutex_lock(&self->mu);
     self->lanes[LANE_COPY].max = (int)copy;
@@ -935,6 +1222,13 @@ static void stop_threads(FastPath *self)
             pthread_join(L->tid[i], NULL);
         L->nthreads = 0;
     }
+    if (self->uring.running) {
+        /* after the copy threads, which may hand it reads until they end; it reaps what is in
+         * flight first */
+        bump(self->uring.stop_fd);
+        pthread_join(self->uring.tid, NULL);
+        uring_free(&self->uring);
+    }
     for (Job *j = self->failed, *nj; j != NULL; j = nj) {
         nj = j->next;
         free(j);
@@ -979,6 +1273,7 @@ static int FastPath_init(FastPath *self, PyObject *args, PyObject *kwds)
     pthread_mutex_init(&self->mu, NULL);
     pthread_mutex_init(&self->walk_mu, NULL);
     self->kick_fd = -1;
+    self->uring.fd = self->uring.stop_fd = -1;
     pthread_cond_init(&self->idle_cv, NULL);
     for (int l = 0; l < LANES; l++)
         pthread_cond_init(&self->lanes[l].cv, NULL);
@@ -1027,7 +1322,8 @@ static PyMethodDef FastPath_methods[] = {
     {"close", (PyCFunction)FastPath_close, METH_NOARGS,
      "stop the threads (after what they hold is done) and let go of the mapping"},
     {"start", (PyCFunction)(void (*)(void))FastPath_start, METH_FASTCALL,
-     "start(copy_threads, wait_threads): the most threads of each lane, started as work comes"},
+     "start(copy_threads, wait_threads, uring=False): the most threads of each lane, started as "
+     "work comes; with uring, the wait lane submits to io_uring where the kernel allows it"},
     {"reap", (PyCFunction)FastPath_reap, METH_NOARGS,
      "reap() -> [(cmd_id, cdb, [(offset, length), ...])]: the commands the threads handed back"},
     {"wait_idle", (PyCFunction)FastPath_wait_idle, METH_NOARGS,
@@ -1057,6 +1353,7 @@ static PyMemberDef FastPath_members[] = {
     {"write_bytes", T_LONGLONG, offsetof(FastPath, write_bytes), READONLY, "bytes written"},
     {"spin_ns", T_LONGLONG, offsetof(FastPath, spin_ns), 0, "wait this long for more after a doorbell"},
     {"bursts", T_LONGLONG, offsetof(FastPath, bursts), READONLY, "walks after a doorbell that found more"},
+    {"walks", T_LONGLONG, offsetof(FastPath, walks), READONLY, "walks of the ring that served something"},
     {"copied", T_LONGLONG, offsetof(FastPath, copied), READONLY, "reads answered by a copy thread"},
     {"waited", T_LONGLONG, offsetof(FastPath, waited), READONLY, "commands answered by a wait thread"},
     {"in_flight", T_LONG, offsetof(FastPath, in_flight), READONLY, "taken, not yet answered nor reaped"},
@@ -1068,6 +1365,9 @@ static PyMemberDef FastPath_members[] = {
     {"py_owns", T_INT, offsetof(FastPath, py_owns), READONLY, "Python serves the ring now"},
     {"handovers", T_LONGLONG, offsetof(FastPath, handovers), READONLY, "times the ring thread woke Python to serve"},
     {"ring_walks", T_LONGLONG, offsetof(FastPath, ring_walks), READONLY, "wake-ups of the ring thread that walked"},
+    {"uring", T_INT, offsetof(FastPath, uring.running), READONLY, "the wait lane submits to io_uring"},
+    {"uring_errno", T_INT, offsetof(FastPath, uring_errno), READONLY, "why io_uring was asked for and not set up"},
+    {"uring_submits", T_LONGLONG, offsetof(FastPath, uring.submits), READONLY, "io_uring_enter calls that submitted"},
     {NULL}
 };
 

@@ -66,6 +66,10 @@ WAIT_THREADS = 16
 # is woken for the rest: _fastpath.c's ring thread). LIOCTL_TCMU_RING_THREAD=0: the loop
 # waits for every notification itself (to compare)
 RING_THREAD = os.environ.get("LIOCTL_TCMU_RING_THREAD", "1") != "0"
+# the wait lane submits to io_uring (one system call per walk, one reaper thread answering a
+# batch of completions with one doorbell) where the kernel allows it; else, and with
+# LIOCTL_TCMU_URING=0, a thread per command in flight
+URING = os.environ.get("LIOCTL_TCMU_URING", "1") != "0"
 
 
 class PyRingLock:
@@ -190,6 +194,7 @@ class Device:
         self.native_done_fd = -1            # its threads hand commands back (the daemon watches it)
         self.copy_threads, self.wait_threads = COPY_THREADS, WAIT_THREADS
         self.ring_thread = RING_THREAD
+        self.uring = URING
 
     @property
     def key(self) -> str:
@@ -252,7 +257,10 @@ class Device:
         self.fast = _fastpath.FastPath(self.ring.mv, fd, self.fd, self.lock, self.native_done_fd, dfd)
         self.fast.spin_ns = SPIN_NS
         if threads:
-            self.fast.start(copy_threads, wait_threads)
+            self.fast.start(copy_threads, wait_threads, self.uring)
+            if self.uring and not self.fast.uring and wait_threads:
+                log.info("%s: no io_uring (%s): the wait lane uses threads", self.key,
+                         os.strerror(self.fast.uring_errno))
         self.fast_config()
         if self.ring_thread:
             # owned by Python until its first drain() hands it over
@@ -665,6 +673,7 @@ class Device:
                 "io_threads": len(self.futures) + (self.fast.in_flight if self.fast else 0),
                 "ring_size": self.ring.cmdr_size if self.map else 0,
                 "ring_thread": self.ring_threaded,
+                "uring": bool(self.fast is not None and self.fast.uring),
                 "served_since": int(self.started), **self.counted()}
 
     def counted(self) -> dict:
@@ -706,7 +715,7 @@ class Device:
 
 def _native_counts(f) -> tuple:
     return (("commands", f.commands), ("native", f.commands), ("copied", f.copied), ("threaded", f.waited),
-            ("handovers", f.handovers),
+            ("handovers", f.handovers), ("batches", f.walks),
             ("reads", f.reads_done),
             ("writes", f.writes_done), ("read_bytes", f.read_bytes), ("write_bytes", f.write_bytes))
 

@@ -181,13 +181,14 @@ class Harness:
 
 def sim_device(backend, doorbell_fd: int, pool=None, ring_size: int = 16384, data_blocks: int = 1024,
                queue=None, native: bool = False, copy_threads: int = 0, wait_threads: int = 0,
-               aligned: bool = False, ring_thread: bool = False, **unit):
+               aligned: bool = False, ring_thread: bool = False, uring: bool = False, **unit):
     """A Device served from the simulated ring over `backend`, without UIO or configfs: the
     doorbell goes to doorbell_fd. For Device.drain's tests and bench/tcmu_hot_path.py.
     native: with the C path (_fastpath.c) in front, as the daemon serves a file backend;
     copy_threads, wait_threads: its threads for large reads and for what waits (their
     hand-backs: Device.reap_native); ring_thread: with the ring thread, woken by an eventfd
-    the simulated kernel bumps per command (k.notify_fd), as UIO's event count is."""
+    the simulated kernel bumps per command (k.notify_fd), as UIO's event count is; uring: the
+    wait lane on io_uring (dev.fast.uring says whether the host allowed it)."""
     import os
     from lioctl.tcmu.device import Counters, Device, ring_lock
     from lioctl.tcmu.scsi.emulator import Emulator, Unit
@@ -206,7 +207,7 @@ def sim_device(backend, doorbell_fd: int, pool=None, ring_size: int = 16384, dat
         dev.fast = _fastpath.FastPath(dev.ring.mv, backend.native_fd, doorbell_fd, dev.lock, dev.native_done_fd,
                                       backend.native_dfd)
         if copy_threads or wait_threads or ring_thread:
-            dev.fast.start(copy_threads, wait_threads)
+            dev.fast.start(copy_threads, wait_threads, uring)
         dev.fast_config()
         if ring_thread:
             k.notify_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)

@@ -43,7 +43,7 @@ class Pair:
     without it."""
 
     def __init__(self, tmp_path, content: bytes, pool=None, ring_size=16384, data_blocks=256, threads=(0, 0),
-                 direct=False, ring_thread=False, **unit):
+                 direct=False, ring_thread=False, uring=False, **unit):
         self.null = os.open("/dev/null", os.O_WRONLY | os.O_CLOEXEC)
         self.sides = {}
         for name in ("native", "python"):
@@ -53,7 +53,7 @@ class Pair:
             n = name == "native"
             k, dev = sim_device(b, self.null, pool, ring_size=ring_size, data_blocks=data_blocks, native=n,
                                 copy_threads=threads[0] if n else 0, wait_threads=threads[1] if n else 0,
-                                aligned=direct, ring_thread=ring_thread and n, **unit)
+                                aligned=direct, ring_thread=ring_thread and n, uring=uring and n, **unit)
             self.sides[name] = (k, dev, b, path)
 
     def queue(self, cdb: bytes, data_out: bytes = b"", data_in: int = 0) -> None:
@@ -552,25 +552,40 @@ def test_stopping_the_native_path_answers_what_the_copy_threads_hold(tmp_path):
     b.close()
 
 
-@pytest.mark.parametrize("direct,ring_thread", [(False, False), (True, False), (False, True)],
-                         ids=["buffered", "o_direct", "ring_thread"])
-def test_threads_answer_as_python_does(tmp_path, monkeypatch, record_property, direct, ring_thread):
+def uring_or_skip(dev) -> None:
+    """The host's kernel may refuse io_uring (a seccomp policy, kernel.io_uring_disabled):
+    then the wait lane has threads, which the other tests cover."""
+    if not dev.fast.uring:
+        pytest.skip(f"no io_uring here: {os.strerror(dev.fast.uring_errno)}")
+
+
+@pytest.mark.parametrize("direct,ring_thread,uring", [(False, False, False), (True, False, False),
+                                                      (False, True, False), (True, False, True),
+                                                      (False, True, True)],
+                         ids=["buffered", "o_direct", "ring_thread", "o_direct_uring", "ring_thread_uring"])
+def test_threads_answer_as_python_does(tmp_path, monkeypatch, record_property, direct, ring_thread, uring):
     """The differential above with the native path's threads: reads over 2 KiB on two copy
     threads, durable writes (FUA, the write cache off) and, with O_DIRECT, every READ and
-    WRITE on two wait threads, answers landing in any order. The answers (status, sense,
-    data), the files and the counters must be the same as Python's. A write (or MODE
-    SELECT) is alone in flight, as an initiator ordering it against the reads would make it.
-    With the ring thread, it serves the commands as they are queued, and hands the ring to
-    Python at the others (drain() takes it as the daemon's wake-up would)."""
+    WRITE on two wait threads (or io_uring), answers landing in any order. The answers
+    (status, sense, data), the files and the counters must be the same as Python's. A write
+    (or MODE SELECT) is alone in flight, as an initiator ordering it against the reads would
+    make it. With the ring thread, it serves the commands as they are queued, and hands the
+    ring to Python at the others (drain() takes it as the daemon's wake-up would)."""
     import lioctl.tcmu.device as device
     monkeypatch.setattr(device, "NATIVE_MAX_READ", 2048)
     cases = {"batches": 0}
     try:
         pair = Pair(tmp_path, bytes(range(256)) * (SIZE // 256), threads=(2, 2), direct=direct,
-                    ring_thread=ring_thread, write_cache=True)
+                    ring_thread=ring_thread, uring=uring, write_cache=True)
     except OSError as e:
         pytest.skip(f"{tmp_path}: no O_DIRECT ({e})")
     k, dev, b, path = pair.sides["native"]
+    if uring:
+        try:
+            uring_or_skip(dev)
+        except BaseException:
+            pair.close()
+            raise
 
     def drain_both() -> None:
         got = pair.drain()
@@ -595,17 +610,20 @@ def test_threads_answer_as_python_does(tmp_path, monkeypatch, record_property, d
         one()
         copied, waited = dev.fast.copied, dev.fast.waited
         walks, handovers = dev.fast.ring_walks, dev.fast.handovers
+        submits, wait_threads = dev.fast.uring_submits, dev.fast.wait_threads
         cn, cp = dev.counted(), pair.sides["python"][1].counted()
     finally:
         pair.close()
     for key in ("commands", "reads", "writes", "read_bytes", "write_bytes", "errors"):
         assert cn[key] == cp[key], key
-    kind = "ring_thread" if ring_thread else "direct" if direct else "buffered"
+    kind = ("ring_thread" if ring_thread else "direct" if direct else "buffered") + ("_uring" if uring else "")
     print(f"\nthread differential ({kind}): {cases['batches']} batches, "
-          f"{copied} reads on copy threads, {waited} commands on wait threads, "
-          f"{walks} walks of the ring thread, {handovers} hand-overs to Python")
+          f"{copied} reads on copy threads, {waited} commands on wait threads or io_uring "
+          f"({submits} submissions), {walks} walks of the ring thread, {handovers} hand-overs to Python")
     record_property(f"thread_fuzz_batches_{kind}", cases["batches"])
     assert cases["batches"] >= 1000 and waited >= 100
+    # io_uring takes every command that waits: no wait thread starts
+    assert (submits >= 100 and wait_threads == 0) if uring else submits == 0
     assert copied == 0 if direct else copied >= 200
     assert (walks >= 1000 and handovers >= 100) if ring_thread else walks == handovers == 0
 
@@ -644,14 +662,17 @@ def test_an_io_thread_answering_while_the_c_path_is_in_the_doorbell_keeps_the_ri
     b.close()
 
 
-def test_a_read_the_page_cache_does_not_hold_goes_to_a_wait_thread(tmp_path):
+@pytest.mark.parametrize("uring", [False, True], ids=["threads", "uring"])
+def test_a_read_the_page_cache_does_not_hold_goes_to_a_wait_thread(tmp_path, uring):
     """With wait threads, a read that would wait is taken by the native path all the same: a
-    wait thread reads it from the medium, answers and rings (the loop never waits); the
-    commands behind it are served on meanwhile."""
+    wait thread (or io_uring) reads it from the medium, answers and rings (the loop never
+    waits); the commands behind it are served on meanwhile."""
     data = os.urandom(SIZE)
     b, path = cold_file(tmp_path, data)
     r, w = os.pipe()
-    k, dev = sim_device(b, w, None, native=True, wait_threads=2, write_cache=True)
+    k, dev = sim_device(b, w, None, native=True, wait_threads=2, write_cache=True, uring=uring)
+    if uring:
+        uring_or_skip(dev)
     cold = k.queue(rw(op.READ_10, 64, 8), data_in=4096)
     fua = k.queue(rw(op.WRITE_10, 512, 8, flags=0x08), data_out=b"F" * 4096)    # durable: waits too
     wr = k.queue(rw(op.WRITE_10, 1024, 8), data_out=b"W" * 4096)                # write-back: inline
@@ -692,6 +713,59 @@ def test_a_burst_of_commands_that_wait_gets_threads_beside_an_idle_one(tmp_path)
         os.close(w)
         assert path.read_bytes()[4096:9 * 4096] == b"".join(bytes([attempt + i]) * 4096 for i in range(8))
     b.close()
+
+
+def test_a_read_io_uring_cannot_finish_is_served_by_python_with_its_answer(tmp_path):
+    """The file is cut short under the device: io_uring's read comes back short, the reaper
+    hands it back (done_fd) and Python serves it as it would have alone; the read before the
+    cut is answered by the reaper."""
+    data = os.urandom(SIZE)
+    answers = {}
+    for name, uring in (("uring", True), ("python", False)):
+        d = tmp_path / name
+        d.mkdir()
+        b, _ = cold_file(d, data)
+        r, w = os.pipe()
+        k, dev = sim_device(b, w, None, native=uring, wait_threads=2 if uring else 0, write_cache=True,
+                            uring=uring)
+        if uring:
+            uring_or_skip(dev)
+        os.ftruncate(b.fd, SIZE // 2)
+        x = k.queue(rw(op.READ_10, BLOCKS // 2 - 8, 16), data_in=8192)     # half past the end
+        y = k.queue(rw(op.READ_10, 0, 16), data_in=8192)
+        dev.drain()
+        got = meaning(answers_of(k, dev, [x, y]))
+        answers[name] = (got[x], got[y], dev.fast.waited if uring else None)
+        dev.quiesce()
+        dev.stop_fast()
+        b.close()
+        os.close(r)
+        os.close(w)
+    (ux, uy, waited), (px, py, _) = answers["uring"], answers["python"]
+    assert ux == px and uy == py and uy["data"] == data[:8192]
+    assert waited == 1                      # the short one went back to Python
+
+
+def test_stopping_the_native_path_answers_what_io_uring_holds(tmp_path):
+    """stop_fast() at once after the walk: the reaper answers every read still in flight
+    before the mapping may go."""
+    data = os.urandom(SIZE)
+    b, _ = cold_file(tmp_path, data)
+    r, w = os.pipe()
+    k, dev = sim_device(b, w, None, native=True, wait_threads=2, write_cache=True, uring=True)
+    uring_or_skip(dev)
+    reads = [k.queue(rw(op.READ_10, i * 64, 16), data_in=8192) for i in range(16)]
+    assert dev.drain() == 16
+    submits = dev.fast.uring_submits
+    dev.stop_fast()
+    got = k.reap()
+    assert set(got) == set(reads) and dev.fast is None
+    assert all(got[x]["status"] == 0 and got[x]["data"] == data[i * 64 * 512:i * 64 * 512 + 8192]
+               for i, x in enumerate(reads))
+    assert dev.counters.native == 16 and 1 <= submits <= 2     # one walk, one submission (or two)
+    b.close()
+    os.close(r)
+    os.close(w)
 
 
 def ring_thread_device(tmp_path, data: bytes, **unit):
