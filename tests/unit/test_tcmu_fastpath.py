@@ -794,7 +794,9 @@ def test_the_ring_thread_serves_reads_and_writes_and_hands_python_the_rest(tmp_p
     wr = k.queue(rw(op.WRITE_10, 64, 8), data_out=b"W" * 4096)
     got = answers_of(k, dev, [rd, wr])
     assert got[rd]["data"] == data[4096:8192] and got[wr]["status"] == 0
-    assert f.ring_walks >= 1 and f.handovers == 0 and not select.select([dev.native_done_fd], [], [], 0)[0]
+    # (the walk is counted once its doorbell and spin are over: after the answers are seen)
+    wait_for(lambda: f.ring_walks >= 1, "the ring thread's walk counted")
+    assert f.handovers == 0 and not select.select([dev.native_done_fd], [], [], 0)[0]
     tur = k.queue(bytes(6))
     wait_for(lambda: select.select([dev.native_done_fd], [], [], 0)[0], "the loop is woken")
     assert f.py_owns and f.handovers == 1 and k.reap() == {}
