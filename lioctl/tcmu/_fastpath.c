@@ -840,6 +840,17 @@ static int bump(int fd)
     return write(fd, &one, sizeof one) < 0 ? -1 : 0;
 }
 
+/* Under mu: the chain first..last onto the list Python reaps (reap), the wait threads' and
+ * the io_uring reaper's alike. */
+static void hand_back(FastPath *self, Job *first, Job *last)
+{
+    if (self->failed_last)
+        self->failed_last->next = first;
+    else
+        self->failed = first;
+    self->failed_last = last;
+}
+
 /* What would wait, came short or failed goes back to Python through done_fd: its I/O
  * threads wait, its senses answer. */
 static void *worker(FastPath *self, int lane)
@@ -871,11 +882,7 @@ static void *worker(FastPath *self, int lane)
         int signal = 0;
         if (outcome == HAND_BACK) {
             j->next = NULL;
-            if (self->failed_last)
-                self->failed_last->next = j;
-            else
-                self->failed = j;
-            self->failed_last = j;
+            hand_back(self, j, j);
             signal = 1;
         }
         if (--self->running == 0)
@@ -954,13 +961,8 @@ static void *uring_main(void *arg)
             /* the device went away: the event loop finds out on its next read */
         }
         pthread_mutex_lock(&self->mu);
-        if (back) {
-            if (self->failed_last)
-                self->failed_last->next = back;
-            else
-                self->failed = back;
-            self->failed_last = back_last;
-        }
+        if (back)
+            hand_back(self, back, back_last);
         u->inflight -= reaped;
         self->running -= reaped;
         if (reaped && self->running == 0)
