@@ -164,11 +164,12 @@ def run_job(dev: str, args: list[str], pid: int | None) -> dict:
             "handler_sys_us": 1e6 * system / ios if pid else None}
 
 
-def served_counts() -> dict[str, tuple[int, int]]:
-    """lioctl's handler's devices: name -> (commands, batches) so far (a batch: a walk of the
-    ring that served commands)."""
+def served_counts() -> dict[str, tuple[int, int, int, int]]:
+    """lioctl's handler's devices: name -> (commands, batches, spins, spin hits) so far (a
+    batch: a walk of the ring that served commands; a spin: a wait for more after a doorbell)."""
     st = json.loads(lioctl("tcmu", "status", "--json"))
-    return {d["name"]: (d["commands"], d["batches"]) for d in st["devices"]}
+    return {d["name"]: (d["commands"], d["batches"], d.get("spins", 0), d.get("spin_hits", 0))
+            for d in st["devices"]}
 
 
 def run_rounds(disks: dict, jobs: list, rounds: int, only=None, walked=None) -> dict[tuple[str, str], list[dict]]:
@@ -190,14 +191,18 @@ def run_rounds(disks: dict, jobs: list, rounds: int, only=None, walked=None) -> 
                 r = run_job(dev, args, pid)
                 if label in walked:
                     now = served_counts()
-                    (c0, b0), (c1, b1) = counts.get(walked[label], (0, 0)), now.get(walked[label], (0, 0))
+                    (c0, b0, s0, h0), (c1, b1, s1, h1) = (counts.get(walked[label], (0,) * 4),
+                                                          now.get(walked[label], (0,) * 4))
                     r["per_walk"] = (c1 - c0) / max(1, b1 - b0)
+                    r["spins_per_io"] = (s1 - s0) / max(1, c1 - c0)
+                    r["spin_hit"] = (h1 - h0) / max(1, s1 - s0)
                     counts = now
                 runs.setdefault((label, name), []).append(r)
                 print(f"{label:<22} {name:<20} {r['iops']:>9.0f} IOPS {r['mibs']:>8.1f} MiB/s "
                       f"lat {r['lat_us']:>8.0f} us  sys {r['sys_cpu']:5.1f}%"
                       + (f"  handler {r['handler_cpu']:5.1f}%" if r["handler_cpu"] is not None else "")
-                      + (f"  {r['per_walk']:.1f}/walk" if "per_walk" in r else "")
+                      + (f"  {r['per_walk']:.1f}/walk  spins {r['spins_per_io']:.2f}/IO"
+                         f" {100 * r['spin_hit']:.0f}% caught" if "per_walk" in r else "")
                       + (f"  (round {rnd + 1})" if rounds > 1 else ""), flush=True)
     return runs
 

@@ -53,6 +53,10 @@ try:
     SPIN_NS = max(0, int(float(os.environ.get("LIOCTL_TCMU_SPIN_US", "100")) * 1000))
 except ValueError:
     SPIN_NS = 100_000
+# and only while 3 in 4 recent spins catch a command (QD1 nearly all; QD32 about half, where
+# the CPU a spin burns is fio's and the kernel's): LIOCTL_TCMU_SPIN_ADAPTIVE=0 spins after
+# every doorbell
+SPIN_ADAPTIVE = os.environ.get("LIOCTL_TCMU_SPIN_ADAPTIVE", "1") != "0"
 # threads per device that copy reads larger than NATIVE_MAX_READ from the page cache into the
 # ring, each answering and ringing the doorbell itself, as tcmu-runner's file handler does with
 # its 2 (guest, ext4, 1 MiB reads at QD8, medians of 2: 280 MiB/s with 2, 244 with 16, against
@@ -161,6 +165,8 @@ class Counters:
     native: int = 0             # commands answered by the native path (_fastpath.c)
     copied: int = 0             # of them, reads answered by its copy threads
     handovers: int = 0          # times its ring thread woke the loop for an entry of Python's
+    spins: int = 0              # waits of the native path for more after a doorbell
+    spin_hits: int = 0          # of them, those that caught a command
     asynchronous: int = 0       # commands started on an asynchronous backend
     latency_us_total: int = 0   # their submission-to-answer time, summed
     latency_us_max: int = 0
@@ -256,6 +262,7 @@ class Device:
         dfd = b.native_dfd if b.native_dfd is not None else fd
         self.fast = _fastpath.FastPath(self.ring.mv, fd, self.fd, self.lock, self.native_done_fd, dfd)
         self.fast.spin_ns = SPIN_NS
+        self.fast.spin_adaptive = SPIN_ADAPTIVE
         if threads:
             self.fast.start(copy_threads, wait_threads, self.uring)
             if self.uring and not self.fast.uring and wait_threads:
@@ -715,7 +722,7 @@ class Device:
 
 def _native_counts(f) -> tuple:
     return (("commands", f.commands), ("native", f.commands), ("copied", f.copied), ("threaded", f.waited),
-            ("handovers", f.handovers), ("batches", f.walks),
+            ("handovers", f.handovers), ("batches", f.walks), ("spins", f.spins), ("spin_hits", f.spin_hits),
             ("reads", f.reads_done),
             ("writes", f.writes_done), ("read_bytes", f.read_bytes), ("write_bytes", f.write_bytes))
 
