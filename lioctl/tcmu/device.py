@@ -48,15 +48,15 @@ NATIVE = _fastpath is not None and os.environ.get("LIOCTL_TCMU_NATIVE", "1") != 
 # after a doorbell, how long the native path waits for the initiator's next command before
 # going back to sleep in the event loop: a wake-up costs more than the command under emulation
 # (guest, ext4, medians of 2: 4k QD1 1049 IOPS without, 1658 with 100 us, 2398 with 500 us;
-# 4k QD32 4825, 4477, 3859: at 500 it takes CPU fio and the kernel need). 0: never waits
+# 4k QD32 4825, 4477, 3859: at 500 it takes CPU fio and the kernel need). 0: never waits.
+# Few waits catch the command at QD1 ("spin_hits" in status: 1% in the guest; at QD32 45-50%):
+# the next one comes later than 100 us, and the wait pays by keeping the CPU from going idle
+# before it, not by catching it. So stopping the waits that catch nothing (tried: 3 in 4
+# caught, else 1 in 16) cost QD1 a third (guest, dm-delay, 4k writes: 1030 IOPS against 1563)
 try:
     SPIN_NS = max(0, int(float(os.environ.get("LIOCTL_TCMU_SPIN_US", "100")) * 1000))
 except ValueError:
     SPIN_NS = 100_000
-# and only while 3 in 4 recent spins catch a command (QD1 nearly all; QD32 about half, where
-# the CPU a spin burns is fio's and the kernel's): LIOCTL_TCMU_SPIN_ADAPTIVE=0 spins after
-# every doorbell
-SPIN_ADAPTIVE = os.environ.get("LIOCTL_TCMU_SPIN_ADAPTIVE", "1") != "0"
 # threads per device that copy reads larger than NATIVE_MAX_READ from the page cache into the
 # ring, each answering and ringing the doorbell itself, as tcmu-runner's file handler does with
 # its 2 (guest, ext4, 1 MiB reads at QD8, medians of 2: 280 MiB/s with 2, 244 with 16, against
@@ -262,7 +262,6 @@ class Device:
         dfd = b.native_dfd if b.native_dfd is not None else fd
         self.fast = _fastpath.FastPath(self.ring.mv, fd, self.fd, self.lock, self.native_done_fd, dfd)
         self.fast.spin_ns = SPIN_NS
-        self.fast.spin_adaptive = SPIN_ADAPTIVE
         if threads:
             self.fast.start(copy_threads, wait_threads, self.uring)
             if self.uring and not self.fast.uring and wait_threads:

@@ -458,67 +458,14 @@ def test_a_command_arriving_just_after_the_doorbell_is_served_without_a_wake_up(
         later.append(k.queue(rw(op.READ_10, 8, 8), data_in=4096))
 
     served_in_one_call(k, dev, data, first, later, initiator)
+    # the wait after the second answer caught nothing; the second came during a wait that
+    # caught it, or before the first doorbell's write returned
+    counted = dev.fast.spins, dev.fast.spin_hits
+    assert counted in ((2, 1), (1, 0))
     dev.fast.spin_ns = 0
     k.queue(rw(op.READ_10, 16, 8), data_in=4096)
     assert dev.drain() == 1 and dev.fast.bursts == 1        # no wait: back to the loop
-    dev.stop_fast()
-    b.close()
-
-
-def test_the_wait_after_the_doorbell_stops_while_it_catches_nothing_and_comes_back_at_queue_depth_1(tmp_path):
-    """A wait that catches nothing (at queue depth 32 commands come when they come) burns a CPU
-    the initiator needs: adaptively, after a few misses only one chance in 16 still waits; at
-    queue depth 1 those chances catch the next command, and waiting after every doorbell comes
-    back. Served by the ring thread, as in the daemon (which hands the ring to the loop where
-    it wraps: served here as the loop would)."""
-    data = os.urandom(SIZE)
-    b, path = backing_file(tmp_path, data)
-    r, w = os.pipe()
-    k, dev = sim_device(b, w, None, native=True, ring_thread=True, write_cache=True)
-    f = dev.fast
-
-    def doorbell() -> None:
-        while not select.select([r, dev.native_done_fd], [], [], 30)[0] == [r]:
-            if select.select([dev.native_done_fd], [], [], 0)[0]:
-                os.eventfd_read(dev.native_done_fd)
-                dev.native_wake()
-        os.read(r, 4)
-
-    f.spin_ns = 200_000
-    f.spin_adaptive = 1
-    for i in range(48):                         # nothing follows any of them
-        walks = f.ring_walks
-        k.queue(rw(op.READ_10, i % 64 * 8, 8), data_in=4096)
-        doorbell()
-        wait_for(lambda: f.ring_walks > walks, "the walk and its wait")
-    assert f.spin_hits == 0 and 2 <= f.spins <= 8      # the misses that lowered it, then tries
-    k.reap()
-    f.spin_ns = 10 ** 9                         # long enough for any host: a wait catches
-
-    def queue_depth_1(n: int) -> tuple[int, int]:
-        """n READs, each doorbell bringing the next; (waits that caught one, that did not)."""
-        spins, hits = f.spins, f.spin_hits
-        k.queue(rw(op.READ_10, 0, 8), data_in=4096)
-        for i in range(1, n):
-            doorbell()
-            k.queue(rw(op.READ_10, i % 64 * 8, 8), data_in=4096)
-        doorbell()
-        wait_for(lambda: f.spins - spins > f.spin_hits - hits, "the last one's wait (1 s)")
-        assert len(k.reap()) == n
-        return f.spin_hits - hits, f.spins - spins - (f.spin_hits - hits)
-
-    caught, missed = queue_depth_1(100)
-    assert missed == 1 and 10 <= caught < 90    # the last one's; chances skipped at first
-    caught, missed = queue_depth_1(40)          # then none, but where a burst of 16 walks ends
-    assert missed == 1 and caught >= 30         # (the other devices' turn) or the ring wraps
-    f.spin_adaptive, f.spin_ns, spins = 0, 200_000, f.spins
-    for i in range(8):                          # not adaptive: a wait after every doorbell
-        walks = f.ring_walks
-        k.queue(rw(op.READ_10, i * 8, 8), data_in=4096)
-        doorbell()
-        wait_for(lambda: f.ring_walks > walks, "the walk and its wait")
-    assert f.spins >= spins + 7
-    k.reap()
+    assert (dev.fast.spins, dev.fast.spin_hits) == counted
     dev.stop_fast()
     b.close()
 
