@@ -283,9 +283,30 @@ def test_export_user_over_iscsi(lioctl, tmp_path):
     assert cfs.snapshot() == []
 
 
-def test_kill9_under_fio_then_restart_loses_nothing(lioctl, tmp_path):
-    img = tmp_path / "k9.img"
-    ok(lioctl("/backstores/user", "create", "k9", "32M", img))
+@pytest.fixture(params=["file", "direct-delay"])
+def kill9_medium(request, tmp_path):
+    """What test_kill9 kills the handler over: a file (its answers from the page cache, on the
+    ring thread), or `direct;` on a disk behind dm-delay (20 ms per I/O): every command in
+    flight at the kill is an O_DIRECT I/O on io_uring, whose buffers are the ring's data area."""
+    if request.param == "file":
+        yield str(tmp_path / "k9.img")
+        return
+    raw = tmp_path / "k9.raw"
+    with open(raw, "wb") as f:
+        f.truncate(32 * MiB)
+    loopdev = sh("losetup", "-f", "--show", str(raw)).stdout.strip()
+    name = "lioctl_test_k9"
+    try:
+        sh("modprobe", "dm-delay")
+        sh("dmsetup", "create", name, "--table", f"0 {32 * MiB // 512} delay {loopdev} 0 20")
+        yield f"direct;/dev/mapper/{name}"
+    finally:
+        sh("dmsetup", "remove", "--retry", name, check=False)
+        sh("losetup", "-d", loopdev)
+
+
+def test_kill9_under_fio_then_restart_loses_nothing(lioctl, kill9_medium):
+    ok(lioctl("/backstores/user", "create", "k9", "32M", kill9_medium))
     wwn, dev = loopback_lun(lioctl, "/backstores/user/k9")
     job = subprocess.Popen(["fio", "--name=t", f"--filename={dev}", "--direct=1", "--ioengine=libaio", "--verify_state_save=0",
                             "--rw=randwrite", "--bs=4k", "--size=16M", "--iodepth=16", "--verify=crc32c",
@@ -293,6 +314,9 @@ def test_kill9_under_fio_then_restart_loses_nothing(lioctl, tmp_path):
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         wait_for(lambda: status(lioctl)["devices"][0]["writes"] > 300, "fio to be writing", timeout=120)
+        if kill9_medium.startswith("direct;"):     # killed with writes on io_uring
+            wait_for(lambda: (st := status(lioctl)["devices"][0])["uring"] and st["in_flight"] >= 4,
+                     "O_DIRECT writes in flight on io_uring")
         old = handler_pid()
         os.kill(old, signal.SIGKILL)
         wait_for(lambda: handler_pid() is None, "the killed handler's lock to go")
