@@ -4,6 +4,7 @@ serving its own device at the same time."""
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import json
 import os
@@ -219,20 +220,31 @@ def test_o_direct_goes_through_io_uring_and_lands_on_the_disk(lioctl, tmp_path):
         sh("losetup", "-d", loopdev)
 
 
+@contextlib.contextmanager
+def delayed_disk(tmp_path, name: str, size: int, delay_ms: int):
+    """A block device whose every I/O is delay_ms late (dm-delay over a loop device); its path."""
+    raw = tmp_path / f"{name}.raw"
+    with open(raw, "wb") as f:
+        f.truncate(size)
+    loopdev = sh("losetup", "-f", "--show", str(raw)).stdout.strip()
+    try:
+        sh("modprobe", "dm-delay")
+        sh("dmsetup", "create", name, "--table", f"0 {size // 512} delay {loopdev} 0 {delay_ms}")
+        try:
+            yield f"/dev/mapper/{name}"
+        finally:
+            subprocess.run(["dmsetup", "remove", "--retry", name], capture_output=True)
+    finally:
+        sh("losetup", "-d", loopdev)
+
+
 def test_a_slow_disk_never_stalls_another_device(lioctl, tmp_path):
     """A disk with latency (dm-delay: every I/O 1 s late) and a file in memory, one handler: the
     slow disk's reads miss the page cache and go to I/O threads (the inline try, RWF_NOWAIT,
     must not wait for the disk), so the event loop keeps answering the other device at its own
     pace: none of its reads takes anywhere near the slow disk's second."""
-    raw = tmp_path / "slow.raw"
-    with open(raw, "wb") as f:
-        f.truncate(16 * MiB)
-    loopdev = sh("losetup", "-f", "--show", str(raw)).stdout.strip()
-    name = "lioctl_test_slow"
-    try:
-        sh("modprobe", "dm-delay")
-        sh("dmsetup", "create", name, "--table", f"0 {16 * MiB // 512} delay {loopdev} 0 1000")
-        ok(lioctl("/backstores/user", "create", "slow", "16M", f"/dev/mapper/{name}"))
+    with delayed_disk(tmp_path, "lioctl_test_slow", 16 * MiB, 1000) as slow_disk:
+        ok(lioctl("/backstores/user", "create", "slow", "16M", slow_disk))
         ok(lioctl("/backstores/user", "create", "fast", "16M", tmp_path / "fast.img"))
         (w_slow, d_slow), (w_fast, d_fast) = (loopback_lun(lioctl, f"/backstores/user/{n}") for n in ("slow", "fast"))
         slow = subprocess.Popen(["fio", "--name=s", f"--filename={d_slow}", "--direct=1", "--ioengine=libaio",
@@ -253,9 +265,6 @@ def test_a_slow_disk_never_stalls_another_device(lioctl, tmp_path):
             ok(lioctl("/loopback", "delete", wwn))
         ok(lioctl("/backstores/user", "delete", "slow"))
         ok(lioctl("/backstores/user", "delete", "fast"))
-    finally:
-        subprocess.run(["dmsetup", "remove", "--retry", name], capture_output=True)
-        sh("losetup", "-d", loopdev)
 
 
 def test_export_user_over_iscsi(lioctl, tmp_path):
@@ -291,18 +300,8 @@ def kill9_medium(request, tmp_path):
     if request.param == "file":
         yield str(tmp_path / "k9.img")
         return
-    raw = tmp_path / "k9.raw"
-    with open(raw, "wb") as f:
-        f.truncate(32 * MiB)
-    loopdev = sh("losetup", "-f", "--show", str(raw)).stdout.strip()
-    name = "lioctl_test_k9"
-    try:
-        sh("modprobe", "dm-delay")
-        sh("dmsetup", "create", name, "--table", f"0 {32 * MiB // 512} delay {loopdev} 0 20")
-        yield f"direct;/dev/mapper/{name}"
-    finally:
-        sh("dmsetup", "remove", "--retry", name, check=False)
-        sh("losetup", "-d", loopdev)
+    with delayed_disk(tmp_path, "lioctl_test_k9", 32 * MiB, 20) as disk:
+        yield f"direct;{disk}"
 
 
 def test_kill9_under_fio_then_restart_loses_nothing(lioctl, kill9_medium):
