@@ -7,7 +7,7 @@
 #
 # SRC: a checkout of https://github.com/open-iscsi/tcmu-runner at the tag of the installed
 # tcmu-runner (bookworm: v1.5.4; the handler ABI is tcmu-runner's internal one); OUT: a
-# directory (visible in the guest: not /tmp) that receives handler_file.so beside links to
+# directory (visible in the guest: not /tmp or /var/tmp, which it mounts afresh) that receives handler_file.so beside links to
 # the installed handlers. Then: BENCH_RUNNER_HANDLERS=OUT for bench/tcmu_bench.py, which
 # starts tcmu-runner with --handler-path OUT.
 set -euo pipefail
