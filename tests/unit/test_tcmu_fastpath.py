@@ -458,10 +458,12 @@ def test_a_command_arriving_just_after_the_doorbell_is_served_without_a_wake_up(
         later.append(k.queue(rw(op.READ_10, 8, 8), data_in=4096))
 
     served_in_one_call(k, dev, data, first, later, initiator)
-    # the wait after the second answer caught nothing; the second came during a wait that
-    # caught it, or before the first doorbell's write returned
+    # each wait is counted, and whether it caught a command: the second came during a wait
+    # that caught it (then the wait after it caught nothing), or before the first doorbell's
+    # write returned (no wait for it), or the walk after the catch left it to Python (a page
+    # the cache no longer held: seen once in CI)
     counted = dev.fast.spins, dev.fast.spin_hits
-    assert counted in ((2, 1), (1, 0))
+    assert counted in ((2, 1), (1, 0), (1, 1))
     dev.fast.spin_ns = 0
     k.queue(rw(op.READ_10, 16, 8), data_in=4096)
     assert dev.drain() == 1 and dev.fast.bursts == 1        # no wait: back to the loop
