@@ -460,8 +460,8 @@ def test_a_command_arriving_just_after_the_doorbell_is_served_without_a_wake_up(
     served_in_one_call(k, dev, data, first, later, initiator)
     # each wait is counted, and whether it caught a command: the second came during a wait
     # that caught it (then the wait after it caught nothing), or before the first doorbell's
-    # write returned (no wait for it), or the walk after the catch left it to Python (a page
-    # the cache no longer held: seen once in CI)
+    # write returned (no wait for it), or the walk after the catch left it to Python (seen
+    # once in CI; a RWF_NOWAIT read that would have waited, with no wait thread here, does)
     counted = dev.fast.spins, dev.fast.spin_hits
     assert counted in ((2, 1), (1, 0), (1, 1))
     dev.fast.spin_ns = 0
