@@ -486,6 +486,23 @@ static inline void cpu_relax(void)
 #endif
 }
 
+/* Whether cmd_head moves past `next` within ns. */
+static int head_moves_within(FastPath *self, uint32_t next, long long ns)
+{
+    struct timespec t0, t;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (;;) {
+        for (int i = 0; i < 64; i++) {
+            if (load_head(self->map) != next)
+                return 1;
+            cpu_relax();
+        }
+        clock_gettime(CLOCK_MONOTONIC, &t);
+        if ((t.tv_sec - t0.tv_sec) * 1000000000LL + (t.tv_nsec - t0.tv_nsec) > ns)
+            return 0;
+    }
+}
+
 /* Up to spin_ns for cmd_head to move past `next`: the initiator's next command is often on
  * its way, and a wake-up through the event loop costs more than serving it (device.py:
  * SPIN_NS, LIOCTL_TCMU_SPIN_US). Counted, with the waits that caught a command: in the TCG
@@ -495,23 +512,7 @@ static int spin_for_more(FastPath *self, uint32_t next)
 {
     if (self->spin_ns <= 0)
         return 0;
-    int hit = 0;
-    struct timespec t0, t;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
-    while (!hit) {
-        for (int i = 0; i < 64; i++) {
-            if (load_head(self->map) != next) {
-                hit = 1;
-                break;
-            }
-            cpu_relax();
-        }
-        if (hit)
-            break;
-        clock_gettime(CLOCK_MONOTONIC, &t);
-        if ((t.tv_sec - t0.tv_sec) * 1000000000LL + (t.tv_nsec - t0.tv_nsec) > self->spin_ns)
-            break;
-    }
+    int hit = head_moves_within(self, next, self->spin_ns);
     self->spins++;              /* counted together at the end: a reader sees them agree */
     self->spin_hits += hit;
     return hit;
