@@ -120,11 +120,30 @@ def loopback_disk(backstore: str, timeout: float = 120) -> str:
         raise
 
 
-def cpu_busy() -> tuple[int, int]:
+def cpu_snapshot() -> dict[str, list[int]]:
+    """/proc/stat: (busy, total) ticks of all CPUs ("cpu") and of each, and the context switch
+    and interrupt counts."""
+    snap: dict[str, list[int]] = {}
     with open("/proc/stat") as f:
-        v = [int(x) for x in f.readline().split()[1:]]
-    idle = v[3] + v[4]
-    return sum(v) - idle, sum(v)
+        for line in f:
+            k, *v = line.split()
+            if k.startswith("cpu"):
+                n = [int(x) for x in v]
+                snap[k] = [sum(n) - n[3] - n[4], sum(n)]
+            elif k in ("ctxt", "intr"):
+                snap[k] = [int(v[0])]
+    return snap
+
+
+def cpu_use(a: dict[str, list[int]], b: dict[str, list[int]], ios: int) -> dict:
+    """Between two snapshots: how busy all CPUs were, the busiest and the idlest one (at 4k QD32
+    neither is full: what bounds it is not the CPU), and context switches and interrupts per
+    I/O (over the whole run, ramp included, like the handler's CPU)."""
+    def busy(k):
+        return 100.0 * (b[k][0] - a[k][0]) / max(1, b[k][1] - a[k][1])
+    each = sorted(busy(k) for k in a if k.startswith("cpu") and k != "cpu")
+    return {"sys_cpu": busy("cpu"), "cpu_max": each[-1], "cpu_min": each[0],
+            "ctxt_per_io": (b["ctxt"][0] - a["ctxt"][0]) / ios, "intr_per_io": (b["intr"][0] - a["intr"][0]) / ios}
 
 
 def proc_cpu(pid: int | None) -> tuple[int, int]:
@@ -140,14 +159,14 @@ def proc_cpu(pid: int | None) -> tuple[int, int]:
 
 
 def run_job(dev: str, args: list[str], pid: int | None) -> dict:
-    b0, t0 = cpu_busy()
+    s0 = cpu_snapshot()
     p0 = proc_cpu(pid)
     w0 = time.monotonic()
     p = subprocess.run(["fio", "--name=b", f"--filename={dev}", "--direct=1", "--ioengine=libaio",
                         f"--size={SIZE}", "--time_based", f"--runtime={RUNTIME}", "--ramp_time=2",
                         "--output-format=json", *args], capture_output=True, text=True)
     wall = time.monotonic() - w0
-    b1, t1 = cpu_busy()
+    s1 = cpu_snapshot()
     p1 = proc_cpu(pid)
     if p.returncode:
         raise SystemExit(f"fio failed: {p.stderr[-500:]}")
@@ -158,10 +177,11 @@ def run_job(dev: str, args: list[str], pid: int | None) -> dict:
     user, system = ((p1[i] - p0[i]) / hz for i in (0, 1))
     return {"iops": rw["iops"], "mibs": rw["bw_bytes"] / (1 << 20),
             "lat_us": rw["lat_ns"]["mean"] / 1000,
-            "sys_cpu": 100.0 * (b1 - b0) / max(1, t1 - t0),
             "handler_cpu": 100.0 * (user + system) / wall if pid else None,
             "handler_user_us": 1e6 * user / ios if pid else None,
-            "handler_sys_us": 1e6 * system / ios if pid else None}
+            "handler_sys_us": 1e6 * system / ios if pid else None,
+            "fio_cpu": job["usr_cpu"] + job["sys_cpu"], "fio_ctx_per_io": job["ctx"] / ios,
+            **cpu_use(s0, s1, ios)}
 
 
 def served_counts() -> dict[str, tuple[int, int, int, int]]:
@@ -200,6 +220,8 @@ def run_rounds(disks: dict, jobs: list, rounds: int, only=None, walked=None) -> 
                 runs.setdefault((label, name), []).append(r)
                 print(f"{label:<22} {name:<20} {r['iops']:>9.0f} IOPS {r['mibs']:>8.1f} MiB/s "
                       f"lat {r['lat_us']:>8.0f} us  sys {r['sys_cpu']:5.1f}%"
+                      f" (CPUs {r['cpu_max']:.0f}/{r['cpu_min']:.0f}%, {r['ctxt_per_io']:.1f} cs"
+                      f" {r['intr_per_io']:.1f} irq/IO; fio {r['fio_cpu']:.0f}%, {r['fio_ctx_per_io']:.1f} cs/IO)"
                       + (f"  handler {r['handler_cpu']:5.1f}%" if r["handler_cpu"] is not None else "")
                       + (f"  {r['per_walk']:.1f}/walk  spins {r['spins_per_io']:.2f}/IO"
                          f" {100 * r['spin_hit']:.0f}% caught" if "per_walk" in r else "")
