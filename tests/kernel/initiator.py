@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import glob
 import os
@@ -142,3 +143,16 @@ def loopback_disk(wwn: str, lun: int, timeout: float = 60.0) -> str:
                 f.write(f"0 {target} {lun}")
         return None
     return wait_for(find, f"the disk of {wwn} LUN {lun} ({hctl})", timeout)
+
+
+@contextlib.contextmanager
+def loop_disk(path, size: int, read_only: bool = False):
+    """A loop device over a new sparse file of `size` bytes at `path`; detached afterwards,
+    whatever the test did."""
+    with open(path, "wb") as f:
+        f.truncate(size)
+    dev = sh("losetup", "-f", "--show", *(["-r"] if read_only else []), str(path)).stdout.strip()
+    try:
+        yield dev
+    finally:
+        sh("losetup", "-d", dev, check=False)

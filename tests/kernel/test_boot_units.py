@@ -13,6 +13,7 @@ import time
 import pytest
 
 import cfs
+import initiator
 from conftest import LIOCTL
 
 T1 = "iqn.2003-01.org.example:boot1"
@@ -109,15 +110,12 @@ def test_boot_restore_names_the_portal_it_cannot_make_and_restores_the_rest(lioc
 @pytest.fixture
 def busy_loop(tmp_path):
     """A loop device someone else holds exclusively (as a mounted file system would)."""
-    disk = tmp_path / "busy.img"
-    disk.write_bytes(b"")
-    os.truncate(disk, 8 << 20)
-    loop = subprocess.run(["losetup", "-f", "--show", str(disk)], capture_output=True, text=True,
-                          check=True).stdout.strip()
-    fd = os.open(loop, os.O_RDONLY | os.O_EXCL)
-    yield loop
-    os.close(fd)
-    subprocess.run(["losetup", "-d", loop])
+    with initiator.loop_disk(tmp_path / "busy.img", 8 << 20) as loop:
+        fd = os.open(loop, os.O_RDONLY | os.O_EXCL)
+        try:
+            yield loop
+        finally:
+            os.close(fd)
 
 
 def test_boot_restore_skips_and_names_what_hangs_off_a_failed_object(lioctl, tmp_path, busy_loop):
@@ -222,18 +220,12 @@ def _poll(fn, what, timeout=20.0):
 @pytest.fixture
 def devices(tmp_path):
     """A loop device (block) and a scsi_debug disk (pscsi), gone afterwards."""
-    disk = tmp_path / "blk.img"
-    disk.write_bytes(b"")
-    os.truncate(disk, 16 << 20)
-    loop = subprocess.run(["losetup", "-f", "--show", str(disk)], capture_output=True, text=True,
-                          check=True).stdout.strip()
-    subprocess.run(["modprobe", "scsi_debug", "dev_size_mb=8"], check=True)
-
-    try:
-        yield loop, _poll(cfs.scsi_debug_disk, "the scsi_debug disk")
-    finally:
-        subprocess.run(["losetup", "-d", loop])
-        _poll(lambda: subprocess.run(["rmmod", "scsi_debug"]).returncode == 0, "rmmod scsi_debug")
+    with initiator.loop_disk(tmp_path / "blk.img", 16 << 20) as loop:
+        subprocess.run(["modprobe", "scsi_debug", "dev_size_mb=8"], check=True)
+        try:
+            yield loop, _poll(cfs.scsi_debug_disk, "the scsi_debug disk")
+        finally:
+            _poll(lambda: subprocess.run(["rmmod", "scsi_debug"]).returncode == 0, "rmmod scsi_debug")
 
 
 def test_debian_targetcli_restores_every_backstore_kind_lioctl_saved(lioctl, tmp_path, dbus, devices):

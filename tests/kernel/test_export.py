@@ -28,13 +28,8 @@ def image(tmp_path):
 
 @pytest.fixture
 def loopdev(tmp_path):
-    img = tmp_path / "loop.img"
-    with open(img, "wb") as f:
-        f.truncate(64 * MiB)
-    dev = subprocess.run(["losetup", "-f", "--show", str(img)], capture_output=True, text=True,
-                         check=True).stdout.strip()
-    yield dev
-    subprocess.run(["losetup", "-d", dev])
+    with initiator.loop_disk(tmp_path / "loop.img", 64 * MiB) as dev:
+        yield dev
 
 
 def _io_roundtrip(dev: str, offset: int = 0) -> bytes:

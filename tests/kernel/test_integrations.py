@@ -13,6 +13,7 @@ asked, nothing is half-made, no session was dropped, and each command exited as 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -31,17 +32,8 @@ BYSTANDER = "iqn.2003-01.org.example:bystander"
 def disks(tmp_path_factory):
     """N block devices (loop devices on sparse files): the volumes' LVM or zvol devices."""
     d = tmp_path_factory.mktemp("volumes")
-    devs = []
-    try:
-        for v in range(N):
-            f = d / f"vol{v}.img"
-            f.write_bytes(b"")
-            os.truncate(f, 4 << 20)
-            devs.append(initiator.sh("losetup", "--find", "--show", str(f)).stdout.strip())
-        yield devs
-    finally:
-        for dev in devs:
-            initiator.sh("losetup", "-d", dev, check=False)
+    with contextlib.ExitStack() as stack:
+        yield [stack.enter_context(initiator.loop_disk(d / f"vol{v}.img", 4 << 20)) for v in range(N)]
 
 
 def in_parallel(lioctl, jobs, meanwhile=None):

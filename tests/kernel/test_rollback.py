@@ -8,11 +8,11 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
 
 import pytest
 
 import cfs
+import initiator
 
 MiB = 1 << 20
 T = "iqn.2003-01.org.example:rollback"
@@ -24,13 +24,8 @@ TPG = f"/iscsi/{T}/tpg1"
 
 @pytest.fixture
 def loopdev(tmp_path):
-    img = tmp_path / "loop.img"
-    with open(img, "wb") as f:
-        f.truncate(16 * MiB)
-    dev = subprocess.run(["losetup", "-f", "--show", str(img)], capture_output=True, text=True,
-                         check=True).stdout.strip()
-    yield dev
-    subprocess.run(["losetup", "-d", dev])
+    with initiator.loop_disk(tmp_path / "loop.img", 16 * MiB) as dev:
+        yield dev
 
 
 def ok(r):

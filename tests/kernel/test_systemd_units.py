@@ -158,12 +158,8 @@ DENIED = re.compile(r"Permission denied|Operation not permitted|Read-only file s
 
 @pytest.fixture
 def loop_device(tmp_path):
-    disk = tmp_path / "blk.img"
-    with open(disk, "wb") as f:
-        f.truncate(8 * MiB)
-    dev = ini.sh("losetup", "-f", "--show", str(disk)).stdout.strip()
-    yield dev
-    ini.sh("losetup", "-d", dev, check=False)
+    with ini.loop_disk(tmp_path / "blk.img", 8 * MiB) as dev:
+        yield dev
 
 
 def test_units_restore_serve_and_stop_under_systemd(lioctl, tmp_path, systemd, loop_device):

@@ -168,12 +168,7 @@ def _disk_by_serial(so_dir) -> str:
 
 
 def test_block_exclusive_parameter(lioctl, tmp_path):
-    import subprocess
-    img = tmp_path / "loop.img"
-    img.write_bytes(bytes(MiB))
-    dev = subprocess.run(["losetup", "-f", "--show", str(img)], capture_output=True, text=True,
-                         check=True).stdout.strip()
-    try:
+    with initiator.loop_disk(tmp_path / "loop.img", MiB) as dev:
         ok(lioctl("/backstores/block", "create", "b1", dev, "exclusive=true"))
         b1 = next(cfs.ROOT.glob("core/iblock_*/b1"))
         assert (b1 / "enable").read_text().strip() == "1"
@@ -187,8 +182,6 @@ def test_block_exclusive_parameter(lioctl, tmp_path):
         else:                   # older kernels ignore exclusive=0: refused, rolled back
             one_line_error(r, 1, "exclusive=false needs Linux 6.17")
         one_line_error(lioctl("/backstores/block", "create", "b3", dev, "exclusive=maybe"), 1, "exclusive")
-    finally:
-        subprocess.run(["losetup", "-d", dev])
     assert cfs.snapshot() == []
 
 

@@ -150,11 +150,7 @@ def test_a_block_device_is_served_from_io_threads_a_tmpfs_file_inline(lioctl, tm
     cache holds its data (then it is answered inline without waiting: RWF_NOWAIT), the flush
     on a thread, while a file on tmpfs (memory) is answered inline; write-back writes stay
     inline; 1 MiB reads of either go to the native path's copy threads."""
-    disk = tmp_path / "disk.img"
-    with open(disk, "wb") as f:
-        f.truncate(16 * MiB)
-    loopdev = sh("losetup", "-f", "--show", str(disk)).stdout.strip()
-    try:
+    with ini.loop_disk(tmp_path / "disk.img", 16 * MiB) as loopdev:
         ok(lioctl("/backstores/user", "create", "ondisk", "16M", loopdev))
         ok(lioctl("/backstores/user", "create", "inmem", "16M", tmp_path / "mem.img"))
         luns = [loopback_lun(lioctl, f"/backstores/user/{n}") for n in ("ondisk", "inmem")]
@@ -187,8 +183,6 @@ def test_a_block_device_is_served_from_io_threads_a_tmpfs_file_inline(lioctl, tm
             ok(lioctl("/loopback", "delete", wwn))
         ok(lioctl("/backstores/user", "delete", "ondisk"))
         ok(lioctl("/backstores/user", "delete", "inmem"))
-    finally:
-        sh("losetup", "-d", loopdev)
 
 
 def test_o_direct_goes_through_io_uring_and_lands_on_the_disk(lioctl, tmp_path):
@@ -196,11 +190,7 @@ def test_o_direct_goes_through_io_uring_and_lands_on_the_disk(lioctl, tmp_path):
     submits them to io_uring (this kernel allows it) and its reaper answers them; fio's
     verify reads back what it wrote, O_SYNC (FUA) writes and SYNCHRONIZE CACHE included, and the disk
     itself (read beside the handler) holds the same bytes as the LUN."""
-    disk = tmp_path / "direct.img"
-    with open(disk, "wb") as f:
-        f.truncate(16 * MiB)
-    loopdev = sh("losetup", "-f", "--show", str(disk)).stdout.strip()
-    try:
+    with ini.loop_disk(tmp_path / "direct.img", 16 * MiB) as loopdev:
         ok(lioctl("/backstores/user", "create", "odirect", "16M", f"direct;{loopdev}"))
         wwn, dev = loopback_lun(lioctl, "/backstores/user/odirect")
         sh("udevadm", "settle", check=False)
@@ -216,26 +206,18 @@ def test_o_direct_goes_through_io_uring_and_lands_on_the_disk(lioctl, tmp_path):
         assert sh("cmp", dev, loopdev, check=False).returncode == 0
         ok(lioctl("/loopback", "delete", wwn))
         ok(lioctl("/backstores/user", "delete", "odirect"))
-    finally:
-        sh("losetup", "-d", loopdev)
 
 
 @contextlib.contextmanager
 def delayed_disk(tmp_path, name: str, size: int, delay_ms: int):
     """A block device whose every I/O is delay_ms late (dm-delay over a loop device); its path."""
-    raw = tmp_path / f"{name}.raw"
-    with open(raw, "wb") as f:
-        f.truncate(size)
-    loopdev = sh("losetup", "-f", "--show", str(raw)).stdout.strip()
-    try:
+    with ini.loop_disk(tmp_path / f"{name}.raw", size) as loopdev:
         sh("modprobe", "dm-delay")
         sh("dmsetup", "create", name, "--table", f"0 {size // 512} delay {loopdev} 0 {delay_ms}")
         try:
             yield f"/dev/mapper/{name}"
         finally:
             subprocess.run(["dmsetup", "remove", "--retry", name], capture_output=True)
-    finally:
-        sh("losetup", "-d", loopdev)
 
 
 def test_a_slow_disk_never_stalls_another_device(lioctl, tmp_path):
@@ -365,14 +347,9 @@ def test_bad_input_creates_nothing(lioctl, tmp_path):
         assert p.returncode in (1, 2) and msg in p.stderr and len(p.stderr.strip().splitlines()) == 1, (args, p.stderr)
         assert cfs.snapshot() == []
     # larger than the block device behind it
-    loopimg = tmp_path / "loop.img"
-    loopimg.write_bytes(bytes(4 * MiB))
-    loopdev = sh("losetup", "-f", "--show", str(loopimg)).stdout.strip()
-    try:
+    with ini.loop_disk(tmp_path / "loop.img", 4 * MiB) as loopdev:
         p = lioctl("/backstores/user", "create", "b7", "8M", loopdev)
         assert p.returncode == 1 and "larger than block device" in p.stderr
-    finally:
-        sh("losetup", "-d", loopdev)
     # two backstores on one file
     ok(lioctl("/backstores/user", "create", "one", "8M", tmp_path / "same.img"))
     p = lioctl("/backstores/user", "create", "two", "8M", tmp_path / "same.img")

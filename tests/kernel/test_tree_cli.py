@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 import cfs
+import initiator
 from initiator import opens, wait_for
 
 MiB = 1 << 20
@@ -37,11 +38,7 @@ def test_backstores_each_kind_create_list_delete(lioctl, tmp_path):
     ok(lioctl("/backstores/fileio", "create", "f1", img, "16M", "write_back=false"))
     assert os.path.getsize(img) == 16 * MiB and os.stat(img).st_blocks == 0, "not sparse"
     ok(lioctl("/backstores/ramdisk", "create", "r1", "8M", "nullio=true"))
-    loop_img = tmp_path / "loop.img"
-    loop_img.write_bytes(b"\0" * MiB)
-    dev = subprocess.run(["losetup", "-f", "--show", "-r", str(loop_img)], capture_output=True,
-                         text=True, check=True).stdout.strip()
-    try:
+    with initiator.loop_disk(tmp_path / "loop.img", MiB, read_only=True) as dev:
         ok(lioctl("/backstores/block", "create", "b1", dev))
         data = json.loads(ok(lioctl("/backstores", "ls", "--json")).stdout)
         kinds = {c["name"]: c for c in data["children"]}
@@ -54,8 +51,6 @@ def test_backstores_each_kind_create_list_delete(lioctl, tmp_path):
         assert (so / "attrib/emulate_model_alias").read_text().strip() == "1"
         for kind, name in (("fileio", "f1"), ("ramdisk", "r1"), ("block", "b1")):
             ok(lioctl(f"/backstores/{kind}", "delete", name))
-    finally:
-        subprocess.run(["losetup", "-d", dev])
     assert cfs.snapshot() == []
 
 
