@@ -20,6 +20,7 @@ import time
 sys.path.insert(0, os.path.dirname(__file__))
 import cfs  # noqa: E402
 from conftest import run_lioctl  # noqa: E402
+from initiator import loop_disk  # noqa: E402
 
 ROOT = "/sys/kernel/config/target"
 WORK = "/tmp/lioctl-capture"
@@ -74,11 +75,12 @@ def capture() -> dict:
 
 def main(out: str) -> None:
     os.makedirs(WORK, exist_ok=True)
-    blk = f"{WORK}/blk.img"
-    with open(blk, "wb") as f:
-        f.truncate(16 << 20)
-    loop = subprocess.run(["losetup", "-f", "--show", blk], capture_output=True, text=True,
-                          check=True).stdout.strip()
+    with loop_disk(f"{WORK}/blk.img", 16 << 20) as loop:
+        capture_with(loop, out)
+
+
+def capture_with(loop: str, out: str) -> None:
+    """Every kind made (the block backstore on `loop`), captured into `out`, removed."""
     subprocess.run(["modprobe", "scsi_debug", "dev_size_mb=8"], check=True)
     disk = scsi_debug_disk()
     lines = [
@@ -128,7 +130,6 @@ def main(out: str) -> None:
         run_lioctl("tcmu", "stop")
         if cfs.snapshot():
             cfs.clear()
-        subprocess.run(["losetup", "-d", loop])
         for _ in range(50):
             if subprocess.run(["rmmod", "scsi_debug"]).returncode == 0:
                 break

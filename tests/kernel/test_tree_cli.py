@@ -11,8 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 import cfs
-import initiator
-from initiator import opens, wait_for
+from initiator import loop_disk, opens, wait_for
 
 MiB = 1 << 20
 IQN = "iqn.2003-01.org.example:t1"
@@ -38,7 +37,7 @@ def test_backstores_each_kind_create_list_delete(lioctl, tmp_path):
     ok(lioctl("/backstores/fileio", "create", "f1", img, "16M", "write_back=false"))
     assert os.path.getsize(img) == 16 * MiB and os.stat(img).st_blocks == 0, "not sparse"
     ok(lioctl("/backstores/ramdisk", "create", "r1", "8M", "nullio=true"))
-    with initiator.loop_disk(tmp_path / "loop.img", MiB, read_only=True) as dev:
+    with loop_disk(tmp_path / "loop.img", MiB, read_only=True) as dev:
         ok(lioctl("/backstores/block", "create", "b1", dev))
         data = json.loads(ok(lioctl("/backstores", "ls", "--json")).stdout)
         kinds = {c["name"]: c for c in data["children"]}
