@@ -164,6 +164,7 @@ class Counters:
     cached: int = 0             # reads of a blocking backend answered from the page cache inline
     native: int = 0             # commands answered by the native path (_fastpath.c)
     copied: int = 0             # of them, reads answered by its copy threads
+    mapped: int = 0             # of those, copied from the file's mapping (not preadv2)
     handovers: int = 0          # times its ring thread woke the loop for an entry of Python's
     spins: int = 0              # waits of the native path for more after a doorbell
     spin_hits: int = 0          # of them, those that caught a command
@@ -720,7 +721,8 @@ class Device:
 
 
 def _native_counts(f) -> tuple:
-    return (("commands", f.commands), ("native", f.commands), ("copied", f.copied), ("threaded", f.waited),
+    return (("commands", f.commands), ("native", f.commands), ("copied", f.copied), ("mapped", f.mapped),
+            ("threaded", f.waited),
             ("handovers", f.handovers), ("batches", f.walks), ("spins", f.spins), ("spin_hits", f.spin_hits),
             ("reads", f.reads_done),
             ("writes", f.writes_done), ("read_bytes", f.read_bytes), ("write_bytes", f.write_bytes))

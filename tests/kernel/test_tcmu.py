@@ -172,6 +172,8 @@ def test_a_block_device_is_served_from_io_threads_a_tmpfs_file_inline(lioctl, tm
         assert st["inmem"]["native"] > 0, st["inmem"]
         # (some of the block device's may miss the page cache: its wait threads read those)
         assert st["ondisk"]["copied"] > 0 and st["inmem"]["copied"] > 0, st
+        # the copies of resident pages come from the mapping of the file or device
+        assert st["ondisk"]["mapped"] > 0 and st["inmem"]["mapped"] > 0, st
         # each device's ring thread waited for the kernel, and handed the loop SYNCHRONIZE
         # CACHE (and udev's probes)
         assert all(d["ring_thread"] for d in status(lioctl)["devices"]), status(lioctl)
