@@ -10,6 +10,8 @@ a read the page cache does not hold, a unit attention, a resize, a closed mappin
 from __future__ import annotations
 
 import concurrent.futures
+import ctypes
+import mmap
 import os
 import select
 import signal
@@ -304,8 +306,35 @@ def cold_file(tmp_path, data: bytes):
         b.close()
         pytest.skip(f"{tmp_path} is memory: nothing waits")
     os.fsync(b.fd)
-    os.posix_fadvise(b.fd, 0, 0, os.POSIX_FADV_DONTNEED)
-    return b, path
+    # DONTNEED drops only what it can at that moment (a page still being written back, or in
+    # another CPU's LRU batch, stays): again until mincore says none is left
+    deadline = time.monotonic() + 10
+    while True:
+        os.posix_fadvise(b.fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        if resident_pages(b.fd, len(data)) == 0:
+            return b, path
+        if time.monotonic() > deadline:
+            b.close()
+            pytest.skip(f"{path} stays in the page cache")
+        time.sleep(0.05)
+
+
+def resident_pages(fd: int, size: int) -> int:
+    """How many of the file's pages the page cache holds (mincore over a mapping, which
+    faults nothing in)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mmap.restype = ctypes.c_void_p
+    libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
+    libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+    libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_char_p]
+    addr = libc.mmap(None, size, mmap.PROT_READ, mmap.MAP_SHARED, fd, 0)
+    assert addr not in (None, ctypes.c_void_p(-1).value), os.strerror(ctypes.get_errno())
+    try:
+        vec = ctypes.create_string_buffer((size + mmap.PAGESIZE - 1) // mmap.PAGESIZE)
+        assert libc.mincore(addr, size, vec) == 0, os.strerror(ctypes.get_errno())
+        return sum(v & 1 for v in vec.raw)
+    finally:
+        libc.munmap(addr, size)
 
 
 def test_a_read_the_page_cache_does_not_hold_goes_to_an_io_thread(tmp_path):
