@@ -26,6 +26,8 @@ echo "== TCMU: the ceiling of any handler (no data moved) vs kernel fileio"
 $PY bench/tcmu_ceiling.py
 echo "== TCMU: the handler's own time per command"
 $PY bench/tcmu_hot_path.py
+echo "== TCMU: what a read out of the page cache costs to copy, by method"
+$PY bench/copy_cost.py
 $PY -c "$CLEAR"
 echo "== TCMU: a disk with latency (dm-delay) behind the handler vs the kernel's block backstore"
 $PY bench/tcmu_slow_disk.py
