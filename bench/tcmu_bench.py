@@ -24,8 +24,10 @@ BENCH_MEDIA (comma-separated, all by default), each set up afresh and torn down 
 BENCH_ROUNDS=N runs every job N times (the disks' order rotating) and reports medians with
 every round; BENCH_RUNTIME seconds per job (20); BENCH_SIZE per disk (128M); BENCH_JOBS a
 comma-separated subset of the job names' words ("qd1,qd32"); BENCH_DIRECT=0 leaves out the
-O_DIRECT disk; BENCH_OUT=FILE writes every result as JSON; BENCH_TREE=DIR runs lioctl's
-handler from another checkout (a before/after comparison: each boot's ratios to tcmu-runner).
+O_DIRECT disk; BENCH_COMPLETION_AFFINITY=-2 sets every loopback target's
+param/cmd_completion_affinity (the same for every disk); BENCH_OUT=FILE writes every result
+as JSON; BENCH_TREE=DIR runs lioctl's handler from another checkout (a before/after
+comparison: each boot's ratios to tcmu-runner).
 
 CPU: "sys%" is the whole guest's busy time (all CPUs, from /proc/stat, 100% = every CPU
 busy), "handler%" the handler process alone (100% = one CPU), "us/IO" the handler's user +
@@ -64,6 +66,10 @@ JOBS = [  # name, fio args
     ("4k rand write qd1", ["--rw=randwrite", "--bs=4k", "--iodepth=1"]),
     ("4k rand write qd32", ["--rw=randwrite", "--bs=4k", "--iodepth=32"]),
 ]
+# BENCH_COMPLETION_AFFINITY: every loopback target's param/cmd_completion_affinity (-1, the
+# kernel's default: complete on the submitting CPU; -2: on the CPU that completed, for a TCMU
+# device the one that rang the doorbell)
+AFFINITY = os.environ.get("BENCH_COMPLETION_AFFINITY", "")
 # BENCH_JOBS="qd1,1M": the jobs holding every word of any one item
 PICKED = [j for j in JOBS if not os.environ.get("BENCH_JOBS") or any(
     set(item.split()) <= set(j[0].split()) for item in os.environ["BENCH_JOBS"].split(","))]
@@ -110,6 +116,9 @@ def loopback_disk(backstore: str, timeout: float = 120) -> str:
     address as the kernel tests find theirs (a probe that met a unit attention, another LUN
     added just then, leaves a disk without the VPD page a serial lookup needs)."""
     wwn = json.loads(lioctl("/loopback", "create", "--json"))["wwn"]
+    if AFFINITY:                # every disk alike: lioctl's, tcmu-runner's, the kernel's
+        with open(f"/sys/kernel/config/target/loopback/{wwn}/param/cmd_completion_affinity", "w") as f:
+            f.write(AFFINITY)
     lioctl(f"/loopback/{wwn}/luns", "create", backstore)
     try:
         return ini.loopback_disk(wwn, 0, timeout)
