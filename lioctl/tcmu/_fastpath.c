@@ -819,9 +819,9 @@ static int enqueue(FastPath *self, int lane, uint16_t cmd_id, const uint8_t *cdb
 /* Copy-lane reads from a read-only shared mapping of the backing file. Why: a large read
  * from the page cache through preadv2 pays the kernel's copy routine and a page-cache lookup
  * per page; from the mapping it is one residency check (mincore) and a copy in user space.
- * Under the guest's emulation the kernel's copy of 1 MiB costs about 3x a 16-byte-wide copy
- * in user space (2.3 ms against 0.8), on the thread that competes with the initiator for
- * the CPUs. A page that is not resident, a range past the mapping, or a SIGBUS (the file
+ * Under the guest's emulation a 1 MiB read costs about 2.5x through pread what mincore plus
+ * a 16-byte-wide copy in user space costs (bench/copy_cost.py: 2.0 ms against 0.8), on the
+ * thread that competes with the initiator for the CPUs. A page that is not resident, a range past the mapping, or a SIGBUS (the file
  * shrank under us, or a page gone between the check and the copy failed to read back) falls
  * back to preadv2, which decides as before. */
 #define MAP_MAX_PAGES 1024
