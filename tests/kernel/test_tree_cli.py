@@ -113,6 +113,37 @@ def test_get_set_groups_and_quoted_password(lioctl):
     ok(lioctl("/iscsi", "delete", IQN))
 
 
+
+def test_target_wide_parameter_set_saved_and_restored(lioctl, tmp_path):
+    """The target's own param/ (cmd_completion_affinity: where the kernel completes commands,
+    #15) on a fabric with TPG tags and one without: set, read, saved, restored."""
+    wwn = json.loads(ok(lioctl("/loopback", "create", "--json")).stdout)["wwn"]
+    ok(lioctl("/iscsi", "create", IQN))
+    targets = {f"/loopback/{wwn}": cfs.ROOT / "loopback" / wwn / "param",
+               f"/iscsi/{IQN}": cfs.ROOT / "iscsi" / IQN / "param"}
+    if not (cfs.ROOT / "iscsi" / IQN / "param" / "cmd_completion_affinity").exists():
+        ok(lioctl("clear", "--yes"))
+        pytest.skip("this kernel has no cmd_completion_affinity (5.14 on)")
+    for path, param in targets.items():
+        assert (param / "cmd_completion_affinity").read_text().strip() == "-1"
+        ok(lioctl(path, "set", "parameter", "cmd_completion_affinity=-2"))
+        assert (param / "cmd_completion_affinity").read_text().strip() == "-2"
+        got = json.loads(ok(lioctl(path, "get", "parameter", "cmd_completion_affinity", "--json")).stdout)
+        assert got["parameter"] == {"cmd_completion_affinity": "-2"}
+    # loopback's TPG param/ is empty, so the target's takes the name; its TPG attributes stay
+    groups = json.loads(ok(lioctl(f"/loopback/{wwn}", "get", "--json")).stdout)
+    assert "attribute" in groups and "target-parameter" not in groups
+    saved = tmp_path / "saved.json"
+    ok(lioctl("save", saved))
+    doc = json.loads(saved.read_text())
+    assert {t["wwn"]: t.get("parameters", {}).get("cmd_completion_affinity") for t in doc["targets"]} == \
+        {wwn: "-2", IQN: "-2"}
+    ok(lioctl("clear", "--yes"))
+    ok(lioctl("restore", saved))
+    for param in targets.values():
+        assert (param / "cmd_completion_affinity").read_text().strip() == "-2"
+    ok(lioctl("clear", "--yes"))
+
 BAD = [
     (["/iscsi", "create", "iqn.bogus"], 1, "not valid"),
     (["/iscsi", "create", "naa.12"], 1, "not valid"),

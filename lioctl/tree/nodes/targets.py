@@ -118,9 +118,21 @@ class TargetNode(Node):
                 "tpgs": sorted(self.target.tpgs)}
 
     def groups(self):
+        """The TPG's groups on fabrics without TPG tags, and the target's own attrib/ and
+        param/ (cmd_completion_affinity: where the kernel completes its commands). A TPG
+        group that is empty (loopback's param/) gives its name to the target's; one that is
+        not keeps it, and the target's is target-NAME."""
+        g = {}
         if "tpgts" not in self.spec.features and self.target.tpgs:
-            return tpg_groups(next(iter(self.target.tpgs.values())))
-        return {}
+            g = tpg_groups(next(iter(self.target.tpgs.values())))
+        for name, sub in (("attribute", "attrib"), ("parameter", "param")):
+            d = f"{self.target.path}/{sub}"
+            if not os.path.isdir(d) or not os.listdir(d):
+                continue
+            if name in g and os.listdir(g[name]):
+                name = "target-" + name
+            g[name] = d
+        return g
 
     def __getattr__(self, item):
         # fabrics without TPG tags expose the TPG's own commands on the target
