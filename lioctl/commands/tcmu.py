@@ -7,7 +7,7 @@ when it is not running. `status --json` prints
    "devices": [{"name", "hba", "uio", "subtype", "config", "size", "block_size", "write_cache",
                 "in_flight", "ring_size", "served_since", "commands", "reads", "writes",
                 "read_bytes", "write_bytes", "errors", "batches", "max_batch", "threaded",
-                "cached", "native", "copied", "mapped", "handovers", "spins", "spin_hits",
+                "cached", "native", "copied", "mapped", "mapped_writes", "handovers", "spins", "spin_hits",
                 "io_threads", "ring_thread", "uring", "asynchronous",
                 "latency_us_total", "latency_us_max",
                 and for asynchronous backends "backend_in_flight", "latency_us_avg", and for

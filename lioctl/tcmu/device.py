@@ -37,6 +37,17 @@ PARALLEL_MIN = 128 * 1024   # smaller commands cost less inline than a thread ha
 # kernel copies the data out) overlap the next reads. Measured in the guest (ext4, 1 MiB reads
 # at QD8, one round): 261 MiB/s on the threads, 239 with every read in C on the loop
 NATIVE_MAX_READ = PARALLEL_MIN - 1
+# and its largest write-back write copied inline: larger ones go to the same copy threads
+# (LIOCTL_TCMU_INLINE_WRITE_MAX, bytes). By default none do: the ring thread copies them all
+# (into the file's mapping when resident). Measured in the guest, 1 MiB writes at QD8, 2 rounds
+# (MiB/s, lioctl | tcmu-runner): with the kernel's default completion affinity, inline 364-376
+# | 288-314, on the copy threads 288-329 | 298-314 (tmpfs); with cmd_completion_affinity -2,
+# inline swings between 171 and 406 from round to round, one copy thread holds 330-355
+# | 284-320 (README, "Where the target completes a command")
+try:
+    NATIVE_MAX_WRITE = max(0, int(os.environ.get("LIOCTL_TCMU_INLINE_WRITE_MAX", str(1 << 62))))
+except ValueError:
+    NATIVE_MAX_WRITE = 1 << 62
 READS = {op.READ_6, op.READ_10, op.READ_12, op.READ_16}
 WRITES = {op.WRITE_6, op.WRITE_10, op.WRITE_12, op.WRITE_16,
           op.WRITE_VERIFY_10, op.WRITE_VERIFY_12, op.WRITE_VERIFY_16}
@@ -165,6 +176,7 @@ class Counters:
     native: int = 0             # commands answered by the native path (_fastpath.c)
     copied: int = 0             # of them, reads answered by its copy threads
     mapped: int = 0             # of those, copied from the file's mapping (not preadv2)
+    mapped_writes: int = 0      # write-back writes of 128 KiB or more copied into that mapping
     handovers: int = 0          # times its ring thread woke the loop for an entry of Python's
     spins: int = 0              # waits of the native path for more after a doorbell
     spin_hits: int = 0          # of them, those that caught a command
@@ -307,6 +319,7 @@ class Device:
         f.num_blocks, f.block_size = u.num_blocks, u.block_size
         f.reads = b.native_reads()
         f.max_read = NATIVE_MAX_READ
+        f.max_write = NATIVE_MAX_WRITE
         f.writes = not u.read_only and u.write_cache and not b.writes_wait
         f.writable, f.write_back = not u.read_only, u.write_cache
 
@@ -722,6 +735,7 @@ class Device:
 
 def _native_counts(f) -> tuple:
     return (("commands", f.commands), ("native", f.commands), ("copied", f.copied), ("mapped", f.mapped),
+            ("mapped_writes", f.mapped_writes),
             ("threaded", f.waited),
             ("handovers", f.handovers), ("batches", f.walks), ("spins", f.spins), ("spin_hits", f.spin_hits),
             ("reads", f.reads_done),

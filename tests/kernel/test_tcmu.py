@@ -160,6 +160,8 @@ def test_a_block_device_is_served_from_io_threads_a_tmpfs_file_inline(lioctl, tm
             fio(dev, "--rw=randrw", "--bs=4k", "--size=8M", "--iodepth=8", "--verify=crc32c", "--do_verify=1")
             # 1 MiB reads (over the native path's inline limit): its copy threads, from the page cache
             fio(dev, "--rw=write", "--bs=1M", "--size=8M", "--iodepth=4", "--verify=crc32c", "--do_verify=1")
+            # again, over pages the page cache now holds: copied into the mapping, not pwritev2
+            fio(dev, "--rw=write", "--bs=1M", "--size=8M", "--iodepth=4", "--verify=md5", "--do_verify=1")
         sg("sg_sync", luns[0][1])                                   # SYNCHRONIZE CACHE
         st = {d["name"]: {k: v - before[d["name"]][k] for k, v in d.items() if isinstance(v, int)}
               for d in status(lioctl)["devices"]}
@@ -174,6 +176,8 @@ def test_a_block_device_is_served_from_io_threads_a_tmpfs_file_inline(lioctl, tm
         assert st["ondisk"]["copied"] > 0 and st["inmem"]["copied"] > 0, st
         # the copies of resident pages come from the mapping of the file or device
         assert st["ondisk"]["mapped"] > 0 and st["inmem"]["mapped"] > 0, st
+        # and fio's 1 MiB write-back writes went into it (resident: written before)
+        assert st["ondisk"]["mapped_writes"] > 0 and st["inmem"]["mapped_writes"] > 0, st
         # each device's ring thread waited for the kernel, and handed the loop SYNCHRONIZE
         # CACHE (and udev's probes)
         assert all(d["ring_thread"] for d in status(lioctl)["devices"]), status(lioctl)

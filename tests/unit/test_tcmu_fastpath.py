@@ -554,6 +554,39 @@ def test_large_reads_are_answered_by_copy_threads_which_ring_the_doorbell(tmp_pa
     b.close()
 
 
+@pytest.mark.parametrize("inline_max", [128 * 1024 - 1, None])
+def test_large_write_back_writes_are_copied_by_copy_threads(tmp_path, monkeypatch, inline_max):
+    """With LIOCTL_TCMU_INLINE_WRITE_MAX, write-back WRITEs over it go to the copy threads
+    (into the page cache), so the ring thread only walks; a FUA one is not theirs (it must be
+    durable: the wait lane, here Python's), small ones stay inline. By default all are
+    inline, and the file holds the same either way."""
+    from lioctl.tcmu import device
+    if inline_max is not None:
+        monkeypatch.setattr(device, "NATIVE_MAX_WRITE", inline_max)
+    data = bytearray(os.urandom(4 * SIZE))
+    k, dev, b, bell = copy_device(tmp_path, bytes(data), write_cache=True)
+    chunk = 256 * 1024
+    big = []
+    for i in range(4):
+        payload = os.urandom(chunk)
+        big.append(k.queue(rw(op.WRITE_10, i * 512, 512), data_out=payload))
+        data[i * chunk:(i + 1) * chunk] = payload
+    small = k.queue(rw(op.WRITE_10, 4096, 8), data_out=b"s" * 4096)
+    data[4096 * 512:4096 * 512 + 4096] = b"s" * 4096
+    fua = k.queue(rw(op.WRITE_10, 2048, 512, flags=0x08), data_out=b"F" * chunk)
+    data[2048 * 512:2048 * 512 + chunk] = b"F" * chunk
+    dev.drain()
+    got = answers_of(k, dev, big + [small, fua])
+    assert all(got[x]["status"] == 0 for x in big + [small, fua])
+    dev.quiesce()
+    assert dev.fast.copied == (4 if inline_max is not None else 0)
+    assert dev.fast.mapped_writes == 4          # resident pages, either way into the mapping
+    assert dev.counted()["writes"] == 6
+    assert os.pread(b.fd, len(data), 0) == bytes(data)
+    dev.stop_fast()
+    b.close()
+
+
 def test_a_read_a_copy_thread_cannot_finish_is_served_by_python_with_its_answer(tmp_path):
     """The file is cut short under the device: the copy thread's read comes back short, it hands
     the read back (done_fd), and Python serves it as it would have alone (here: zeros past
@@ -657,6 +690,83 @@ def test_a_sigbus_while_copying_from_the_mapping_falls_back_to_preadv2(tmp_path)
     assert probe.stdout == "alive\n" and probe.returncode == -signal.SIGBUS
 
 
+def inline_device(tmp_path, b):
+    r, w = os.pipe()
+    os.set_blocking(r, False)
+    return sim_device(b, w, None, native=True, write_cache=True)
+
+
+def test_a_large_write_back_write_goes_into_the_mapping_when_its_pages_are_resident(tmp_path):
+    """Copied into the file's shared mapping (what a read of it then sees, what fdatasync
+    writes back), counted in mapped_writes; smaller ones, and one the page cache does not
+    hold (a fault would read it from the medium first), go through pwritev2."""
+    data = bytearray(os.urandom(4 * SIZE))
+    b, path = backing_file(tmp_path, bytes(data))
+    k, dev = inline_device(tmp_path, b)
+    big, small = os.urandom(256 * 1024), os.urandom(4096)
+    x = k.queue(rw(op.WRITE_10, 512, 512), data_out=big)
+    y = k.queue(rw(op.WRITE_10, 8, 8), data_out=small)
+    dev.drain()
+    got = k.reap()
+    assert got[x]["status"] == got[y]["status"] == 0
+    data[256 * 1024:512 * 1024], data[4096:8192] = big, small
+    assert dev.fast.mapped_writes == 1 and dev.counted()["native"] == 2
+    os.fdatasync(b.fd)                          # SYNCHRONIZE CACHE's: the mapping's pages too
+    assert path.read_bytes() == bytes(data)
+    dev.stop_fast()
+    b.close()
+
+
+def test_a_large_write_to_pages_the_page_cache_does_not_hold_is_pwritev2s(tmp_path):
+    data = os.urandom(4 * SIZE)
+    b, path = cold_file(tmp_path, data)
+    k, dev = inline_device(tmp_path, b)
+    big = os.urandom(256 * 1024)
+    x = k.queue(rw(op.WRITE_10, 512, 512), data_out=big)
+    dev.drain()
+    assert k.reap()[x]["status"] == 0 and dev.fast.mapped_writes == 0
+    assert os.pread(b.fd, len(big), 256 * 1024) == big
+    dev.stop_fast()
+    b.close()
+
+
+@pytest.mark.parametrize("setting", ["0", "1"])
+def test_lioctl_tcmu_map_writes_0_keeps_the_mapping_read_only(tmp_path, monkeypatch, setting):
+    monkeypatch.setenv("LIOCTL_TCMU_MAP_WRITES", setting)
+    data = os.urandom(4 * SIZE)
+    b, path = backing_file(tmp_path, data)
+    k, dev = inline_device(tmp_path, b)
+    big = os.urandom(256 * 1024)
+    x = k.queue(rw(op.WRITE_10, 0, 512), data_out=big)
+    dev.drain()
+    assert k.reap()[x]["status"] == 0 and dev.fast.mapped_writes == (setting == "1")
+    assert path.read_bytes() == big + data[len(big):]
+    dev.stop_fast()
+    b.close()
+
+
+def test_a_sigbus_while_writing_into_the_mapping_falls_back_to_pwritev2(tmp_path):
+    """The file cut short under the mapping (mincore skipped, as a race would): the store
+    past the end faults with SIGBUS, the walk jumps out of it and pwritev2 writes the whole
+    range (growing the file), as it would have alone."""
+    data = os.urandom(SIZE)
+    b, path = backing_file(tmp_path, data)
+    k, dev = inline_device(tmp_path, b)
+    dev.fast.map_check = 0
+    first = k.queue(rw(op.WRITE_10, 0, 512), data_out=data[:256 * 1024])   # maps the file whole
+    dev.drain()
+    assert k.reap()[first]["status"] == 0 and dev.fast.mapped_writes == 1
+    os.ftruncate(b.fd, SIZE // 2)
+    big = os.urandom(256 * 1024)
+    x = k.queue(rw(op.WRITE_10, BLOCKS // 2 - 256, 512), data_out=big)       # half past the end
+    dev.drain()
+    assert k.reap()[x]["status"] == 0 and dev.fast.mapped_writes == 1
+    assert os.path.getsize(path) == SIZE // 2 + 128 * 1024
+    assert os.pread(b.fd, len(big), SIZE // 2 - 128 * 1024) == big
+    dev.stop_fast()
+    b.close()
+
+
 def test_stopping_the_native_path_answers_what_the_copy_threads_hold(tmp_path):
     data = os.urandom(4 * SIZE)
     k, dev, b, _ = copy_device(tmp_path, data, write_cache=True)
@@ -697,6 +807,7 @@ def test_threads_answer_as_python_does(tmp_path, monkeypatch, record_property, d
     except OSError as e:
         pytest.skip(f"{tmp_path}: no O_DIRECT ({e})")
     k, dev, b, path = pair.sides["native"]
+    dev.fast.map_write_min = 512                # its write-back writes into the mapping too
     if uring:
         try:
             uring_or_skip(dev)
@@ -726,6 +837,7 @@ def test_threads_answer_as_python_does(tmp_path, monkeypatch, record_property, d
     try:
         one()
         copied, waited, mapped = dev.fast.copied, dev.fast.waited, dev.fast.mapped
+        mapped_writes = dev.fast.mapped_writes
         walks, handovers = dev.fast.ring_walks, dev.fast.handovers
         submits, wait_threads = dev.fast.uring_submits, dev.fast.wait_threads
         cn, cp = dev.counted(), pair.sides["python"][1].counted()
@@ -735,7 +847,7 @@ def test_threads_answer_as_python_does(tmp_path, monkeypatch, record_property, d
         assert cn[key] == cp[key], key
     kind = ("ring_thread" if ring_thread else "direct" if direct else "buffered") + ("_uring" if uring else "")
     print(f"\nthread differential ({kind}): {cases['batches']} batches, "
-          f"{copied} reads on copy threads ({mapped} from the mapping), {waited} commands on wait threads or io_uring "
+          f"{copied} reads on copy threads ({mapped} from the mapping), {mapped_writes} writes into it, {waited} commands on wait threads or io_uring "
           f"({submits} submissions), {walks} walks of the ring thread, {handovers} hand-overs to Python")
     record_property(f"thread_fuzz_batches_{kind}", cases["batches"])
     assert cases["batches"] >= 1000 and waited >= 100
@@ -743,6 +855,7 @@ def test_threads_answer_as_python_does(tmp_path, monkeypatch, record_property, d
     assert (submits >= 100 and wait_threads == 0) if uring else submits == 0
     assert copied == 0 if direct else copied >= 200
     assert mapped == 0 if direct else mapped >= copied // 2     # the file was just written: resident
+    assert mapped_writes == 0 if direct else mapped_writes >= 100   # O_DIRECT: every write waits
     assert (walks >= 1000 and handovers >= 100) if ring_thread else walks == handovers == 0
 
 
