@@ -371,7 +371,8 @@ static void uring_flush(Uring *u);
 /* One walk from *next to cmd_head, serving; returns how many commands were answered. *next
  * follows ring.py's Ring.next; Ring.pending does not change (every command taken here is
  * answered here or by a thread, or handed back by reap, when Python counts it). */
-static ssize_t write_back(FastPath *self, const struct iovec *iov, int n, off_t pos, uint64_t total);
+static ssize_t write_back(FastPath *self, const struct iovec *iov, int n, off_t pos, uint64_t total,
+                          pthread_mutex_t *serial);
 
 static long walk(FastPath *self, uint32_t *next, int *rest, long *queued, int locked)
 {
@@ -465,7 +466,7 @@ static long walk(FastPath *self, uint32_t *next, int *rest, long *queued, int lo
             break;
         ssize_t got;
         if (is_write) {
-            got = write_back(self, iov, (int)iov_cnt, pos, total);
+            got = write_back(self, iov, (int)iov_cnt, pos, total, NULL);
         } else {
             got = preadv2(self->fd, iov, (int)iov_cnt, pos, self->reads == READS_NOWAIT ? RWF_NOWAIT : 0);
             if (got < 0 && (errno == EOPNOTSUPP || errno == EINVAL) && self->reads == READS_NOWAIT)
@@ -839,9 +840,9 @@ static int enqueue(FastPath *self, int lane, uint16_t cmd_id, const uint8_t *cdb
  * per page; from the mapping it is one residency check (mincore) and a copy in user space.
  * Under the guest's emulation a 1 MiB read costs about 2.5x through pread what mincore plus
  * a 16-byte-wide copy in user space costs (bench/copy_cost.py: 2.0 ms against 0.8), on the
- * thread that competes with the initiator for the CPUs. A page that is not resident, a range past the mapping, or a SIGBUS (the file
- * shrank under us, or a page gone between the check and the copy failed to read back) falls
- * back to preadv2, which decides as before. */
+ * thread that competes with the initiator for the CPUs. A page that is not resident, a range
+ * past the mapping, or a SIGBUS (the file shrank under us, or a page gone between the check
+ * and the copy failed to read back) falls back to preadv2, which decides as before. */
 #define MAP_MAX_PAGES 1024
 
 static __thread sigjmp_buf *tl_bus_jmp;
@@ -1001,12 +1002,19 @@ static int map_copy(FastPath *self, const struct iovec *iov, int n, off_t at, ui
 /* A write-back WRITE of map_write_min bytes or more (128 KiB; smaller ones cost about the
  * same through pwritev2: bench/copy_cost.py, reads, 8.7 against 9.2 us at 4 KiB) goes into
  * the mapping: the ring thread copies every such write inline, and the kernel's copy routine
- * under emulation takes 2.5 times what the wide copy does. */
-static ssize_t write_back(FastPath *self, const struct iovec *iov, int n, off_t pos, uint64_t total)
+ * under emulation takes 2.5 times what the wide copy does. Stores into the mapping take no
+ * inode lock; pwritev2 does, so the copy threads pass `serial` (write_mu) to take turns. */
+static ssize_t write_back(FastPath *self, const struct iovec *iov, int n, off_t pos, uint64_t total,
+                          pthread_mutex_t *serial)
 {
     if (total >= (uint64_t)self->map_write_min && map_copy(self, iov, n, pos, total, 1))
         return (ssize_t)total;
-    return pwritev2(self->fd, iov, n, pos, 0);
+    if (serial)
+        pthread_mutex_lock(serial);
+    ssize_t got = pwritev2(self->fd, iov, n, pos, 0);
+    if (serial)
+        pthread_mutex_unlock(serial);
+    return got;
 }
 
 enum { DONE = 0, HAND_BACK = 1, TO_WAIT = 2 };
@@ -1017,15 +1025,9 @@ static int run_job(FastPath *self, Job *j, int lane)
 {
     const uint32_t size = (uint32_t)self->cmdr_size;
     ssize_t got;
-    if (j->is_write && lane == LANE_COPY) {     /* write-back: into the page cache */
-        if (j->total >= (uint64_t)self->map_write_min && map_copy(self, j->iov, j->iov_cnt, j->pos, j->total, 1)) {
-            got = (ssize_t)j->total;            /* stores into the mapping take no inode lock */
-        } else {
-            pthread_mutex_lock(&self->write_mu);
-            got = pwritev2(self->fd, j->iov, j->iov_cnt, j->pos, 0);
-            pthread_mutex_unlock(&self->write_mu);
-        }
-    } else if (j->is_write)
+    if (j->is_write && lane == LANE_COPY)       /* write-back: into the page cache */
+        got = write_back(self, j->iov, j->iov_cnt, j->pos, j->total, &self->write_mu);
+    else if (j->is_write)
         got = pwritev2(self->dfd, j->iov, j->iov_cnt, j->pos, j->sync ? RWF_DSYNC : 0);
     else if (lane == LANE_COPY && map_copy(self, j->iov, j->iov_cnt, j->pos, j->total, 0))
         got = (ssize_t)j->total;

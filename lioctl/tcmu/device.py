@@ -40,10 +40,11 @@ NATIVE_MAX_READ = PARALLEL_MIN - 1
 # and its largest write-back write copied inline: larger ones go to the same copy threads
 # (LIOCTL_TCMU_INLINE_WRITE_MAX, bytes). By default none do: the ring thread copies them all
 # (into the file's mapping when resident). Measured in the guest, 1 MiB writes at QD8, 2 rounds
-# (MiB/s, lioctl | tcmu-runner): with the kernel's default completion affinity, inline 364-376
-# | 288-314, on the copy threads 288-329 | 298-314 (tmpfs); with cmd_completion_affinity -2,
-# inline swings between 171 and 406 from round to round, one copy thread holds 330-355
-# | 284-320 (README, "Where the target completes a command")
+# (MiB/s, lioctl | tcmu-runner): with the kernel's default completion affinity, the threads
+# gain nothing and cost the hand-off (2486 us of handler CPU per write against about 1300
+# inline); with cmd_completion_affinity -2, inline swings between 171 and 406 from round to
+# round, and the copy threads writing into the mapping hold 368-383 | 278-329 on xfs and
+# tmpfs (README, "1 MiB writes: where the copy goes")
 try:
     NATIVE_MAX_WRITE = max(0, int(os.environ.get("LIOCTL_TCMU_INLINE_WRITE_MAX", str(1 << 62))))
 except ValueError:
