@@ -193,6 +193,21 @@ def run_job(dev: str, args: list[str], pid: int | None) -> dict:
             **cpu_use(s0, s1, ios)}
 
 
+def handler_follows(timeout: float = 30) -> str:
+    """Once lioctl's handler has read where the kernel completes its devices' commands (it
+    looks every few seconds): large writes on its copy threads under BENCH_COMPLETION_AFFINITY=-2,
+    inline otherwise (LIOCTL_TCMU_INLINE_WRITE_MAX decides alone when set). What it says."""
+    want = "copy threads" if AFFINITY == "-2" else "inline"
+
+    def ready():
+        devs = json.loads(lioctl("tcmu", "status", "--json"))["devices"]
+        mine = [d for d in devs if d["name"] in ("b_lioctl", "b_direct")]
+        if mine and ("LIOCTL_TCMU_INLINE_WRITE_MAX" in os.environ
+                     or all(d.get("large_writes", want) == want for d in mine)):
+            return ", ".join(f"{d['name']}: large writes {d.get('large_writes', '?')}" for d in mine)
+    return wait_for(ready, f"lioctl's handler to follow the completion affinity ({want})", timeout)
+
+
 def served_counts() -> dict[str, tuple[int, int, int, int]]:
     """lioctl's handler's devices: name -> (commands, batches, spins, spin hits) so far (a
     batch: a walk of the ring that served commands; a spin: a wait for more after a doorbell)."""
@@ -441,7 +456,8 @@ def bench_medium(name: str, null_pid: int) -> dict[str, dict[str, dict]]:
         disks[KERNEL_DISK] = (loopback_disk(bs), pid)
         lioctl("/backstores/user", "create", "b_null", SIZE, "null", "subtype=lioctl_ram")
         disks[NULL_DISK] = (loopback_disk("/backstores/user/b_null"), null_pid)
-        print(f"== {name}: " + ", ".join(f"{k} {v[0]}" for k, v in disks.items()), flush=True)
+        follows = handler_follows()
+        print(f"== {name}: " + ", ".join(f"{k} {v[0]}" for k, v in disks.items()) + f"; {follows}", flush=True)
         runs = run_rounds(disks, PICKED, ROUNDS, only=lambda label, job: label != NULL_DISK or job.startswith("1M"),
                           walked={k: v for k, v in ((LIOCTL_DISK, "b_lioctl"), (DIRECT_DISK, "b_direct")) if k in disks})
         out: dict[str, dict[str, dict]] = {}

@@ -35,6 +35,9 @@ LOCK = f"{RUN_DIR}/tcmu.lock"
 SOCKET = f"{RUN_DIR}/tcmu.sock"
 LOG = f"{RUN_DIR}/tcmu.log"
 log = logging.getLogger("lioctl.tcmu")
+# how often each device re-reads where the kernel completes its commands (Device.follow_completion):
+# a LUN added or a target's cmd_completion_affinity set shows within this many seconds
+FOLLOW_EVERY = 5.0
 
 
 class Reaper:
@@ -192,12 +195,20 @@ class Daemon:
         log.info("lioctl TCMU handler %d serving %d device(s)%s", os.getpid(), len(self.devices),
                  f", opening {len(self.opening)}" if self.opening else "")
         self._ready()
+        follow_at = 0.0
         try:
             while not self.stopping:
                 if self.idle_exit and not self.devices and not self.opening:
                     log.info("no devices left, exiting")
                     break
-                for fd, _ in self.poll():
+                timeout = -1
+                if self.devices:
+                    now = time.monotonic()
+                    if now >= follow_at:
+                        self._follow_completion(list(self.devices.values()))
+                        follow_at = now + FOLLOW_EVERY
+                    timeout = follow_at - now
+                for fd, _ in self.poll(timeout):
                     what = self.fds.get(fd)
                     if what is None:
                         continue
@@ -229,6 +240,13 @@ class Daemon:
                 pass
             os.close(lock)
         return 0
+
+    def _follow_completion(self, devices) -> None:
+        for dev in devices:
+            try:
+                dev.follow_completion()
+            except Exception as e:      # configfs read as the device goes away: next time
+                log.debug("%s: reading its targets' completion affinity: %s", dev.key, e)
 
     def _reap(self, dev: Device) -> None:
         """Finished backend operations: their next steps and answers now, one doorbell each."""
@@ -361,6 +379,7 @@ class Daemon:
             self.watch(cfd, dev.reaper)
         log.info("serving %s (uio%d, %s/%s, %d bytes)", dev.key, minor, dev.subtype, dev.config,
                  dev.unit.num_blocks * dev.unit.block_size)
+        self._follow_completion([dev])  # on a restart its LUNs are there already
         self._service(dev)   # anything queued before we mapped it
 
     def _watch_ring(self, dev: Device) -> None:

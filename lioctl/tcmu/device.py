@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass
 
 from lioctl import configfs
+from lioctl.tcmu import completion
 from lioctl.tcmu.backends import open_backend
 from lioctl.tcmu.config import key_of, parse_uio_name
 from lioctl.tcmu.ring import Command, Ring, RingError
@@ -37,18 +38,20 @@ PARALLEL_MIN = 128 * 1024   # smaller commands cost less inline than a thread ha
 # kernel copies the data out) overlap the next reads. Measured in the guest (ext4, 1 MiB reads
 # at QD8, one round): 261 MiB/s on the threads, 239 with every read in C on the loop
 NATIVE_MAX_READ = PARALLEL_MIN - 1
-# and its largest write-back write copied inline: larger ones go to the same copy threads
-# (LIOCTL_TCMU_INLINE_WRITE_MAX, bytes). By default none do: the ring thread copies them all
-# (into the file's mapping when resident). Measured in the guest, 1 MiB writes at QD8, 2 rounds
-# (MiB/s, lioctl | tcmu-runner): with the kernel's default completion affinity, the threads
-# gain nothing and cost the hand-off (2486 us of handler CPU per write against about 1300
-# inline); with cmd_completion_affinity -2, inline swings between 171 and 406 from round to
-# round, and the copy threads writing into the mapping hold 368-383 | 278-329 on xfs and
-# tmpfs (README, "1 MiB writes: where the copy goes")
+# and its largest write-back write copied inline, by where the kernel completes the device's
+# commands (completion.py): with cmd_completion_affinity -2 on a target exporting it, larger
+# ones go to the same copy threads; else the ring thread copies them all (into the file's
+# mapping when resident). Measured in the guest, 1 MiB writes at QD8, 2 rounds (MiB/s, lioctl |
+# tcmu-runner): with the kernel's default affinity the threads gain nothing and cost the
+# hand-off (2486 us of handler CPU per write against about 1300 inline); with -2, inline swings
+# between 171 and 406 from round to round, and the copy threads writing into the mapping hold
+# 368-383 | 278-329 on xfs and tmpfs (README, "1 MiB writes: where the copy goes").
+# LIOCTL_TCMU_INLINE_WRITE_MAX (bytes) sets the limit whatever the affinity
+INLINE_WRITES = 1 << 62
 try:
-    NATIVE_MAX_WRITE = max(0, int(os.environ.get("LIOCTL_TCMU_INLINE_WRITE_MAX", str(1 << 62))))
-except ValueError:
-    NATIVE_MAX_WRITE = 1 << 62
+    NATIVE_MAX_WRITE = max(0, int(os.environ["LIOCTL_TCMU_INLINE_WRITE_MAX"]))
+except (KeyError, ValueError):
+    NATIVE_MAX_WRITE = None
 READS = {op.READ_6, op.READ_10, op.READ_12, op.READ_16}
 WRITES = {op.WRITE_6, op.WRITE_10, op.WRITE_12, op.WRITE_16,
           op.WRITE_VERIFY_10, op.WRITE_VERIFY_12, op.WRITE_VERIFY_16}
@@ -175,9 +178,10 @@ class Counters:
     threaded: int = 0           # commands run on an I/O thread
     cached: int = 0             # reads of a blocking backend answered from the page cache inline
     native: int = 0             # commands answered by the native path (_fastpath.c)
-    copied: int = 0             # of them, reads answered by its copy threads
+    copied: int = 0             # of them, those its copy threads answered (large reads; writes below)
     mapped: int = 0             # of those, copied from the file's mapping (not preadv2)
     mapped_writes: int = 0      # write-back writes of 128 KiB or more copied into that mapping
+    copied_writes: int = 0      # write-back writes its copy threads did (Device.follow_completion)
     handovers: int = 0          # times its ring thread woke the loop for an entry of Python's
     spins: int = 0              # waits of the native path for more after a doorbell
     spin_hits: int = 0          # of them, those that caught a command
@@ -215,6 +219,7 @@ class Device:
         self.copy_threads, self.wait_threads = COPY_THREADS, WAIT_THREADS
         self.ring_thread = RING_THREAD
         self.uring = URING
+        self.on_bell_cpu = False            # a target completes its commands where the doorbell rang
 
     @property
     def key(self) -> str:
@@ -320,9 +325,26 @@ class Device:
         f.num_blocks, f.block_size = u.num_blocks, u.block_size
         f.reads = b.native_reads()
         f.max_read = NATIVE_MAX_READ
-        f.max_write = NATIVE_MAX_WRITE
+        f.max_write = (NATIVE_MAX_WRITE if NATIVE_MAX_WRITE is not None else
+                       NATIVE_MAX_READ if self.on_bell_cpu else INLINE_WRITES)
+        f.bell_yield = self.on_bell_cpu
         f.writes = not u.read_only and u.write_cache and not b.writes_wait
         f.writable, f.write_back = not u.read_only, u.write_cache
+
+    def follow_completion(self) -> None:
+        """Serve the way where the kernel completes this device's commands asks (completion.py):
+        when a target exporting it completes them on the CPU that rang the doorbell, large
+        write-back writes go to the copy threads and whoever rings yields the CPU to that
+        completion work. The daemon calls this as a device starts and every few seconds after,
+        since a LUN may be added or a target's affinity set at any time; a few configfs reads."""
+        here = completion.on_doorbell_cpu(self.cfs)
+        if here != self.on_bell_cpu:
+            self.on_bell_cpu = here
+            log.info("%s: %s", self.key,
+                     "a target completes its commands on the doorbell's CPU (-2): large writes on "
+                     "copy threads, the CPU yielded after each doorbell" if here else
+                     "no target completes its commands on the doorbell's CPU: large writes inline")
+            self.fast_config()
 
     def start_async(self) -> None:
         """Medium commands go to the backend's aio calls, answers come back through the queue."""
@@ -695,6 +717,9 @@ class Device:
                 "ring_size": self.ring.cmdr_size if self.map else 0,
                 "ring_thread": self.ring_threaded,
                 "uring": bool(self.fast is not None and self.fast.uring),
+                "completes_on_doorbell_cpu": self.on_bell_cpu,
+                "large_writes": "copy threads" if self.fast is not None and self.fast.max_write < INLINE_WRITES
+                else "inline",
                 "served_since": int(self.started), **self.counted()}
 
     def counted(self) -> dict:
@@ -736,7 +761,7 @@ class Device:
 
 def _native_counts(f) -> tuple:
     return (("commands", f.commands), ("native", f.commands), ("copied", f.copied), ("mapped", f.mapped),
-            ("mapped_writes", f.mapped_writes),
+            ("mapped_writes", f.mapped_writes), ("copied_writes", f.copied_writes),
             ("threaded", f.waited),
             ("handovers", f.handovers), ("batches", f.walks), ("spins", f.spins), ("spin_hits", f.spin_hits),
             ("reads", f.reads_done),

@@ -191,6 +191,55 @@ def test_a_block_device_is_served_from_io_threads_a_tmpfs_file_inline(lioctl, tm
         ok(lioctl("/backstores/user", "delete", "inmem"))
 
 
+def test_large_writes_follow_the_targets_completion_affinity(lioctl, tmp_path):
+    """Where the kernel completes a device's commands decides who copies its large write-back
+    writes: the ring thread inline by default, the copy threads once a target exporting the
+    device completes on the doorbell's CPU (cmd_completion_affinity -2), and inline again
+    when that is undone. The handler finds out by itself (within a few seconds), and what
+    the initiator wrote is in the file either way."""
+    img = tmp_path / "aff.img"
+    ok(lioctl("/backstores/user", "create", "aff", "16M", img))
+    wwn, dev = loopback_lun(lioctl, "/backstores/user/aff")
+    param = cfs.ROOT / "loopback" / wwn / "param" / "cmd_completion_affinity"
+    try:
+        if not param.exists():
+            pytest.skip("this kernel has no cmd_completion_affinity (5.14 on)")
+
+        def mine() -> dict:
+            return next(d for d in status(lioctl)["devices"] if d["name"] == "aff")
+
+        def write_and_compare(seed: int) -> None:
+            data = bytes((seed + i) % 251 for i in range(MiB)) * 4
+            with open(dev, "r+b", buffering=0) as d:     # fresh data: the file holds the last pass's
+                d.write(data)
+                os.fsync(d.fileno())
+            with open(img, "rb") as f:
+                assert f.read(4 * MiB) == data
+
+        assert mine()["large_writes"] == "inline"
+        write_and_compare(0)                 # the pages resident, and inline
+        before = mine()
+        write_and_compare(1)
+        assert mine()["copied_writes"] == before["copied_writes"], mine()
+
+        ok(lioctl(f"/loopback/{wwn}", "set", "parameter", "cmd_completion_affinity=-2"))
+        wait_for(lambda: mine()["large_writes"] == "copy threads", "the handler to follow -2", timeout=20)
+        before = mine()
+        fio(dev, "--rw=write", "--bs=1M", "--size=8M", "--iodepth=4", "--verify=crc32c", "--do_verify=1")
+        write_and_compare(2)
+        after = mine()
+        assert after["copied_writes"] > before["copied_writes"], (before, after)
+
+        ok(lioctl(f"/loopback/{wwn}", "set", "parameter", "cmd_completion_affinity=-1"))
+        wait_for(lambda: mine()["large_writes"] == "inline", "the handler to follow -1", timeout=20)
+        before = mine()
+        write_and_compare(3)
+        assert mine()["copied_writes"] == before["copied_writes"], mine()
+    finally:
+        ok(lioctl("/loopback", "delete", wwn))
+        ok(lioctl("/backstores/user", "delete", "aff"))
+
+
 def test_o_direct_goes_through_io_uring_and_lands_on_the_disk(lioctl, tmp_path):
     """`direct;`: every READ and WRITE waits for the medium with O_DIRECT. The native path
     submits them to io_uring (this kernel allows it) and its reaper answers them; fio's

@@ -199,7 +199,7 @@ def sim_device(backend, doorbell_fd: int, pool=None, ring_size: int = 16384, dat
     dev.counters, dev.futures, dev.map, dev.fd, dev.broken = Counters(), set(), None, doorbell_fd, None
     dev.backend, dev.unit, dev.queue, dev.acmds, dev.late = backend, dev.emulator.unit, queue, None, []
     dev.name, dev.hba, dev.cfs = "sim", "user_0", "/nonexistent"
-    dev.fast, dev.native_done_fd = None, -1
+    dev.fast, dev.native_done_fd, dev.on_bell_cpu = None, -1, False
     if native:
         from lioctl.tcmu import _fastpath
         if copy_threads or wait_threads or ring_thread:

@@ -554,17 +554,23 @@ def test_large_reads_are_answered_by_copy_threads_which_ring_the_doorbell(tmp_pa
     b.close()
 
 
-@pytest.mark.parametrize("inline_max", [128 * 1024 - 1, None])
-def test_large_write_back_writes_are_copied_by_copy_threads(tmp_path, monkeypatch, inline_max):
-    """With LIOCTL_TCMU_INLINE_WRITE_MAX, write-back WRITEs over it go to the copy threads
-    (into the page cache), so the ring thread only walks; a FUA one is not theirs (it must be
-    durable: the wait lane, here Python's), small ones stay inline. By default all are
-    inline, and the file holds the same either way."""
-    from lioctl.tcmu import device
-    if inline_max is not None:
-        monkeypatch.setattr(device, "NATIVE_MAX_WRITE", inline_max)
+@pytest.mark.parametrize("why", ["env", "completion on the doorbell's CPU", None])
+def test_large_write_back_writes_are_copied_by_copy_threads(tmp_path, monkeypatch, why):
+    """When a target completes the device's commands on the doorbell's CPU (-2, read from
+    configfs by follow_completion), or with LIOCTL_TCMU_INLINE_WRITE_MAX, write-back WRITEs
+    of 128 KiB or more go to the copy threads (into the page cache), so the ring thread only
+    walks; a FUA one is not theirs (it must be durable: the wait lane, here Python's), small
+    ones stay inline. By default all are inline, and the file holds the same either way."""
+    from lioctl.tcmu import completion, device
+    if why == "env":
+        monkeypatch.setattr(device, "NATIVE_MAX_WRITE", 128 * 1024 - 1)
     data = bytearray(os.urandom(4 * SIZE))
     k, dev, b, bell = copy_device(tmp_path, bytes(data), write_cache=True)
+    if why is not None and why != "env":
+        monkeypatch.setattr(completion, "on_doorbell_cpu", lambda cfs: True)
+        dev.follow_completion()
+    threaded = why is not None
+    assert bool(dev.fast.bell_yield) == (why not in ("env", None))
     chunk = 256 * 1024
     big = []
     for i in range(4):
@@ -579,10 +585,14 @@ def test_large_write_back_writes_are_copied_by_copy_threads(tmp_path, monkeypatc
     got = answers_of(k, dev, big + [small, fua])
     assert all(got[x]["status"] == 0 for x in big + [small, fua])
     dev.quiesce()
-    assert dev.fast.copied == (4 if inline_max is not None else 0)
+    assert dev.fast.copied == dev.fast.copied_writes == (4 if threaded else 0)
     assert dev.fast.mapped_writes == 4          # resident pages, either way into the mapping
     assert dev.counted()["writes"] == 6
     assert os.pread(b.fd, len(data), 0) == bytes(data)
+    if why is not None and why != "env":        # the target's affinity set back: inline again
+        monkeypatch.setattr(completion, "on_doorbell_cpu", lambda cfs: False)
+        dev.follow_completion()
+        assert dev.fast.max_write > 1 << 40 and not dev.fast.bell_yield
     dev.stop_fast()
     b.close()
 

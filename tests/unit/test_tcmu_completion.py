@@ -1,0 +1,20 @@
+"""Which targets export a TCMU device, from its ALUA groups' `members` text (the kernel's
+core_alua_show_tg_pt_gp_members: "fabric/wwn/tpgt_N/lun_name" per LUN)."""
+
+from lioctl.tcmu.completion import exporters
+
+
+def test_every_target_named_once_whatever_its_fabric_spelling():
+    text = ("loopback/naa.5001405abcdef012/tpgt_1/lun_0\n"
+            "iSCSI/iqn.2003-01.org.linux-iscsi.host:sn.1234/tpgt_1/lun_3\n"
+            "iSCSI/iqn.2003-01.org.linux-iscsi.host:sn.1234/tpgt_2/lun_0\n"
+            "qla2xxx/21:00:00:24:ff:31:4c:48/tpgt_1/lun_7\n")
+    assert exporters(text) == {"naa.5001405abcdef012", "iqn.2003-01.org.linux-iscsi.host:sn.1234",
+                               "21:00:00:24:ff:31:4c:48"}
+
+
+def test_no_members_and_odd_lines_name_nothing():
+    assert exporters("") == set()
+    assert exporters("\n\n") == set()
+    # not the kernel's shape: ignored rather than guessed at
+    assert exporters("loopback/naa.1/lun_0\nnaa.1/tpgt_1/lun_0\n/naa.1/tpgt_1/lun_0\nx/y/z/w/v\n") == set()
