@@ -36,6 +36,25 @@ RANGES = {"MaxConnections": (1, 65535), "MaxRecvDataSegmentLength": (512, 167772
           "block_size": (512, 4096), "queue_depth": (1, 65535)}
 
 
+# iSCSI's CHAP names and secrets (auth/, discovery_auth/): the kernel unsets one when "NULL"
+# is written; rtslib writes that for an empty value and refuses "NULL" itself
+CHAP_KEYS = frozenset({"userid", "password", "userid_mutual", "password_mutual"})
+
+
+def unset_or_value(where: str, group: str, name: str, value: str) -> str:
+    """What to write for `group name=value` at `where`. configfs takes no empty write (the
+    kernel answers EFAULT, "Bad address"): an empty CHAP value unsets it, as in targetcli;
+    any other empty value is refused before anything is written."""
+    if name in CHAP_KEYS:
+        if value == "NULL":
+            raise LioError(f"{where}: {group} {name}: 'NULL' is not a permitted value "
+                           "(an empty value unsets it)")
+        return value or "NULL"
+    if value == "":
+        raise LioError(f"{where}: {group} {name}: give a value (configfs takes no empty one)")
+    return value
+
+
 def allowed_values(name: str) -> list[str]:
     if name in BOOL_ATTRS:
         return ["0", "1"]

@@ -180,6 +180,7 @@ def test_bad_input_on_existing_objects(lioctl):
     one_line_error(lioctl(TPG, "set", "attribute", "no_such_attr=1"), 1, "no 'no_such_attr'")
     one_line_error(lioctl(TPG, "set", "parameter", "HeaderDigest=MD5"), 1, "not one of")
     one_line_error(lioctl(TPG, "set", "parameter", "MaxConnections=0"), 1, "out of range")
+    one_line_error(lioctl(TPG, "set", "attribute", "default_cmdsn_depth="), 1, "give a value")
     one_line_error(lioctl(f"{TPG}/portals", "create", "192.0.2.99"), 1, "not configured")
     one_line_error(lioctl(f"{TPG}/acls", "create", "not-an-iqn"), 1, "not valid")
     assert cfs.tree() == before

@@ -77,7 +77,11 @@ def test_discovery_auth_set_get_and_reset(lioctl):
     got = js(lioctl("/iscsi", "get", "discovery_auth", "--json"))["discovery_auth"]
     assert got["enforce_discovery_auth"] == "1" and got["password"] == "********"
     assert js(lioctl("/iscsi", "info", "--json"))["known"] is True
-    ok(lioctl("/iscsi", "set", "discovery_auth", "enforce_discovery_auth=0"))
+    # an empty value unsets a CHAP name or secret (the kernel's NULL, as targetcli writes it)
+    ok(lioctl("/iscsi", "set", "discovery_auth", "enforce_discovery_auth=0", "userid=", "password="))
+    assert (da / "userid").read_text().strip() == (da / "password").read_text().strip() == "NULL"
+    got = js(lioctl("/iscsi", "get", "discovery_auth", "--json"))["discovery_auth"]
+    assert got["enforce_discovery_auth"] == "0"
     ok(lioctl("/iscsi", "delete", IQN))
 
 

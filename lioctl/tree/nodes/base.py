@@ -17,7 +17,7 @@ from lioctl.errors import LioError, NotFound, UsageError
 from lioctl.grammar import usage
 from lioctl.plan import Plan
 from lioctl.tree import snapshot
-from lioctl.tree.params import normalize_value
+from lioctl.tree.params import normalize_value, unset_or_value
 from lioctl.tree.snapshot import SECRET_KEYS, Snapshot
 from lioctl.units import parse_bool
 
@@ -164,6 +164,8 @@ class Node:
         CHAP secrets stay out of argv with password=- (standard input, or asked on a terminal)
         or password_file=FILE (same for password_mutual), e.g.
         set auth userid=alice password_file=/root/alice.chap
+        An empty CHAP value unsets it (set auth userid= password=); any other value must
+        not be empty.
 
         Example: /iscsi/iqn.2003-01.org.example:t1/tpg1 set attribute generate_node_acls=1 demo_mode_write_protect=0
         Example: /backstores/fileio/disk1 set attribute emulate_tpu=1"""
@@ -181,7 +183,7 @@ class Node:
                 raise LioError(f"{self.path}: {group} has no {k!r}")
             if not os.access(f"{gdir}/{k}", os.W_OK) or (os.stat(f"{gdir}/{k}").st_mode & 0o222) == 0:
                 raise LioError(f"{self.path}: {group} {k} is read-only")
-            value = normalize_value(k, str(v))
+            value = unset_or_value(self.path, group, k, normalize_value(k, str(v)))
             if configfs.read(f"{gdir}/{k}") != value:  # the same value again changes nothing
                 plan.write(f"{gdir}/{k}", value, secret=k in SECRET_KEYS)
         shown = ", ".join(f"{k}={'********' if k in SECRET_KEYS else v}" for k, v in values.items())
