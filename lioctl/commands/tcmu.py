@@ -7,8 +7,10 @@ when it is not running. `status --json` prints
    "devices": [{"name", "hba", "uio", "subtype", "config", "size", "block_size", "write_cache",
                 "in_flight", "ring_size", "served_since", "commands", "reads", "writes",
                 "read_bytes", "write_bytes", "errors", "batches", "max_batch", "threaded",
-                "cached", "native", "copied", "mapped", "mapped_writes", "handovers", "spins", "spin_hits",
-                "io_threads", "ring_thread", "uring", "asynchronous",
+                "cached", "native", "copied", "mapped", "mapped_writes", "copied_writes", "handovers",
+                "spins", "spin_hits", "io_threads", "ring_thread", "uring",
+                "completes_on_doorbell_cpu" (a target exporting it has cmd_completion_affinity -2),
+                "large_writes" ("inline" or "copy threads"), "asynchronous",
                 "latency_us_total", "latency_us_max",
                 and for asynchronous backends "backend_in_flight", "latency_us_avg", and for
                 lioctl_rbd "image", "cluster_reachable", "backend_errors", "timeouts",
