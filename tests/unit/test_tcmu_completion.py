@@ -18,3 +18,19 @@ def test_no_members_and_odd_lines_name_nothing():
     assert exporters("\n\n") == set()
     # not the kernel's shape: ignored rather than guessed at
     assert exporters("loopback/naa.1/lun_0\nnaa.1/tpgt_1/lun_0\n/naa.1/tpgt_1/lun_0\nx/y/z/w/v\n") == set()
+
+
+def test_fuzzed_members_text_names_only_wwns_that_are_in_it():
+    """Seeded, bounded: whatever the text, exporters() returns without error and every WWN
+    it names is a slash-free piece of one of the text's lines (it never globs a path out of
+    thin air)."""
+    import random
+    rng = random.Random(20261206)
+    alphabet = "ab/_:.-tpgt_lun0123\n\t *?[]\\"
+    for _ in range(3000):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randrange(0, 120)))
+        if rng.random() < 0.3:
+            text += "\nfab/" + "".join(rng.choice("naa.5:x*?[") for _ in range(8)) + "/tpgt_1/lun_0"
+        for wwn in exporters(text):
+            assert wwn and "/" not in wwn
+            assert any(f"/{wwn}/tpgt_" in line.strip() for line in text.splitlines())
