@@ -10,7 +10,8 @@ when it is not running. `status --json` prints
                 "cached", "native", "copied", "mapped", "mapped_writes", "copied_writes", "handovers",
                 "spins", "spin_hits", "io_threads", "ring_thread", "uring",
                 "completes_on_doorbell_cpu" (a target exporting it has cmd_completion_affinity -2),
-                "large_writes" ("inline" or "copy threads"), "asynchronous",
+                "large_writes" ("inline" or "copy threads"), "doorbells" (doorbell writes),
+                "asynchronous",
                 "latency_us_total", "latency_us_max",
                 and for asynchronous backends "backend_in_flight", "latency_us_avg", and for
                 lioctl_rbd "image", "cluster_reachable", "backend_errors", "timeouts",

@@ -38,25 +38,37 @@ def exporters(members: str) -> set[str]:
     return wwns
 
 
-def affinities(dev_cfs: str, root: str = configfs.ROOT) -> list[int]:
-    """cmd_completion_affinity of every target with a LUN of the device at dev_cfs (a core/
-    directory), one per target; empty when none exports it or the kernel has no such param.
-    The members line names the fabric by its kernel name ("iSCSI"), not by its configfs
-    directory ("iscsi"), so the WWN is looked up under every fabric."""
-    wwns: set[str] = set()
-    for members in glob.glob(os.path.join(glob.escape(dev_cfs), "alua", "*", "members")):
-        wwns |= exporters(configfs.read(members, "") or "")
+def target_affinities(wwn: str, root: str = configfs.ROOT) -> list[int]:
+    """cmd_completion_affinity of the target(s) named wwn, on any fabric."""
     found = []
-    for wwn in sorted(wwns):
-        for path in glob.glob(os.path.join(glob.escape(root), "*", glob.escape(wwn), "param",
-                                           "cmd_completion_affinity")):
-            try:
-                found.append(int(configfs.read(path, "") or ""))
-            except ValueError:
-                pass
+    for path in glob.glob(os.path.join(glob.escape(root), "*", glob.escape(wwn), "param",
+                                       "cmd_completion_affinity")):
+        try:
+            found.append(int(configfs.read(path, "") or ""))
+        except ValueError:
+            pass
     return found
 
 
-def on_doorbell_cpu(dev_cfs: str, root: str = configfs.ROOT) -> bool:
+def affinities(dev_cfs: str, root: str = configfs.ROOT, known: dict[str, list[int]] | None = None) -> list[int]:
+    """cmd_completion_affinity of every target with a LUN of the device at dev_cfs (a core/
+    directory), one per target; empty when none exports it or the kernel has no such param.
+    The members line names the fabric by its kernel name ("iSCSI"), not by its configfs
+    directory ("iscsi"), so the WWN is looked up under every fabric. `known`: targets already
+    read in this pass (WWN -> theirs), filled in, so that many devices behind one target cost
+    one lookup of it."""
+    wwns: set[str] = set()
+    for members in glob.glob(os.path.join(glob.escape(dev_cfs), "alua", "*", "members")):
+        wwns |= exporters(configfs.read(members, "") or "")
+    known = {} if known is None else known
+    found = []
+    for wwn in sorted(wwns):
+        if wwn not in known:
+            known[wwn] = target_affinities(wwn, root)
+        found += known[wwn]
+    return found
+
+
+def on_doorbell_cpu(dev_cfs: str, root: str = configfs.ROOT, known: dict[str, list[int]] | None = None) -> bool:
     """Whether a target exporting the device completes its commands where the doorbell rang."""
-    return DOORBELL_CPU in affinities(dev_cfs, root)
+    return DOORBELL_CPU in affinities(dev_cfs, root, known)

@@ -242,9 +242,10 @@ class Daemon:
         return 0
 
     def _follow_completion(self, devices) -> None:
+        known: dict[str, list[int]] = {}    # a target shared by many devices is read once a pass
         for dev in devices:
             try:
-                dev.follow_completion()
+                dev.follow_completion(known)
             except Exception as e:      # configfs read as the device goes away: next time
                 log.debug("%s: reading its targets' completion affinity: %s", dev.key, e)
 

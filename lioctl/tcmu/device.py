@@ -331,13 +331,14 @@ class Device:
         f.writes = not u.read_only and u.write_cache and not b.writes_wait
         f.writable, f.write_back = not u.read_only, u.write_cache
 
-    def follow_completion(self) -> None:
+    def follow_completion(self, known: dict[str, list[int]] | None = None) -> None:
         """Serve the way where the kernel completes this device's commands asks (completion.py):
         when a target exporting it completes them on the CPU that rang the doorbell, large
         write-back writes go to the copy threads and whoever rings yields the CPU to that
         completion work. The daemon calls this as a device starts and every few seconds after,
-        since a LUN may be added or a target's affinity set at any time; a few configfs reads."""
-        here = completion.on_doorbell_cpu(self.cfs)
+        since a LUN may be added or a target's affinity set at any time; a few configfs reads
+        (`known`: the targets the daemon's pass over every device has read already)."""
+        here = completion.on_doorbell_cpu(self.cfs, known=known)
         if here != self.on_bell_cpu:
             self.on_bell_cpu = here
             log.info("%s: %s", self.key,
@@ -720,6 +721,7 @@ class Device:
                 "completes_on_doorbell_cpu": self.on_bell_cpu,
                 "large_writes": "copy threads" if self.fast is not None and self.fast.max_write < INLINE_WRITES
                 else "inline",
+                "doorbells": getattr(self.lock, "doorbells", None),
                 "served_since": int(self.started), **self.counted()}
 
     def counted(self) -> dict:

@@ -34,3 +34,28 @@ def test_fuzzed_members_text_names_only_wwns_that_are_in_it():
         for wwn in exporters(text):
             assert wwn and "/" not in wwn
             assert any(f"/{wwn}/tpgt_" in line.strip() for line in text.splitlines())
+
+
+def test_a_target_shared_by_devices_is_read_once_a_pass(monkeypatch):
+    """The daemon's pass over every device hands one `known` dict along: two devices behind one
+    target look the target up once; a new pass (a fresh dict) reads it again."""
+    from lioctl import configfs
+    from lioctl.tcmu import completion
+    members = {"/core/user_1/a": "loopback/naa.5001405000000001/tpgt_1/lun_0\n",
+               "/core/user_1/b": "loopback/naa.5001405000000001/tpgt_1/lun_1\n"
+                                 "iSCSI/iqn.2003-01.x:t/tpgt_1/lun_0\n"}
+    lookups = []
+    monkeypatch.setattr(completion.glob, "glob", lambda pattern: [pattern.split("/alua/")[0] + "/m"]
+                        if "/alua/" in pattern else [])
+    monkeypatch.setattr(configfs, "read", lambda path, default=None: members[path[:-2]])
+
+    def target(wwn, root=configfs.ROOT):
+        lookups.append(wwn)
+        return {"naa.5001405000000001": [-2], "iqn.2003-01.x:t": [-1]}[wwn]
+    monkeypatch.setattr(completion, "target_affinities", target)
+    known: dict[str, list[int]] = {}
+    assert completion.on_doorbell_cpu("/core/user_1/a", known=known)
+    assert sorted(completion.affinities("/core/user_1/b", known=known)) == [-2, -1]
+    assert lookups == ["naa.5001405000000001", "iqn.2003-01.x:t"]
+    completion.affinities("/core/user_1/b", known={})
+    assert lookups[2:] == ["iqn.2003-01.x:t", "naa.5001405000000001"]

@@ -548,7 +548,9 @@ def test_large_reads_are_answered_by_copy_threads_which_ring_the_doorbell(tmp_pa
     dev.quiesce()
     assert dev.fast.in_flight == 0 and not dev.lock.bell_busy and not dev.lock.bell_pending
     assert os.read(bell, 1 << 16)           # rung by the threads: the loop did not ring for them
+    assert 1 <= dev.lock.doorbells <= 7     # counted (status "doorbells"), at most one per answer
     assert dev.status()["in_flight"] == 0 if hasattr(dev, "minor") else True
+    assert "tcmu-copy" in thread_names()    # top -H and the bench tell them apart
     dev.stop_fast()
     assert dev.counters.native == 7
     b.close()
@@ -567,7 +569,7 @@ def test_large_write_back_writes_are_copied_by_copy_threads(tmp_path, monkeypatc
     data = bytearray(os.urandom(4 * SIZE))
     k, dev, b, bell = copy_device(tmp_path, bytes(data), write_cache=True)
     if why is not None and why != "env":
-        monkeypatch.setattr(completion, "on_doorbell_cpu", lambda cfs: True)
+        monkeypatch.setattr(completion, "on_doorbell_cpu", lambda cfs, **kw: True)
         dev.follow_completion()
     threaded = why is not None
     assert bool(dev.fast.bell_yield) == (why not in ("env", None))
@@ -590,7 +592,7 @@ def test_large_write_back_writes_are_copied_by_copy_threads(tmp_path, monkeypatc
     assert dev.counted()["writes"] == 6
     assert os.pread(b.fd, len(data), 0) == bytes(data)
     if why is not None and why != "env":        # the target's affinity set back: inline again
-        monkeypatch.setattr(completion, "on_doorbell_cpu", lambda cfs: False)
+        monkeypatch.setattr(completion, "on_doorbell_cpu", lambda cfs, **kw: False)
         dev.follow_completion()
         assert dev.fast.max_write > 1 << 40 and not dev.fast.bell_yield
     dev.stop_fast()
@@ -1031,6 +1033,7 @@ def test_the_ring_thread_serves_reads_and_writes_and_hands_python_the_rest(tmp_p
     k, dev, b = ring_thread_device(tmp_path, data, write_cache=True)
     f = dev.fast
     assert f.ring_running and not f.py_owns and dev.ring_threaded
+    wait_for(lambda: "tcmu-ring" in thread_names(), "the ring thread named")
     rd = k.queue(rw(op.READ_10, 8, 8), data_in=4096)
     wr = k.queue(rw(op.WRITE_10, 64, 8), data_out=b"W" * 4096)
     got = answers_of(k, dev, [rd, wr])
@@ -1050,6 +1053,17 @@ def test_the_ring_thread_serves_reads_and_writes_and_hands_python_the_rest(tmp_p
     assert dev.ring.next == struct.unpack_from("<I", k.buf, R.MB_CMD_HEAD)[0]
     b.close()
     assert path_bytes(tmp_path)[64 * 512:72 * 512] == b"W" * 4096
+
+
+def thread_names() -> list[str]:
+    names = []
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{tid}/comm") as f:
+                names.append(f.read().strip())
+        except OSError:
+            pass
+    return names
 
 
 def path_bytes(tmp_path) -> bytes:
