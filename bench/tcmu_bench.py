@@ -27,13 +27,17 @@ comma-separated subset of the job names' words ("qd1,qd32"); BENCH_DIRECT=0 leav
 O_DIRECT disk; BENCH_COMPLETION_AFFINITY=-2 sets every loopback target's
 param/cmd_completion_affinity (the same for every disk); BENCH_OUT=FILE writes every result
 as JSON; BENCH_TREE=DIR runs lioctl's handler from another checkout (a before/after
-comparison: each boot's ratios to tcmu-runner).
+comparison: each boot's ratios to tcmu-runner); BENCH_FIO_CPUS=0 and BENCH_HANDLER_CPUS=1
+pin fio and every handler's threads (taskset lists). Every job starts after a sync(2), so that
+none pays for the writeback of what an earlier job (on any disk) left dirty; BENCH_SYNC=0 leaves
+it out.
 
 CPU: "sys%" is the whole guest's busy time (all CPUs, from /proc/stat, 100% = every CPU
 busy), "handler%" the handler process alone (100% = one CPU), "us/IO" the handler's user +
-system CPU per I/O. Every TCMU device has hw_max_sectors=2048 (lioctl's default; the
-kernel's is 128, which splits a 1 MiB I/O into 16 commands) and the write cache on (lioctl's
-default write_back=true), as the kernel's fileio here.
+system CPU per I/O, then its minor faults per I/O and its CPU per I/O by thread name. Every
+TCMU device has hw_max_sectors=2048 (lioctl's default; the kernel's is 128, which splits a
+1 MiB I/O into 16 commands) and the write cache on (lioctl's default write_back=true), as the
+kernel's fileio here.
 """
 
 from __future__ import annotations
@@ -155,28 +159,82 @@ def cpu_use(a: dict[str, list[int]], b: dict[str, list[int]], ios: int) -> dict:
             "ctxt_per_io": (b["ctxt"][0] - a["ctxt"][0]) / ios, "intr_per_io": (b["intr"][0] - a["intr"][0]) / ios}
 
 
-def proc_cpu(pid: int | None) -> tuple[int, int]:
-    """(user, system) clock ticks of a process and its threads."""
+def proc_cpu(pid: int | None) -> tuple[int, int, int]:
+    """(user, system) clock ticks and minor faults of a process and its threads."""
     if not pid:
-        return 0, 0
+        return 0, 0, 0
     try:
         with open(f"/proc/{pid}/stat") as f:
             parts = f.read().rsplit(")", 1)[1].split()
-        return int(parts[11]), int(parts[12])
+        return int(parts[11]), int(parts[12]), int(parts[7])
     except OSError:
-        return 0, 0
+        return 0, 0, 0
+
+
+def thread_cpu(pid: int | None) -> dict[str, list[int]]:
+    """A process's CPU ticks [user, system] by thread name (the native path names its ring,
+    copy and wait threads; Python's threads share the process's name)."""
+    by: dict[str, list[int]] = {}
+    if not pid:
+        return by
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return by
+    for tid in tids:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                head, rest = f.read().rsplit(")", 1)
+            parts = rest.split()
+            name = head.split("(", 1)[1]
+            t = by.setdefault(name, [0, 0])
+            t[0] += int(parts[11])
+            t[1] += int(parts[12])
+        except (OSError, IndexError):
+            continue
+    return by
+
+
+# BENCH_FIO_CPUS / BENCH_HANDLER_CPUS="1": pin fio, and every handler's threads (lioctl's,
+# tcmu-runner's, the no-data one), to those CPUs: where the work lands, measured apart
+SYNC = os.environ.get("BENCH_SYNC", "1") != "0"
+FIO_CPUS = os.environ.get("BENCH_FIO_CPUS", "")
+HANDLER_CPUS = os.environ.get("BENCH_HANDLER_CPUS", "")
+
+
+def pin_threads(pid: int | None) -> None:
+    if not (pid and HANDLER_CPUS):
+        return
+    cpus = {int(c) for c in HANDLER_CPUS.split(",")}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            os.sched_setaffinity(int(tid), cpus)
+        except OSError:
+            pass
+
+
+def settle() -> None:
+    """Before each job: write back what earlier jobs left dirty (on every disk and medium), so
+    that no job pays for another's writeback; the page cache stays as it is. BENCH_SYNC=0 leaves
+    it out (the grids before this commit ran without it)."""
+    if SYNC:
+        os.sync()
 
 
 def run_job(dev: str, args: list[str], pid: int | None) -> dict:
+    settle()
+    pin_threads(pid)
     s0 = cpu_snapshot()
     p0 = proc_cpu(pid)
+    t0 = thread_cpu(pid)
     w0 = time.monotonic()
-    p = subprocess.run(["fio", "--name=b", f"--filename={dev}", "--direct=1", "--ioengine=libaio",
+    p = subprocess.run((["taskset", "-c", FIO_CPUS] if FIO_CPUS else []) + ["fio", "--name=b", f"--filename={dev}", "--direct=1", "--ioengine=libaio",
                         f"--size={SIZE}", "--time_based", f"--runtime={RUNTIME}", "--ramp_time=2",
                         "--output-format=json", *args], capture_output=True, text=True)
     wall = time.monotonic() - w0
     s1 = cpu_snapshot()
     p1 = proc_cpu(pid)
+    t1 = thread_cpu(pid)
     if p.returncode:
         raise SystemExit(f"fio failed: {p.stderr[-500:]}")
     job = json.loads(p.stdout[p.stdout.index("{"):])["jobs"][0]
@@ -189,6 +247,9 @@ def run_job(dev: str, args: list[str], pid: int | None) -> dict:
             "handler_cpu": 100.0 * (user + system) / wall if pid else None,
             "handler_user_us": 1e6 * user / ios if pid else None,
             "handler_sys_us": 1e6 * system / ios if pid else None,
+            "handler_faults_per_io": (p1[2] - p0[2]) / ios if pid else None,
+            "handler_threads_us": {k: [1e6 * (v[i] - t0.get(k, [0, 0])[i]) / hz / ios for i in (0, 1)]
+                                   for k, v in t1.items() if sum(v) > sum(t0.get(k, [0, 0]))},
             "fio_cpu": job["usr_cpu"] + job["sys_cpu"], "fio_ctx_per_io": job["ctx"] / ios,
             **cpu_use(s0, s1, ios)}
 
@@ -212,8 +273,8 @@ def served_counts() -> dict[str, tuple[int, int, int, int]]:
     """lioctl's handler's devices: name -> (commands, batches, spins, spin hits) so far (a
     batch: a walk of the ring that served commands; a spin: a wait for more after a doorbell)."""
     st = json.loads(lioctl("tcmu", "status", "--json"))
-    return {d["name"]: (d["commands"], d["batches"], d.get("spins", 0), d.get("spin_hits", 0))
-            for d in st["devices"]}
+    return {d["name"]: (d["commands"], d["batches"], d.get("spins", 0), d.get("spin_hits", 0),
+                        d.get("doorbells") or 0) for d in st["devices"]}
 
 
 def run_rounds(disks: dict, jobs: list, rounds: int, only=None, walked=None) -> dict[tuple[str, str], list[dict]]:
@@ -235,9 +296,10 @@ def run_rounds(disks: dict, jobs: list, rounds: int, only=None, walked=None) -> 
                 r = run_job(dev, args, pid)
                 if label in walked:
                     now = served_counts()
-                    (c0, b0, s0, h0), (c1, b1, s1, h1) = (counts.get(walked[label], (0,) * 4),
-                                                          now.get(walked[label], (0,) * 4))
+                    (c0, b0, s0, h0, d0), (c1, b1, s1, h1, d1) = (counts.get(walked[label], (0,) * 5),
+                                                                  now.get(walked[label], (0,) * 5))
                     r["per_walk"] = (c1 - c0) / max(1, b1 - b0)
+                    r["bells_per_io"] = (d1 - d0) / max(1, c1 - c0)
                     r["spins_per_io"] = (s1 - s0) / max(1, c1 - c0)
                     r["spin_hit"] = (h1 - h0) / max(1, s1 - s0)
                     counts = now
@@ -246,8 +308,10 @@ def run_rounds(disks: dict, jobs: list, rounds: int, only=None, walked=None) -> 
                       f"lat {r['lat_us']:>8.0f} us  sys {r['sys_cpu']:5.1f}%"
                       f" (CPUs {r['cpu_max']:.0f}/{r['cpu_min']:.0f}%, {r['ctxt_per_io']:.1f} cs"
                       f" {r['intr_per_io']:.1f} irq/IO; fio {r['fio_cpu']:.0f}%, {r['fio_ctx_per_io']:.1f} cs/IO)"
-                      + (f"  handler {r['handler_cpu']:5.1f}%" if r["handler_cpu"] is not None else "")
-                      + (f"  {r['per_walk']:.1f}/walk  spins {r['spins_per_io']:.2f}/IO"
+                      + (f"  handler {r['handler_cpu']:5.1f}% {r['handler_faults_per_io']:.1f} faults/IO ["
+                         + " ".join(f"{k} {u:.0f}+{y:.0f}" for k, (u, y) in sorted(r["handler_threads_us"].items()))
+                         + " us/IO user+sys]" if r["handler_cpu"] is not None else "")
+                      + (f"  {r['per_walk']:.1f}/walk {r['bells_per_io']:.2f} doorbells/IO  spins {r['spins_per_io']:.2f}/IO"
                          f" {100 * r['spin_hit']:.0f}% caught" if "per_walk" in r else "")
                       + (f"  (round {rnd + 1})" if rounds > 1 else ""), flush=True)
     return runs
