@@ -195,9 +195,9 @@ def thread_cpu(pid: int | None) -> dict[str, list[int]]:
     return by
 
 
+SYNC = os.environ.get("BENCH_SYNC", "1") != "0"
 # BENCH_FIO_CPUS / BENCH_HANDLER_CPUS="1": pin fio, and every handler's threads (lioctl's,
 # tcmu-runner's, the no-data one), to those CPUs: where the work lands, measured apart
-SYNC = os.environ.get("BENCH_SYNC", "1") != "0"
 FIO_CPUS = os.environ.get("BENCH_FIO_CPUS", "")
 HANDLER_CPUS = os.environ.get("BENCH_HANDLER_CPUS", "")
 
@@ -269,9 +269,10 @@ def handler_follows(timeout: float = 30) -> str:
     return wait_for(ready, f"lioctl's handler to follow the completion affinity ({want})", timeout)
 
 
-def served_counts() -> dict[str, tuple[int, int, int, int]]:
-    """lioctl's handler's devices: name -> (commands, batches, spins, spin hits) so far (a
-    batch: a walk of the ring that served commands; a spin: a wait for more after a doorbell)."""
+def served_counts() -> dict[str, tuple[int, int, int, int, int]]:
+    """lioctl's handler's devices: name -> (commands, batches, spins, spin hits, doorbells) so
+    far (a batch: a walk of the ring that served commands; a spin: a wait for more after a
+    doorbell)."""
     st = json.loads(lioctl("tcmu", "status", "--json"))
     return {d["name"]: (d["commands"], d["batches"], d.get("spins", 0), d.get("spin_hits", 0),
                         d.get("doorbells") or 0) for d in st["devices"]}

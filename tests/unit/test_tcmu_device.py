@@ -73,6 +73,7 @@ def test_threads_answer_while_another_rings_the_doorbell_and_one_ring_covers_the
         got = k.reap()
         assert sorted(got) == sorted(ids) and all(a["status"] == 0 for a in got.values())
         assert not dev.lock.bell_busy and not dev.lock.bell_pending
+        assert 2 <= dev.lock.doorbells < n      # the stuck one and at least one covering the rest
 
 
 def test_inline_batch_counts_and_answers_every_kind():
